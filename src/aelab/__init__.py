@@ -1,0 +1,30 @@
+"""aelab: autoencoder experiments, fast, reproducible and honestly reported.
+
+>>> import aelab
+>>> ds = aelab.data.moons(200)
+>>> model = aelab.Autoencoder(2, 1, hidden_size=32, layers=2)
+>>> history = aelab.train_autoencoder(model, ds, epochs=10, batch_size=16)
+"""
+
+from aelab import data
+from aelab._seed import seeded
+from aelab.checkpoint import load, save
+from aelab.evaluate import reconstruction_error
+from aelab.models import Autoencoder, LinearAutoencoder
+from aelab.train import History, TrainConfig, TrainingDiverged, train_autoencoder
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "data",
+    "seeded",
+    "save",
+    "load",
+    "Autoencoder",
+    "LinearAutoencoder",
+    "History",
+    "TrainConfig",
+    "TrainingDiverged",
+    "train_autoencoder",
+    "reconstruction_error",
+]

@@ -1,0 +1,52 @@
+"""The one thin base every aelab model shares: encode/decode/forward and saved constructor arguments."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from aelab._checks import check_positive_int
+
+MODEL_CLASSES: dict[str, type] = {}  # name -> class; aelab.load only builds classes listed here
+
+
+class AutoencoderBase(nn.Module):
+    """Subclasses define ``encoder``/``decoder`` (or override encode/decode) and set
+    ``init_args``, the constructor arguments that :func:`aelab.save` stores."""
+
+    init_args: dict
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        MODEL_CLASSES[cls.__name__] = cls
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+    @property
+    def input_size(self) -> int:
+        return self.init_args["input_size"]
+
+    @property
+    def bottleneck_size(self) -> int:
+        return self.init_args["bottleneck_size"]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.init_args.items())
+
+
+def check_sizes(input_size, bottleneck_size) -> tuple[int, int]:
+    """Validate the two sizes every autoencoder has."""
+    input_size = check_positive_int("input_size", input_size)
+    bottleneck_size = check_positive_int("bottleneck_size", bottleneck_size)
+    if bottleneck_size > input_size:
+        raise ValueError(
+            f"bottleneck_size ({bottleneck_size}) must not exceed input_size ({input_size}): "
+            "an autoencoder compresses; choose bottleneck_size <= input_size."
+        )
+    return input_size, bottleneck_size

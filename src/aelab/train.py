@@ -1,0 +1,370 @@
+"""Training: one function per objective, each returning a :class:`History`.
+
+The loop is built for tiny models, where framework overhead, not arithmetic,
+sets the pace: data stays in memory as tensors (no DataLoader), each epoch
+draws one index permutation and gathers all its batches in one go, step
+losses stay on the device until the epoch ends (one host sync per epoch), and
+the optimizer is PyTorch's fused implementation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aelab._checks import (
+    check_choice,
+    check_int,
+    check_positive_float,
+    check_positive_int,
+)
+from aelab.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["History", "TrainConfig", "TrainingDiverged", "train_autoencoder", "fit"]
+
+OPTIMIZERS = ("adam", "sgd")
+PARTS = ("encoder", "decoder")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; the model's weights were restored."""
+
+
+def _step_schedule(optimizer, epochs):
+    # the classic step schedule: lr x0.1 at half and at three quarters of training
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=[max(1, epochs // 2), max(1, 3 * epochs // 4)], gamma=0.1
+    )
+
+
+def _cosine_schedule(optimizer, epochs):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+
+
+SCHEDULES: dict[str, Callable] = {"step": _step_schedule, "cosine": _cosine_schedule}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run; validated on construction, stored in :class:`History`."""
+
+    epochs: int  # passes over the training set; 0 only evaluates
+    batch_size: int  # >= n_samples means full-batch gradient descent, one step per epoch
+    lr: float = 1e-3
+    seed: int = 0  # data order, noise, re-initialisation and any sampling inside the loss
+    optimizer: str = "adam"  # "adam" or "sgd"
+    momentum: float = 0.0  # SGD only; 0 is plain (stochastic) gradient descent
+    weight_decay: float = 0.0
+    lr_schedule: str | None = None  # None, "step" (x0.1 at 50% and 75%) or "cosine"
+    noise_sigma: float | None = None  # denoising: corrupt inputs, reconstruct clean targets
+    freeze: str | None = None  # "encoder" or "decoder": kept fixed during training
+    reinit: str | None = None  # "encoder" or "decoder": re-initialised before training
+    drop_last: bool = True  # like the courses' DataLoader(drop_last=True): equal-size batches
+
+    def __post_init__(self):
+        check_int("epochs", self.epochs, 0)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_float("lr", self.lr)
+        check_int("seed", self.seed, 0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_positive_float("momentum", self.momentum, allow_zero=True)
+        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum={self.momentum} only applies to optimizer='sgd', "
+                             f"got optimizer={self.optimizer!r}.")
+        if self.lr_schedule is not None:
+            check_choice("lr_schedule", self.lr_schedule, tuple(SCHEDULES))
+        if self.noise_sigma is not None:
+            check_positive_float("noise_sigma", self.noise_sigma, allow_zero=True)
+        for name in ("freeze", "reinit"):
+            if getattr(self, name) is not None:
+                check_choice(name, getattr(self, name), PARTS)
+
+
+@dataclass
+class History:
+    """What happened during training.
+
+    Attributes
+    ----------
+    train_loss : list of float
+        One per epoch: the mean loss over that epoch's optimizer steps.
+    test_loss : list of float
+        One per epoch: the loss on the test set after the epoch (empty without a test set).
+    step_loss : list of float
+        One per optimizer step, on that step's batch.
+    examples_seen : list of int
+        Cumulative number of training examples used, at the end of each epoch.
+    seconds : list of float
+        Cumulative wall-clock seconds since training started, at the end of each epoch.
+    config : dict
+        The :class:`TrainConfig` fields plus the model class and arguments.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    examples_seen: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device=None) -> torch.device:
+    """``device`` as a torch.device; by default CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _check_data(name: str, ds, model: nn.Module) -> Dataset:
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"{name} must be an aelab.data.Dataset, got {type(ds).__name__}; "
+                        "wrap tensors with aelab.data.Dataset(X).")
+    input_size = getattr(model, "init_args", {}).get("input_size")
+    if input_size is not None and ds.n_features != input_size:
+        raise ValueError(
+            f"{name} has {ds.n_features} features per sample but the model's input_size is "
+            f"{input_size}; build the model with input_size={ds.n_features}."
+        )
+    return ds
+
+
+def _part(model: nn.Module, name: str) -> nn.Module:
+    part = getattr(model, name, None)
+    if not isinstance(part, nn.Module):
+        raise ValueError(f"the model has no {name!r} submodule to freeze or re-initialise.")
+    return part
+
+
+def reinitialize(module: nn.Module) -> int:
+    """Re-initialise every layer of ``module`` that can be; returns how many were reset."""
+    count = 0
+    for layer in module.modules():
+        if callable(getattr(layer, "reset_parameters", None)):
+            layer.reset_parameters()
+            count += 1
+    if count == 0:
+        raise ValueError(f"nothing in {type(module).__name__} has parameters to re-initialise.")
+    return count
+
+
+def _make_optimizer(params, cfg: TrainConfig, device: torch.device):
+    kwargs = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    return torch.optim.SGD(params, momentum=cfg.momentum, fused=True, **kwargs)
+
+
+def _progress_bar(epochs: int, progress, desc: str):
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    return tqdm(range(epochs), desc=desc, disable=not show, leave=False, unit="epoch")
+
+
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def reconstruction_objective(model: nn.Module, x: torch.Tensor, target: torch.Tensor):
+    """Mean squared error between ``model(x)`` and ``target`` over all elements."""
+    return F.mse_loss(model(x), target)
+
+
+def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig, *,
+        test: Dataset | None = None, device=None, progress=None,
+        extra_config: dict | None = None) -> History:
+    """Train ``model`` in place on ``objective(model, x_in, target) -> scalar loss``.
+
+    The shared engine behind :func:`train_autoencoder`, ``train_vae`` and
+    ``train_mmd_autoencoder``. All randomness (data order, input noise,
+    re-initialisation, sampling inside the objective) comes from a generator
+    seeded with ``cfg.seed`` inside a forked RNG, so a run is bit-identical on
+    the same machine and the caller's global RNG state is left untouched.
+    """
+    _check_data("train", train, model)
+    if test is not None:
+        _check_data("test", test, model)
+    device = resolve_device(device)
+    model.to(device)
+    X = train.X.to(device)
+    n = len(X)
+    batch_size = min(cfg.batch_size, n)
+    n_used = n - n % batch_size if cfg.drop_last else n
+
+    history = History(config={
+        **asdict(cfg), "model": type(model).__name__,
+        "model_args": dict(getattr(model, "init_args", {})),
+        "n_train": n, "device": str(device), **(extra_config or {}),
+    })
+    frozen = _part(model, cfg.freeze) if cfg.freeze else None
+    if cfg.reinit:
+        _part(model, cfg.reinit)
+    saved_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved_grad_flags = [p.requires_grad for p in model.parameters()]
+
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(cfg.seed)
+        try:
+            if cfg.reinit:
+                reinitialize(_part(model, cfg.reinit))
+            if frozen is not None:
+                frozen.requires_grad_(False)
+            params = [p for p in model.parameters() if p.requires_grad]
+            if not params:
+                raise ValueError("the model has no trainable parameters (is everything frozen?).")
+            optimizer = _make_optimizer(params, cfg, device)
+            scheduler = SCHEDULES[cfg.lr_schedule](optimizer, cfg.epochs) if cfg.lr_schedule else None
+            test_in = test_target = None
+            if test is not None:
+                test_target = test.X.to(device)
+                test_in = test_target
+                if cfg.noise_sigma:  # one fixed corruption, so the test curve is not noisy
+                    test_in = test_target + cfg.noise_sigma * torch.randn_like(test_target)
+            _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, cfg,
+                        test_in, test_target, history, progress)
+        except TrainingDiverged:
+            model.load_state_dict(saved_state)
+            raise
+        finally:
+            for p, flag in zip(model.parameters(), saved_grad_flags):
+                p.requires_grad_(flag)
+    return history
+
+
+def _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, cfg,
+                test_in, test_target, history, progress):
+    n = len(X)
+    full_batch = batch_size >= n
+    start = time.perf_counter()
+    seen = 0
+    bar = _progress_bar(cfg.epochs, progress, desc=type(model).__name__)
+    model.train()
+    for epoch in bar:
+        if full_batch:  # the mean over all points does not depend on their order
+            target = X
+        else:
+            target = X[torch.randperm(n, device=X.device)[:n_used]]
+        inputs = target
+        if cfg.noise_sigma:
+            inputs = target + cfg.noise_sigma * torch.randn_like(target)
+        step_losses = []
+        for x, t in zip(inputs.split(batch_size), target.split(batch_size)):
+            loss = objective(model, x, t)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step_losses.append(loss.detach())
+        if scheduler is not None:
+            scheduler.step()
+        seen += n_used
+        losses = torch.stack(step_losses).tolist()  # the epoch's one host sync
+        sizes = [len(t) for t in target.split(batch_size)]
+        epoch_loss = sum(l * s for l, s in zip(losses, sizes)) / n_used
+        if not math.isfinite(epoch_loss):
+            raise TrainingDiverged(
+                f"training loss became {epoch_loss} in epoch {epoch + 1} of {cfg.epochs} "
+                f"(lr={cfg.lr}); lower the learning rate (e.g. lr={cfg.lr / 10:g}). "
+                "The model's weights were restored to what they were before training."
+            )
+        history.step_loss.extend(losses)
+        history.train_loss.append(epoch_loss)
+        history.examples_seen.append(seen)
+        if test_in is not None:
+            history.test_loss.append(evaluate_objective(model, objective, test_in, test_target))
+        history.seconds.append(time.perf_counter() - start)
+        if not bar.disable:
+            bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
+    bar.close()
+    model.eval()
+
+
+@torch.no_grad()
+def evaluate_objective(model, objective, x, target) -> float:
+    was_training = model.training
+    model.eval()
+    value = float(objective(model, x, target))
+    model.train(was_training)
+    return value
+
+
+def train_autoencoder(model: nn.Module, train: Dataset, *, epochs: int, batch_size: int,
+                      lr: float = 1e-3, test: Dataset | None = None, seed: int = 0,
+                      optimizer: str = "adam", momentum: float = 0.0, weight_decay: float = 0.0,
+                      lr_schedule: str | None = None, noise_sigma: float | None = None,
+                      freeze: str | None = None, reinit: str | None = None,
+                      drop_last: bool = True, device=None, progress=None) -> History:
+    """Train ``model`` in place to reconstruct ``train`` under mean squared error.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any aelab model (or module with ``forward``).
+    train, test : Dataset
+        Training data and optional held-out data, evaluated after every epoch.
+    epochs : int
+        Passes over ``train``.
+    batch_size : int
+        Samples per step; ``batch_size >= len(train)`` is full-batch gradient descent.
+    lr : float
+        Learning rate.
+    seed : int
+        Seeds data order, noise and re-initialisation: same seed, same numbers.
+    optimizer : {"adam", "sgd"}
+        Fused Adam, or SGD with optional ``momentum``.
+    lr_schedule : {None, "step", "cosine"}
+        Per-epoch learning-rate schedule: "step" multiplies the rate by 0.1 at 50%
+        and 75% of the epochs, "cosine" anneals it to 0.
+    noise_sigma : float, optional
+        Denoising: inputs get Gaussian noise of this standard deviation; the target
+        stays clean. The test set gets one fixed corruption.
+    freeze : {None, "encoder", "decoder"}
+        Keep that part fixed.
+    reinit : {None, "encoder", "decoder"}
+        Re-initialise every layer of that part before training.
+    drop_last : bool
+        Drop the last incomplete batch of each epoch, as the courses' DataLoader did.
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU. The model is moved there.
+    progress : bool, optional
+        A progress bar over epochs; by default shown only when stderr is a terminal.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    TrainingDiverged
+        When the loss becomes NaN or infinite; the weights are restored first.
+
+    Examples
+    --------
+    >>> from aelab import Autoencoder, data
+    >>> model = Autoencoder(2, 1, hidden_size=16, layers=2)
+    >>> history = train_autoencoder(model, data.moons(100), epochs=5, batch_size=10)
+    >>> len(history.train_loss), len(history.step_loss)
+    (5, 50)
+    """
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
+                      momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule,
+                      noise_sigma=noise_sigma, freeze=freeze, reinit=reinit, drop_last=drop_last)
+    return fit(model, train, reconstruction_objective, cfg, test=test, device=device,
+               progress=progress)

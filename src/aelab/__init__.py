@@ -10,6 +10,7 @@ from aelab import data
 from aelab._seed import seeded
 from aelab.checkpoint import load, save
 from aelab.evaluate import reconstruction_error
+from aelab.losses import mmd
 from aelab.models import Autoencoder, LinearAutoencoder
 from aelab.train import History, TrainConfig, TrainingDiverged, train_autoencoder
 
@@ -27,4 +28,5 @@ __all__ = [
     "TrainingDiverged",
     "train_autoencoder",
     "reconstruction_error",
+    "mmd",
 ]

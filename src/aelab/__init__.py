@@ -12,6 +12,7 @@ from aelab.checkpoint import load, save
 from aelab.evaluate import reconstruction_error
 from aelab.losses import mmd
 from aelab.models import Autoencoder, LinearAutoencoder
+from aelab.models import VAE, ConvAutoencoder, ResNetAutoencoder, conv_output_size
 from aelab.train import History, TrainConfig, TrainingDiverged, train_autoencoder
 
 __version__ = "0.1.0"
@@ -29,4 +30,8 @@ __all__ = [
     "train_autoencoder",
     "reconstruction_error",
     "mmd",
+    "ResNetAutoencoder",
+    "ConvAutoencoder",
+    "VAE",
+    "conv_output_size",
 ]

@@ -7,6 +7,7 @@ A file holds only tensors, strings, numbers, lists and dicts, and is read with
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -48,6 +49,8 @@ def load(path, device="cpu") -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist.")
+    if not zipfile.is_zipfile(path):  # aelab.save writes torch's zip format; refuse anything else
+        raise ValueError(f"{path} is not an aelab model file (saved with aelab.save).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -223,7 +223,7 @@ def _load_csv(path: Path):
     frame = pd.read_csv(path, header=0 if has_header else None)
     label_cols = [c for c in frame.columns if str(c).strip().lower() in _LABEL_COLUMNS]
     y = frame.pop(label_cols[0]).to_numpy() if label_cols else None
-    non_numeric = [str(c) for c in frame.columns if not np.issubdtype(frame[c].dtype, np.number)]
+    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise ValueError(
             f"{path}: columns {non_numeric} are not numeric; a CSV needs numeric feature "
@@ -279,7 +279,7 @@ def load(path) -> Dataset:
     elif X.ndim != 2:
         raise ValueError(f"{path}: X has {X.ndim} dimensions; allowed 1 to 4.")
     X = X.reshape(len(X), -1).astype(np.float32)
-    return Dataset(torch.from_numpy(X), None if y is None else torch.as_tensor(y),
+    return Dataset(torch.from_numpy(X), None if y is None else torch.as_tensor(np.array(y)),
                    name=path.stem, image_shape=image_shape)
 
 

@@ -1,0 +1,171 @@
+"""The ``aelab`` command line: run studies, list them, train one model, summarise a model.
+
+Only this module prints. Every command prints where it wrote its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from aelab import data, plots, report
+from aelab._seed import seeded
+from aelab.checkpoint import save
+from aelab.evaluate import reconstruct, reconstruction_error
+from aelab.models import Autoencoder
+from aelab.studies import REGISTRY, StudyResult
+from aelab.train import train_autoencoder
+
+BUILTIN_DATA = {
+    "moons": lambda n, seed: data.moons(n, noise=0.1, seed=seed),
+    "rectangle": lambda n, seed: data.rectangle(n, seed=seed),
+    "digits": lambda n, seed: data.digits(),
+}
+
+
+def _new_run_dir(out: str | None) -> Path:
+    """``out`` if given, else a new folder runs/<timestamp> (suffixed if it exists)."""
+    if out:
+        return Path(out)
+    base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _show_progress(args) -> bool | None:
+    return True if args.progress else (False if args.no_progress else None)
+
+
+def cmd_list(args) -> int:
+    width = max(len(name) for name in REGISTRY)
+    for name, entry in REGISTRY.items():
+        print(f"{name:<{width}}  {entry.summary}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    names = args.studies or list(REGISTRY)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        print(f"aelab run: unknown study {', '.join(map(repr, unknown))}. Valid names:\n  "
+              + "\n  ".join(REGISTRY), file=sys.stderr)
+        return 2
+    from tqdm.auto import tqdm
+
+    show = _show_progress(args)
+    out_dir = _new_run_dir(args.out)
+    results = []
+    bar = tqdm(names, unit="study", disable=not (sys.stderr.isatty() if show is None else show))
+    for name in bar:
+        bar.set_description(name)
+        start = time.perf_counter()
+        result = REGISTRY[name].run(quick=not args.full, seed=args.seed)
+        result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
+        results.append(result)
+    path = report.write(results, out_dir, title="aelab run: " + ", ".join(names))
+    print(f"Report: {path.resolve()}")
+    return 0
+
+
+def _train_result(args) -> tuple[StudyResult, object]:
+    if args.data in BUILTIN_DATA:
+        ds = BUILTIN_DATA[args.data](args.n, args.seed)
+    else:
+        ds = data.load(args.data)
+    train, test = data.split(ds, test_size=0.2, seed=args.seed)
+    with seeded(args.seed):
+        model = Autoencoder(ds.n_features, args.bottleneck, args.hidden, args.layers)
+    history = train_autoencoder(
+        model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, test=test,
+        seed=args.seed, optimizer=args.optimizer, noise_sigma=args.noise_sigma,
+        progress=_show_progress(args))
+    errors = {"train": reconstruction_error(model, train.X), "test": reconstruction_error(model, test.X)}
+    figures = {"loss": plots.loss_curves({ds.name: history},
+                                         title=f"{ds.name}: loss per epoch")}
+    if ds.n_features == 2:
+        figures["reconstruction"] = plots.reconstruction_scatter(
+            test.X, reconstruct(model, test.X),
+            title=f"{ds.name}: test points and reconstructions")
+    table = pd.DataFrame({"split": list(errors), "n_samples": [len(train), len(test)],
+                          "reconstruction MSE": list(errors.values())})
+    findings = [f"{model.__class__.__name__} {ds.n_features}-{args.bottleneck} with "
+                f"{args.layers} hidden layers of {args.hidden} reached test MSE "
+                f"{errors['test']:.4g} (train {errors['train']:.4g}) after {args.epochs} epochs "
+                f"in {history.seconds[-1] if history.seconds else 0:.1f} s."]
+    result = StudyResult(f"train: {ds.name}", {"errors": table}, figures, findings,
+                         {**history.config, "data": args.data},
+                         {"train_mse": errors["train"], "test_mse": errors["test"]})
+    return result, model
+
+
+def cmd_train(args) -> int:
+    out_dir = _new_run_dir(args.out)
+    result, model = _train_result(args)
+    model_path = save(model, out_dir / "model.pt")
+    path = report.write(result, out_dir, title=f"aelab train: {args.data}")
+    print(f"Model: {model_path.resolve()}\nReport: {path.resolve()}")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", help="output folder (default: a new runs/<timestamp>)")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", help="always show progress bars")
+    bar.add_argument("--no-progress", action="store_true", help="never show progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aelab", description="Autoencoder experiments: run studies, train models, get reports.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run studies (all by default) and write one HTML report",
+                       description="Run the named studies (all when none is named) in quick "
+                                   "settings, or the course sizes with --full.")
+    p.add_argument("studies", nargs="*", metavar="STUDY", help="study ids (see `aelab list`)")
+    p.add_argument("--full", action="store_true", help="the course sizes instead of quick settings")
+    _add_common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="list the studies", description="List the studies.")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("train", help="train one autoencoder and write its report",
+                       description="Train an MLP autoencoder on a built-in dataset "
+                                   f"({', '.join(BUILTIN_DATA)}) or a .npy/.npz/.csv file.")
+    p.add_argument("--data", default="moons",
+                   help=f"{' | '.join(BUILTIN_DATA)} | PATH (default moons)")
+    p.add_argument("--n", type=int, default=1000, help="points for moons/rectangle (default 1000)")
+    p.add_argument("--bottleneck", type=int, default=1, help="bottleneck size (default 1)")
+    p.add_argument("--hidden", type=int, default=64, help="hidden layer width (default 64)")
+    p.add_argument("--layers", type=int, default=2, help="hidden layers per side (default 2)")
+    p.add_argument("--epochs", type=int, default=200, help="epochs (default 200)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--noise-sigma", type=float, default=None,
+                   help="train as a denoising AE with this input noise")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"aelab {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,63 @@
+import json
+import re
+
+import numpy as np
+import pytest
+
+import aelab
+from aelab.cli import main
+
+
+def report_path(output):
+    match = re.search(r"Report: (\S+report\.html)", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_list_names_every_study(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in aelab.studies.REGISTRY:
+        assert name in out
+
+
+def test_run_one_study_writes_report_under_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "moons-autoencoder", "--seed", "1"]) == 0
+    path = report_path(capsys.readouterr().out)
+    assert path.startswith(str(tmp_path / "runs"))
+    metrics = json.loads((tmp_path / "runs").glob("*/metrics.json").__next__().read_text())
+    assert metrics["studies"]["moons-autoencoder"]["test_mse"] > 0
+
+
+def test_unknown_study_exits_nonzero_listing_valid_names(capsys):
+    assert main(["run", "no-such-study"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-study" in err and "moons-autoencoder" in err
+
+
+def test_train_on_a_user_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    t = rng.uniform(-1, 1, 200)
+    np.savetxt(tmp_path / "line.csv", np.c_[t, 2 * t], delimiter=",", header="a,b", comments="")
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(tmp_path / "line.csv"), "--epochs", "5",
+                 "--out", str(out)]) == 0
+    assert (out / "report.html").exists() and (out / "model.pt").exists()
+    model = aelab.load(out / "model.pt")
+    assert model.init_args["input_size"] == 2
+
+
+def test_train_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "--bottleneck", "3", "--out", str(tmp_path)]) == 1
+    assert "bottleneck_size (3) must not exceed input_size (2)" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    assert "--full" in capsys.readouterr().out

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+import aelab
+from aelab import Autoencoder, LinearAutoencoder
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("widths, expected", [([20, 10], 563), ([50, 50], 5503),
+                                              ([50, 50, 50], 10603)])
+def test_parameter_counts_match_the_course_trainer(widths, expected):
+    assert n_params(Autoencoder.from_widths(widths, bottleneck_size=1, input_size=2)) == expected
+
+
+def test_linear_autoencoder_has_seven_parameters():
+    assert n_params(LinearAutoencoder(2, 1)) == 7
+
+
+def test_autoencoder_structure_mirrors_the_encoder():
+    model = Autoencoder(5, 2, hidden_size=7, layers=3)
+    linears = [m for m in model.encoder if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(5, 7), (7, 7), (7, 7), (7, 2)]
+    assert isinstance(model.encoder[-1], torch.nn.Linear)  # linear bottleneck
+    assert isinstance(model.decoder[-1], torch.nn.Linear)  # linear output
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model.decoder) == 3
+    assert len(Autoencoder(3, 1, hidden_size=4, layers=0).encoder) == 1
+
+
+@pytest.mark.parametrize("model", [Autoencoder(4, 2, 8, 2), Autoencoder.from_widths([6], 1, 4),
+                                   LinearAutoencoder(4, 3)])
+def test_shapes_and_gradients(model):
+    x = torch.randn(9, 4)
+    z = model.encode(x)
+    assert z.shape == (9, model.bottleneck_size)
+    assert model.decode(z).shape == x.shape
+    assert torch.equal(model(x), model.decode(z))
+    model(x).pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(input_size=2, bottleneck_size=0), "bottleneck_size must be an int >= 1, got 0"),
+    (dict(input_size=2, bottleneck_size=3), r"bottleneck_size \(3\) must not exceed input_size \(2\)"),
+    (dict(input_size=2, bottleneck_size=1, hidden_size=0), "hidden_size must be an int >= 1, got 0"),
+    (dict(input_size=2, bottleneck_size=1, layers=-1), "layers must be an int >= 0, got -1"),
+    (dict(input_size=0, bottleneck_size=1), "input_size must be an int >= 1, got 0"),
+])
+def test_bad_sizes_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Autoencoder(**kwargs)
+
+
+def test_non_integer_sizes_raise_type_errors():
+    with pytest.raises(TypeError, match="hidden_size must be an int"):
+        Autoencoder(2, 1, hidden_size=2.5)
+    with pytest.raises(ValueError, match=r"widths\[1\] must be an int >= 1"):
+        Autoencoder.from_widths([3, 0], 1, 2)
+
+
+def test_seeded_builds_identical_models_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    with aelab.seeded(5):
+        a = Autoencoder(2, 1, 8, 2)
+    assert torch.equal(torch.get_rng_state(), state)
+    with aelab.seeded(5):
+        b = Autoencoder(2, 1, 8, 2)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

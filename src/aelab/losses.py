@@ -201,6 +201,11 @@ def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
     dtype = torch.promote_types(x.dtype, y.dtype)
     x, y = x.to(dtype), y.to(dtype)
     h2 = torch.tensor(bandwidths, dtype=dtype, device=x.device).pow(2)  # (B,)
+    return mmd_unchecked(x, y, kernel, h2)
+
+
+def mmd_unchecked(x: torch.Tensor, y: torch.Tensor, kernel: str, h2: torch.Tensor) -> torch.Tensor:
+    """:func:`mmd` without argument checks, given squared bandwidths ``h2``; for training loops."""
     n, m = len(x), len(y)
     k_xx = _kernel_sum(_squared_distances(x, x), kernel, h2)
     k_yy = _kernel_sum(_squared_distances(y, y), kernel, h2)

@@ -9,7 +9,9 @@
 from aelab import data
 from aelab._seed import seeded
 from aelab.checkpoint import load, save
-from aelab.evaluate import reconstruction_error
+from aelab import quality
+from aelab.baselines import PCA, CodeSampler
+from aelab.evaluate import classifier_agreement, reconstruction_error
 from aelab.losses import mmd
 from aelab.models import Autoencoder, LinearAutoencoder
 from aelab.models import VAE, ConvAutoencoder, ResNetAutoencoder, conv_output_size
@@ -29,6 +31,10 @@ __all__ = [
     "TrainingDiverged",
     "train_autoencoder",
     "reconstruction_error",
+    "classifier_agreement",
+    "PCA",
+    "CodeSampler",
+    "quality",
     "mmd",
     "ResNetAutoencoder",
     "ConvAutoencoder",

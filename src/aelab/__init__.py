@@ -15,7 +15,9 @@ from aelab.evaluate import classifier_agreement, reconstruction_error
 from aelab.losses import mmd
 from aelab.models import Autoencoder, LinearAutoencoder
 from aelab.models import VAE, ConvAutoencoder, ResNetAutoencoder, conv_output_size
+from aelab.summary import summary
 from aelab.train import History, TrainConfig, TrainingDiverged, train_autoencoder
+from aelab.train import train_mmd_autoencoder, train_vae
 
 __version__ = "0.1.0"
 
@@ -40,4 +42,7 @@ __all__ = [
     "ConvAutoencoder",
     "VAE",
     "conv_output_size",
+    "train_vae",
+    "train_mmd_autoencoder",
+    "summary",
 ]

@@ -368,3 +368,232 @@ def train_autoencoder(model: nn.Module, train: Dataset, *, epochs: int, batch_si
                       noise_sigma=noise_sigma, freeze=freeze, reinit=reinit, drop_last=drop_last)
     return fit(model, train, reconstruction_objective, cfg, test=test, device=device,
                progress=progress)
+
+
+# --- objectives beyond plain reconstruction: the VAE and the MMD autoencoder --------
+
+from aelab.losses import (  # noqa: E402  (kept beside the objectives that use them)
+    bernoulli_reconstruction,
+    check_bandwidths,
+    check_kernel,
+    gaussian_kl,
+    gaussian_reconstruction,
+    mmd_unchecked,
+)
+
+VAE_LIKELIHOODS = ("auto", "gaussian", "bernoulli")
+# likelihood -> negative log-likelihood of the target given the decoder network's output
+VAE_RECONSTRUCTIONS: dict[str, Callable] = {
+    "gaussian": gaussian_reconstruction,
+    "bernoulli": bernoulli_reconstruction,  # the decoder network's output are logits
+}
+
+
+def _value_range(X: torch.Tensor) -> tuple[float, float]:
+    return float(X.min()), float(X.max())
+
+
+def _resolve_likelihood(model, likelihood: str, train: Dataset, test: Dataset | None) -> str:
+    """The VAE's likelihood: explicit, else the model's, else chosen from the training data."""
+    check_choice("likelihood", likelihood, VAE_LIKELIHOODS)
+    built = model.likelihood
+    if likelihood == "auto":
+        if built != "auto":
+            likelihood = built
+        else:
+            low, high = _value_range(train.X)
+            likelihood = "bernoulli" if low >= 0 and high <= 1 else "gaussian"
+    elif built not in ("auto", likelihood):
+        raise ValueError(
+            f"likelihood={likelihood!r} but this VAE was built (or already trained) with "
+            f"likelihood={built!r}; pass likelihood='auto' to keep it, or build a new "
+            f"VAE(..., likelihood={likelihood!r})."
+        )
+    if likelihood == "bernoulli":
+        for name, ds in (("train", train), ("test", test)):
+            if ds is None:
+                continue
+            low, high = _value_range(ds.X)
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"likelihood='bernoulli' needs {name} data in [0, 1], got values in "
+                    f"[{low:g}, {high:g}]; use likelihood='gaussian' or rescale the data to [0, 1]."
+                )
+    return likelihood
+
+
+def vae_objective(beta: float, likelihood: str) -> Objective:
+    """Negative ELBO per sample: reconstruction NLL of one reparameterised draw + beta * KL."""
+    reconstruction = VAE_RECONSTRUCTIONS[likelihood]
+
+    def objective(model, x, target):
+        mu, logvar = model.posterior(x)
+        out = model.decoder(model.reparameterize(mu, logvar))  # logits when Bernoulli
+        return reconstruction(out, target) + beta * gaussian_kl(mu, logvar)
+
+    return objective
+
+
+def train_vae(model: nn.Module, train: Dataset, *, beta: float = 1.0, epochs: int,
+              batch_size: int, lr: float = 1e-3, test: Dataset | None = None, seed: int = 0,
+              likelihood: str = "auto", optimizer: str = "adam", momentum: float = 0.0,
+              weight_decay: float = 0.0, lr_schedule: str | None = None,
+              noise_sigma: float | None = None, freeze: str | None = None,
+              reinit: str | None = None, drop_last: bool = True, device=None,
+              progress=None) -> History:
+    """Train an :class:`aelab.VAE` in place by minimising the negative ELBO.
+
+    Per sample, the loss is ``reconstruction + beta * KL(q(z | x) || N(0, I))``:
+    the reconstruction term is the negative log-likelihood of the (clean)
+    target under the decoder at one reparameterised draw ``z ~ q(z | x)``, and
+    the KL term is in closed form (:func:`aelab.losses.gaussian_kl`). Losses
+    are summed over features and code dimensions and averaged over samples,
+    so ``History`` holds the negative ELBO per sample (test loss: one draw per
+    sample, from the seeded RNG).
+
+    Parameters
+    ----------
+    model : VAE
+        The model to train.
+    train, test : Dataset
+        Training data and optional held-out data.
+    beta : float
+        Weight of the KL term, >= 0: 1 is the VAE, > 1 a beta-VAE, 0 a
+        (noisy) autoencoder.
+    likelihood : {"auto", "gaussian", "bernoulli"}
+        "gaussian": squared error summed over features (the NLL under
+        N(x_hat, I/2) up to a constant). "bernoulli": binary cross-entropy from
+        the decoder's logits; the data must lie in [0, 1]. "auto": the model's
+        own likelihood if it has one, else "bernoulli" when all training data
+        lie in [0, 1] and "gaussian" otherwise. The choice is stored in
+        ``model.init_args`` (so ``decode`` applies the sigmoid for Bernoulli,
+        and :func:`aelab.save` keeps it) and in ``History.config``.
+    epochs, batch_size, lr, seed, optimizer, momentum, weight_decay, lr_schedule, \
+noise_sigma, freeze, reinit, drop_last, device, progress
+        As in :func:`train_autoencoder`; ``noise_sigma`` trains a denoising VAE.
+
+    Returns
+    -------
+    History
+
+    Examples
+    --------
+    >>> import aelab
+    >>> model = aelab.VAE(64, 2, hidden_size=32, layers=1)
+    >>> history = train_vae(model, aelab.data.digits(), epochs=2, batch_size=256)
+    >>> model.likelihood, history.config["beta"]
+    ('bernoulli', 1.0)
+    """
+    from aelab.models.vae import VAE
+
+    if not isinstance(model, VAE):
+        raise TypeError(f"train_vae needs an aelab.VAE, got {type(model).__name__}; "
+                        "train other models with train_autoencoder or train_mmd_autoencoder.")
+    beta = check_positive_float("beta", beta, allow_zero=True)
+    _check_data("train", train, model)
+    if test is not None:
+        _check_data("test", test, model)
+    likelihood = _resolve_likelihood(model, likelihood, train, test)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
+                      momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule,
+                      noise_sigma=noise_sigma, freeze=freeze, reinit=reinit, drop_last=drop_last)
+    history = fit(model, train, vae_objective(beta, likelihood), cfg, test=test, device=device,
+                  progress=progress,
+                  extra_config={"objective": "vae", "beta": beta, "likelihood": likelihood})
+    model.init_args["likelihood"] = likelihood  # after success: a failed run leaves the model as it was
+    history.config["model_args"]["likelihood"] = likelihood
+    return history
+
+
+def _reconstruct_with_code(model: nn.Module, x: torch.Tensor):
+    """``(x_hat, z)``; models whose output is not ``decode(encode(x))`` (skips) provide it."""
+    both = getattr(model, "forward_with_code", None)
+    if both is not None:
+        return both(x)
+    z = model.encode(x)
+    return model.decode(z), z
+
+
+def mmd_objective(mmd_weight: float, kernel: str, bandwidths) -> Objective:
+    """MSE + mmd_weight * MMD^2(codes, fresh N(0, I) samples of the same shape)."""
+    h2_by_device: dict = {}  # squared bandwidths, made once per device and dtype
+
+    def objective(model, x, target):
+        x_hat, z = _reconstruct_with_code(model, x)
+        key = (z.device, z.dtype)
+        if key not in h2_by_device:
+            h2_by_device[key] = torch.tensor(bandwidths, dtype=z.dtype, device=z.device).pow(2)
+        prior = torch.randn_like(z)
+        return F.mse_loss(x_hat, target) + mmd_weight * mmd_unchecked(z, prior, kernel,
+                                                                      h2_by_device[key])
+
+    return objective
+
+
+def train_mmd_autoencoder(model: nn.Module, train: Dataset, *, mmd_weight: float,
+                          kernel: str = "imq", bandwidths=None, epochs: int, batch_size: int,
+                          lr: float = 1e-3, test: Dataset | None = None, seed: int = 0,
+                          optimizer: str = "adam", momentum: float = 0.0,
+                          weight_decay: float = 0.0, lr_schedule: str | None = None,
+                          noise_sigma: float | None = None, freeze: str | None = None,
+                          reinit: str | None = None, drop_last: bool = True, device=None,
+                          progress=None) -> History:
+    """Train ``model`` in place on reconstruction plus an MMD penalty pulling codes to N(0, I).
+
+    Each step minimises ``MSE(x_hat, x) + mmd_weight * MMD^2(z, e)``, where
+    ``z`` are the batch's codes and ``e`` a fresh sample from N(0, I) of the same
+    shape, drawn every step from the seeded RNG (as in Wasserstein
+    autoencoders, Tolstikhin et al. 2018). ``MMD^2`` is the unbiased estimate
+    :func:`aelab.mmd`. Codes that match N(0, I) can then be sampled by
+    decoding normal draws.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any aelab model (anything with ``encode`` and ``decode``).
+    train, test : Dataset
+        Training data and optional held-out data.
+    mmd_weight : float
+        Weight of the MMD term, >= 0; 0 is plain training.
+    kernel : {"imq", "rbf"}
+        MMD kernel, see :func:`aelab.mmd`.
+    bandwidths : sequence of float, optional
+        Kernel bandwidths; default (0.25, 0.5, 1, 2, 4).
+    epochs, batch_size, lr, seed, optimizer, momentum, weight_decay, lr_schedule, \
+noise_sigma, freeze, reinit, drop_last, device, progress
+        As in :func:`train_autoencoder`. Every batch needs at least 2 samples.
+
+    Returns
+    -------
+    History
+        Losses are the full objective (MSE plus the weighted MMD^2).
+
+    Examples
+    --------
+    >>> import aelab
+    >>> model = aelab.Autoencoder(2, 2, hidden_size=16, layers=2)
+    >>> history = train_mmd_autoencoder(model, aelab.data.moons(100), mmd_weight=1.0,
+    ...                                epochs=3, batch_size=25)
+    >>> history.config["kernel"], len(history.train_loss)
+    ('imq', 3)
+    """
+    mmd_weight = check_positive_float("mmd_weight", mmd_weight, allow_zero=True)
+    check_kernel(kernel)
+    bandwidths = check_bandwidths(bandwidths)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
+                      momentum=momentum, weight_decay=weight_decay, lr_schedule=lr_schedule,
+                      noise_sigma=noise_sigma, freeze=freeze, reinit=reinit, drop_last=drop_last)
+    n = len(train) if isinstance(train, Dataset) else None
+    if n is not None:
+        size = min(cfg.batch_size, n)
+        smallest = size if cfg.drop_last or n % size == 0 else n % size
+        if smallest < 2:
+            raise ValueError(
+                f"train_mmd_autoencoder needs every batch to hold at least 2 samples (the MMD "
+                f"estimate compares pairs), got a batch of {smallest} from batch_size={batch_size} "
+                f"and {n} samples; use batch_size >= 2 (and drop_last=True)."
+            )
+    extra = {"objective": "mmd", "mmd_weight": mmd_weight, "kernel": kernel,
+             "bandwidths": list(bandwidths)}
+    return fit(model, train, mmd_objective(mmd_weight, kernel, bandwidths), cfg, test=test,
+               device=device, progress=progress, extra_config=extra)

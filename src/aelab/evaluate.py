@@ -216,6 +216,8 @@ def forest_report(train, test, X_hat_test, synthetic=None, *, seed: int = 0,
     if len(X_hat) != len(X_test):
         raise ValueError(f"X_hat_test must hold one reconstruction per test point ({len(X_test)}), "
                          f"got {len(X_hat)} rows.")
+    if synthetic is not None:
+        synthetic = as_matrix("synthetic", synthetic, d, f"train has {d}")
     check_int("seed", seed, 0)
     clf = RandomForestClassifier(n_estimators=check_positive_int("n_estimators", n_estimators),
                                  random_state=seed, n_jobs=n_jobs)
@@ -226,7 +228,7 @@ def forest_report(train, test, X_hat_test, synthetic=None, *, seed: int = 0,
     pred_hat = clf.predict(X_hat.numpy())
     counts = None
     if synthetic is not None:
-        pred_syn = clf.predict(as_matrix("synthetic", synthetic, d, f"train has {d}").numpy())
+        pred_syn = clf.predict(synthetic.numpy())
         counts = (pred_syn[:, None] == labels[None, :]).sum(0)
     return ForestReport(
         labels=labels.tolist(),

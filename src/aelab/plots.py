@@ -16,7 +16,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from aelab.train import History  # noqa: E402
 
-__all__ = ["loss_curves", "reconstruction_scatter", "new_figure"]
+__all__ = ["loss_curves", "reconstruction_scatter", "new_figure",
+           "confusion_matrices", "forest_report_figure"]
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 4.0, **kwargs):
@@ -82,3 +83,70 @@ def reconstruction_scatter(X, X_hat, *, title: str = "Original vs reconstructed 
     ax.set_title(title)
     ax.legend()
     return fig
+
+def _confusion_panel(ax, matrix, labels, title):
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(1, keepdims=True)
+    shares = matrix / np.maximum(totals, 1)  # each true label's row sums to 1
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i, j in zip(*np.nonzero(matrix)):
+        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="x-small",
+                color="white" if shares[i, j] > 0.5 else "black")
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, [str(lab) for lab in labels])
+    ax.set_yticks(ticks, [str(lab) for lab in labels])
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"{title} (accuracy {accuracy:.1%})")
+    return image
+
+
+def confusion_matrices(matrices: Mapping[str, np.ndarray], labels, *,
+                       title: str = "Confusion matrices") -> Figure:
+    """One panel per confusion matrix (rows: true label, columns: predicted label).
+
+    Cells show counts; their colour is the share of the row's true label, so
+    classes of different sizes compare fairly.
+
+    >>> fig = confusion_matrices({"test": np.eye(3, dtype=int) * 5}, labels=[0, 1, 2])
+    >>> fig.axes[0].get_title()
+    'test (accuracy 100.0%)'
+    """
+    if not matrices:
+        raise ValueError("matrices must hold at least one confusion matrix, got none.")
+    for name, matrix in matrices.items():
+        if np.shape(matrix) != (len(labels), len(labels)):
+            raise ValueError(f"confusion matrix {name!r} has shape {np.shape(matrix)}, expected "
+                             f"({len(labels)}, {len(labels)}) for {len(labels)} labels.")
+    fig, axes = new_figure(ncols=len(matrices), width=4.6, height=4.2)
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        image = _confusion_panel(ax, matrix, labels, name)
+    fig.colorbar(image, ax=axes[0].tolist(), label="share of the true label", shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def forest_report_figure(report, *, title: str = "Random forest trained on real data") -> Figure:
+    """Confusion matrices on the test set and its reconstruction, and the labels given to synthetic data.
+
+    ``report`` is an :class:`aelab.evaluate.ForestReport`.
+    """
+    panels = {"test set": report.confusion_test,
+              "reconstructed test set": report.confusion_reconstructed}
+    synthetic = report.synthetic_counts is not None
+    fig, axes = new_figure(ncols=len(panels) + synthetic, width=4.6, height=4.2)
+    for ax, (name, matrix) in zip(axes[0], panels.items()):
+        image = _confusion_panel(ax, matrix, report.labels, name)
+    fig.colorbar(image, ax=axes[0, :len(panels)].tolist(), label="share of the true label", shrink=0.8)
+    if synthetic:
+        ax = axes[0, -1]
+        counts = np.asarray(report.synthetic_counts)
+        ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), color="C1")
+        ax.set_xticks(np.arange(len(counts)), [str(lab) for lab in report.labels])
+        ax.set_xlabel("predicted label")
+        ax.set_ylabel("share of synthetic points")
+        ax.set_title(f"labels of {counts.sum()} synthetic points")
+    fig.suptitle(f"{title}: {report.agreement:.1%} of reconstructions keep their label")
+    return fig
+

@@ -84,3 +84,29 @@ def test_bad_input_shape():
         aelab.summary(aelab.LinearAutoencoder(2, 1), (0,))
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         aelab.summary("model", (2,))
+
+
+@pytest.mark.parametrize("argv, first_line, total", [
+    (["--model", "autoencoder", "--input-size", "2", "--bottleneck", "1", "--hidden", "20",
+      "--layers", "2"], "Autoencoder on input [-1, 2]", "1,003"),
+    (["--model", "conv", "--image-shape", "1", "8", "8", "--bottleneck", "2", "--skip"],
+     "ConvAutoencoder on input [-1, 1, 8, 8]", "10,355"),
+    (["--model", "vae", "--input-size", "64", "--bottleneck", "2", "--hidden", "32", "--layers", "1"],
+     "VAE on input [-1, 64]", "4,420"),
+])
+def test_cli_summary(argv, first_line, total, capsys):
+    from aelab.cli import main
+
+    assert main(["summary", *argv]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == first_line and f"Total params: {total}" in out
+
+
+def test_cli_summary_of_a_saved_model_and_bad_input(tmp_path, capsys):
+    from aelab.cli import main
+
+    path = aelab.save(aelab.ConvAutoencoder((1, 8, 8), 3), tmp_path / "conv.pt")
+    assert main(["summary", "--load", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("ConvAutoencoder on input [-1, 1, 8, 8]")
+    assert main(["summary", "--model", "linear", "--input-size", "2", "--bottleneck", "3"]) == 1
+    assert "bottleneck_size (3) must not exceed input_size (2)" in capsys.readouterr().err

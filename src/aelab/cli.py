@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from aelab import data, plots, report
+from aelab import data, models, plots, report
 from aelab._seed import seeded
+from aelab.checkpoint import load as load_model
 from aelab.checkpoint import save
 from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder
@@ -114,6 +115,28 @@ def cmd_train(args) -> int:
     return 0
 
 
+# --model name -> builder from the parsed arguments; conv takes --image-shape, not --input-size
+SUMMARY_MODELS = {
+    "autoencoder": lambda a: models.Autoencoder(a.input_size, a.bottleneck, a.hidden, a.layers),
+    "linear": lambda a: models.LinearAutoencoder(a.input_size, a.bottleneck),
+    "resnet": lambda a: models.ResNetAutoencoder(a.input_size, a.bottleneck, a.hidden, a.blocks),
+    "conv": lambda a: models.ConvAutoencoder(a.image_shape, a.bottleneck, skip=a.skip),
+    "vae": lambda a: models.VAE(a.input_size, a.bottleneck, a.hidden, a.layers),
+}
+
+
+def cmd_summary(args) -> int:
+    from aelab.summary import summary
+
+    if args.load:
+        model = load_model(args.load)
+    else:
+        model = SUMMARY_MODELS[args.model](args)
+    shape = getattr(model, "image_shape", None) or (model.input_size,)
+    print(summary(model, shape))
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="output folder (default: a new runs/<timestamp>)")
@@ -155,6 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train as a denoising AE with this input noise")
     _add_common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts",
+                       description="Print each layer's output shape and parameter count, with "
+                                   "the total, for a model built from these options or loaded "
+                                   "from a file saved by `aelab train`.")
+    p.add_argument("--model", default="autoencoder", choices=list(SUMMARY_MODELS),
+                   help="model family (default autoencoder)")
+    p.add_argument("--load", metavar="PATH", help="summarise a saved model file instead")
+    p.add_argument("--input-size", type=int, default=2, help="features per sample (default 2)")
+    p.add_argument("--image-shape", type=int, nargs=3, default=[1, 8, 8], metavar=("C", "H", "W"),
+                   help="conv only: image shape (default 1 8 8)")
+    p.add_argument("--bottleneck", type=int, default=1, help="bottleneck size (default 1)")
+    p.add_argument("--hidden", type=int, default=64, help="hidden layer width (default 64)")
+    p.add_argument("--layers", type=int, default=2,
+                   help="hidden layers per side, autoencoder and vae (default 2)")
+    p.add_argument("--blocks", type=int, default=2, help="resnet only: residual blocks (default 2)")
+    p.add_argument("--skip", action="store_true", help="conv only: U-Net-style skip connections")
+    p.set_defaults(func=cmd_summary)
     return parser
 
 

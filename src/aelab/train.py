@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -179,6 +180,11 @@ def _progress_bar(epochs: int, progress, desc: str):
     return tqdm(range(epochs), desc=desc, disable=not show, leave=False, unit="epoch")
 
 
+def _derived_seed(seed: int, purpose: str) -> int:
+    """A seed for ``purpose`` that is independent of ``seed``'s own stream."""
+    return int(np.random.SeedSequence([seed, *purpose.encode()]).generate_state(1)[0])
+
+
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -224,7 +230,11 @@ def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig
         torch.manual_seed(cfg.seed)
         try:
             if cfg.reinit:
-                reinitialize(_part(model, cfg.reinit))
+                # a stream of its own: reusing cfg.seed would redraw exactly the weights of a
+                # model that was built under the same seed, and re-initialise nothing
+                with torch.random.fork_rng(devices=fork_devices):
+                    torch.manual_seed(_derived_seed(cfg.seed, "reinit"))
+                    reinitialize(_part(model, cfg.reinit))
             if frozen is not None:
                 frozen.requires_grad_(False)
             params = [p for p in model.parameters() if p.requires_grad]

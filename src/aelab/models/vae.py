@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from aelab._checks import check_choice, check_int, check_positive_int
 from aelab.models._base import AutoencoderBase, check_sizes

@@ -53,7 +53,8 @@ def test_zero_weight_matches_plain_training_in_the_first_epoch(moons):
         with aelab.seeded(0):
             model = aelab.ResNetAutoencoder(2, 1, hidden_size=16, blocks=1)
         runs.append(train(model, moons, epochs=1, batch_size=64, seed=2, progress=False).step_loss)
-    assert runs[0] == runs[1]
+    # equal up to rounding: plain training may take a hand-written backward pass
+    assert runs[0] == pytest.approx(runs[1], rel=1e-5)
 
 
 def test_records_settings_and_is_reproducible(moons):

@@ -6,5 +6,10 @@
 
 from aelab.studies._base import REGISTRY, Study, StudyResult, get, study
 from aelab.studies.moons_autoencoder import moons_autoencoder
+from aelab.studies.moons import moons_hyperparameters, moons_reproducibility
+from aelab.studies.moons_generative import moons_code_gmm, moons_mmd
+from aelab.studies.moons_noise import moons_noise_shift
 
-__all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencoder"]
+__all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencoder",
+           "moons_hyperparameters", "moons_reproducibility", "moons_code_gmm", "moons_mmd",
+           "moons_noise_shift"]

@@ -1,0 +1,556 @@
+"""Two moons with a 1-D bottleneck (course sheet 002, task 1): hyperparameters and reproducibility.
+
+Shared pieces of the moons-* studies live here too: the data split, the model
+builder, the trainer for many models of one shape, collapse detection and the
+drawing helpers. The generative studies (code GMM, MMD) and the noise-shift
+study are in :mod:`aelab.studies.moons_generative`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullLocator
+
+from aelab import data
+from aelab._checks import check_int
+from aelab._seed import seeded
+from aelab.baselines import PCA
+from aelab.evaluate import encode, eval_mode, reconstruct, reconstruction_error
+from aelab.models import Autoencoder
+from aelab.plots import new_figure
+from aelab.quality import distance_to_moons
+from aelab.studies._base import StudyResult, study
+from aelab.train import History, train_autoencoder
+
+# test sets are drawn from seed + TEST_SEED_OFFSET, which no training set in these studies uses
+TEST_SEED_OFFSET = 10_000
+# a model whose test MSE is at least this share of the MSE of predicting the mean has collapsed
+COLLAPSE_SHARE = 0.9
+# centres of the two noise-free half circles of sklearn's make_moons (radius 1); moon 0, moon 1
+MOON_CENTRES = torch.tensor([[0.0, 0.0], [1.0, 0.5]])
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def pick(name: str, value, quick: bool, quick_value: int, full_value: int, minimum: int = 1) -> int:
+    """A study's integer setting: ``value`` if given (checked), else its quick or full default."""
+    if value is None:
+        return quick_value if quick else full_value
+    return check_int(name, value, minimum)
+
+
+def pick_list(name: str, values, quick: bool, quick_values: list, full_values: list) -> list:
+    """A study's list of settings to sweep: ``values`` if given (non-empty), else the defaults."""
+    if values is None:
+        return list(quick_values if quick else full_values)
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must list at least one value to try, got {values!r}; "
+                         "leave it out (None) for the study's defaults.")
+    return values
+
+
+def moons_data(n: int, noise: float, seed: int) -> data.Dataset:
+    """Two moons drawn with ``seed`` (a training set)."""
+    return data.moons(n, noise=noise, seed=seed)
+
+
+def moons_test(n: int, noise: float, seed: int) -> data.Dataset:
+    """A held-out two-moons set from a seed no training set uses."""
+    return data.moons(n, noise=noise, seed=seed + TEST_SEED_OFFSET)
+
+
+def build_mlp(hidden_size: int, layers: int, seed: int, bottleneck_size: int = 1) -> Autoencoder:
+    """``Autoencoder(2, bottleneck_size, hidden_size, layers)`` with weights drawn from ``seed``."""
+    with seeded(seed):
+        return Autoencoder(2, bottleneck_size, hidden_size, layers)
+
+
+def train_group(models, trains, tests, *, epochs: int, batch_size: int, lrs, seeds,
+                lr_schedule: str | None = None, progress=None) -> list[History]:
+    """Train models of one architecture, each on its own data, lr and seed; one History each.
+
+    The one place where the moons studies train several models of one shape, so
+    that it can hand them to a vectorised trainer; for now it trains them one by
+    one with :func:`aelab.train_autoencoder`.
+    """
+    return [train_autoencoder(m, tr, epochs=epochs, batch_size=batch_size, lr=lr, test=te,
+                              seed=s, lr_schedule=lr_schedule, device="cpu", progress=progress)
+            for m, tr, te, lr, s in zip(models, trains, tests, lrs, seeds)]
+
+
+def mean_predictor_mse(X: torch.Tensor) -> float:
+    """MSE (averaged over features) of predicting every point by the mean of ``X``."""
+    return float(((X - X.mean(0)) ** 2).mean())
+
+
+def is_collapsed(mse: float, X: torch.Tensor) -> bool:
+    """Whether a model with this test MSE on ``X`` does hardly better than predicting the mean."""
+    return mse >= COLLAPSE_SHARE * mean_predictor_mse(X)
+
+
+def decoded_curve(model, X, n_points: int = 400) -> torch.Tensor:
+    """The decoder's curve over the range of ``X``'s 1-D codes: where every reconstruction lies."""
+    z = encode(model, X)
+    grid = torch.linspace(float(z.min()), float(z.max()), n_points)[:, None]
+    with torch.no_grad(), eval_mode(model) as device:
+        return model.decode(grid.to(device)).cpu()
+
+
+def curve_length(points: torch.Tensor) -> float:
+    """Length of the polyline through ``points`` [n, 2]."""
+    return float((points[1:] - points[:-1]).norm(dim=1).sum())
+
+
+def moon_radius(X: torch.Tensor) -> float:
+    """Mean distance of points from the centre of their nearest moon (1 on the noise-free curve)."""
+    _, moon = distance_to_moons(X)
+    return float((X - MOON_CENTRES[moon]).norm(dim=1).mean())
+
+
+def draw_moons_curve(ax, label: str = "noise-free moons") -> None:
+    curve = data.moons_curve(400).numpy()
+    half = len(curve) // 2
+    ax.plot(*curve[:half].T, color="k", lw=1.0, label=label, zorder=4)
+    ax.plot(*curve[half:].T, color="k", lw=1.0, zorder=4)
+
+
+def draw_reconstruction(ax, X, X_hat, title: str, max_lines: int = 300) -> None:
+    """Original points, their reconstructions, a faint line between each pair, and the true curve."""
+    X, X_hat = np.asarray(X), np.asarray(X_hat)
+    for a, b in zip(X[:max_lines], X_hat[:max_lines]):
+        ax.plot([a[0], b[0]], [a[1], b[1]], color="0.8", lw=0.5, zorder=1)
+    ax.scatter(X[:, 0], X[:, 1], s=8, color="C0", alpha=0.6, label="original (test)", zorder=2)
+    ax.scatter(X_hat[:, 0], X_hat[:, 1], s=8, color="C3", label="reconstructed", zorder=3)
+    draw_moons_curve(ax)
+    finish_plane(ax, title)
+
+
+def finish_plane(ax, title: str) -> None:
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper right")
+
+
+def median_member(errors: list[float]) -> int:
+    """Index of the run whose error is the (lower) median: a typical member, not the best."""
+    order = np.argsort(errors)
+    return int(order[(len(errors) - 1) // 2])
+
+
+# --- moons-hyperparameters ------------------------------------------------------------------
+
+_SCHEDULE_NAMES = {None: "constant", "cosine": "cosine", "step": "step"}
+
+
+def _sweep_settings(default: dict, sizes, lrs, schedules, hidden_sizes, layer_counts):
+    """Axis name -> list of (value, setting): each setting is the default with one field changed."""
+    axes = {
+        "training-set size": ("n_train", sizes),
+        "learning rate": ("lr", lrs),
+        "learning-rate schedule": ("lr_schedule", schedules),
+        "hidden size": ("hidden_size", hidden_sizes),
+        "hidden layers": ("layers", layer_counts),
+    }
+    return {axis: [(v, {**default, field: v}) for v in values]
+            for axis, (field, values) in axes.items()}
+
+
+def _setting_key(s: dict) -> tuple:
+    return (s["n_train"], s["lr"], s["lr_schedule"], s["hidden_size"], s["layers"])
+
+
+def _geometric_epochs(epochs: int, count: int = 5) -> list[int]:
+    return sorted({int(e) for e in np.round(np.geomspace(max(1, epochs / 100), epochs, count))})
+
+
+def _summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    g = runs.groupby(["axis", "value"], sort=False)["test MSE"]
+    out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    out["collapsed runs"] = runs.groupby(["axis", "value"], sort=False)["collapsed"].sum().values
+    return out.rename(columns={"mean": "mean test MSE", "std": "std test MSE", "min": "min test MSE",
+                               "max": "max test MSE", "count": "seeds"})
+
+
+def _log_mse_axis(ax) -> None:
+    """Logarithmic y axis with plain-number tick labels (0.05, not 5x10^-2)."""
+    def minor(value, _):  # label 2x and 5x of each decade only, so labels never crowd
+        return f"{value:.2g}" if f"{value:.1e}"[0] in "25" else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _draw_sweep(ax, axis: str, summary: pd.DataFrame, runs: pd.DataFrame, pca_mse: float,
+                default_value) -> None:
+    s = summary[summary["axis"] == axis]
+    r = runs[runs["axis"] == axis]
+    labels = [str(v) for v in s["value"]]
+    categorical = axis == "learning-rate schedule"
+    positions = np.arange(len(s)) if categorical else s["value"].astype(float).to_numpy()
+    pos_of = dict(zip(labels, positions))
+    x_runs = np.array([pos_of[str(v)] for v in r["value"]], dtype=float)
+    ax.scatter(x_runs, r["test MSE"], s=14, color="0.55", alpha=0.7, label="one seed", zorder=2)
+    bad = r["collapsed"].to_numpy(bool)
+    if bad.any():
+        ax.scatter(x_runs[bad], r["test MSE"][bad], s=60, marker="x", color="C3",
+                   label="collapsed (≈ mean)", zorder=4)
+    ax.errorbar(positions, s["mean test MSE"], yerr=s["std test MSE"].fillna(0), color="C0",
+                marker="o", capsize=3, label=f"mean ± std ({int(s['seeds'].max())} seeds)", zorder=3)
+    ax.axhline(pca_mse, color="C2", ls="--", lw=1, label="PCA, 1 component")
+    if categorical:
+        ax.set_xticks(positions, labels)
+    elif axis in ("training-set size", "learning rate", "hidden size"):
+        ax.set_xscale("log")
+        ax.set_xticks(positions, labels)
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.set_xticks(positions, labels)
+    if default_value is not None and str(default_value) in pos_of:
+        mean = s["mean test MSE"].to_numpy()[labels.index(str(default_value))]
+        ax.scatter([pos_of[str(default_value)]], [mean], s=180, facecolors="none",
+                   edgecolors="k", lw=1.5, label="default setting", zorder=5)
+    _log_mse_axis(ax)
+    ax.set_xlabel(axis)
+    ax.set_ylabel("test reconstruction MSE")
+    ax.set_title(f"Test error vs {axis}")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="x-small")
+
+
+def _draw_epochs(ax, histories: list[History], pca_mse: float, checkpoints: list[int]) -> None:
+    curves = np.array([h.test_loss for h in histories])  # (seeds, epochs)
+    epochs = np.arange(1, curves.shape[1] + 1)
+    for i, c in enumerate(curves):
+        ax.plot(epochs, c, color="0.6", lw=0.7, label="one seed" if i == 0 else None)
+    mean, std = curves.mean(0), curves.std(0)
+    ax.plot(epochs, mean, color="C0", lw=2, label=f"mean over {len(curves)} seeds")
+    ax.fill_between(epochs, np.maximum(mean - std, 1e-6), mean + std, color="C0", alpha=0.2,
+                    label="± std")
+    ax.axhline(pca_mse, color="C2", ls="--", lw=1, label="PCA, 1 component")
+    ax.set_xscale("log")
+    _log_mse_axis(ax)
+    ax.set_xticks(checkpoints, [str(c) for c in checkpoints])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("epochs trained (default setting, constant lr)")
+    ax.set_ylabel("test reconstruction MSE")
+    ax.set_title("Test error vs epochs")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="x-small")
+
+
+def _describe(setting: dict) -> str:
+    return (f"n={setting['n_train']}, lr={setting['lr']:g} "
+            f"({_SCHEDULE_NAMES[setting['lr_schedule']]}), "
+            f"{setting['layers']} x {setting['hidden_size']} hidden")
+
+
+@study("moons-hyperparameters",
+       "1-D bottleneck on two moons: test error vs data size, epochs, lr (+schedule), width, depth")
+def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
+                          n_seeds: int | None = None, n_train: int | None = None,
+                          n_test: int | None = None, epochs: int | None = None,
+                          batch_size: int | None = None, noise: float = 0.1,
+                          lr: float = 3e-3, hidden_size: int = 32, layers: int = 2,
+                          sizes=None, lrs=None, schedules=(None, "cosine", "step"),
+                          hidden_sizes=None, layer_counts=None) -> StudyResult:
+    """Sweep one hyperparameter at a time around a default setting, over several seeds.
+
+    Each setting is the default with one field changed; each is trained with
+    ``n_seeds`` model seeds (initial weights and data order) on the same training
+    set and scored on one held-out test set. The epoch axis reads the test loss
+    after every epoch of the default runs: with a constant learning rate this is
+    exactly what a run stopped at that epoch would give.
+
+    Examples
+    --------
+    >>> r = moons_hyperparameters(quick=True, n_seeds=1, epochs=2, sizes=[100, 200])
+    >>> sorted(r.figures)
+    ['best-vs-poor', 'sweeps']
+    """
+    n_seeds = pick("n_seeds", n_seeds, quick, 2, 5)
+    n_train = pick("n_train", n_train, quick, 400, 1000)
+    n_test = pick("n_test", n_test, quick, 500, 2000)
+    epochs = pick("epochs", epochs, quick, 30, 1000)
+    batch_size = pick("batch_size", batch_size, quick, 64, 32)
+    sizes = pick_list("sizes", sizes, quick, [100, 200, 400], [100, 300, 1000, 3000])
+    lrs = pick_list("lrs", lrs, quick, [1e-3, 3e-3, 1e-2], [3e-4, 1e-3, 3e-3, 1e-2, 3e-2])
+    hidden_sizes = pick_list("hidden_sizes", hidden_sizes, quick, [8, 32], [8, 16, 32, 64, 128])
+    layer_counts = pick_list("layer_counts", layer_counts, quick, [1, 2], [1, 2, 3, 4])
+    schedules = list(schedules)
+    default = dict(n_train=n_train, lr=lr, lr_schedule=None, hidden_size=hidden_size, layers=layers)
+    seeds = [seed + i for i in range(n_seeds)]
+    config = dict(quick=quick, seed=seed, seeds=seeds, n_test=n_test, epochs=epochs,
+                  batch_size=batch_size, noise=noise, default=dict(default), sizes=sizes,
+                  lrs=lrs, schedules=[_SCHEDULE_NAMES[s] for s in schedules],
+                  hidden_sizes=hidden_sizes, layer_counts=layer_counts, optimizer="adam")
+
+    test = moons_test(n_test, noise, seed)
+    sweeps = _sweep_settings(default, sizes, lrs, schedules, hidden_sizes, layer_counts)
+    unique = {_setting_key(s): s for values in sweeps.values() for _, s in values}
+    unique.setdefault(_setting_key(default), default)
+    train_sets = {n: moons_data(n, noise, seed) for n in {s["n_train"] for s in unique.values()}}
+    pca_mse = PCA(1).fit(train_sets[n_train].X).reconstruction_error(test.X)
+
+    trained = {}  # setting key -> list of (model, history), one per seed
+    # one group per architecture, data set and schedule: the shapes a vectorised trainer shares
+    groups: dict[tuple, list[dict]] = {}
+    for s in unique.values():
+        groups.setdefault((s["hidden_size"], s["layers"], s["n_train"], s["lr_schedule"]), []).append(s)
+    for (hidden, n_layers, n, schedule), settings in groups.items():
+        jobs = [(s, sd) for s in settings for sd in seeds]
+        models = [build_mlp(hidden, n_layers, sd) for _, sd in jobs]
+        histories = train_group(models, [train_sets[n]] * len(jobs), [test] * len(jobs),
+                                epochs=epochs, batch_size=batch_size,
+                                lrs=[s["lr"] for s, _ in jobs], seeds=[sd for _, sd in jobs],
+                                lr_schedule=schedule, progress=progress)
+        for (s, _), m, h in zip(jobs, models, histories):
+            trained.setdefault(_setting_key(s), []).append((m, h))
+
+    rows = []
+    for axis, values in sweeps.items():
+        for value, s in values:
+            for sd, (m, h) in zip(seeds, trained[_setting_key(s)]):
+                test_mse = reconstruction_error(m, test.X)
+                rows.append(dict(axis=axis, value=_SCHEDULE_NAMES.get(value, value)
+                                 if axis == "learning-rate schedule" else value,
+                                 seed=sd, n_train=s["n_train"], epochs=epochs, lr=s["lr"],
+                                 lr_schedule=_SCHEDULE_NAMES[s["lr_schedule"]],
+                                 hidden_size=s["hidden_size"], layers=s["layers"],
+                                 steps=len(h.step_loss),
+                                 **{"train MSE": reconstruction_error(m, train_sets[s["n_train"]].X),
+                                    "test MSE": test_mse,
+                                    "collapsed": is_collapsed(test_mse, test.X)}))
+    default_runs = trained[_setting_key(default)]
+    checkpoints = _geometric_epochs(epochs)
+    for e in checkpoints:
+        for sd, (m, h) in zip(seeds, default_runs):
+            rows.append(dict(axis="epochs", value=e, seed=sd, n_train=n_train, epochs=e, lr=lr,
+                             lr_schedule="constant", hidden_size=hidden_size, layers=layers,
+                             steps=len(h.step_loss) * e // epochs,
+                             **{"train MSE": h.train_loss[e - 1], "test MSE": h.test_loss[e - 1],
+                                "collapsed": is_collapsed(h.test_loss[e - 1], test.X)}))
+    runs = pd.DataFrame(rows)
+    runs["collapsed"] = runs["collapsed"].astype(bool)
+    summary = _summarise(runs)
+
+    # best and poorest trained setting (the epoch rows are the default runs stopped early)
+    trained_summary = summary[summary["axis"] != "epochs"]
+    by_key = {}
+    for axis, values in sweeps.items():
+        for value, s in values:
+            label = _SCHEDULE_NAMES.get(value, value) if axis == "learning-rate schedule" else value
+            by_key[(axis, str(label))] = s
+    best_row = trained_summary.loc[trained_summary["mean test MSE"].idxmin()]
+    poor_row = trained_summary.loc[trained_summary["mean test MSE"].idxmax()]
+    chosen = {}
+    for name, row in (("best", best_row), ("poor", poor_row)):
+        s = by_key[(row["axis"], str(row["value"]))]
+        members = trained[_setting_key(s)]
+        errors = [reconstruction_error(m, test.X) for m, _ in members]
+        i = median_member(errors)
+        chosen[name] = (s, members[i][0], errors[i], seeds[i])
+
+    fig_sweeps, axs = new_figure(3, 2, width=4.6, height=3.8)
+    default_values = {"training-set size": n_train, "learning rate": lr,
+                      "learning-rate schedule": "constant", "hidden size": hidden_size,
+                      "hidden layers": layers}
+    panels = list(sweeps)
+    _draw_epochs(axs[0, 0], [h for _, h in default_runs], pca_mse, checkpoints)
+    for ax, axis in zip(axs.flat[1:], panels):
+        _draw_sweep(ax, axis, summary, runs, pca_mse, default_values[axis])
+    limits = np.array([ax.get_ylim() for ax in axs.flat[1:]])
+    for ax in axs.flat[1:]:  # one scale for the one-at-a-time sweeps, so they compare at a glance
+        ax.set_ylim(limits[:, 0].min(), limits[:, 1].max())
+    fig_sweeps.suptitle(f"Two moons (noise {noise:g}), bottleneck 1: test MSE on {n_test} held-out "
+                        f"points; default {_describe(default)}, {epochs} epochs")
+
+    fig_best, axb = new_figure(2, 1, width=5.5, height=4.5)
+    for ax, name in zip(axb.flat, ("best", "poor")):
+        s, model, err, sd = chosen[name]
+        draw_reconstruction(ax, test.X, reconstruct(model, test.X),
+                            f"{name.capitalize()} setting: {_describe(s)}\n"
+                            f"seed {sd} (the median run), test MSE {err:.4f}")
+    fig_best.suptitle("Reconstructed vs original test points")
+
+    def stat(axis, value):
+        row = summary[(summary["axis"] == axis) & (summary["value"].astype(str) == str(value))].iloc[0]
+        return row["mean test MSE"], row["std test MSE"]
+
+    def steps_of(size):
+        return int(runs.loc[(runs["axis"] == "training-set size") & (runs["value"] == size),
+                            "steps"].iloc[0])
+
+    def pm(axis, value):
+        mean, std = stat(axis, value)
+        return f"{mean:.4f} ± {0 if np.isnan(std) else std:.4f}"
+
+    # each distinct trained run counted once (the default appears on every axis)
+    distinct = runs[runs["axis"] != "epochs"].drop_duplicates(
+        ["n_train", "lr", "lr_schedule", "hidden_size", "layers", "seed"])
+    n_collapsed = int(distinct["collapsed"].sum())
+    best_lr = min(lrs, key=lambda v: stat("learning rate", v)[0])
+    findings = [
+        f"Best setting: {best_row['axis']} = {best_row['value']} ({_describe(chosen['best'][0])}) "
+        f"with test MSE {pm(best_row['axis'], best_row['value'])} over {n_seeds} seeds; poorest: "
+        f"{poor_row['axis']} = {poor_row['value']} with {pm(poor_row['axis'], poor_row['value'])}. "
+        f"PCA with one component reaches {pca_mse:.4f}.",
+        f"Training-set size: test MSE {pm('training-set size', sizes[0])} with {sizes[0]} points vs "
+        f"{pm('training-set size', sizes[-1])} with {sizes[-1]}, at a fixed {epochs} epochs "
+        f"(so the small set also gets only {steps_of(sizes[0])} optimizer steps, against "
+        f"{steps_of(sizes[-1])}).",
+        f"Epochs: the default runs' test MSE is {pm('epochs', checkpoints[0])} after "
+        f"{checkpoints[0]} epoch(s) and {pm('epochs', checkpoints[-1])} after {checkpoints[-1]}.",
+        f"Learning rate: {best_lr:g} is best ({pm('learning rate', best_lr)}); "
+        + ", ".join(f"{v:g} gives {stat('learning rate', v)[0]:.4f}" for v in lrs if v != best_lr)
+        + ".",
+        "Schedules at lr " f"{lr:g}: " + ", ".join(
+            f"{name} {pm('learning-rate schedule', name)}" for name in config["schedules"]) + ".",
+        "Hidden size: " + ", ".join(f"{v} units {stat('hidden size', v)[0]:.4f}"
+                                    for v in hidden_sizes)
+        + "; hidden layers: " + ", ".join(f"{v} layer(s) {stat('hidden layers', v)[0]:.4f}"
+                                          for v in layer_counts) + ".",
+        f"{n_collapsed} of {len(distinct)} trained runs collapsed to predicting the mean "
+        f"(test MSE >= {COLLAPSE_SHARE:g} x the mean predictor's {mean_predictor_mse(test.X):.3f})"
+        + ("." if n_collapsed == 0 else "; they are marked with a red x in the sweep figure."),
+    ]
+    metrics = {"best_test_mse": float(best_row["mean test MSE"]),
+               "poor_test_mse": float(poor_row["mean test MSE"]),
+               "default_test_mse": float(stat("learning rate", lr)[0]),
+               "pca_test_mse": float(pca_mse), "collapsed_runs": n_collapsed,
+               "trained_runs": int(len(distinct))}
+    return StudyResult("moons-hyperparameters", {"summary": summary, "runs": runs},
+                       {"sweeps": fig_sweeps, "best-vs-poor": fig_best}, findings, config, metrics)
+
+
+# --- moons-reproducibility ------------------------------------------------------------------
+
+
+def _pointwise_spread(X_hats: torch.Tensor) -> float:
+    """Mean over points of the RMS distance of each run's reconstruction from the runs' mean.
+
+    ``X_hats`` is (runs, points, 2): the same test points reconstructed by every run.
+    """
+    centre = X_hats.mean(0, keepdim=True)
+    return float(((X_hats - centre) ** 2).sum(-1).mean(0).sqrt().mean())
+
+
+@study("moons-reproducibility",
+       "1-D bottleneck on two moons: spread of error and curve over seeds, same data vs new data")
+def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
+                          n_runs: int | None = None, n_train: int | None = None,
+                          n_test: int | None = None, epochs: int | None = None,
+                          batch_size: int | None = None, noise: float = 0.1, lr: float = 3e-3,
+                          hidden_size: int = 32, layers: int = 2) -> StudyResult:
+    """Repeat training with new model seeds on the same data, and with new data each time.
+
+    Run ``i`` uses model seed ``seed + i`` in both conditions; in "same data"
+    every run trains on the set drawn with ``seed``, in "new data" run ``i``
+    trains on the set drawn with ``seed + 1 + i``. The pairing means the two
+    conditions differ only in the training data. All runs are scored on one
+    held-out test set.
+
+    Examples
+    --------
+    >>> r = moons_reproducibility(quick=True, n_runs=2, epochs=2)
+    >>> r.tables["spread"]["condition"].tolist()
+    ['same data, new seed', 'new data, new seed']
+    """
+    n_runs = pick("n_runs", n_runs, quick, 4, 10, minimum=2)
+    n_train = pick("n_train", n_train, quick, 400, 1000)
+    n_test = pick("n_test", n_test, quick, 500, 2000)
+    epochs = pick("epochs", epochs, quick, 40, 1000)
+    batch_size = pick("batch_size", batch_size, quick, 64, 32)
+    config = dict(quick=quick, seed=seed, n_runs=n_runs, n_train=n_train, n_test=n_test,
+                  epochs=epochs, batch_size=batch_size, noise=noise, lr=lr,
+                  hidden_size=hidden_size, layers=layers, optimizer="adam")
+    test = moons_test(n_test, noise, seed)
+    seeds = [seed + i for i in range(n_runs)]
+    conditions = {
+        "same data, new seed": [moons_data(n_train, noise, seed)] * n_runs,
+        "new data, new seed": [moons_data(n_train, noise, seed + 1 + i) for i in range(n_runs)],
+    }
+    rows, spread_rows, curves = [], [], {}
+    for condition, trains in conditions.items():
+        models = [build_mlp(hidden_size, layers, s) for s in seeds]
+        train_group(models, trains, [test] * n_runs, epochs=epochs, batch_size=batch_size,
+                    lrs=[lr] * n_runs, seeds=seeds, progress=progress)
+        X_hats = torch.stack([reconstruct(m, test.X) for m in models])  # (runs, points, 2)
+        curves[condition] = [decoded_curve(m, test.X) for m in models]
+        errors = []
+        for i, (m, tr, X_hat) in enumerate(zip(models, trains, X_hats)):
+            err = reconstruction_error(m, test.X)
+            errors.append(err)
+            rows.append({"condition": condition, "run": i + 1, "model seed": seeds[i],
+                         "data seed": seed if condition.startswith("same") else seed + 1 + i,
+                         "train MSE": reconstruction_error(m, tr.X), "test MSE": err,
+                         "distance of reconstructions to curve": float(
+                             distance_to_moons(X_hat)[0].mean()),
+                         "collapsed": is_collapsed(err, test.X)})
+        errors = np.array(errors)
+        spread_rows.append({"condition": condition, "runs": n_runs,
+                            "mean test MSE": errors.mean(), "std test MSE": errors.std(ddof=1),
+                            "min test MSE": errors.min(), "max test MSE": errors.max(),
+                            "max / min": errors.max() / errors.min(),
+                            "pointwise spread of reconstructions": _pointwise_spread(X_hats)})
+    runs = pd.DataFrame(rows)
+    spread = pd.DataFrame(spread_rows)
+
+    fig_err, axs = new_figure(1, 1, width=6.0, height=4.2)
+    ax = axs[0, 0]
+    for j, (condition, s) in enumerate(zip(spread["condition"], spread_rows)):
+        y = runs.loc[runs["condition"] == condition, "test MSE"].to_numpy()
+        jitter = np.linspace(-0.12, 0.12, len(y))
+        ax.scatter(j + jitter, y, s=24, color="0.5", label="one run" if j == 0 else None, zorder=2)
+        ax.errorbar(j + 0.25, s["mean test MSE"], yerr=s["std test MSE"], color="C0", marker="o",
+                    capsize=4, label="mean ± std" if j == 0 else None, zorder=3)
+    ax.set_xticks([0, 1], list(spread["condition"]))
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_xlabel("what changes between runs")
+    ax.set_ylabel("test reconstruction MSE")
+    ax.set_title(f"Spread of the test error over {n_runs} runs ({epochs} epochs, n={n_train})")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+
+    fig_curves, axc = new_figure(2, 1, width=5.5, height=4.5)
+    for ax, (condition, cs), s in zip(axc.flat, curves.items(), spread_rows):
+        ax.scatter(test.X[:, 0], test.X[:, 1], s=5, color="0.8", label="test points", zorder=1)
+        for i, c in enumerate(cs):
+            ax.plot(c[:, 0], c[:, 1], lw=1.3, color=f"C{i % 10}", alpha=0.85,
+                    label=f"run {i + 1}", zorder=2)
+        draw_moons_curve(ax)
+        finish_plane(ax, f"{condition}: decoded curves of {n_runs} runs\n"
+                         f"pointwise spread {s['pointwise spread of reconstructions']:.3f}")
+        ax.legend(fontsize="x-small", loc="upper right", ncols=2)
+    fig_curves.suptitle("Where each run's reconstructions lie (its decoder over the test codes' range)")
+
+    a, b = spread_rows
+    more = "new data" if b["std test MSE"] > a["std test MSE"] else "new seeds on the same data"
+    n_collapsed = int(runs["collapsed"].sum())
+    findings = [
+        f"Same data, new seeds: test MSE {a['mean test MSE']:.4f} ± {a['std test MSE']:.4f} "
+        f"(range {a['min test MSE']:.4f}-{a['max test MSE']:.4f}); new data each time: "
+        f"{b['mean test MSE']:.4f} ± {b['std test MSE']:.4f} "
+        f"(range {b['min test MSE']:.4f}-{b['max test MSE']:.4f}) over {n_runs} runs each.",
+        f"The spread of the test error is larger with {more} "
+        f"(std ratio new data / same data = {b['std test MSE'] / max(a['std test MSE'], 1e-12):.2f}).",
+        f"The reconstruction of a test point moves by {a['pointwise spread of reconstructions']:.3f} "
+        f"(RMS over runs, averaged over points) between seeds on the same data and by "
+        f"{b['pointwise spread of reconstructions']:.3f} with new data; the noise level is {noise:g}.",
+        f"{n_collapsed} of {len(runs)} runs collapsed to predicting the mean.",
+    ]
+    metrics = {"same_data_mean_mse": float(a["mean test MSE"]),
+               "same_data_std_mse": float(a["std test MSE"]),
+               "new_data_mean_mse": float(b["mean test MSE"]),
+               "new_data_std_mse": float(b["std test MSE"]),
+               "same_data_spread": float(a["pointwise spread of reconstructions"]),
+               "new_data_spread": float(b["pointwise spread of reconstructions"]),
+               "collapsed_runs": n_collapsed}
+    return StudyResult("moons-reproducibility", {"spread": spread, "runs": runs},
+                       {"test-error": fig_err, "curves": fig_curves}, findings, config, metrics)

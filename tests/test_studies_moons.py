@@ -1,0 +1,152 @@
+"""The moons-* studies of course sheet 002, each run once in quick mode."""
+
+import re
+
+import numpy as np
+import pytest
+
+from aelab import cli
+from aelab.studies import (
+    REGISTRY,
+    moons_code_gmm,
+    moons_hyperparameters,
+    moons_mmd,
+    moons_noise_shift,
+    moons_reproducibility,
+)
+
+IDS = ["moons-hyperparameters", "moons-reproducibility", "moons-code-gmm", "moons-mmd",
+       "moons-noise-shift"]
+
+
+@pytest.fixture(scope="module")
+def hyper():
+    return moons_hyperparameters(quick=True)
+
+
+@pytest.fixture(scope="module")
+def repro():
+    return moons_reproducibility(quick=True)
+
+
+@pytest.fixture(scope="module")
+def gmm():
+    return moons_code_gmm(quick=True)
+
+
+@pytest.fixture(scope="module")
+def mmd():
+    return moons_mmd(quick=True)
+
+
+@pytest.fixture(scope="module")
+def shift():
+    return moons_noise_shift(quick=True)
+
+
+def check_figure(fig):
+    """Every panel titled and labelled; a legend wherever more than one series is labelled."""
+    assert fig.axes
+    for ax in fig.axes:
+        assert ax.get_title(), "untitled panel"
+        assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+        labels = [lab for lab in ax.get_legend_handles_labels()[1] if not lab.startswith("_")]
+        if len(labels) > 1:
+            assert ax.get_legend() is not None, ax.get_title()
+
+
+@pytest.mark.parametrize("name", ["hyper", "repro", "gmm", "mmd", "shift"])
+def test_study_returns_tables_labelled_figures_and_numeric_findings(name, request):
+    r = request.getfixturevalue(name)
+    assert r.name in IDS
+    assert r.tables and all(not t.empty for t in r.tables.values())
+    assert r.figures
+    for fig in r.figures.values():
+        check_figure(fig)
+    assert r.findings and all(re.search(r"\d", f) for f in r.findings)
+    assert r.config["quick"] is True and r.config["seed"] == 0
+    assert r.metrics and all(isinstance(v, (int, float)) and np.isfinite(v)
+                             for v in r.metrics.values())
+
+
+def test_studies_are_registered_and_listed(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in IDS:
+        assert name in REGISTRY
+        assert name in out
+
+
+def test_hyperparameters_sweeps_every_axis_over_seeds(hyper):
+    summary, runs = hyper.tables["summary"], hyper.tables["runs"]
+    assert set(summary["axis"]) == {"training-set size", "learning rate", "learning-rate schedule",
+                                    "hidden size", "hidden layers", "epochs"}
+    assert (summary["seeds"] == 2).all()
+    assert set(summary.loc[summary["axis"] == "learning-rate schedule", "value"]) == {
+        "constant", "cosine", "step"}
+    # the default setting is shared by every axis but trained once per seed
+    distinct = runs[runs["axis"] != "epochs"].drop_duplicates(
+        ["n_train", "lr", "lr_schedule", "hidden_size", "layers", "seed"])
+    assert hyper.metrics["trained_runs"] == len(distinct) == 2 * (1 + 2 + 2 + 2 + 1 + 1)
+    # training helps: the test error falls from the first to the last epoch checkpoint
+    epochs = summary[summary["axis"] == "epochs"]
+    assert epochs["mean test MSE"].iloc[-1] < 0.5 * epochs["mean test MSE"].iloc[0]
+    assert hyper.metrics["best_test_mse"] <= hyper.metrics["poor_test_mse"]
+    titles = [ax.get_title() for ax in hyper.figures["best-vs-poor"].axes]
+    assert titles[0].startswith("Best setting") and titles[1].startswith("Poor setting")
+
+
+def test_reproducibility_pairs_model_seeds_and_varies_only_the_data(repro):
+    runs = repro.tables["runs"]
+    same = runs[runs["condition"] == "same data, new seed"]
+    new = runs[runs["condition"] == "new data, new seed"]
+    assert same["data seed"].nunique() == 1 and new["data seed"].nunique() == len(new) == 4
+    assert same["model seed"].tolist() == new["model seed"].tolist()
+    spread = repro.tables["spread"].set_index("condition")
+    assert (spread["std test MSE"] > 0).all()
+    assert (spread["pointwise spread of reconstructions"] > 0).all()
+    assert len(repro.figures["curves"].axes[0].get_lines()) >= 4  # one decoded curve per run
+
+
+def test_reproducibility_is_deterministic_and_checks_n_runs():
+    a = moons_reproducibility(quick=True, n_runs=2, epochs=2, n_train=64, n_test=64)
+    b = moons_reproducibility(quick=True, n_runs=2, epochs=2, n_train=64, n_test=64)
+    assert a.tables["runs"]["test MSE"].tolist() == b.tables["runs"]["test MSE"].tolist()
+    with pytest.raises(ValueError, match="n_runs must be an int >= 2"):
+        moons_reproducibility(n_runs=1)
+
+
+def test_hyperparameters_rejects_an_empty_sweep():
+    with pytest.raises(ValueError, match="sizes must list at least one value"):
+        moons_hyperparameters(sizes=[])
+
+
+def test_code_gmm_picks_the_lowest_bic_and_draws_a_normalised_density(gmm):
+    bic = gmm.tables["BIC"]
+    chosen = bic.loc[bic["chosen"], "components"].item()
+    assert chosen == bic.loc[bic["BIC"].idxmin(), "components"] == gmm.metrics["n_components"]
+    quality = gmm.tables["sample quality"].set_index("points")
+    reference = quality.loc["fresh real sample (reference)"]
+    assert gmm.metrics["gmm_mmd2"] > reference["MMD² to test set"]
+    assert 0 <= gmm.metrics["gmm_precision"] <= 1 and 0 <= gmm.metrics["gmm_recall"] <= 1
+    ax = gmm.figures["codes"].axes[0]
+    density = [line for line in ax.get_lines() if line.get_label().startswith("mixture density")]
+    x, y = density[0].get_data()
+    assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.05)
+
+
+def test_mmd_beats_the_1d_bottleneck_and_pulls_codes_to_the_normal(mmd):
+    m = mmd.metrics
+    assert m["mmd_test_mse"] < 0.5 * m["bottleneck1_test_mse"]
+    assert m["mmd_code_mmd2"] < m["plain_code_mmd2"]
+    table = mmd.tables["models"]
+    assert table["bottleneck"].tolist() == [2, 2, 1]
+
+
+def test_noise_shift_errors_rise_with_test_noise(shift):
+    errors = shift.tables["errors"].set_index(["train noise", "test noise"])
+    assert len(errors) == 4
+    assert errors.loc[(0.1, 0.2), "test MSE"] > errors.loc[(0.1, 0.1), "test MSE"]
+    assert errors.loc[(0.1, 0.2), "noise floor σ²/2"] == pytest.approx(0.02)
+    assert ((errors["share kept on own moon"] > 0.5) & (errors["share kept on own moon"] <= 1)).all()
+    assert len(shift.figures["reconstructions"].axes) == 4

@@ -6,10 +6,14 @@
 
 from aelab.studies._base import REGISTRY, Study, StudyResult, get, study
 from aelab.studies.moons_autoencoder import moons_autoencoder
+from aelab.studies.sheet6 import sheet6_architectures, sheet6_decoder_curves, sheet6_pca
+from aelab.studies.sheet6_training import sheet6_frozen_decoder, sheet6_gd_vs_sgd, sheet6_memorize
 from aelab.studies.moons import moons_hyperparameters, moons_reproducibility
 from aelab.studies.moons_generative import moons_code_gmm, moons_mmd
 from aelab.studies.moons_noise import moons_noise_shift
 
 __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencoder",
+           "sheet6_architectures", "sheet6_pca", "sheet6_decoder_curves", "sheet6_memorize",
+           "sheet6_frozen_decoder", "sheet6_gd_vs_sgd",
            "moons_hyperparameters", "moons_reproducibility", "moons_code_gmm", "moons_mmd",
            "moons_noise_shift"]

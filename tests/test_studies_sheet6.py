@@ -1,0 +1,241 @@
+"""The six sheet-6 studies in quick mode, and the helpers they share."""
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import aelab
+from aelab.studies import REGISTRY
+from aelab.studies import sheet6 as s6
+from aelab.studies import sheet6_training as s6t
+
+IDS = ["sheet6-architectures", "sheet6-pca", "sheet6-decoder-curves", "sheet6-memorize",
+       "sheet6-frozen-decoder", "sheet6-gd-vs-sgd"]
+# figures where colour carries a value, so they need a colour bar
+COLOURED = {("sheet6-architectures", "codes"), ("sheet6-architectures", "code_contours"),
+            ("sheet6-decoder-curves", "curves"), ("sheet6-frozen-decoder", "codes")}
+
+
+@pytest.fixture(scope="module")
+def results():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: REGISTRY[name].run(quick=True, seed=0) for name in IDS}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _plot_axes(fig):
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def _labelled_series(ax):
+    handles, labels = ax.get_legend_handles_labels()
+    return [lab for lab in labels if not lab.startswith("_")]
+
+
+# --- what every study must deliver -----------------------------------------------------------
+
+
+def test_all_six_are_registered_with_a_summary():
+    for name in IDS:
+        assert name in REGISTRY
+        assert REGISTRY[name].summary
+        assert getattr(aelab.studies, name.replace("-", "_")) is REGISTRY[name].run
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_tables_are_non_empty_dataframes(results, name):
+    result = results[name]
+    assert result.name == name
+    assert result.tables
+    for table in result.tables.values():
+        assert isinstance(table, pd.DataFrame)
+        assert len(table) > 0 and len(table.columns) > 1
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_figures_are_titled_labelled_and_have_legends(results, name):
+    figures = results[name].figures
+    assert figures
+    for key, fig in figures.items():
+        has_suptitle = fig._suptitle is not None and fig._suptitle.get_text()
+        axes = _plot_axes(fig)
+        assert axes, key
+        for ax in axes:
+            assert ax.get_title() or has_suptitle, (key, "title")
+            assert ax.get_xlabel() and ax.get_ylabel(), (key, "axis labels")
+            if len(_labelled_series(ax)) > 1:
+                assert ax.get_legend() is not None, (key, "legend")
+        if (name, key) in COLOURED:
+            bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+            assert bars and all(bar.get_ylabel() for bar in bars), (key, "colour bar")
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_findings_contain_numbers_and_metrics_are_plain(results, name):
+    result = results[name]
+    assert len(result.findings) >= 2
+    for finding in result.findings:
+        assert re.search(r"\d", finding), finding
+    assert result.config["quick"] is True
+    for key, value in result.metrics.items():
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), key
+        assert math.isfinite(value), key
+
+
+# --- study-specific properties ----------------------------------------------------------------
+
+
+def test_architectures_label_epochs_and_steps_and_beat_pca_with_the_big_model(results):
+    result = results["sheet6-architectures"]
+    epochs = result.config["epochs"]
+    steps = epochs * (result.config["n"] // result.config["batch_size"])
+    by_epoch, by_step = _plot_axes(result.figures["loss"])
+    assert by_epoch.get_xlabel() == "epoch" and by_step.get_xlabel() == "optimizer step"
+    assert len(by_epoch.lines[0].get_xdata()) == epochs
+    assert len(by_step.lines[0].get_xdata()) == steps
+    table = result.tables["errors"].set_index("model")
+    assert list(table.index[:3]) == ["small", "big", "PCA-like"]
+    assert table.loc["big", "train MSE"] < 0.9 * table.loc["PCA, 1 component", "train MSE"]
+    # the linear model cannot beat PCA on its own training data
+    assert table.loc["PCA-like", "train MSE"] >= table.loc["PCA, 1 component", "train MSE"] * (1 - 1e-5)
+    assert not table["collapsed to the mean"].any()
+
+
+def test_pca_angle_is_small_and_errors_match(results):
+    result = results["sheet6-pca"]
+    table = result.tables["directions"]
+    ae = table[table["method"] == "linear AE"]
+    assert len(ae) == result.config["n_seeds"]
+    assert ae["angle to PCA (degrees)"].max() < 2.0
+    assert ((ae["MSE / PCA MSE"] >= 1 - 1e-5) & (ae["MSE / PCA MSE"] < 1.01)).all()
+    assert np.allclose(ae["encoder . decoder"], 1.0, atol=0.02)
+    eig = table[table["method"].str.contains("eigen")].iloc[0]
+    assert eig["angle to PCA (degrees)"] < 1e-3
+    assert result.metrics["mean_angle_degrees"] == pytest.approx(ae["angle to PCA (degrees)"].mean())
+
+
+def test_decoder_curves_move_towards_the_data_and_the_linear_one_is_straight(results):
+    table = results["sheet6-decoder-curves"].tables["curves"].set_index(["model", "state"])
+    for arch in s6.ARCHITECTURES:
+        before = table.loc[(arch, "before training"), "mean distance point-curve"]
+        after = table.loc[(arch, "after training"), "mean distance point-curve"]
+        assert after < before, arch
+    assert (table.loc["PCA-like", s6.PIECES] == 1).all()
+    assert table.loc[("big", "after training"), s6.PIECES] > 1
+
+
+def test_memorize_error_falls_with_width_and_small_n_is_memorised(results):
+    result = results["sheet6-memorize"]
+    summary = result.tables["summary"]
+    ns, widths = result.config["ns"], result.config["widths"]
+    assert len(result.tables["runs"]) == len(ns) * len(widths) * result.config["n_seeds"]
+    at_max = summary[summary["n"] == max(ns)].sort_values("width")["best MSE"].to_numpy()
+    assert at_max[-1] < 0.5 * at_max[0]
+    smallest = summary[summary["n"] == min(ns)]
+    assert smallest["reached ~0"].any()
+    assert (smallest["best MSE"] < result.config["threshold"]).any()
+    assert any("'Perfect' here means training MSE <" in f for f in result.findings)
+
+
+def test_frozen_decoder_really_reinitialises_and_keeps_the_decoder(results):
+    result = results["sheet6-frozen-decoder"]
+    checks = result.tables["checks"].set_index("check")
+    assert checks.loc["encoder changed by re-initialisation", "share of entries changed"] > 0.99
+    assert checks.loc["encoder changed by retraining", "largest |change|"] > 0
+    assert checks.loc["decoder changed during retraining (frozen)", "largest |change|"] == 0.0
+    assert result.metrics["mse_reinit"] > result.metrics["mse_first"]
+    assert result.metrics["mse_retrained"] < result.metrics["mse_reinit"]
+    assert "Re-initialisation is real" in result.findings[0]
+    loss_ax = _plot_axes(result.figures["loss"])[0]
+    epochs = result.config["epochs"]
+    first, second = loss_ax.lines[0].get_xdata(), loss_ax.lines[1].get_xdata()
+    assert len(first) == len(second) == epochs and second[0] == epochs + 1
+
+
+def test_gd_vs_sgd_curves_have_matching_lengths_and_axes(results):
+    result = results["sheet6-gd-vs-sgd"]
+    runs = result.tables["runs"].set_index("method")
+    epochs, n, batch = result.config["epochs"], result.config["n"], result.config["batch_size"]
+    gd, sgd, adam = runs.index
+    assert runs["optimizer steps"].nunique() == 1
+    assert runs.loc[gd, "batch size"] == n and runs.loc[gd, "epochs"] == epochs * (n // batch)
+    assert runs.loc[gd, "examples seen"] == runs.loc[gd, "epochs"] * n
+    assert runs.loc[sgd, "examples seen"] == runs.loc[adam, "examples seen"] == epochs * (n - n % batch)
+    assert list(runs["optimizer"]) == ["sgd", "sgd", "adam"]
+    by_examples, by_seconds = _plot_axes(result.figures["loss"])
+    assert by_examples.get_xlabel() == "training examples seen"
+    assert "seconds" in by_seconds.get_xlabel()
+    lengths = [len(line.get_xdata()) for line in by_seconds.lines[:3]]
+    assert lengths == [epochs * (n // batch), epochs, epochs]
+    assert np.all(np.diff(by_seconds.lines[0].get_xdata()) > 0)  # seconds accumulate
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+
+def test_angle_degrees_ignores_sign_and_is_accurate_for_tiny_angles():
+    assert s6.angle_degrees([1.0, 0.0], [1.0, 1.0]) == pytest.approx(45.0)
+    assert s6.angle_degrees([1.0, 0.0], [-1.0, 0.0]) == 0.0
+    assert s6.angle_degrees([0.0, 2.0], [3.0, 0.0]) == pytest.approx(90.0)
+    tiny = 1e-7
+    assert s6.angle_degrees([1.0, 0.0], [math.cos(tiny), math.sin(tiny)]) == pytest.approx(
+        math.degrees(tiny), rel=1e-6)
+
+
+def test_linear_pieces_counts_the_kinks_of_a_known_relu_decoder():
+    model = aelab.Autoencoder.from_widths([3], 1, 2)
+    first, last = model.decoder[0], model.decoder[2]
+    with torch.no_grad():
+        first.weight.copy_(torch.ones(3, 1))
+        first.bias.copy_(torch.tensor([0.0, -1.0, -2.0]))  # kinks at z = 0, 1, 2
+        last.weight.copy_(torch.tensor([[1.0, -2.0, 1.5], [0.5, 1.0, -3.0]]))
+        last.bias.zero_()
+    assert s6.linear_pieces(model, -1.0, 3.0) == 4
+    assert s6.linear_pieces(model, 0.2, 0.8) == 1
+    assert s6.linear_pieces(aelab.LinearAutoencoder(2, 1), -5.0, 5.0) == 1
+
+
+def test_rank_correlation_and_distance_to_curve():
+    a = np.array([0.1, 0.5, 0.2, 0.9])
+    assert s6.rank_correlation(a, a ** 3) == pytest.approx(1.0)
+    assert s6.rank_correlation(a, -a) == pytest.approx(-1.0)
+    curve = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    X = torch.tensor([[1.0, 2.0], [2.0, -0.5]])
+    assert s6.distance_to_curve(X, curve).tolist() == pytest.approx([2.0, 0.5])
+    assert s6.curve_length(curve) == pytest.approx(2.0)
+
+
+def test_build_is_seeded_and_rejects_unknown_architectures():
+    a, b = s6.build("small", 3), s6.build("small", 3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert s6.n_parameters(s6.build("big", 0)) == 10603
+    with pytest.raises(ValueError, match=r"architecture must be one of .*'huge'"):
+        s6.build("huge", 0)
+
+
+def test_train_same_shape_gives_one_history_per_model_with_its_seed():
+    ds = aelab.data.rectangle(16, seed=0)
+    models = [s6.build("PCA-like", s) for s in (0, 1)]
+    histories = s6.train_same_shape(models, ds, seeds=[5, 6], epochs=3, batch_size=8, lr=1e-3)
+    assert [h.config["seed"] for h in histories] == [5, 6]
+    assert all(h.epochs == 3 for h in histories)
+
+
+def test_collapse_threshold_uses_the_mean_predictor():
+    X = aelab.data.rectangle(500, seed=0).X
+    floor = s6.mean_predictor_mse(X)
+    assert floor == pytest.approx(float(((X - X.mean(0)) ** 2).mean()))
+    assert s6.collapsed(floor, X) and not s6.collapsed(0.5 * floor, X)
+
+
+def test_study_settings_can_be_overridden():
+    result = s6t.sheet6_memorize(quick=True, ns=(4,), widths=(8, 32), epochs=20, threshold=1.0)
+    assert result.tables["summary"]["width"].tolist() == [8, 32]
+    assert result.config["epochs"] == 20 and result.config["threshold"] == 1.0

@@ -51,6 +51,16 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _study_options(func, args) -> dict:
+    """``--dataset``/``--mnist-root`` as keyword arguments, for the studies whose signature takes them."""
+    import inspect
+
+    dataset = args.dataset or ("mnist" if args.mnist_root else None)
+    options = {"dataset": dataset, "mnist_root": args.mnist_root}
+    accepted = inspect.signature(func).parameters
+    return {k: v for k, v in options.items() if v is not None and k in accepted}
+
+
 def cmd_run(args) -> int:
     names = args.studies or list(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
@@ -67,7 +77,8 @@ def cmd_run(args) -> int:
     for name in bar:
         bar.set_description(name)
         start = time.perf_counter()
-        result = REGISTRY[name].run(quick=not args.full, seed=args.seed)
+        result = REGISTRY[name].run(quick=not args.full, seed=args.seed,
+                                    **_study_options(REGISTRY[name].run, args))
         result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
         results.append(result)
     path = report.write(results, out_dir, title="aelab run: " + ", ".join(names))
@@ -155,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "settings, or the course sizes with --full.")
     p.add_argument("studies", nargs="*", metavar="STUDY", help="study ids (see `aelab list`)")
     p.add_argument("--full", action="store_true", help="the course sizes instead of quick settings")
+    p.add_argument("--dataset", choices=["digits", "mnist"], default=None,
+                   help="images for the image studies (default digits; mnist needs --mnist-root)")
+    p.add_argument("--mnist-root", metavar="DIR",
+                   help="folder with the MNIST IDX files train-images-idx3-ubyte.gz, "
+                        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+                        "t10k-labels-idx1-ubyte.gz (gzipped or not); implies --dataset mnist")
     _add_common(p)
     p.set_defaults(func=cmd_run)
 

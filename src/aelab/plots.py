@@ -17,7 +17,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from aelab.train import History  # noqa: E402
 
 __all__ = ["loss_curves", "reconstruction_scatter", "new_figure",
-           "confusion_matrices", "forest_report_figure"]
+           "confusion_matrices", "forest_report_figure",
+           "tile_images", "show_images", "image_grid"]
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 4.0, **kwargs):
@@ -83,6 +84,7 @@ def reconstruction_scatter(X, X_hat, *, title: str = "Original vs reconstructed 
     ax.set_title(title)
     ax.legend()
     return fig
+
 
 def _confusion_panel(ax, matrix, labels, title):
     matrix = np.asarray(matrix)
@@ -150,3 +152,131 @@ def forest_report_figure(report, *, title: str = "Random forest trained on real 
     fig.suptitle(f"{title}: {report.agreement:.1%} of reconstructions keep their label")
     return fig
 
+
+def tile_images(images, image_shape, *, gap: int = 1, row_gap: int | None = None) -> np.ndarray:
+    """Images laid out as one mosaic array, NaN in the gaps and in missing cells.
+
+    Parameters
+    ----------
+    images : array or Tensor, shape (rows, cols, C*H*W)
+        Flat images, as :class:`aelab.data.Dataset` stores them.
+    image_shape : (int, int, int)
+        ``(channels, height, width)``.
+    gap : int
+        Pixels between neighbouring images.
+    row_gap : int, optional
+        Pixels between rows (default ``gap``), e.g. room for captions.
+
+    Returns
+    -------
+    ndarray, shape (rows*(H+row_gap)-row_gap, cols*(W+gap)-gap) for one channel,
+    with a trailing channel axis for several.
+
+    >>> tile_images(np.ones((2, 3, 4)), (1, 2, 2)).shape
+    (5, 8)
+    """
+    images = np.asarray(images, dtype=float)
+    C, H, W = (int(s) for s in image_shape)
+    if images.ndim != 3 or images.shape[2] != C * H * W:
+        raise ValueError(f"images must have shape (rows, cols, C*H*W) = (rows, cols, {C * H * W}) "
+                         f"for image_shape={tuple(image_shape)}, got {images.shape}.")
+    row_gap = gap if row_gap is None else row_gap
+    rows, cols = images.shape[:2]
+    mosaic = np.full((rows * (H + row_gap) - row_gap, cols * (W + gap) - gap, C), np.nan)
+    cells = images.reshape(rows, cols, C, H, W).transpose(0, 1, 3, 4, 2)  # (rows, cols, H, W, C)
+    for r in range(rows):
+        for c in range(cols):
+            top, left = r * (H + row_gap), c * (W + gap)
+            mosaic[top:top + H, left:left + W] = cells[r, c]
+    return mosaic[..., 0] if C == 1 else mosaic
+
+
+def show_images(ax, mosaic: np.ndarray, *, value_range=(0.0, 1.0), cmap: str = "gray", **kwargs):
+    """``imshow`` of a :func:`tile_images` mosaic, clipped to ``value_range``, gaps in white."""
+    import matplotlib as mpl
+
+    low, high = value_range
+    colormap = mpl.colormaps[cmap].with_extremes(bad="white")
+    if mosaic.ndim == 3:  # RGB: imshow takes no colour map, so clip by hand
+        mosaic = np.clip((mosaic - low) / (high - low), 0, 1)
+        mosaic = np.where(np.isnan(mosaic), 1.0, mosaic)
+    return ax.imshow(np.ma.masked_invalid(mosaic), cmap=colormap, vmin=low, vmax=high,
+                     interpolation="nearest", **kwargs)
+
+
+def image_grid(rows, image_shape, *, title: str, n: int = 10, col_labels=None,
+               cell_labels=None, xlabel: str = "image", ylabel: str = "",
+               value_range=(0.0, 1.0), cmap: str = "gray", colorbar: bool = True) -> Figure:
+    """Rows of images in one panel, each row labelled, e.g. originals above their reconstructions.
+
+    Parameters
+    ----------
+    rows : mapping of str -> array or Tensor, shape (m, C*H*W)
+        Row label -> flat images; the first ``n`` of each are shown (shorter rows
+        leave blank cells).
+    image_shape : (int, int, int)
+        ``(channels, height, width)``, e.g. ``Dataset.image_shape``.
+    title : str
+    n : int
+        Images per row.
+    col_labels : sequence of str, optional
+        One label per column, shown under the grid (e.g. the true digit).
+    cell_labels : mapping of str -> sequence of str, optional
+        Per-row captions for individual images, written under each image
+        (e.g. a classifier's prediction).
+    xlabel, ylabel : str
+        What the columns and the rows are.
+    value_range : (float, float)
+        Pixel values shown from black to white; values outside are clipped.
+    colorbar : bool
+        A colour bar of the pixel values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> fig = image_grid({"original": torch.rand(10, 64), "reconstructed": torch.rand(10, 64)},
+    ...                  (1, 8, 8), title="Digits")
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['original', 'reconstructed']
+    """
+    if not rows:
+        raise ValueError("rows is empty; pass a dict of row label -> images.")
+    C, H, W = (int(s) for s in image_shape)
+    grid = np.full((len(rows), n, C * H * W), np.nan)
+    for r, images in enumerate(rows.values()):
+        images = np.asarray(images, dtype=float).reshape(len(images), -1)[:n]
+        if images.shape[1] != C * H * W:
+            raise ValueError(f"row {list(rows)[r]!r} has images of {images.shape[1]} values, "
+                             f"image_shape={tuple(image_shape)} needs {C * H * W}.")
+        grid[r, :len(images)] = images
+    gap = max(1, H // 8)
+    row_gap = gap + (int(np.ceil(0.3 * H)) if cell_labels else 0)  # room for the captions
+    mosaic = tile_images(grid, image_shape, gap=gap, row_gap=row_gap)
+    cell = 0.62 if H <= 16 else 0.8  # inches per image
+    label_width = 0.09 * max(len(str(k)) for k in rows) + 0.4
+    fig, axes = new_figure(width=cell * n + label_width + (1.0 if colorbar else 0.3),
+                           height=cell * len(rows) * (H + row_gap) / (H + gap) + 1.3)
+    ax = axes[0, 0]
+    image = show_images(ax, mosaic, value_range=value_range, cmap=cmap)
+    centres_x = np.arange(n) * (W + gap) + (W - 1) / 2
+    centres_y = np.arange(len(rows)) * (H + row_gap) + (H - 1) / 2
+    ax.set_yticks(centres_y, [str(k) for k in rows])
+    if col_labels is not None:
+        ax.set_xticks(centres_x[:len(col_labels)], [str(c) for c in col_labels][:n])
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for r, key in enumerate(rows):
+        for c, text in enumerate(list((cell_labels or {}).get(key, []))[:n]):
+            ax.text(centres_x[c], r * (H + row_gap) + H - 0.5 + 0.03 * H, str(text),
+                    ha="center", va="top", fontsize="x-small", color="C3")
+    if cell_labels:  # room under the last row for its captions
+        ax.set_ylim(mosaic.shape[0] - 0.5 + row_gap - gap, -0.5)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if colorbar:
+        fig.colorbar(image, ax=ax, label="pixel value", shrink=0.8, pad=0.01)
+    return fig

@@ -1,0 +1,237 @@
+"""The image studies (digits-bottleneck, ae-vs-pca, vae-vs-ae, denoising) in quick mode,
+on digits and on tiny MNIST-format files, and the CLI options that choose the dataset."""
+
+import gzip
+import html
+import json
+import re
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from aelab import plots
+from aelab.cli import _study_options, build_parser, main
+from aelab.studies import REGISTRY, ae_vs_pca, denoising, digits_bottleneck, moons_autoencoder
+from aelab.studies import vae_vs_ae
+from aelab.studies.images import elbow, load_images
+
+STUDIES = {"digits-bottleneck": digits_bottleneck, "ae-vs-pca": ae_vs_pca,
+           "vae-vs-ae": vae_vs_ae, "denoising": denoising}
+
+
+def _run(func, **kwargs):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before conftest's per-test setting
+    try:
+        return func(quick=True, seed=0, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {}
+
+
+def _result(results, name):
+    if name not in results:
+        results[name] = _run(STUDIES[name])
+    return results[name]
+
+
+# --- what every study must deliver -------------------------------------------------------------
+
+
+def _check_figure(key, fig):
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert axes, key
+    suptitle = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    for ax in axes:
+        assert ax.get_title() or suptitle, f"{key}: an axis without a title"
+        assert ax.get_xlabel() and ax.get_ylabel(), f"{key}: axis labels missing"
+        handles, labels = ax.get_legend_handles_labels()
+        if len([lab for lab in labels if not lab.startswith("_")]) > 1:
+            assert ax.get_legend() is not None, f"{key}: several series but no legend"
+
+
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_study_delivers_tables_figures_findings_metrics(results, name):
+    result = _result(results, name)
+    assert name in REGISTRY and REGISTRY[name].run is STUDIES[name]
+    assert result.name == name
+    assert result.tables and all(len(t) > 0 for t in result.tables.values())
+    assert result.figures
+    for key, fig in result.figures.items():
+        _check_figure(key, fig)
+    assert result.findings and all(re.search(r"\d", f) for f in result.findings)
+    assert result.metrics and all(v is None or isinstance(v, (int, float))
+                                  for v in result.metrics.values())
+    json.dumps(result.config)  # plain settings
+    assert result.config["dataset"] == "digits" and result.config["quick"] is True
+
+
+# --- study-specific properties -------------------------------------------------------------
+
+
+def test_digits_bottleneck_error_falls_and_forest_keeps_more_labels(results):
+    r = _result(results, "digits-bottleneck")
+    m = r.metrics
+    assert m["test_mse_b2"] > m["test_mse_b4"] > m["test_mse_b8"]
+    assert m["test_mse_b8"] < 0.5 * m["mean_image_mse"]
+    assert m["forest_accuracy_test"] > 0.9
+    assert m["forest_agreement_b8"] > m["forest_agreement_b2"]
+    synthetic = r.tables["synthetic digits"]
+    assert list(synthetic["bottleneck"])[:3] == [2, 4, 8]
+    shares = synthetic["forest: share with max probability > 0.5"]
+    assert ((shares >= 0) & (shares <= 1)).all()
+    assert {"reconstructions", "confusion", "codes_2d", "synthetic",
+            "synthetic_labels"} <= set(r.figures)
+    # one colour bar carries the labels in the code plot
+    assert any(ax.get_ylabel() == "digit label" for ax in r.figures["codes_2d"].axes)
+
+
+def test_ae_vs_pca_linear_ae_cannot_beat_pca_and_mlp_does_at_2(results):
+    r = _result(results, "ae-vs-pca")
+    errors = r.tables["errors"]
+    assert list(errors["bottleneck"]) == [2, 4, 8, 12, 16, 20]
+    pca = errors["PCA test MSE"].to_numpy()
+    assert (np.diff(pca) < 0).all()
+    # PCA is the optimum of every linear AE on the training set; on the test set it
+    # can be beaten only by chance and only slightly
+    assert (errors["linear AE / PCA"] > 0.97).all()
+    assert errors["MLP AE / PCA"].iloc[0] < 1
+    assert set(r.tables["elbows"]["method"]) == {"MLP AE", "linear AE", "PCA"}
+    assert r.metrics["pca_elbow"] in list(errors["bottleneck"])
+
+
+def test_vae_codes_follow_the_prior_more_than_the_ae(results):
+    r = _result(results, "vae-vs-ae")
+    latent = r.tables["latent spaces"].set_index("model")
+    for z in ("z1", "z2"):
+        assert 0.5 < latent.loc["VAE", f"code std {z}"] < 1.5
+        assert abs(latent.loc["VAE", f"code mean {z}"]) < 0.3
+    assert r.metrics["ae_test_mse"] < r.metrics["mean_image_mse"]
+    assert len(r.tables["samples"]) == 3
+    manifold = r.figures["manifold"]
+    assert sum(ax.get_label() != "<colorbar>" for ax in manifold.axes) == 2
+
+
+def test_denoising_skips_bypass_the_bottleneck(results):
+    r = _result(results, "denoising")
+    m = r.metrics
+    assert m["skip_mse_b2"] < m["corrupted_mse"]
+    # with skips, shrinking the code from 16 to 2 hurts less than without
+    assert m["skip_mse_b2"] / m["skip_mse_b16"] < m["conv_mse_b2"] / m["conv_mse_b16"]
+    # the code alone cannot carry what the skips carry
+    assert m["skip_code_only_mse_b2"] > 2 * m["skip_mse_b2"]
+    assert m["conv_code_only_mse_b2"] == pytest.approx(m["conv_mse_b2"])
+    assert r.config["sigma"] == 0.3 and r.config["clip"] == [0.0, 1.0]
+
+
+def test_denoising_training_inputs_are_clipped_to_the_data_range():
+    from aelab.studies.images_latent import denoising_objective
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x)
+            return x
+
+    torch.manual_seed(0)
+    objective = denoising_objective(0.3)
+    objective(Spy(), torch.ones(50, 4), torch.ones(50, 4))
+    assert seen[0].max() == 1.0 and seen[0].min() < 1.0
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def test_elbow_finds_the_kink_and_none_for_a_straight_line():
+    x = [2, 4, 6, 8, 10, 12]
+    assert x[elbow(x, [10, 5, 1, 0.8, 0.6, 0.4])] == 6
+    assert elbow(x, [6, 5, 4, 3, 2, 1]) is None
+    assert elbow(x, [1, 1.5, 3, 6, 12, 24]) is None  # rising: not an error curve
+
+
+def test_image_grid_labels_rows_and_columns():
+    fig = plots.image_grid({"a": torch.rand(3, 16), "b": torch.rand(2, 16)}, (1, 4, 4),
+                           title="t", n=3, col_labels=["x", "y", "z"], cell_labels={"b": ["1", "2"]},
+                           xlabel="cols", ylabel="rows")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
+    assert {t.get_text() for t in ax.texts} == {"1", "2"}
+    with pytest.raises(ValueError, match="image_shape=\\(1, 3, 3\\) needs 9"):
+        plots.image_grid({"a": torch.rand(2, 16)}, (1, 3, 3), title="t")
+
+
+def test_dataset_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="dataset must be one of .*'cifar'"):
+        load_images("cifar")
+    with pytest.raises(ValueError, match="needs mnist_root.*--mnist-root"):
+        digits_bottleneck(dataset="mnist")
+    with pytest.raises(ValueError, match="dataset='digits'"):
+        ae_vs_pca(mnist_root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*t10k-labels"):
+        denoising(dataset="mnist", mnist_root=tmp_path / "nowhere")
+
+
+# --- MNIST files --------------------------------------------------------------------------
+
+
+def _write_idx(path, array, magic):
+    header = struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """Tiny MNIST-format files: 28x28 images whose bright bar's position encodes the label."""
+    root = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 100), ("t10k", 40)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, size=(n, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
+        _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+    return root
+
+
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_studies_run_on_mnist_files(mnist_dir, name):
+    extra = {"n_synthetic": 20} if name == "digits-bottleneck" else {}
+    result = _run(STUDIES[name], dataset="mnist", mnist_root=mnist_dir, epochs=1, **extra)
+    assert result.config["dataset"] == "mnist"
+    assert result.config["n_train"] == 100 and result.config["n_test"] == 40
+    for key, fig in result.figures.items():
+        _check_figure(key, fig)
+
+
+def test_cli_runs_an_image_study_on_mnist(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "ae-vs-pca", "--mnist-root", str(mnist_dir), "--out", str(out)]) == 0
+    assert "Report:" in capsys.readouterr().out
+    text = html.unescape((out / "report.html").read_text())
+    assert '"dataset": "mnist"' in text and '"n_train": 100' in text
+    assert "ae-vs-pca" in json.loads((out / "metrics.json").read_text())["studies"]
+
+
+def test_cli_missing_mnist_files_say_where_to_put_them(tmp_path, capsys):
+    assert main(["run", "denoising", "--mnist-root", str(tmp_path), "--out",
+                 str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz" in err and str(tmp_path) in err
+
+
+def test_cli_passes_dataset_options_only_to_studies_that_take_them(tmp_path):
+    args = build_parser().parse_args(["run", "--mnist-root", str(tmp_path)])
+    assert _study_options(denoising, args) == {"dataset": "mnist", "mnist_root": str(tmp_path)}
+    assert _study_options(moons_autoencoder, args) == {}
+    args = build_parser().parse_args(["run", "--dataset", "digits"])
+    assert _study_options(vae_vs_ae, args) == {"dataset": "digits"}

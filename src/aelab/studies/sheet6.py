@@ -46,6 +46,7 @@ QUICK_EPOCHS = 100
 PCA_QUICK_EPOCHS = 300
 COLLAPSE_SHARE = 0.9  # MSE >= 90% of the mean predictor's counts as collapsed to the mean
 CURVE_CMAP = "plasma"
+CURVE_VIEW = (-2.7, 2.7, -1.6, 1.6)  # what the decoder-curve panels show
 EXTENT = (-2.2, 2.2, -1.2, 1.2)  # the rectangle with a margin, for maps over the input plane
 
 
@@ -172,6 +173,20 @@ def data_panel(ax, X, *, s: float = 8, color: str = "0.6", label: str | None = "
     ax.set_aspect("equal", adjustable="datalim")
 
 
+def plain_log_ticks(ax) -> None:
+    """Label a logarithmic y axis with plain numbers (0.2, not 2 x 10^-1), minor ticks too when
+    the axis spans less than two decades. Call it after everything is drawn."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def minor(v, _):
+        mantissa = v / 10 ** math.floor(math.log10(v))
+        return f"{v:g}" if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
+
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor) if high / low < 100 else NullFormatter())
+
+
 def loss_figure(histories: dict[str, History], title: str) -> "plots.Figure":
     """Two panels: the mean loss per epoch (left) and the loss of every optimizer step (right)."""
     fig, axes = plots.new_figure(ncols=2, width=5.6, height=4.0)
@@ -186,7 +201,7 @@ def loss_figure(histories: dict[str, History], title: str) -> "plots.Figure":
         per_epoch = len(h.step_loss) // max(h.epochs, 1)
         by_step.plot(epochs * per_epoch, h.train_loss, color=f"C{i}", lw=1.2,
                      label=f"{name}: epoch mean")
-    by_epoch.set_title("Per epoch: mean of the epoch's step losses")
+    by_epoch.set_title("Per epoch: mean of its step losses (train), error after it (fresh)")
     by_epoch.set_xlabel("epoch")
     by_epoch.set_ylabel("MSE")
     by_step.set_title("Per optimizer step: loss on that step's batch")
@@ -196,6 +211,7 @@ def loss_figure(histories: dict[str, History], title: str) -> "plots.Figure":
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="x-small")
+        plain_log_ticks(ax)
     fig.suptitle(title)
     return fig
 
@@ -212,13 +228,18 @@ def _input_grid(steps: int = 221):
 
 
 def _code_figure(models: dict[str, nn.Module], X: torch.Tensor, *, contour: bool, title: str):
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plots.new_figure(ncols=1, nrows=len(models), width=7.0, height=3.1)
     G1, G2, grid = _input_grid()
     for ax, (name, model) in zip(axes[:, 0], models.items()):
         z = codes(model, X)
         if contour:
             Z = codes(model, grid).reshape(G1.shape)
-            filled = ax.contourf(G1, G2, Z, levels=20, cmap="viridis")
+            # colour levels over the training codes' range: extrapolated corners would squash them
+            pad = 0.05 * (z.max() - z.min())
+            levels = MaxNLocator(nbins=20).tick_values(z.min() - pad, z.max() + pad)
+            filled = ax.contourf(G1, G2, Z, levels=levels, cmap="viridis", extend="both")
             ax.contour(G1, G2, Z, levels=filled.levels, colors="k", linewidths=0.3, alpha=0.35)
             ax.scatter(X[:, 0], X[:, 1], s=7, facecolor="white", edgecolor="k", linewidth=0.4,
                        label="training points")
@@ -518,37 +539,38 @@ def sheet6_pca(quick: bool = True, seed: int = 0, *, progress=None, n: int | Non
 # --- sheet6-decoder-curves -----------------------------------------------------------------
 
 
-def _coloured_curve(ax, points: np.ndarray, z: np.ndarray, norm, lw: float = 2.2):
+def _coloured_curve(ax, points: np.ndarray, z: np.ndarray, norm, data_codes, lw: float = 2.2):
+    """The curve coloured by code; thin where the code lies beyond the data's codes."""
     from matplotlib.collections import LineCollection
 
     segments = np.stack([points[:-1], points[1:]], axis=1)  # (steps - 1, 2, 2)
-    lines = LineCollection(segments, array=(z[:-1] + z[1:]) / 2, cmap=CURVE_CMAP, norm=norm,
-                           linewidths=lw)
+    middle = (z[:-1] + z[1:]) / 2
+    inside = (middle >= data_codes[0]) & (middle <= data_codes[1])
+    lines = LineCollection(segments, array=middle, cmap=CURVE_CMAP, norm=norm,
+                           linewidths=np.where(inside, lw, lw / 3))
     ax.add_collection(lines)
     return lines
 
 
-def _curve_panel(fig, ax, X, curve: torch.Tensor, low: float, high: float, title: str):
-    from matplotlib import colormaps
+def _curve_panel(fig, ax, X, curve: torch.Tensor, low: float, high: float, data_codes,
+                 title: str):
     from matplotlib.colors import Normalize
-    from matplotlib.lines import Line2D
 
-    data_panel(ax, X, s=6, color="0.75")
+    data_panel(ax, X, s=6, color="0.75", label=None)
     z = np.linspace(low, high, len(curve))
     points = curve.numpy()
     norm = Normalize(low, high)
-    lines = _coloured_curve(ax, points, z, norm)
+    lines = _coloured_curve(ax, points, z, norm, data_codes)
     ax.plot(*points[0], "o", ms=5, color="k")
-    ax.update_datalim(points)
-    ax.autoscale_view()
-    handles = [Line2D([], [], color="0.75", marker="o", ls="", ms=3, label="training points"),
-               Line2D([], [], color=colormaps[CURVE_CMAP](0.5), lw=2.2, label="decoded codes"),
-               Line2D([], [], color="k", marker="o", ls="", ms=5, label=f"start, z = {low:.2f}")]
+    # the rectangle's neighbourhood: a steep extrapolation beyond the data's codes is cut off
+    ax.set_xlim(CURVE_VIEW[0], CURVE_VIEW[1])
+    ax.set_ylim(CURVE_VIEW[2], CURVE_VIEW[3])
+    ax.set_aspect("equal", adjustable="box")
     extent = float((points.max(0) - points.min(0)).max())
     data_extent = float((X.max(0).values - X.min(0).values).max())
     if extent < 0.15 * data_extent:  # too small to see: show it enlarged as well
         inset = ax.inset_axes([0.64, 0.03, 0.34, 0.34])
-        _coloured_curve(inset, points, z, norm, lw=1.8)
+        _coloured_curve(inset, points, z, norm, data_codes, lw=1.8)
         inset.plot(*points[0], "o", ms=4, color="k")
         inset.update_datalim(points)
         inset.autoscale_view()
@@ -556,9 +578,21 @@ def _curve_panel(fig, ax, X, curve: torch.Tensor, low: float, high: float, title
         inset.tick_params(labelsize=6)
         inset.set_title(f"enlarged, {extent:.2g} wide", fontsize=7)
         ax.indicate_inset_zoom(inset, edgecolor="0.3")
-    ax.legend(handles=handles, fontsize="x-small", loc="upper left", framealpha=0.85)
-    fig.colorbar(lines, ax=ax, label="code z")
-    ax.set_title(title, fontsize="medium")
+    fig.colorbar(lines, ax=ax, label="code z", shrink=0.85)
+    ax.set_title(f"{title}, z from {low:.2f} to {high:.2f}", fontsize="medium")
+
+
+def _curve_legend(fig) -> None:
+    """One legend for all decoder-curve panels, below them."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    colour = colormaps[CURVE_CMAP](0.5)
+    handles = [Line2D([], [], color="0.75", marker="o", ls="", ms=4, label="training points"),
+               Line2D([], [], color=colour, lw=2.2, label="decoded codes within the data's codes"),
+               Line2D([], [], color=colour, lw=0.8, label="decoded codes beyond them (+10% each side)"),
+               Line2D([], [], color="k", marker="o", ls="", ms=5, label="start of the interval")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize="small")
 
 
 PIECES = "straight pieces over the data's codes"
@@ -605,7 +639,7 @@ def sheet6_decoder_curves(quick: bool = True, seed: int = 0, *, progress=None, n
             low, high = code_interval(model, X, widen)
             curve = decode_line(model, low, high)
             distance = distance_to_curve(X, curve)
-            panels[arch, state] = (curve, low, high)
+            panels[arch, state] = (curve, low, high, (z.min(), z.max()))
             rows.append({"model": arch, "state": state, "code low": low, "code high": high,
                          "curve length": curve_length(curve),
                          PIECES: linear_pieces(model, z.min(), z.max()),
@@ -615,11 +649,13 @@ def sheet6_decoder_curves(quick: bool = True, seed: int = 0, *, progress=None, n
     table = pd.DataFrame(rows)
     at = table.set_index(["model", "state"])
 
-    fig, axes = plots.new_figure(ncols=3, nrows=2, width=5.0, height=3.6)
+    fig, axes = plots.new_figure(ncols=3, nrows=2, width=5.2, height=3.3)
     for col, arch in enumerate(ARCHITECTURES):
         for row, state in enumerate(("before training", "after training")):
-            curve, low, high = panels[arch, state]
-            _curve_panel(fig, axes[row, col], X, curve, low, high, f"{label(arch)}\n{state}")
+            curve, low, high, data_codes = panels[arch, state]
+            _curve_panel(fig, axes[row, col], X, curve, low, high, data_codes,
+                         f"{label(arch)}\n{state}")
+    _curve_legend(fig)
     fig.suptitle(f"Decoded code interval (the training codes' range, widened {widen:.0%} each side) "
                  f"over the {cfg['n']} training points")
 

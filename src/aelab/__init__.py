@@ -18,6 +18,7 @@ from aelab.models import VAE, ConvAutoencoder, ResNetAutoencoder, conv_output_si
 from aelab.summary import summary
 from aelab.train import History, TrainConfig, TrainingDiverged, train_autoencoder
 from aelab.train import train_mmd_autoencoder, train_vae
+from aelab.ensemble import train_many
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "train_autoencoder",
+    "train_many",
     "reconstruction_error",
     "classifier_agreement",
     "PCA",

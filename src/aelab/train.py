@@ -259,8 +259,32 @@ def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig
     return history
 
 
+def _epoch_mean(losses: list[float], sizes: list[int], n_used: int) -> float:
+    """The epoch's training loss: step losses weighted by their batch sizes."""
+    return sum(l * s for l, s in zip(losses, sizes)) / n_used
+
+
+def _diverged_message(epoch_loss: float, epoch: int, epochs: int, lr: float) -> str:
+    return (f"training loss became {epoch_loss} in epoch {epoch + 1} of {epochs} "
+            f"(lr={lr}); lower the learning rate (e.g. lr={lr / 10:g}). "
+            "The model's weights were restored to what they were before training.")
+
+
 def _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, cfg,
                 test_in, test_target, history, progress):
+    if objective is reconstruction_objective:
+        # Linear/ReLU (and residual) autoencoders take the hand-written step of
+        # aelab.ensemble: same data order and noise, no autograd, ~5x faster
+        from aelab.ensemble import _train_stack, stack_plan  # lazy: ensemble imports this module
+
+        plan = stack_plan(model)
+        if plan is not None:
+            model.train()
+            _train_stack([plan], X, cfg, [history], lrs=[cfg.lr], sigmas=[cfg.noise_sigma or 0.0],
+                         generators=[None], test_in=test_in, test_target=test_target,
+                         progress=progress, desc=type(model).__name__)
+            model.eval()
+            return
     n = len(X)
     full_batch = batch_size >= n
     start = time.perf_counter()
@@ -287,13 +311,9 @@ def _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, c
         seen += n_used
         losses = torch.stack(step_losses).tolist()  # the epoch's one host sync
         sizes = [len(t) for t in target.split(batch_size)]
-        epoch_loss = sum(l * s for l, s in zip(losses, sizes)) / n_used
+        epoch_loss = _epoch_mean(losses, sizes, n_used)
         if not math.isfinite(epoch_loss):
-            raise TrainingDiverged(
-                f"training loss became {epoch_loss} in epoch {epoch + 1} of {cfg.epochs} "
-                f"(lr={cfg.lr}); lower the learning rate (e.g. lr={cfg.lr / 10:g}). "
-                "The model's weights were restored to what they were before training."
-            )
+            raise TrainingDiverged(_diverged_message(epoch_loss, epoch, cfg.epochs, cfg.lr))
         history.step_loss.extend(losses)
         history.train_loss.append(epoch_loss)
         history.examples_seen.append(seen)

@@ -1,0 +1,788 @@
+"""Many small autoencoders trained at once: the performance engine.
+
+The models of the studies are tiny, so a training step costs framework
+overhead (tens of microseconds per op), not arithmetic. This module removes
+that overhead twice over:
+
+* **Stacking.** ``K`` models of one architecture become one stack: layer ``l``
+  of every member lives in one tensor ``W[l]`` of shape ``(K, out, in + 1)``,
+  whose last column is the bias (so activations carry a column of ones, and
+  one batched matmul computes weight and bias gradients together). A step
+  runs each op once for all ``K`` members, and one fused Adam (or SGD) call
+  updates every member. Each member keeps its own data order, input noise
+  and optimizer state, so it trains exactly as it would alone.
+* **A hand-written step.** Forward and backward of Linear/ReLU chains (with
+  optional residual blocks) are written out as batched matmuls, with no
+  autograd graph, no ``Optimizer.step`` bookkeeping and no host sync inside
+  an epoch. :func:`aelab.train_autoencoder` uses the same engine with ``K = 1``.
+
+Which models can be stacked is decided by :data:`EMITTERS`, a dict from module
+type to a function that appends the module's ops to a plan; registering an
+emitter there is how a new model family (built from the same ops) joins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+
+from aelab._checks import check_choice, check_positive_float
+from aelab.data import Dataset
+from aelab.models._base import AutoencoderBase
+from aelab.models.resnet import ResidualBlock
+from aelab.train import (
+    SCHEDULES,
+    History,
+    TrainConfig,
+    TrainingDiverged,
+    _check_data,
+    _diverged_message,
+    _epoch_mean,
+    _progress_bar,
+    resolve_device,
+    train_autoencoder,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train_many", "EMITTERS", "stack_plan"]
+
+ON_DIVERGE = ("raise", "restore")
+# above this many bytes, a stack gathers each batch on its own instead of a whole epoch at once
+_EPOCH_GATHER_BYTES = 64 * 2**20
+_threshold_backward = torch.ops.aten.threshold_backward.default
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One Linear layer of a plan, with what happens around it."""
+
+    layer: nn.Linear
+    relu: bool = False  # ReLU applied to this layer's output (after any residual add)
+    res_start: bool = False  # this layer's input is saved as a residual skip
+    res_end: bool = False  # the saved skip is added to this layer's output
+
+
+Emitter = Callable[[nn.Module, list], bool]
+
+
+def _emit(module: nn.Module, ops: list) -> bool:
+    emitter = EMITTERS.get(type(module))
+    if emitter is None:
+        return False
+    hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks)
+    return not any(hooks) and emitter(module, ops)
+
+
+def _emit_linear(layer: nn.Linear, ops: list) -> bool:
+    if layer.bias is None or layer.weight.requires_grad != layer.bias.requires_grad:
+        return False
+    ops.append(_Op(layer))
+    return True
+
+
+def _emit_relu(module: nn.ReLU, ops: list) -> bool:
+    if not ops or ops[-1].relu:
+        return False
+    ops[-1] = replace(ops[-1], relu=True)
+    return True
+
+
+def _emit_sequential(seq: nn.Sequential, ops: list) -> bool:
+    return all(_emit(m, ops) for m in seq)
+
+
+def _emit_residual(block: ResidualBlock, ops: list) -> bool:
+    start = len(ops)
+    if not _emit(block.f, ops) or len(ops) == start:
+        return False
+    inner = ops[start:]
+    if any(op.res_start or op.res_end for op in inner) or inner[-1].relu:
+        return False  # nested blocks are not supported; f must end in a Linear layer
+    if inner[0].layer.in_features != inner[-1].layer.out_features:
+        return False
+    ops[start] = replace(ops[start], res_start=True)
+    ops[-1] = replace(ops[-1], res_end=True)
+    return True
+
+
+EMITTERS: dict[type, Emitter] = {
+    nn.Sequential: _emit_sequential,
+    nn.Linear: _emit_linear,
+    nn.ReLU: _emit_relu,
+    ResidualBlock: _emit_residual,
+}
+"""Module types the stacked engine can train, each with a function that appends its ops.
+
+Types are matched exactly (a subclass may change ``forward``). An emitter
+returns False when the module cannot be expressed as Linear layers with
+ReLUs and residual skips; the model then trains the ordinary way.
+"""
+
+
+def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
+    """The model as a chain of stackable ops, or None when it cannot be stacked.
+
+    Stackable: an :class:`~aelab.models.AutoencoderBase` that keeps the base
+    ``encode``/``decode``/``forward`` and whose encoder and decoder are built from
+    the module types in :data:`EMITTERS` (the MLP, linear and ResNet autoencoders),
+    with float32 parameters on one device and no hooks.
+
+    >>> from aelab import Autoencoder
+    >>> len(stack_plan(Autoencoder.from_widths([20, 10], 1, 2)))  # 2-20-10-1-10-20-2
+    6
+    """
+    if not isinstance(model, AutoencoderBase):
+        return None
+    cls = type(model)
+    if (cls.forward, cls.encode, cls.decode) != (
+        AutoencoderBase.forward, AutoencoderBase.encode, AutoencoderBase.decode
+    ):
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
+        return None
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return None
+    ops: list[_Op] = []
+    encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
+    if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):
+        return None
+    if not (_emit(encoder, ops) and _emit(decoder, ops)) or not ops or ops[-1].relu:
+        return None
+    n_params = sum(2 for _ in ops)
+    params = list(model.parameters())
+    if len(params) != n_params or len({(p.device, p.dtype) for p in params}) != 1:
+        return None  # parameters outside the chain, or mixed devices/dtypes
+    if params[0].dtype != torch.float32:
+        return None
+    for a, b in zip(ops[:-1], ops[1:]):
+        if a.layer.out_features != b.layer.in_features:
+            return None
+    return tuple(ops)
+
+
+def _signature(plan: Sequence[_Op]) -> tuple:
+    """What must agree for two models to share a stack."""
+    return tuple(
+        (op.layer.in_features, op.layer.out_features, op.relu, op.res_start, op.res_end,
+         op.layer.weight.requires_grad)
+        for op in plan
+    )
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class _LrSchedule:
+    """The learning rate of each epoch, from the very scheduler fit would use."""
+
+    def __init__(self, lr: float, schedule: str | None, epochs: int):
+        self.lr = lr
+        self._scheduler = None
+        if schedule is not None:
+            self._param = torch.zeros(1, requires_grad=True)
+            self._optimizer = torch.optim.SGD([self._param], lr=lr)
+            self._scheduler = SCHEDULES[schedule](self._optimizer, epochs)
+
+    def current(self) -> float:
+        if self._scheduler is None:
+            return self.lr
+        return self._optimizer.param_groups[0]["lr"]
+
+    def advance(self) -> None:
+        if self._scheduler is not None:
+            self._optimizer.step()  # no gradient: a no-op that keeps the scheduler's order check happy
+            self._scheduler.step()
+
+
+# torch hands a batched product of fewer than 400 multiply-adds per matrix to a plain
+# loop that costs ~1 us per member (MKL takes larger ones, ~0.1-0.6 us). With many
+# members, a contraction over 1 or 2 is ~10x faster as broadcast multiply-adds (and
+# bit-identical), and a product with a tiny output as one broadcast product and a sum.
+_LOOP_MACS = 400
+
+
+def _matmul_kind(K: int, rows: int, inner: int, cols: int) -> str:
+    """How to multiply K (rows x inner) by (inner x cols) matrices; depends on shapes only."""
+    if rows * inner * cols >= _LOOP_MACS or K < 64:  # measured: below 64 the loop wins
+        return "bmm"
+    if inner <= 2:
+        return "outer"
+    if rows * cols >= 32:
+        return "mulsum"
+    return "bmm"
+
+
+def _matmul(kind: str, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None):
+    if kind == "bmm":
+        return torch.bmm(A, B, out=out)
+    if kind == "outer":  # sum of outer products of A's columns and B's rows
+        a_cols, b_rows = A.split(1, 2), B.split(1, 1)
+        result = torch.mul(a_cols[0], b_rows[0], out=out)
+        for a, b in zip(a_cols[1:], b_rows[1:]):
+            result.addcmul_(a, b)
+        return result
+    return torch.sum(A.unsqueeze(3) * B.unsqueeze(1), dim=2, out=out)  # (K, rows, inner, cols)
+
+
+class _Stack:
+    """K models with one plan, as stacked tensors, with a hand-written step.
+
+    Layer l's weight and bias are one tensor ``P[l]`` per member, the bias as an
+    extra input row (or column), so that inputs ``x_aug`` ending in a column of
+    ones give ``h = x_aug @ [W | b].T``: one matmul for weight and bias in the
+    forward pass and one for both gradients. ``P[l]`` is stored as
+    ``(K, in + 1, out)`` or as ``(K, out, in + 1)``, whichever puts the longer
+    side last in the weight-gradient product: MKL's tiny-matrix kernels run up to
+    2x faster with a long last side (20 vs 10 columns), and the choice depends
+    on the shapes only, so runs stay reproducible. All ``P[l]`` are views into one
+    flat buffer, as are their gradients ``G[l]``, so one fused optimizer call
+    updates everything. Every transpose the step needs is made once, here.
+    """
+
+    def __init__(self, plans: Sequence[Sequence[_Op]], lrs: Sequence[float], cfg: TrainConfig,
+                 device: torch.device):
+        first = plans[0]
+        self.K = K = len(plans)
+        self.device = device
+        self.relu = [op.relu for op in first]
+        self.res_start = [op.res_start for op in first]
+        self.res_end = [op.res_end for op in first]
+        self.trainable = [op.layer.weight.requires_grad for op in first]
+        self.sizes = [(op.layer.in_features, op.layer.out_features) for op in first]
+        self.n_layers = len(first)
+        # (K, out, in + 1) when the input side is longer: the gradient is then d.T @ a
+        self.by_row = [i + 1 > o for i, o in self.sizes]
+        counts = [K * (i + 1) * o for i, o in self.sizes]
+        self.param = torch.empty(sum(counts), device=device)
+        self.grad = torch.zeros_like(self.param)
+        self.P, self.G, self.forward_op, self.backward_op = [], [], [], []
+        offset = 0
+        for (i, o), count, by_row in zip(self.sizes, counts, self.by_row):
+            shape = (K, o, i + 1) if by_row else (K, i + 1, o)
+            P = self.param[offset:offset + count].view(shape)
+            self.P.append(P)
+            self.G.append(self.grad[offset:offset + count].view(shape))
+            # forward: a (K, B, in + 1) @ (K, in + 1, out); backward: d (K, B, out) @ (K, out, in)
+            self.forward_op.append(P.transpose(1, 2) if by_row else P)
+            self.backward_op.append(P[:, :, :-1] if by_row else P[:, :-1].transpose(1, 2))
+            offset += count
+        with torch.no_grad():
+            for k, plan in enumerate(plans):
+                for l, op in enumerate(plan):
+                    W, b = self.weight_and_bias(l, k)
+                    W.copy_(op.layer.weight)
+                    b.copy_(op.layer.bias)
+        trainable = [l for l in range(self.n_layers) if self.trainable[l]]
+        self.first_trainable = trainable[0] if trainable else self.n_layers
+        self._buffers: dict[int, tuple] = {}
+        self._masks: list[torch.Tensor | None] = [None] * self.n_layers  # where each ReLU let through
+        self._init_optimizer(lrs, cfg, trainable)
+
+    def weight_and_bias(self, l: int, k: int, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of member k's layer l (or of its gradient) as nn.Linear holds them:
+        (out, in) and (out,)."""
+        P = (self.G if grad else self.P)[l][k]
+        return (P[:, :-1], P[:, -1]) if self.by_row[l] else (P[:-1].T, P[-1])
+
+    # ---- optimizer: the fused kernels torch.optim calls, without its per-step bookkeeping
+
+    def _init_optimizer(self, lrs, cfg: TrainConfig, trainable):
+        self.cfg = cfg
+        self.adam = cfg.optimizer == "adam"
+        state = [torch.zeros_like(self.param) for _ in range(2 if self.adam else 1)]
+        state_views = [[buf[self.P_offset(l):self.P_offset(l) + P.numel()].view_as(P)
+                        for l, P in enumerate(self.P)] for buf in state]
+        # members with equal learning rates are adjacent (train_many sorts them), so each
+        # run of equal rates is one parameter group: one kernel call per distinct rate
+        self.groups = []
+        start = 0
+        for end in range(1, self.K + 1):
+            if end < self.K and lrs[end] == lrs[start]:
+                continue
+            if start == 0 and end == self.K and len(trainable) == self.n_layers:
+                # one tensor for everything: the cheapest kernel call
+                params, grads, bufs = [self.param], [self.grad], [[buf] for buf in state]
+            else:
+                params = [self.P[l][start:end] for l in trainable]
+                grads = [self.G[l][start:end] for l in trainable]
+                bufs = [[views[l][start:end] for l in trainable] for views in state_views]
+            self.groups.append(dict(params=params, grads=grads, state=bufs,
+                                    schedule=_LrSchedule(lrs[start], cfg.lr_schedule, cfg.epochs)))
+            start = end
+        self.n_steps = 0
+
+    def P_offset(self, l: int) -> int:
+        return sum(P.numel() for P in self.P[:l])
+
+    def step_counts(self, steps: int) -> list[torch.Tensor]:
+        """Adam's step counters for the next ``steps`` steps, made in one op, not one per step."""
+        counts = torch.arange(self.n_steps + 1, self.n_steps + steps + 1, dtype=torch.float32,
+                              device=self.device)
+        return list(counts.unbind())
+
+    def update(self, lrs_now: Sequence[float], step_count: torch.Tensor | None) -> None:
+        cfg = self.cfg
+        for group, lr in zip(self.groups, lrs_now):
+            params = group["params"]
+            if self.adam:
+                m, v = group["state"]
+                torch._fused_adam_(
+                    params, group["grads"], m, v, [], [step_count] * len(params),
+                    lr=lr, beta1=0.9, beta2=0.999, weight_decay=cfg.weight_decay, eps=1e-8,
+                    amsgrad=False, maximize=False, grad_scale=None, found_inf=None,
+                )
+            else:
+                torch._fused_sgd_(
+                    params, group["grads"], group["state"][0] if cfg.momentum else [],
+                    weight_decay=cfg.weight_decay, momentum=cfg.momentum, lr=lr, dampening=0.0,
+                    nesterov=False, maximize=False, is_first_step=self.n_steps == 0,
+                    grad_scale=None, found_inf=None,
+                )
+        self.n_steps += 1
+
+    # ---- forward and backward
+
+    def activations(self, batch: int) -> tuple:
+        """Buffers for a batch size: per layer but the last, ``(K, batch, out + 1)`` with a
+        last column of ones, plus views of them without it and transposed."""
+        found = self._buffers.get(batch)
+        if found is None:
+            bufs = []
+            for _, o in self.sizes[:-1]:
+                buf = torch.empty(self.K, batch, o + 1, device=self.device)
+                buf[:, :, -1] = 1.0
+                bufs.append(buf)
+            K = self.K
+            kinds = (
+                [_matmul_kind(K, batch, i + 1, o) for i, o in self.sizes],  # forward
+                [_matmul_kind(K, o, batch, i + 1) if by_row else _matmul_kind(K, i + 1, batch, o)
+                 for (i, o), by_row in zip(self.sizes, self.by_row)],  # weight gradients
+                [_matmul_kind(K, batch, o, i) for i, o in self.sizes],  # input gradients
+            )
+            found = (bufs, [b[:, :, :-1] for b in bufs], [b.transpose(1, 2) for b in bufs], kinds)
+            self._buffers[batch] = found
+        return found
+
+    def forward(self, x: torch.Tensor, acts: tuple) -> torch.Tensor:
+        """Outputs (K, B, d) for inputs ``x`` (K, B, d + 1) whose last column is ones."""
+        bufs, values, _, (kinds, _, _) = acts
+        masks = self._masks
+        a = x
+        skip = None
+        last = self.n_layers - 1
+        for l in range(self.n_layers):
+            if self.res_start[l]:
+                skip = a
+            h = _matmul(kinds[l], a, self.forward_op[l])  # (K, B, out)
+            if l == last:
+                return h.add_(skip[:, :, :-1]) if self.res_end[l] else h
+            out = values[l]
+            if self.res_end[l]:
+                torch.add(h, skip[:, :, :-1], out=out)
+                if self.relu[l]:
+                    out.clamp_min_(0.0)
+                masks[l] = out
+            else:
+                if self.relu[l]:
+                    torch.clamp_min(h, 0.0, out=out)
+                else:
+                    out.copy_(h)
+                masks[l] = h  # contiguous: ReLU's backward runs ~4x faster on it than on out
+            a = bufs[l]
+        raise AssertionError("unreachable")
+
+    def backward(self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor, acts: tuple) -> None:
+        """Fill ``G`` with the gradients of sum_k loss_k, given ``dy`` = d(sum loss)/d(output),
+        the inputs ``x`` (K, B, d + 1) and the same transposed, ``xT``."""
+        bufs, _, transposed, (_, grad_kinds, input_kinds) = acts
+        d = dy
+        skip_grad = None
+        for l in range(self.n_layers - 1, self.first_trainable - 1, -1):
+            if self.res_end[l]:
+                skip_grad = d
+            if self.trainable[l]:  # weight and bias gradients at once
+                if self.by_row[l]:
+                    _matmul(grad_kinds[l], d.transpose(1, 2), bufs[l - 1] if l > 0 else x,
+                            out=self.G[l])
+                else:
+                    _matmul(grad_kinds[l], transposed[l - 1] if l > 0 else xT, d, out=self.G[l])
+            if l == self.first_trainable:
+                break
+            d = _matmul(input_kinds[l], d, self.backward_op[l])  # d loss / d (layer l's input)
+            if self.res_start[l]:
+                d = d.add_(skip_grad)
+            if self.relu[l - 1]:
+                d = _threshold_backward(d, self._masks[l - 1], 0)  # ReLU's own backward
+
+    def write_back(self, plans: Sequence[Sequence[_Op]], members: Sequence[int]) -> None:
+        with torch.no_grad():
+            for k in members:
+                for l, op in enumerate(plans[k]):
+                    W, b = self.weight_and_bias(l, k)
+                    op.layer.weight.copy_(W)
+                    op.layer.bias.copy_(b)
+
+
+# --------------------------------------------------------------------------- the epoch loop
+
+
+# below this many multiply-adds per step, ops are too small to split across threads:
+# a second OpenMP thread mostly spin-waits (measured: 3-10x slower steps on 2 cores)
+_PARALLEL_MACS = 4_000_000
+
+
+@contextlib.contextmanager
+def _threads_for(macs_per_step: int):
+    """Run tiny steps on one thread, restoring the caller's thread count afterwards."""
+    threads = torch.get_num_threads()
+    if macs_per_step >= _PARALLEL_MACS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _with_ones(X: torch.Tensor) -> torch.Tensor:
+    return torch.cat([X, torch.ones(*X.shape[:-1], 1, dtype=X.dtype, device=X.device)], -1)
+
+
+def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, sigmas,
+                 generators, test_in=None, test_target=None, progress=None, desc="stack",
+                 on_diverge="raise") -> list[str | None]:
+    """Train the members of one stack; append to their Histories; write weights back.
+
+    ``X`` is (n, d), shared by all members, or (K, n, d), one dataset each;
+    ``test_in``/``test_target`` likewise (n_test rows), or None. ``generators``
+    gives each member's random stream (None: torch's global one, as fit seeds it);
+    per epoch a member draws ``randperm(n)`` and then its input noise, exactly
+    as :func:`aelab.train.fit` does. Returns, per member, None or the message
+    of the epoch where its loss stopped being finite (with ``on_diverge="restore"``;
+    with ``"raise"`` that raises :class:`TrainingDiverged` and no model changes).
+    """
+    K = len(plans)
+    device = X.device
+    shared = X.ndim == 2
+    n, d = X.shape[-2:]
+    batch_size = min(cfg.batch_size, n)
+    n_used = n - n % batch_size if cfg.drop_last else n
+    full_batch = batch_size >= n
+    sizes = [len(s) for s in torch.arange(n_used).split(batch_size)]
+    stack = _Stack(plans, lrs, cfg, device)
+    noisy = any(sigmas)
+    sigma = torch.tensor(sigmas, dtype=X.dtype, device=device).view(K, 1, 1) if noisy else None
+
+    X_aug = _with_ones(X)  # (n, d + 1) or (K, n, d + 1)
+    if full_batch:
+        clean = X_aug.expand(K, n, d + 1).contiguous() if shared else X_aug
+    epoch_bytes = K * n_used * (d + 1) * X.element_size()
+    per_step_gather = not full_batch and not noisy and epoch_bytes > _EPOCH_GATHER_BYTES
+    perm = torch.empty(K, n, dtype=torch.long, device=device)
+    noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if noisy else None
+    members = torch.arange(K, device=device).view(K, 1)
+    step_sq = torch.empty(len(sizes), K, device=device)  # per step, each member's error norm
+    inv_count = torch.tensor([1.0 / (s * d) for s in sizes], device=device).view(-1, 1)
+    # 0-d tensors: an op with a Python float costs ~3x one with a tensor on tiny inputs
+    scales = [torch.tensor(2.0 / (s * d), device=device) for s in sizes]
+    if test_in is not None:
+        test_aug = _with_ones(test_in)
+        if test_aug.ndim == 2:
+            test_aug = test_aug.expand(K, *test_aug.shape).contiguous()
+        test_target = test_target if test_target.ndim == 3 else test_target.expand(K, -1, -1)
+        test_count = test_target.shape[1] * d
+        test_acts = stack.activations(test_aug.shape[1])
+
+    diverged: list[str | None] = [None] * K
+    bar = _progress_bar(cfg.epochs, progress, desc=desc)
+    macs_per_step = K * batch_size * sum(i * o for i, o in stack.sizes)
+    start = time.perf_counter()
+    seen = 0
+    with torch.no_grad(), _threads_for(macs_per_step):
+        for epoch in bar:
+            if not full_batch:
+                for k, g in enumerate(generators):
+                    torch.randperm(n, generator=g, device=device, out=perm[k])
+                idx = perm[:, :n_used]
+                if not per_step_gather:
+                    clean = X_aug[idx] if shared else X_aug[members, idx]  # (K, n_used, d + 1)
+            inputs = clean if not per_step_gather else None
+            if noisy:
+                for k, g in enumerate(generators):
+                    torch.randn(n_used, d, generator=g, device=device, out=noise[k])
+                inputs = clean.clone()
+                torch.add(clean[:, :n_used, :-1], noise * sigma, out=inputs[:, :n_used, :-1])
+            lrs_now = [group["schedule"].current() for group in stack.groups]
+            counts = stack.step_counts(len(sizes)) if stack.adam else [None] * len(sizes)
+            sq_rows = step_sq.unbind(0)
+            if per_step_gather:
+                batches = idx.split(batch_size, 1)
+            else:
+                targets = clean[:, :, :-1].contiguous()  # strided targets slow every step's sub
+                batches = zip(inputs.split(batch_size, 1), inputs.transpose(1, 2).split(batch_size, 2),
+                              targets.split(batch_size, 1))
+            for s, batch in enumerate(batches):
+                size = sizes[s]
+                if per_step_gather:
+                    x = X_aug[batch] if shared else X_aug[members, batch]
+                    xT, t = x.transpose(1, 2), x[:, :, :-1]
+                else:
+                    x, xT, t = batch
+                acts = stack.activations(size)
+                diff = stack.forward(x, acts).sub_(t)
+                torch.linalg.vector_norm(diff, dim=(1, 2), out=sq_rows[s])
+                stack.backward(diff.mul_(scales[s]), x, xT, acts)  # d(mean squared error)/d(output)
+                stack.update(lrs_now, counts[s])
+            for group in stack.groups:
+                group["schedule"].advance()
+            seen += n_used
+            step_loss = step_sq.square() * inv_count  # (steps, K)
+            if test_in is not None:
+                y = stack.forward(test_aug, test_acts).sub_(test_target)
+                test_loss = (y * y).sum((1, 2)) / test_count
+                values = torch.cat([step_loss.T.reshape(-1), test_loss]).tolist()  # one host sync
+            else:
+                values = step_loss.T.reshape(-1).tolist()
+            elapsed = time.perf_counter() - start
+            steps = len(sizes)
+            for k in range(K):
+                if diverged[k] is not None:
+                    continue
+                losses = values[k * steps:(k + 1) * steps]
+                epoch_loss = _epoch_mean(losses, sizes, n_used)
+                history = histories[k]
+                if not math.isfinite(epoch_loss):
+                    diverged[k] = _diverged_message(epoch_loss, epoch, cfg.epochs, lrs[k])
+                    if on_diverge == "raise":
+                        raise TrainingDiverged(diverged[k])
+                    continue
+                history.step_loss.extend(losses)
+                history.train_loss.append(epoch_loss)
+                history.examples_seen.append(seen)
+                if test_in is not None:
+                    history.test_loss.append(values[K * steps + k])
+                history.seconds.append(elapsed)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{sum(values[:K * steps]) / (K * steps):.4g}", refresh=False)
+    bar.close()
+    stack.write_back(plans, [k for k in range(K) if diverged[k] is None])
+    return diverged
+
+
+# --------------------------------------------------------------------------- the public function
+
+
+def _per_model(name: str, value, K: int, scalar_types: tuple) -> list:
+    """``value`` repeated K times if it is one value, else checked to hold K values."""
+    if value is None or isinstance(value, scalar_types):
+        return [value] * K
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be one value or a list with one per model, "
+                        f"got {type(value).__name__}.")
+    if len(value) != K:
+        raise ValueError(f"{name} has {len(value)} entries but there are {K} models; "
+                         f"give one {name} per model, or a single value for all.")
+    return list(value)
+
+
+def _as_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One (n, d) tensor when every member shares it, else a (K, n, d) stack."""
+    first = tensors[0]
+    if all(t is first for t in tensors):
+        return first
+    return torch.stack(tensors)
+
+
+def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], *, epochs: int,
+               batch_size: int, lr: float | Sequence[float] = 1e-3,
+               seeds: Sequence[int] | None = None,
+               test: Dataset | Sequence[Dataset] | None = None, optimizer: str = "adam",
+               noise_sigma: float | Sequence[float | None] | None = None,
+               lr_schedule: str | None = None, device=None, progress=None,
+               on_diverge: str = "raise") -> list[History]:
+    """Train many autoencoders in place, those of one architecture together in one pass.
+
+    Models built from Linear layers, ReLUs and residual blocks (:class:`~aelab.Autoencoder`,
+    :class:`~aelab.LinearAutoencoder`, :class:`~aelab.ResNetAutoencoder`) that share
+    an architecture, a training-set size and (if any) a test-set size are stacked:
+    their weights become batched tensors and every step is a few batched matmuls
+    and one fused optimizer call for all of them. Each member still draws its own
+    data order and input noise from its own seed and has its own optimizer state,
+    so its :class:`History` and weights are those :func:`~aelab.train_autoencoder`
+    would give for that model and seed, up to float rounding (about 1e-7 over
+    the first epochs; rounding differences then grow as in any chaotic system).
+    Anything else trains one model after another with ``train_autoencoder``.
+
+    Parameters
+    ----------
+    models : list of nn.Module
+        The models, trained in place; each appears once.
+    train : Dataset or list of Dataset
+        One training set for all models, or one per model.
+    epochs, batch_size : int
+        As in :func:`~aelab.train_autoencoder`, shared by all models.
+    lr : float or list of float
+        One learning rate for all, or one per model.
+    seeds : list of int, optional
+        One per model: data order and input noise. Default ``0, 1, ..., len(models) - 1``.
+    test : Dataset or list of Dataset, optional
+        Held-out data evaluated after every epoch, one for all or one per model.
+    optimizer : {"adam", "sgd"}
+        Fused Adam or plain SGD, as in ``train_autoencoder``.
+    noise_sigma : float or list of float, optional
+        Denoising: Gaussian input noise of this standard deviation (one for all, or per model).
+    lr_schedule : {None, "step", "cosine"}
+        Per-epoch learning-rate schedule, as in ``train_autoencoder``.
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU. The models are moved there.
+    progress : bool, optional
+        A progress bar per stack; by default shown only when stderr is a terminal.
+    on_diverge : {"raise", "restore"}
+        When a model's loss becomes NaN or infinite: "raise" restores every model
+        to its weights before the call and raises :class:`~aelab.train.TrainingDiverged`;
+        "restore" puts only that model back to its initial weights, keeps training
+        the others, and records the message in its ``history.config["diverged"]``
+        (its History then holds the epochs before the divergence, or none when it
+        trained on its own).
+
+    Returns
+    -------
+    list of History
+        In the order of ``models``. Each config also records ``ensemble_size``, the
+        number of models trained together with it; a stack's ``seconds`` are the
+        wall-clock time of the whole stack.
+
+    Examples
+    --------
+    >>> import aelab
+    >>> models = []
+    >>> for seed in range(4):
+    ...     with aelab.seeded(seed):
+    ...         models.append(aelab.Autoencoder.from_widths([20, 10], 1, 2))
+    >>> histories = train_many(models, aelab.data.rectangle(100), epochs=3, batch_size=8,
+    ...                        seeds=[0, 1, 2, 3], lr=[1e-3, 1e-3, 1e-2, 1e-2])
+    >>> [h.config["ensemble_size"] for h in histories], len(histories[0].step_loss)
+    ([4, 4, 4, 4], 36)
+    """
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence):
+        raise TypeError(f"models must be a list of models, got {type(models).__name__}; "
+                        "wrap a single model as [model].")
+    K = len(models)
+    if K == 0:
+        raise ValueError("models is empty; pass at least one model.")
+    for i, model in enumerate(models):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(model).__name__}.")
+    if len({id(m) for m in models}) != K:
+        raise ValueError("models lists the same model object more than once; each model is "
+                         "trained in place, so build a separate model for every run.")
+    trains = _per_model("train", train, K, (Dataset,))
+    tests = _per_model("test", test, K, (Dataset,))
+    lrs = _per_model("lr", lr, K, (int, float))
+    lrs = [check_positive_float("lr" if v is lr else f"lr[{i}]", v) for i, v in enumerate(lrs)]
+    seeds = list(range(K)) if seeds is None else _per_model("seeds", seeds, K, (int,))
+    sigmas = _per_model("noise_sigma", noise_sigma, K, (int, float))
+    check_choice("on_diverge", on_diverge, ON_DIVERGE)
+    device = resolve_device(device)
+    cfgs = [TrainConfig(epochs=epochs, batch_size=batch_size, lr=lrs[i], seed=seeds[i],
+                        optimizer=optimizer, lr_schedule=lr_schedule, noise_sigma=sigmas[i])
+            for i in range(K)]
+    for i, model in enumerate(models):
+        _check_data(f"train[{i}]" if trains[i] is not train else "train", trains[i], model)
+        if tests[i] is not None:
+            _check_data(f"test[{i}]" if tests[i] is not test else "test", tests[i], model)
+
+    histories: list[History | None] = [None] * K
+    saved = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
+    try:
+        for model in models:
+            model.to(device)
+        stacks: dict[tuple, list[int]] = {}
+        alone: list[int] = []
+        plans = [stack_plan(m) for m in models]
+        for i, plan in enumerate(plans):
+            if plan is None:
+                alone.append(i)
+                continue
+            key = (_signature(plan), len(trains[i]), trains[i].n_features,
+                   None if tests[i] is None else len(tests[i]), bool(sigmas[i]))
+            stacks.setdefault(key, []).append(i)
+        for members in stacks.values():
+            members.sort(key=lambda i: lrs[i])  # equal rates adjacent: one optimizer group each
+            _train_members(members, models, plans, trains, tests, cfgs, histories, device,
+                           progress, on_diverge)
+        if alone:
+            logger.info("training %d model(s) one by one: they cannot be stacked", len(alone))
+        for i in alone:
+            histories[i] = _train_alone(models[i], trains[i], tests[i], cfgs[i], device,
+                                        progress, on_diverge)
+    except BaseException:
+        for model, state in zip(models, saved):
+            model.load_state_dict(state)
+        raise
+    return histories
+
+
+def _train_members(members, models, plans, trains, tests, cfgs, histories, device, progress,
+                   on_diverge):
+    """Train one stack: the models ``members`` (indices), of one plan and data shape."""
+    K = len(members)
+    X = _as_stack([trains[i].X for i in members]).to(device)
+    generators = [torch.Generator(device=device).manual_seed(cfgs[i].seed) for i in members]
+    sigmas = [cfgs[i].noise_sigma or 0.0 for i in members]
+    test_in = test_target = None
+    if tests[members[0]] is not None:
+        test_target = _as_stack([tests[i].X for i in members]).to(device)
+        test_in = test_target
+        if any(sigmas):  # one fixed corruption per member, drawn first, as fit does
+            shape = test_target.shape[-2:]
+            noise = torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
+            sigma = torch.tensor(sigmas, device=device).view(K, 1, 1)
+            test_in = test_target + sigma * noise
+    stacked_histories = []
+    for i in members:
+        model = models[i]
+        stacked_histories.append(History(config={
+            **asdict(cfgs[i]), "model": type(model).__name__,
+            "model_args": dict(getattr(model, "init_args", {})),
+            "n_train": len(trains[i]), "device": str(device), "ensemble_size": K,
+        }))
+    diverged = _train_stack(
+        [plans[i] for i in members], X, cfgs[members[0]], stacked_histories,
+        lrs=[cfgs[i].lr for i in members], sigmas=sigmas, generators=generators,
+        test_in=test_in, test_target=test_target, progress=progress,
+        desc=f"{type(models[members[0]]).__name__} x{K}", on_diverge=on_diverge,
+    )
+    for j, i in enumerate(members):
+        if diverged[j] is not None:
+            stacked_histories[j].config["diverged"] = diverged[j]
+        histories[i] = stacked_histories[j]
+
+
+def _train_alone(model, train, test, cfg: TrainConfig, device, progress, on_diverge) -> History:
+    kwargs = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, test=test,
+                  seed=cfg.seed, optimizer=cfg.optimizer, lr_schedule=cfg.lr_schedule,
+                  noise_sigma=cfg.noise_sigma, device=device, progress=progress)
+    try:
+        history = train_autoencoder(model, train, **kwargs)
+    except TrainingDiverged as error:
+        if on_diverge == "raise":
+            raise
+        history = History(config={**asdict(cfg), "model": type(model).__name__,
+                                  "model_args": dict(getattr(model, "init_args", {})),
+                                  "n_train": len(train), "device": str(device),
+                                  "diverged": str(error)})
+    history.config["ensemble_size"] = 1
+    return history

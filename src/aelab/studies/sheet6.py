@@ -74,14 +74,25 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def train_same_shape(models: Sequence[nn.Module], trains, *, seeds: Sequence[int], epochs: int,
-                     batch_size: int, lr: float, progress=None, **kwargs) -> list[History]:
-    """Train models of one architecture, each on its own dataset (or one for all) with its own seed.
+def train_models(models: Sequence[nn.Module], trains, *, seeds: Sequence[int], epochs: int,
+                 batch_size: int, lr: float, progress=None, **kwargs) -> list[History]:
+    """Train ``models`` in place on the CPU, each on its own dataset (or one for all) with its own seed.
 
-    The one place to switch to a vectorised trainer (``aelab.train_many``):
-    for now the models are trained one after the other on the CPU.
+    Uses the vectorised ``aelab.ensemble.train_many`` (models of one architecture
+    and data size train together) when this aelab has it, else
+    :func:`~aelab.train_autoencoder` one model after another; either way each
+    model gets the History ``train_autoencoder`` would give it (up to float
+    rounding). ``kwargs`` (``test``, ``lr_schedule``) are passed on.
     """
-    if not isinstance(trains, (list, tuple)):
+    try:
+        from aelab.ensemble import train_many
+    except ImportError:  # an aelab without the vectorised trainer
+        train_many = None
+    if train_many is not None:
+        return train_many(list(models), trains if isinstance(trains, data.Dataset) else list(trains),
+                          seeds=list(seeds), epochs=epochs, batch_size=batch_size, lr=lr,
+                          device="cpu", progress=progress, **kwargs)
+    if isinstance(trains, data.Dataset):
         trains = [trains] * len(models)
     return [train_autoencoder(model, train, epochs=epochs, batch_size=batch_size, lr=lr, seed=s,
                               device="cpu", progress=progress, **kwargs)
@@ -481,9 +492,9 @@ def sheet6_pca(quick: bool = True, seed: int = 0, *, progress=None, n: int | Non
 
     run_seeds = [seed + k for k in range(n_seeds)]
     models = [build("PCA-like", s) for s in run_seeds]
-    histories = train_same_shape(models, train, seeds=run_seeds, epochs=cfg["epochs"],
-                                 batch_size=cfg["batch_size"], lr=cfg["lr"], test=train,
-                                 progress=progress)
+    histories = train_models(models, train, seeds=run_seeds, epochs=cfg["epochs"],
+                             batch_size=cfg["batch_size"], lr=cfg["lr"], test=train,
+                             progress=progress)
     rows = [
         {"method": "PCA (SVD, aelab.PCA)", "seed": None, "direction x1": float(u[0]),
          "direction x2": float(u[1]), "angle to PCA (degrees)": 0.0,

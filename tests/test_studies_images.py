@@ -66,6 +66,7 @@ def test_study_delivers_tables_figures_findings_metrics(results, name):
     for key, fig in result.figures.items():
         _check_figure(key, fig)
     assert result.findings and all(re.search(r"\d", f) for f in result.findings)
+    assert not any("{" in f for f in result.findings), "an unformatted placeholder"
     assert result.metrics and all(v is None or isinstance(v, (int, float))
                                   for v in result.metrics.values())
     json.dumps(result.config)  # plain settings

@@ -428,17 +428,22 @@ def digits_bottleneck(quick: bool = True, seed: int = 0, *, dataset: str = "digi
     for row in synthetic.to_dict("records")[:-1]:
         b, sure, match = row["bottleneck"], row["forest: share with max probability > 0.5"], \
             row["forest label = nearest training image's label"]
-        verdict = ("mostly match what the images show" if sure >= 0.5 * real_sure and match >= 0.75
-                   else "often do not match what the images show: many samples are ambiguous "
-                        "blends the forest is unsure about" if match < 0.75 or sure < 0.5 * real_sure
-                   else "partly match")
+        # "what the images show" is measured by the label of the nearest real training image
+        if match >= 0.75 and sure >= 0.5 * real_sure:
+            verdict = "mostly match what the images show"
+        elif sure < 0.5 * real_sure:
+            verdict = "often do not match what the images show: the forest is unsure of many samples"
+        else:
+            verdict = ("often do not match what the images show: for many samples it names "
+                       "another digit than the nearest real image's")
         findings.append(
             f"Bottleneck {b}: of {n_synthetic} digits sampled from a {samplers[b].n_components_}-"
             f"component mixture, the forest is sure (max class probability > 0.5) of "
             f"{sure:.0%} (real test images: {real_sure:.0%}) and its label equals the label of "
             f"the nearest real training image for {match:.0%}; "
-            f"{int(row['labels never given'])} of {len(clf.classes_)} labels never occur. "
-            f"The forest's labels {verdict}.")
+            + (f"all {len(clf.classes_)} labels occur. " if row["labels never given"] == 0 else
+               f"{int(row['labels never given'])} of {len(clf.classes_)} labels never occur. ")
+            + f"The forest's labels {verdict}.")
         metrics[f"synthetic_sure_share_b{b}"] = sure
         metrics[f"synthetic_nearest_label_agreement_b{b}"] = match
     bad = [b for b in bottlenecks if collapsed(mse[b], baseline)]
@@ -567,7 +572,8 @@ def ae_vs_pca(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
         f"At bottleneck {bottlenecks[0]} the MLP AE's test MSE is {errors['MLP AE'][0]:.4f}, "
         f"{mlp_ratio[0]:.2f} times PCA's {errors['PCA'][0]:.4f}; at {bottlenecks[-1]} it is "
         f"{errors['MLP AE'][-1]:.4f}, {mlp_ratio[-1]:.2f} times PCA's {errors['PCA'][-1]:.4f}. "
-        + (f"The MLP AE beats PCA at bottleneck sizes {better}." if better else
+        + (f"The MLP AE beats PCA at all {len(bottlenecks)} sizes." if len(better) == len(bottlenecks)
+           else f"The MLP AE beats PCA at bottleneck sizes {better}." if better else
            "The MLP AE does not beat PCA at any size here (more training would be needed).")
         + f" Predicting the mean image scores {baseline:.4f}.",
         f"The linear AE's error is {lin_ratio.min():.2f} to {lin_ratio.max():.2f} times PCA's: "
@@ -576,7 +582,7 @@ def ae_vs_pca(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
            "the excess is training the linear AE has not finished in "
            f"{epochs} epochs."),
         "Elbow estimates (the point farthest below the chord from the first to the last point, "
-        "both axes scaled to [0, 1], the kneedle idea): "
+        "both axes scaled linearly to [0, 1], the kneedle idea): "
         + "; ".join(f"{name} at bottleneck {bottlenecks[k]} (MSE {errors[name][k]:.4f})"
                     if k is not None else f"{name}: none (the curve is not convex)"
                     for name, k in elbows.items())

@@ -222,7 +222,7 @@ def vae_vs_ae(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
         f"The VAE's codes have mean ({lat['VAE']['code mean z1']:.2f}, "
         f"{lat['VAE']['code mean z2']:.2f}) and standard deviations "
         f"({lat['VAE']['code std z1']:.2f}, {lat['VAE']['code std z2']:.2f}), "
-        + _prior_match(lat["VAE"]) + "; the AE's have mean ({lat['AE']['code mean z1']:.2f}, "
+        + _prior_match(lat["VAE"]) + f"; the AE's have mean ({lat['AE']['code mean z1']:.2f}, "
         f"{lat['AE']['code mean z2']:.2f}) and standard deviations ({lat['AE']['code std z1']:.2f}, "
         f"{lat['AE']['code std z2']:.2f}), set by nothing but reconstruction. A 5-NN vote from "
         f"the 2-D codes finds the right label for {lat['AE']['5-NN label accuracy from codes']:.1%} "
@@ -403,6 +403,7 @@ def denoising(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
         {"model": "the corrupted input itself", "test MSE (noisy in, clean target)": corrupted_mse},
         {"model": "predicting the mean image", "test MSE (noisy in, clean target)": baseline}])],
         ignore_index=True)
+    table["bottleneck"] = table["bottleneck"].astype("Int64")  # blank for the two baselines
 
     b0 = bottlenecks[0]
     shown = one_per_class(test)
@@ -444,14 +445,14 @@ def denoising(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
             f"Shrinking the code from {b1} to {b0} numbers multiplies the error by "
             f"{ratio['MLP AE']:.2f} for the MLP AE, {ratio['conv AE']:.2f} for the conv AE and "
             f"{ratio['conv AE + skips']:.2f} for the conv AE with skips: "
-            + ("with skips, information bypasses the bottleneck, so its error hardly depends on "
-               "the code size." if ratio["conv AE + skips"] < min(ratio["MLP AE"], ratio["conv AE"])
+            + ("with skips, information bypasses the bottleneck, so the error depends much less "
+               "on the code size." if ratio["conv AE + skips"] < min(ratio["MLP AE"], ratio["conv AE"])
                else "here the skips did not make the error less dependent on the code size."))
     findings.append(
         f"Decoding the skip model's {b0}-number code alone (skip features zeroed) gives MSE "
         f"{code_only['conv AE + skips', b0]:.4f}, against {err['conv AE + skips', b0]:.4f} with "
         f"the skips and {baseline:.4f} for the mean image: "
-        + ("the code by itself carries almost nothing the decoder uses; "
+        + ("the decoder depends on the skip features, the code alone does not carry the image; "
            if code_only["conv AE + skips", b0] >= 0.9 * baseline else
            "the code carries part of the image, the skips the rest; ")
         + f"the conv AE without skips scores {code_only['conv AE', b0]:.4f} from its code "

@@ -150,3 +150,22 @@ def test_noise_shift_errors_rise_with_test_noise(shift):
     assert errors.loc[(0.1, 0.2), "noise floor σ²/2"] == pytest.approx(0.02)
     assert ((errors["share kept on own moon"] > 0.5) & (errors["share kept on own moon"] <= 1)).all()
     assert len(shift.figures["reconstructions"].axes) == 4
+
+
+def test_train_group_stacks_same_shape_models_and_reports_divergence():
+    import torch
+
+    from aelab import data
+    from aelab.studies.moons import build_mlp, diverged, train_group
+
+    train, test = data.moons(64, seed=0), data.moons(32, seed=1)
+    models = [build_mlp(8, 1, s) for s in (0, 1)]
+    before = [m.state_dict()["encoder.0.weight"].clone() for m in models]
+    histories = train_group(models, [train] * 2, [test] * 2, epochs=3, batch_size=16,
+                            lrs=[1e-3, 1e7], seeds=[0, 1])
+    assert [h.config["ensemble_size"] for h in histories] == [2, 2]
+    assert [diverged(h) for h in histories] == [False, True]
+    assert len(histories[0].test_loss) == 3
+    # the diverged member is back at its initial weights; the other one trained
+    assert torch.equal(models[1].state_dict()["encoder.0.weight"], before[1])
+    assert not torch.equal(models[0].state_dict()["encoder.0.weight"], before[0])

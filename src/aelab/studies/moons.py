@@ -2,8 +2,9 @@
 
 Shared pieces of the moons-* studies live here too: the data split, the model
 builder, the trainer for many models of one shape, collapse detection and the
-drawing helpers. The generative studies (code GMM, MMD) and the noise-shift
-study are in :mod:`aelab.studies.moons_generative`.
+drawing helpers. The generative studies (code GMM, MMD) are in
+:mod:`aelab.studies.moons_generative`, the noise-shift study in
+:mod:`aelab.studies.moons_noise`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullLocator
 
 from aelab import data
-from aelab._checks import check_int
+from aelab._checks import check_choice, check_int
 from aelab._seed import seeded
 from aelab.baselines import PCA
 from aelab.evaluate import encode, eval_mode, reconstruct, reconstruction_error
@@ -22,7 +23,8 @@ from aelab.models import Autoencoder
 from aelab.plots import new_figure
 from aelab.quality import distance_to_moons
 from aelab.studies._base import StudyResult, study
-from aelab.train import History, train_autoencoder
+from aelab.ensemble import train_many
+from aelab.train import History
 
 # test sets are drawn from seed + TEST_SEED_OFFSET, which no training set in these studies uses
 TEST_SEED_OFFSET = 10_000
@@ -71,15 +73,23 @@ def build_mlp(hidden_size: int, layers: int, seed: int, bottleneck_size: int = 1
 
 def train_group(models, trains, tests, *, epochs: int, batch_size: int, lrs, seeds,
                 lr_schedule: str | None = None, progress=None) -> list[History]:
-    """Train models of one architecture, each on its own data, lr and seed; one History each.
+    """Train models in place, each on its own data, lr and seed; one History each.
 
-    The one place where the moons studies train several models of one shape, so
-    that it can hand them to a vectorised trainer; for now it trains them one by
-    one with :func:`aelab.train_autoencoder`.
+    :func:`aelab.ensemble.train_many` trains the models that share an architecture
+    and data size together in one vectorised pass; each still gets the data order
+    and weights that ``train_autoencoder`` with its seed would give. On the CPU:
+    these models are too small for a GPU to pay off.
     """
-    return [train_autoencoder(m, tr, epochs=epochs, batch_size=batch_size, lr=lr, test=te,
-                              seed=s, lr_schedule=lr_schedule, device="cpu", progress=progress)
-            for m, tr, te, lr, s in zip(models, trains, tests, lrs, seeds)]
+    # a run whose loss blows up is put back to its initial weights and reported, not fatal
+    return train_many(list(models), list(trains), test=list(tests), epochs=epochs,
+                      batch_size=batch_size, lr=list(lrs), seeds=list(seeds),
+                      lr_schedule=lr_schedule, device="cpu", progress=progress,
+                      on_diverge="restore")
+
+
+def diverged(history: History) -> bool:
+    """Whether :func:`train_group` stopped this run because its loss became NaN or infinite."""
+    return "diverged" in history.config
 
 
 def mean_predictor_mse(X: torch.Tensor) -> float:
@@ -172,7 +182,8 @@ def _geometric_epochs(epochs: int, count: int = 5) -> list[int]:
 def _summarise(runs: pd.DataFrame) -> pd.DataFrame:
     g = runs.groupby(["axis", "value"], sort=False)["test MSE"]
     out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
-    out["collapsed runs"] = runs.groupby(["axis", "value"], sort=False)["collapsed"].sum().values
+    for flag in ("collapsed", "diverged"):
+        out[f"{flag} runs"] = runs.groupby(["axis", "value"], sort=False)[flag].sum().values
     return out.rename(columns={"mean": "mean test MSE", "std": "std test MSE", "min": "min test MSE",
                                "max": "max test MSE", "count": "seeds"})
 
@@ -187,8 +198,13 @@ def _log_mse_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
+def _draw_references(ax, pca_mse: float, noise: float) -> None:
+    ax.axhline(pca_mse, color="C2", ls="--", lw=1, label="PCA, 1 component")
+    ax.axhline(noise**2 / 2, color="C1", ls=":", lw=1.2, label="noise floor σ²/2")
+
+
 def _draw_sweep(ax, axis: str, summary: pd.DataFrame, runs: pd.DataFrame, pca_mse: float,
-                default_value) -> None:
+                noise: float, default_value) -> None:
     s = summary[summary["axis"] == axis]
     r = runs[runs["axis"] == axis]
     labels = [str(v) for v in s["value"]]
@@ -200,10 +216,10 @@ def _draw_sweep(ax, axis: str, summary: pd.DataFrame, runs: pd.DataFrame, pca_ms
     bad = r["collapsed"].to_numpy(bool)
     if bad.any():
         ax.scatter(x_runs[bad], r["test MSE"][bad], s=60, marker="x", color="C3",
-                   label="collapsed (≈ mean)", zorder=4)
+                   label="no better than the mean", zorder=4)
     ax.errorbar(positions, s["mean test MSE"], yerr=s["std test MSE"].fillna(0), color="C0",
                 marker="o", capsize=3, label=f"mean ± std ({int(s['seeds'].max())} seeds)", zorder=3)
-    ax.axhline(pca_mse, color="C2", ls="--", lw=1, label="PCA, 1 component")
+    _draw_references(ax, pca_mse, noise)
     if categorical:
         ax.set_xticks(positions, labels)
     elif axis in ("training-set size", "learning rate", "hidden size"):
@@ -224,16 +240,20 @@ def _draw_sweep(ax, axis: str, summary: pd.DataFrame, runs: pd.DataFrame, pca_ms
     ax.legend(fontsize="x-small")
 
 
-def _draw_epochs(ax, histories: list[History], pca_mse: float, checkpoints: list[int]) -> None:
-    curves = np.array([h.test_loss for h in histories])  # (seeds, epochs)
-    epochs = np.arange(1, curves.shape[1] + 1)
+def _draw_epochs(ax, histories: list[History], pca_mse: float, noise: float,
+                 checkpoints: list[int]) -> None:
+    n_epochs = max(len(h.test_loss) for h in histories)
+    curves = np.full((len(histories), n_epochs), np.nan)  # (seeds, epochs); NaN after a divergence
+    for i, h in enumerate(histories):
+        curves[i, :len(h.test_loss)] = h.test_loss
+    epochs = np.arange(1, n_epochs + 1)
     for i, c in enumerate(curves):
         ax.plot(epochs, c, color="0.6", lw=0.7, label="one seed" if i == 0 else None)
-    mean, std = curves.mean(0), curves.std(0)
+    mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
     ax.plot(epochs, mean, color="C0", lw=2, label=f"mean over {len(curves)} seeds")
     ax.fill_between(epochs, np.maximum(mean - std, 1e-6), mean + std, color="C0", alpha=0.2,
                     label="± std")
-    ax.axhline(pca_mse, color="C2", ls="--", lw=1, label="PCA, 1 component")
+    _draw_references(ax, pca_mse, noise)
     ax.set_xscale("log")
     _log_mse_axis(ax)
     ax.set_xticks(checkpoints, [str(c) for c in checkpoints])
@@ -277,13 +297,15 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     n_seeds = pick("n_seeds", n_seeds, quick, 2, 5)
     n_train = pick("n_train", n_train, quick, 400, 1000)
     n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 30, 1000)
+    epochs = pick("epochs", epochs, quick, 100, 1000)
     batch_size = pick("batch_size", batch_size, quick, 64, 32)
     sizes = pick_list("sizes", sizes, quick, [100, 200, 400], [100, 300, 1000, 3000])
     lrs = pick_list("lrs", lrs, quick, [1e-3, 3e-3, 1e-2], [3e-4, 1e-3, 3e-3, 1e-2, 3e-2])
     hidden_sizes = pick_list("hidden_sizes", hidden_sizes, quick, [8, 32], [8, 16, 32, 64, 128])
     layer_counts = pick_list("layer_counts", layer_counts, quick, [1, 2], [1, 2, 3, 4])
-    schedules = list(schedules)
+    schedules = [check_choice("schedules", v, tuple(_SCHEDULE_NAMES)) for v in schedules]
+    if not schedules:
+        raise ValueError("schedules must list at least one of None, 'cosine', 'step', got [].")
     default = dict(n_train=n_train, lr=lr, lr_schedule=None, hidden_size=hidden_size, layers=layers)
     seeds = [seed + i for i in range(n_seeds)]
     config = dict(quick=quick, seed=seed, seeds=seeds, n_test=n_test, epochs=epochs,
@@ -299,15 +321,15 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     pca_mse = PCA(1).fit(train_sets[n_train].X).reconstruction_error(test.X)
 
     trained = {}  # setting key -> list of (model, history), one per seed
-    # one group per architecture, data set and schedule: the shapes a vectorised trainer shares
-    groups: dict[tuple, list[dict]] = {}
+    # one call per schedule (shared by a call); train_many stacks equal shapes and data sizes
+    by_schedule: dict[str | None, list[dict]] = {}
     for s in unique.values():
-        groups.setdefault((s["hidden_size"], s["layers"], s["n_train"], s["lr_schedule"]), []).append(s)
-    for (hidden, n_layers, n, schedule), settings in groups.items():
+        by_schedule.setdefault(s["lr_schedule"], []).append(s)
+    for schedule, settings in by_schedule.items():
         jobs = [(s, sd) for s in settings for sd in seeds]
-        models = [build_mlp(hidden, n_layers, sd) for _, sd in jobs]
-        histories = train_group(models, [train_sets[n]] * len(jobs), [test] * len(jobs),
-                                epochs=epochs, batch_size=batch_size,
+        models = [build_mlp(s["hidden_size"], s["layers"], sd) for s, sd in jobs]
+        histories = train_group(models, [train_sets[s["n_train"]] for s, _ in jobs],
+                                [test] * len(jobs), epochs=epochs, batch_size=batch_size,
                                 lrs=[s["lr"] for s, _ in jobs], seeds=[sd for _, sd in jobs],
                                 lr_schedule=schedule, progress=progress)
         for (s, _), m, h in zip(jobs, models, histories):
@@ -326,18 +348,22 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                                  steps=len(h.step_loss),
                                  **{"train MSE": reconstruction_error(m, train_sets[s["n_train"]].X),
                                     "test MSE": test_mse,
-                                    "collapsed": is_collapsed(test_mse, test.X)}))
+                                    "collapsed": is_collapsed(test_mse, test.X),
+                                    "diverged": diverged(h)}))
     default_runs = trained[_setting_key(default)]
     checkpoints = _geometric_epochs(epochs)
     for e in checkpoints:
         for sd, (m, h) in zip(seeds, default_runs):
+            if e > len(h.test_loss):  # a diverged run stopped before this epoch
+                continue
             rows.append(dict(axis="epochs", value=e, seed=sd, n_train=n_train, epochs=e, lr=lr,
                              lr_schedule="constant", hidden_size=hidden_size, layers=layers,
                              steps=len(h.step_loss) * e // epochs,
                              **{"train MSE": h.train_loss[e - 1], "test MSE": h.test_loss[e - 1],
-                                "collapsed": is_collapsed(h.test_loss[e - 1], test.X)}))
+                                "collapsed": is_collapsed(h.test_loss[e - 1], test.X),
+                                "diverged": False}))
     runs = pd.DataFrame(rows)
-    runs["collapsed"] = runs["collapsed"].astype(bool)
+    runs[["collapsed", "diverged"]] = runs[["collapsed", "diverged"]].astype(bool)
     summary = _summarise(runs)
 
     # best and poorest trained setting (the epoch rows are the default runs stopped early)
@@ -362,9 +388,9 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                       "learning-rate schedule": "constant", "hidden size": hidden_size,
                       "hidden layers": layers}
     panels = list(sweeps)
-    _draw_epochs(axs[0, 0], [h for _, h in default_runs], pca_mse, checkpoints)
+    _draw_epochs(axs[0, 0], [h for _, h in default_runs], pca_mse, noise, checkpoints)
     for ax, axis in zip(axs.flat[1:], panels):
-        _draw_sweep(ax, axis, summary, runs, pca_mse, default_values[axis])
+        _draw_sweep(ax, axis, summary, runs, pca_mse, noise, default_values[axis])
     limits = np.array([ax.get_ylim() for ax in axs.flat[1:]])
     for ax in axs.flat[1:]:  # one scale for the one-at-a-time sweeps, so they compare at a glance
         ax.set_ylim(limits[:, 0].min(), limits[:, 1].max())
@@ -395,12 +421,15 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     distinct = runs[runs["axis"] != "epochs"].drop_duplicates(
         ["n_train", "lr", "lr_schedule", "hidden_size", "layers", "seed"])
     n_collapsed = int(distinct["collapsed"].sum())
+    n_diverged = int(distinct["diverged"].sum())
     best_lr = min(lrs, key=lambda v: stat("learning rate", v)[0])
     findings = [
         f"Best setting: {best_row['axis']} = {best_row['value']} ({_describe(chosen['best'][0])}) "
         f"with test MSE {pm(best_row['axis'], best_row['value'])} over {n_seeds} seeds; poorest: "
         f"{poor_row['axis']} = {poor_row['value']} with {pm(poor_row['axis'], poor_row['value'])}. "
-        f"PCA with one component reaches {pca_mse:.4f}.",
+        f"PCA with one component reaches {pca_mse:.4f}; the noise floor σ²/2 = "
+        f"{noise**2 / 2:.4f} is the error of a perfect 1-D curve, which cannot remove the noise "
+        "across it.",
         f"Training-set size: test MSE {pm('training-set size', sizes[0])} with {sizes[0]} points vs "
         f"{pm('training-set size', sizes[-1])} with {sizes[-1]}, at a fixed {epochs} epochs "
         f"(so the small set also gets only {steps_of(sizes[0])} optimizer steps, against "
@@ -410,20 +439,28 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
         f"Learning rate: {best_lr:g} is best ({pm('learning rate', best_lr)}); "
         + ", ".join(f"{v:g} gives {stat('learning rate', v)[0]:.4f}" for v in lrs if v != best_lr)
         + ".",
-        "Schedules at lr " f"{lr:g}: " + ", ".join(
+        f"Schedules at lr {lr:g}: " + ", ".join(
             f"{name} {pm('learning-rate schedule', name)}" for name in config["schedules"]) + ".",
         "Hidden size: " + ", ".join(f"{v} units {stat('hidden size', v)[0]:.4f}"
                                     for v in hidden_sizes)
         + "; hidden layers: " + ", ".join(f"{v} layer(s) {stat('hidden layers', v)[0]:.4f}"
                                           for v in layer_counts) + ".",
-        f"{n_collapsed} of {len(distinct)} trained runs collapsed to predicting the mean "
-        f"(test MSE >= {COLLAPSE_SHARE:g} x the mean predictor's {mean_predictor_mse(test.X):.3f})"
+        f"{n_collapsed} of {len(distinct)} trained runs did no better than predicting the mean "
+        f"(collapsed or failed: test MSE >= {COLLAPSE_SHARE:g} x the mean predictor's "
+        f"{mean_predictor_mse(test.X):.3f})"
         + ("." if n_collapsed == 0 else "; they are marked with a red x in the sweep figure."),
     ]
+    if n_diverged:
+        bad = distinct[distinct["diverged"]]
+        findings.append(
+            f"{n_diverged} run(s) diverged (loss NaN or infinite) and were put back to their initial "
+            "weights: " + "; ".join(f"{r.axis} = {r.value}, seed {r.seed}" for r in bad.itertuples())
+            + ".")
     metrics = {"best_test_mse": float(best_row["mean test MSE"]),
                "poor_test_mse": float(poor_row["mean test MSE"]),
                "default_test_mse": float(stat("learning rate", lr)[0]),
                "pca_test_mse": float(pca_mse), "collapsed_runs": n_collapsed,
+               "diverged_runs": n_diverged,
                "trained_runs": int(len(distinct))}
     return StudyResult("moons-hyperparameters", {"summary": summary, "runs": runs},
                        {"sweeps": fig_sweeps, "best-vs-poor": fig_best}, findings, config, metrics)
@@ -465,7 +502,7 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
     n_runs = pick("n_runs", n_runs, quick, 4, 10, minimum=2)
     n_train = pick("n_train", n_train, quick, 400, 1000)
     n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 40, 1000)
+    epochs = pick("epochs", epochs, quick, 150, 1000)
     batch_size = pick("batch_size", batch_size, quick, 64, 32)
     config = dict(quick=quick, seed=seed, n_runs=n_runs, n_train=n_train, n_test=n_test,
                   epochs=epochs, batch_size=batch_size, noise=noise, lr=lr,
@@ -476,15 +513,20 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
         "same data, new seed": [moons_data(n_train, noise, seed)] * n_runs,
         "new data, new seed": [moons_data(n_train, noise, seed + 1 + i) for i in range(n_runs)],
     }
+    # both conditions in one call: 2 x n_runs models of one shape, trained as one stack
+    models_of = {c: [build_mlp(hidden_size, layers, s) for s in seeds] for c in conditions}
+    histories = train_group([m for ms in models_of.values() for m in ms],
+                            [tr for trs in conditions.values() for tr in trs],
+                            [test] * (2 * n_runs), epochs=epochs, batch_size=batch_size,
+                            lrs=[lr] * (2 * n_runs), seeds=seeds * 2, progress=progress)
+    histories_of = {c: histories[k * n_runs:(k + 1) * n_runs] for k, c in enumerate(conditions)}
     rows, spread_rows, curves = [], [], {}
     for condition, trains in conditions.items():
-        models = [build_mlp(hidden_size, layers, s) for s in seeds]
-        train_group(models, trains, [test] * n_runs, epochs=epochs, batch_size=batch_size,
-                    lrs=[lr] * n_runs, seeds=seeds, progress=progress)
+        models = models_of[condition]
         X_hats = torch.stack([reconstruct(m, test.X) for m in models])  # (runs, points, 2)
         curves[condition] = [decoded_curve(m, test.X) for m in models]
         errors = []
-        for i, (m, tr, X_hat) in enumerate(zip(models, trains, X_hats)):
+        for i, (m, tr, X_hat, h) in enumerate(zip(models, trains, X_hats, histories_of[condition])):
             err = reconstruction_error(m, test.X)
             errors.append(err)
             rows.append({"condition": condition, "run": i + 1, "model seed": seeds[i],
@@ -492,7 +534,7 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
                          "train MSE": reconstruction_error(m, tr.X), "test MSE": err,
                          "distance of reconstructions to curve": float(
                              distance_to_moons(X_hat)[0].mean()),
-                         "collapsed": is_collapsed(err, test.X)})
+                         "collapsed": is_collapsed(err, test.X), "diverged": diverged(h)})
         errors = np.array(errors)
         spread_rows.append({"condition": condition, "runs": n_runs,
                             "mean test MSE": errors.mean(), "std test MSE": errors.std(ddof=1),
@@ -543,7 +585,8 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
         f"The reconstruction of a test point moves by {a['pointwise spread of reconstructions']:.3f} "
         f"(RMS over runs, averaged over points) between seeds on the same data and by "
         f"{b['pointwise spread of reconstructions']:.3f} with new data; the noise level is {noise:g}.",
-        f"{n_collapsed} of {len(runs)} runs collapsed to predicting the mean.",
+        f"{n_collapsed} of {len(runs)} runs did no better than predicting the mean, and "
+        f"{int(runs['diverged'].sum())} diverged (put back to their initial weights).",
     ]
     metrics = {"same_data_mean_mse": float(a["mean test MSE"]),
                "same_data_std_mse": float(a["std test MSE"]),

@@ -18,6 +18,7 @@ from aelab.studies._base import StudyResult, study
 from aelab.studies.moons import (
     build_mlp,
     curve_length,
+    diverged,
     decoded_curve,
     draw_moons_curve,
     draw_reconstruction,
@@ -62,7 +63,7 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
     n_seeds = pick("n_seeds", n_seeds, quick, 2, 5)
     n_train = pick("n_train", n_train, quick, 400, 1000)
     n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 80, 1000)
+    epochs = pick("epochs", epochs, quick, 200, 1000)
     batch_size = pick("batch_size", batch_size, quick, 64, 32)
     train_noises, test_noises = [float(v) for v in train_noises], [float(v) for v in test_noises]
     seeds = [seed + i for i in range(n_seeds)]
@@ -71,21 +72,24 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
                   batch_size=batch_size, lr=lr, hidden_size=hidden_size, layers=layers,
                   optimizer="adam")
     tests = {s: moons_test(n_test, s, seed) for s in test_noises}
-    models = {}
-    for sigma in train_noises:
-        train = moons_data(n_train, sigma, seed)
-        members = [build_mlp(hidden_size, layers, s) for s in seeds]
-        # each model watches the test set at its own noise level during training
-        watch = tests.get(sigma, moons_test(n_test, sigma, seed))
-        train_group(members, [train] * n_seeds, [watch] * n_seeds, epochs=epochs,
-                    batch_size=batch_size, lrs=[lr] * n_seeds, seeds=seeds, progress=progress)
-        models[sigma] = members
+    models = {sigma: [build_mlp(hidden_size, layers, s) for s in seeds] for sigma in train_noises}
+    trains = {sigma: moons_data(n_train, sigma, seed) for sigma in train_noises}
+    # each model watches the test set at its own noise level during training
+    watch = {sigma: tests[sigma] if sigma in tests else moons_test(n_test, sigma, seed)
+             for sigma in train_noises}
+    jobs = [(sigma, i) for sigma in train_noises for i in range(n_seeds)]
+    histories = train_group([models[sigma][i] for sigma, i in jobs],
+                            [trains[sigma] for sigma, _ in jobs],
+                            [watch[sigma] for sigma, _ in jobs], epochs=epochs,
+                            batch_size=batch_size, lrs=[lr] * len(jobs),
+                            seeds=[seeds[i] for _, i in jobs], progress=progress)
+    failed = dict(zip(jobs, map(diverged, histories)))
 
     rows = []
     for sigma_train, members in models.items():
         for sigma_test, test in tests.items():
             dist_in = float(distance_to_moons(test.X)[0].mean())
-            for s, m in zip(seeds, members):
+            for i, (s, m) in enumerate(zip(seeds, members)):
                 X_hat = reconstruct(m, test.X)
                 err = reconstruction_error(m, test.X)
                 dist, moon = distance_to_moons(X_hat)
@@ -95,7 +99,8 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
                              RADIUS: moon_radius(X_hat),
                              "share kept on own moon": float((moon == test.y).float().mean()),
                              "decoded curve length": curve_length(decoded_curve(m, test.X)),
-                             "collapsed": is_collapsed(err, test.X)})
+                             "collapsed": is_collapsed(err, test.X),
+                             "diverged": failed[(sigma_train, i)]})
     runs = pd.DataFrame(rows)
     measures = ["test MSE", "noise floor σ²/2", IN_DIST, REC_DIST, RADIUS, "share kept on own moon",
                 "decoded curve length"]
@@ -161,8 +166,15 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
         f"{at(hi, t_hi, RADIUS):.3f} against {at(lo, t_hi, RADIUS):.3f} (true curve: 1), and the "
         f"decoder's curve is {at(hi, t_hi, 'decoded curve length'):.2f} long against "
         f"{at(lo, t_hi, 'decoded curve length'):.2f} (the two true half circles: "
-        f"{TRUE_CURVE_LENGTH:.2f}, without the bridge a 1-D code must draw between them).",
+        f"{TRUE_CURVE_LENGTH:.2f}, without the bridge a 1-D code must draw between them)"
+        + ("; the longer curve folds back and forth to reach into the wider noise band."
+           if at(hi, t_hi, "decoded curve length") > 1.1 * at(lo, t_hi, "decoded curve length")
+           else "."),
     ]
+    n_diverged = int(runs.drop_duplicates(["train noise", "seed"])["diverged"].sum())
+    if n_diverged:
+        findings.append(f"{n_diverged} of {len(jobs)} models diverged (loss NaN or infinite) and "
+                        "were put back to their initial weights.")
     n_collapsed = int(runs["collapsed"].sum())
     if n_collapsed:
         findings.append(f"{n_collapsed} of {len(runs)} model/test pairs are no better than "

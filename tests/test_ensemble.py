@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import aelab
+import aelab.ensemble
 from aelab import data
 from aelab.ensemble import _Stack, stack_plan, train_many
 from aelab.models import AutoencoderBase, ConvAutoencoder
@@ -123,6 +124,20 @@ def test_default_seeds_are_distinct_and_the_run_is_reproducible(rect):
     assert h1[0].step_loss != h1[1].step_loss
     assert [h.step_loss for h in h1] == [h.step_loss for h in h2]
     assert all(max_param_diff(a, b) == 0 for a, b in zip(first, second))
+
+
+def test_zero_epochs_and_per_step_gathering(rect, monkeypatch):
+    models = [build("mlp", s) for s in range(2)]
+    before = copy.deepcopy(models)
+    histories = train_many(models, rect, epochs=0, batch_size=8, progress=False)
+    assert all(h.train_loss == [] and h.step_loss == [] for h in histories)
+    assert all(max_param_diff(m, b) == 0 for m, b in zip(models, before))
+    # large data sets gather each batch on its own instead of a whole epoch at once
+    whole_epoch = train_many(models, rect, epochs=2, batch_size=8, progress=False)
+    monkeypatch.setattr(aelab.ensemble, "_EPOCH_GATHER_BYTES", 0)
+    per_step = train_many(before, rect, epochs=2, batch_size=8, progress=False)
+    assert [h.step_loss for h in per_step] == [h.step_loss for h in whole_epoch]
+    assert all(max_param_diff(m, b) == 0 for m, b in zip(models, before))
 
 
 def test_a_diverging_member_is_restored_and_reported(rect):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -44,7 +43,6 @@ from aelab.train import (
     TrainingDiverged,
     _check_data,
     _diverged_message,
-    _epoch_mean,
     _progress_bar,
     resolve_device,
     train_autoencoder,
@@ -159,9 +157,8 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
         return None
     if not (_emit(encoder, ops) and _emit(decoder, ops)) or not ops or ops[-1].relu:
         return None
-    n_params = sum(2 for _ in ops)
     params = list(model.parameters())
-    if len(params) != n_params or len({(p.device, p.dtype) for p in params}) != 1:
+    if len(params) != 2 * len(ops) or len({(p.device, p.dtype) for p in params}) != 1:
         return None  # parameters outside the chain, or mixed devices/dtypes
     if params[0].dtype != torch.float32:
         return None
@@ -491,12 +488,19 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
     epoch_bytes = K * n_used * (d + 1) * X.element_size()
     per_step_gather = not full_batch and not noisy and epoch_bytes > _EPOCH_GATHER_BYTES
     perm = torch.empty(K, n, dtype=torch.long, device=device)
+    perm_rows = perm.unbind(0)
     noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if noisy else None
+    noise_rows = noise.unbind(0) if noisy else None
     members = torch.arange(K, device=device).view(K, 1)
-    step_sq = torch.empty(len(sizes), K, device=device)  # per step, each member's error norm
-    inv_count = torch.tensor([1.0 / (s * d) for s in sizes], device=device).view(-1, 1)
+    E, S = cfg.epochs, len(sizes)
+    # every step's per-member error norm stays on the device until training ends: the
+    # Histories are built once, at the end, not member by member after every epoch
+    step_norm = torch.empty(E, S, K, device=device)
+    inv_count = torch.tensor([1.0 / (s * d) for s in sizes], device=device).view(S, 1)
+    weights = torch.tensor(sizes, dtype=torch.float64, device=device).view(S, 1) / n_used
     # 0-d tensors: an op with a Python float costs ~3x one with a tensor on tiny inputs
     scales = [torch.tensor(2.0 / (s * d), device=device) for s in sizes]
+    test_loss = None
     if test_in is not None:
         test_aug = _with_ones(test_in)
         if test_aug.ndim == 2:
@@ -504,29 +508,32 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
         test_target = test_target if test_target.ndim == 3 else test_target.expand(K, -1, -1)
         test_count = test_target.shape[1] * d
         test_acts = stack.activations(test_aug.shape[1])
+        test_loss = torch.empty(E, K, device=device)
 
-    diverged: list[str | None] = [None] * K
-    bar = _progress_bar(cfg.epochs, progress, desc=desc)
+    def epoch_mean(norms):  # (..., S, K) error norms -> (..., K) mean loss over the epoch
+        return ((norms.square() * inv_count).double() * weights).sum(-2)
+
+    bar = _progress_bar(E, progress, desc=desc)
     macs_per_step = K * batch_size * sum(i * o for i, o in stack.sizes)
+    seconds = []
     start = time.perf_counter()
-    seen = 0
     with torch.no_grad(), _threads_for(macs_per_step):
         for epoch in bar:
             if not full_batch:
-                for k, g in enumerate(generators):
-                    torch.randperm(n, generator=g, device=device, out=perm[k])
+                for g, row in zip(generators, perm_rows):
+                    torch.randperm(n, generator=g, out=row)
                 idx = perm[:, :n_used]
                 if not per_step_gather:
                     clean = X_aug[idx] if shared else X_aug[members, idx]  # (K, n_used, d + 1)
             inputs = clean if not per_step_gather else None
             if noisy:
-                for k, g in enumerate(generators):
-                    torch.randn(n_used, d, generator=g, device=device, out=noise[k])
+                for g, row in zip(generators, noise_rows):
+                    torch.randn(n_used, d, generator=g, out=row)
                 inputs = clean.clone()
                 torch.add(clean[:, :n_used, :-1], noise * sigma, out=inputs[:, :n_used, :-1])
             lrs_now = [group["schedule"].current() for group in stack.groups]
-            counts = stack.step_counts(len(sizes)) if stack.adam else [None] * len(sizes)
-            sq_rows = step_sq.unbind(0)
+            counts = stack.step_counts(S) if stack.adam else [None] * S
+            norm_rows = step_norm[epoch].unbind(0)
             if per_step_gather:
                 batches = idx.split(batch_size, 1)
             else:
@@ -534,49 +541,51 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
                 batches = zip(inputs.split(batch_size, 1), inputs.transpose(1, 2).split(batch_size, 2),
                               targets.split(batch_size, 1))
             for s, batch in enumerate(batches):
-                size = sizes[s]
                 if per_step_gather:
                     x = X_aug[batch] if shared else X_aug[members, batch]
                     xT, t = x.transpose(1, 2), x[:, :, :-1]
                 else:
                     x, xT, t = batch
-                acts = stack.activations(size)
+                acts = stack.activations(sizes[s])
                 diff = stack.forward(x, acts).sub_(t)
-                torch.linalg.vector_norm(diff, dim=(1, 2), out=sq_rows[s])
+                torch.linalg.vector_norm(diff, dim=(1, 2), out=norm_rows[s])
                 stack.backward(diff.mul_(scales[s]), x, xT, acts)  # d(mean squared error)/d(output)
                 stack.update(lrs_now, counts[s])
             for group in stack.groups:
                 group["schedule"].advance()
-            seen += n_used
-            step_loss = step_sq.square() * inv_count  # (steps, K)
-            if test_in is not None:
+            if test_loss is not None:
                 y = stack.forward(test_aug, test_acts).sub_(test_target)
-                test_loss = (y * y).sum((1, 2)) / test_count
-                values = torch.cat([step_loss.T.reshape(-1), test_loss]).tolist()  # one host sync
-            else:
-                values = step_loss.T.reshape(-1).tolist()
-            elapsed = time.perf_counter() - start
-            steps = len(sizes)
-            for k in range(K):
-                if diverged[k] is not None:
-                    continue
-                losses = values[k * steps:(k + 1) * steps]
-                epoch_loss = _epoch_mean(losses, sizes, n_used)
-                history = histories[k]
-                if not math.isfinite(epoch_loss):
-                    diverged[k] = _diverged_message(epoch_loss, epoch, cfg.epochs, lrs[k])
-                    if on_diverge == "raise":
-                        raise TrainingDiverged(diverged[k])
-                    continue
-                history.step_loss.extend(losses)
-                history.train_loss.append(epoch_loss)
-                history.examples_seen.append(seen)
-                if test_in is not None:
-                    history.test_loss.append(values[K * steps + k])
-                history.seconds.append(elapsed)
-            if not bar.disable:
-                bar.set_postfix(loss=f"{sum(values[:K * steps]) / (K * steps):.4g}", refresh=False)
+                torch.div(torch.linalg.vector_norm(y, dim=(1, 2)).square_(), test_count,
+                          out=test_loss[epoch])
+            seconds.append(time.perf_counter() - start)
+            if on_diverge == "raise" or not bar.disable:  # one small host sync per epoch
+                loss = epoch_mean(step_norm[epoch])
+                if on_diverge == "raise" and not bool(torch.isfinite(loss).all()):
+                    k = int((~torch.isfinite(loss)).nonzero()[0])
+                    raise TrainingDiverged(_diverged_message(float(loss[k]), epoch, E, lrs[k]))
+                if not bar.disable:
+                    bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
     bar.close()
+
+    train_loss = epoch_mean(step_norm)  # (E, K)
+    step_loss = (step_norm.square() * inv_count).permute(2, 0, 1).reshape(K, E * S).tolist()
+    bad = ~torch.isfinite(train_loss)
+    ok_epochs = [E] * K  # per member, the epochs before its loss stopped being finite
+    if E and bool(bad.any()):
+        ok_epochs = torch.where(bad.any(0), bad.double().argmax(0), E).tolist()
+    train_loss_lists = train_loss.T.tolist()
+    test_loss_lists = test_loss.T.tolist() if test_loss is not None else None
+    diverged: list[str | None] = [None] * K
+    for k, history in enumerate(histories):
+        e = ok_epochs[k]
+        if e < E:
+            diverged[k] = _diverged_message(train_loss_lists[k][e], e, E, lrs[k])
+        history.step_loss.extend(step_loss[k][:e * S])
+        history.train_loss.extend(train_loss_lists[k][:e])
+        history.examples_seen.extend(n_used * (i + 1) for i in range(e))
+        if test_loss_lists is not None:
+            history.test_loss.extend(test_loss_lists[k][:e])
+        history.seconds.extend(seconds[:e])
     stack.write_back(plans, [k for k in range(K) if diverged[k] is None])
     return diverged
 

@@ -4,7 +4,10 @@ The loop is built for tiny models, where framework overhead, not arithmetic,
 sets the pace: data stays in memory as tensors (no DataLoader), each epoch
 draws one index permutation and gathers all its batches in one go, step
 losses stay on the device until the epoch ends (one host sync per epoch), and
-the optimizer is PyTorch's fused implementation.
+the optimizer is PyTorch's fused implementation. Autoencoders built from Linear
+layers, ReLUs and residual blocks, trained on reconstruction, skip autograd:
+they take the hand-written batched step of :mod:`aelab.ensemble`, with the
+same data order and noise.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -220,16 +221,39 @@ def _matmul_kind(K: int, rows: int, inner: int, cols: int) -> str:
     return "bmm"
 
 
-def _matmul(kind: str, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None):
-    if kind == "bmm":
-        return torch.bmm(A, B, out=out)
-    if kind == "outer":  # sum of outer products of A's columns and B's rows
-        a_cols, b_rows = A.split(1, 2), B.split(1, 1)
-        result = torch.mul(a_cols[0], b_rows[0], out=out)
-        for a, b in zip(a_cols[1:], b_rows[1:]):
-            result.addcmul_(a, b)
-        return result
-    return torch.sum(A.unsqueeze(3) * B.unsqueeze(1), dim=2, out=out)  # (K, rows, inner, cols)
+def _outer(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A @ B as the sum of outer products of A's columns and B's rows."""
+    a_cols, b_rows = A.split(1, 2), B.split(1, 1)
+    result = torch.mul(a_cols[0], b_rows[0], out=out)
+    for a, b in zip(a_cols[1:], b_rows[1:]):
+        result.addcmul_(a, b)
+    return result
+
+
+def _mulsum(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A @ B as one broadcast product (K, rows, inner, cols) summed over inner."""
+    return torch.sum(A.unsqueeze(3) * B.unsqueeze(1), dim=2, out=out)
+
+
+MATMULS = {"bmm": torch.bmm, "outer": _outer, "mulsum": _mulsum}
+
+
+class _Layer(NamedTuple):
+    """What one layer's forward and backward need for one batch size, looked up once."""
+
+    matmul: Callable  # forward product: a (K, B, in + 1) @ weight -> (K, B, out)
+    weight: torch.Tensor  # (K, in + 1, out), possibly a transposed view
+    out: torch.Tensor | None  # (K, B, out) view of the next layer's input buffer; None: last
+    buf: torch.Tensor | None  # that buffer (K, B, out + 1), ending in a column of ones
+    buf_T: torch.Tensor | None  # the same transposed, (K, out + 1, B)
+    relu: bool
+    res_start: bool
+    res_end: bool
+    grad_matmul: Callable | None  # None: frozen layer
+    grad: torch.Tensor  # (K, in + 1, out) or (K, out, in + 1), like the parameters
+    by_row: bool
+    input_matmul: Callable | None  # None: no gradient w.r.t. this layer's input is needed
+    input_weight: torch.Tensor  # (K, out, in)
 
 
 class _Stack:
@@ -350,77 +374,85 @@ class _Stack:
 
     # ---- forward and backward
 
-    def activations(self, batch: int) -> tuple:
-        """Buffers for a batch size: per layer but the last, ``(K, batch, out + 1)`` with a
-        last column of ones, plus views of them without it and transposed."""
-        found = self._buffers.get(batch)
-        if found is None:
-            bufs = []
-            for _, o in self.sizes[:-1]:
-                buf = torch.empty(self.K, batch, o + 1, device=self.device)
-                buf[:, :, -1] = 1.0
-                bufs.append(buf)
-            K = self.K
-            kinds = (
-                [_matmul_kind(K, batch, i + 1, o) for i, o in self.sizes],  # forward
-                [_matmul_kind(K, o, batch, i + 1) if by_row else _matmul_kind(K, i + 1, batch, o)
-                 for (i, o), by_row in zip(self.sizes, self.by_row)],  # weight gradients
-                [_matmul_kind(K, batch, o, i) for i, o in self.sizes],  # input gradients
-            )
-            found = (bufs, [b[:, :, :-1] for b in bufs], [b.transpose(1, 2) for b in bufs], kinds)
-            self._buffers[batch] = found
-        return found
+    def activations(self, batch: int) -> list[_Layer]:
+        """Per layer, the buffers (``(K, batch, out + 1)``, ending in a column of ones) and
+        product kinds for this batch size, made on first use."""
+        layers = self._buffers.get(batch)
+        if layers is None:
+            K, layers = self.K, []
+            for l, (i, o) in enumerate(self.sizes):
+                buf = None
+                if l < self.n_layers - 1:
+                    buf = torch.empty(K, batch, o + 1, device=self.device)
+                    buf[:, :, -1] = 1.0
+                by_row = self.by_row[l]
+                grad_kind = (_matmul_kind(K, o, batch, i + 1) if by_row
+                             else _matmul_kind(K, i + 1, batch, o))
+                layers.append(_Layer(
+                    matmul=MATMULS[_matmul_kind(K, batch, i + 1, o)], weight=self.forward_op[l],
+                    out=None if buf is None else buf[:, :, :-1], buf=buf,
+                    buf_T=None if buf is None else buf.transpose(1, 2),
+                    relu=self.relu[l], res_start=self.res_start[l], res_end=self.res_end[l],
+                    grad_matmul=MATMULS[grad_kind] if self.trainable[l] else None,
+                    grad=self.G[l], by_row=by_row,
+                    input_matmul=(MATMULS[_matmul_kind(K, batch, o, i)]
+                                  if l > self.first_trainable else None),
+                    input_weight=self.backward_op[l],
+                ))
+            self._buffers[batch] = layers
+        return layers
 
-    def forward(self, x: torch.Tensor, acts: tuple) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layers: list[_Layer]) -> torch.Tensor:
         """Outputs (K, B, d) for inputs ``x`` (K, B, d + 1) whose last column is ones."""
-        bufs, values, _, (kinds, _, _) = acts
         masks = self._masks
         a = x
         skip = None
-        last = self.n_layers - 1
-        for l in range(self.n_layers):
-            if self.res_start[l]:
+        for l, layer in enumerate(layers):
+            if layer.res_start:
                 skip = a
-            h = _matmul(kinds[l], a, self.forward_op[l])  # (K, B, out)
-            if l == last:
-                return h.add_(skip[:, :, :-1]) if self.res_end[l] else h
-            out = values[l]
-            if self.res_end[l]:
+            h = layer.matmul(a, layer.weight)  # (K, B, out)
+            out = layer.out
+            if out is None:  # the output layer
+                return h.add_(skip[:, :, :-1]) if layer.res_end else h
+            if layer.res_end:
                 torch.add(h, skip[:, :, :-1], out=out)
-                if self.relu[l]:
+                if layer.relu:
                     out.clamp_min_(0.0)
                 masks[l] = out
             else:
-                if self.relu[l]:
+                if layer.relu:
                     torch.clamp_min(h, 0.0, out=out)
                 else:
                     out.copy_(h)
                 masks[l] = h  # contiguous: ReLU's backward runs ~4x faster on it than on out
-            a = bufs[l]
+            a = layer.buf
         raise AssertionError("unreachable")
 
-    def backward(self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor, acts: tuple) -> None:
+    def backward(self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor,
+                 layers: list[_Layer]) -> None:
         """Fill ``G`` with the gradients of sum_k loss_k, given ``dy`` = d(sum loss)/d(output),
         the inputs ``x`` (K, B, d + 1) and the same transposed, ``xT``."""
-        bufs, _, transposed, (_, grad_kinds, input_kinds) = acts
+        masks = self._masks
         d = dy
         skip_grad = None
         for l in range(self.n_layers - 1, self.first_trainable - 1, -1):
-            if self.res_end[l]:
+            layer = layers[l]
+            if layer.res_end:
                 skip_grad = d
-            if self.trainable[l]:  # weight and bias gradients at once
-                if self.by_row[l]:
-                    _matmul(grad_kinds[l], d.transpose(1, 2), bufs[l - 1] if l > 0 else x,
-                            out=self.G[l])
+            if layer.grad_matmul is not None:  # weight and bias gradients at once
+                if layer.by_row:
+                    a_in = layers[l - 1].buf if l > 0 else x
+                    layer.grad_matmul(d.transpose(1, 2), a_in, out=layer.grad)
                 else:
-                    _matmul(grad_kinds[l], transposed[l - 1] if l > 0 else xT, d, out=self.G[l])
-            if l == self.first_trainable:
+                    a_in_T = layers[l - 1].buf_T if l > 0 else xT
+                    layer.grad_matmul(a_in_T, d, out=layer.grad)
+            if layer.input_matmul is None:
                 break
-            d = _matmul(input_kinds[l], d, self.backward_op[l])  # d loss / d (layer l's input)
-            if self.res_start[l]:
+            d = layer.input_matmul(d, layer.input_weight)  # d loss / d (layer l's input)
+            if layer.res_start:
                 d = d.add_(skip_grad)
-            if self.relu[l - 1]:
-                d = _threshold_backward(d, self._masks[l - 1], 0)  # ReLU's own backward
+            if layers[l - 1].relu:
+                d = _threshold_backward(d, masks[l - 1], 0)  # ReLU's own backward
 
     def write_back(self, plans: Sequence[Sequence[_Op]], members: Sequence[int]) -> None:
         with torch.no_grad():

@@ -115,6 +115,20 @@ def test_models_that_cannot_be_stacked_train_one_by_one(rect):
         assert max_param_diff(model, single) < 1e-6
 
 
+def test_large_stacks_are_split_into_chunks_that_fit_in_cache(rect, monkeypatch):
+    n_params = sum(p.numel() for p in build("mlp", 0).parameters())
+    monkeypatch.setattr(aelab.ensemble, "_STACK_BYTES", int(2.5 * 16 * n_params))
+    models = [build("mlp", s) for s in range(5)]
+    alone = [copy.deepcopy(m) for m in models]
+    histories = train_many(models, rect, epochs=2, batch_size=8, progress=False)
+    assert [h.config["ensemble_size"] for h in histories] == [3, 3, 3, 2, 2]
+    for seed, (model, single, history) in enumerate(zip(models, alone, histories)):
+        expected = train_autoencoder(single, rect, epochs=2, batch_size=8, seed=seed,
+                                     progress=False)
+        assert_same_history(history, expected)
+        assert max_param_diff(model, single) < 1e-6
+
+
 def test_default_seeds_are_distinct_and_the_run_is_reproducible(rect):
     first = [build("mlp", 0) for _ in range(3)]  # same weights: only the data order differs
     second = copy.deepcopy(first)

@@ -4,47 +4,79 @@
 >>> ds = aelab.data.moons(200)
 >>> model = aelab.Autoencoder(2, 1, hidden_size=32, layers=2)
 >>> history = aelab.train_autoencoder(model, ds, epochs=10, batch_size=16)
+
+``aelab.studies``, ``aelab.report`` and ``aelab.plots`` load matplotlib and
+pandas, so they are imported on first use.
 """
 
-from aelab import data
+import importlib
+
+from aelab import data, evaluate, quality
 from aelab._seed import seeded
-from aelab.checkpoint import load, save
-from aelab import quality
 from aelab.baselines import PCA, CodeSampler
+from aelab.checkpoint import load, save
+from aelab.ensemble import train_many
 from aelab.evaluate import classifier_agreement, reconstruction_error
 from aelab.losses import mmd
-from aelab.models import Autoencoder, LinearAutoencoder
-from aelab.models import VAE, ConvAutoencoder, ResNetAutoencoder, conv_output_size
+from aelab.models import (
+    VAE,
+    Autoencoder,
+    ConvAutoencoder,
+    LinearAutoencoder,
+    ResNetAutoencoder,
+    conv_output_size,
+)
 from aelab.summary import summary
-from aelab.train import History, TrainConfig, TrainingDiverged, train_autoencoder
-from aelab.train import train_mmd_autoencoder, train_vae
-from aelab.ensemble import train_many
+from aelab.train import (
+    History,
+    TrainConfig,
+    TrainingDiverged,
+    train_autoencoder,
+    train_mmd_autoencoder,
+    train_vae,
+)
 
 __version__ = "0.1.0"
 
+_LAZY = ("studies", "report", "plots")
+
 __all__ = [
+    # data and models
     "data",
-    "seeded",
-    "save",
-    "load",
     "Autoencoder",
     "LinearAutoencoder",
-    "History",
-    "TrainConfig",
-    "TrainingDiverged",
-    "train_autoencoder",
-    "train_many",
-    "reconstruction_error",
-    "classifier_agreement",
-    "PCA",
-    "CodeSampler",
-    "quality",
-    "mmd",
     "ResNetAutoencoder",
     "ConvAutoencoder",
     "VAE",
     "conv_output_size",
+    "summary",
+    # training
+    "train_autoencoder",
+    "train_many",
     "train_vae",
     "train_mmd_autoencoder",
-    "summary",
+    "History",
+    "TrainConfig",
+    "TrainingDiverged",
+    "seeded",
+    "save",
+    "load",
+    # losses, baselines, evaluation
+    "mmd",
+    "PCA",
+    "CodeSampler",
+    "reconstruction_error",
+    "classifier_agreement",
+    "evaluate",
+    "quality",
+    # studies and reports (imported on first use)
+    *_LAZY,
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f"aelab.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'aelab' has no attribute {name!r}")

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from aelab import data, models, plots, report
 from aelab._seed import seeded
@@ -159,6 +160,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aelab", description="Autoencoder experiments: run studies, train models, get reports.")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="CPU threads for torch (default 1: aelab's models are tiny, and a second thread "
+             "mostly spin-waits, which on a busy machine slows small convolutions many-fold)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run studies (all by default) and write one HTML report",
@@ -217,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as err:

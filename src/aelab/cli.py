@@ -82,7 +82,10 @@ def cmd_run(args) -> int:
                                     **_study_options(REGISTRY[name].run, args))
         result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
         results.append(result)
-    path = report.write(results, out_dir, title="aelab run: " + ", ".join(names))
+    which = (f"all {len(names)} studies" if not args.studies
+             else ", ".join(names) if len(names) <= 3 else f"{len(names)} studies")
+    settings = "full (course) settings" if args.full else "quick settings"
+    path = report.write(results, out_dir, title=f"aelab run: {which}, {settings}, seed {args.seed}")
     print(f"Report: {path.resolve()}")
     return 0
 

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from aelab._files import write_bytes, write_text
-from aelab.studies._base import StudyResult
+from aelab.studies._base import REGISTRY, StudyResult
 
 __all__ = ["write", "library_versions"]
 
@@ -33,7 +33,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f0f0; } .findings li { margin: 0.3em 0; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
-nav ul { columns: 2; }
+nav ul { columns: 2; } .wide { overflow-x: auto; } .summary { color: #555; font-style: italic; }
+figcaption { color: #777; font-size: 0.8em; }
 """
 
 _PACKAGES = ("aelab", "torch", "numpy", "scikit-learn", "matplotlib", "pandas")
@@ -78,6 +79,8 @@ def _jsonable(value):
 def _section(result: StudyResult, out_dir: Path) -> str:
     sid = _slug(result.name)
     parts = [f'<section id="{escape(sid)}"><h2>{escape(result.name)}</h2>']
+    if result.name in REGISTRY:
+        parts.append(f'<p class="summary">{escape(REGISTRY[result.name].summary)}</p>')
     if result.findings:
         items = "".join(f"<li>{escape(str(f))}</li>" for f in result.findings)
         parts.append(f'<h3>Findings</h3><ul class="findings">{items}</ul>')
@@ -87,12 +90,12 @@ def _section(result: StudyResult, out_dir: Path) -> str:
         title = fig.axes[0].get_title() if fig.axes else key
         encoded = base64.b64encode(data).decode("ascii")
         parts.append(f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{encoded}">'
-                     f"<figcaption>{escape(key)}</figcaption></figure>")
+                     f"<figcaption>{escape(f'{sid}/{_slug(key)}.png')}</figcaption></figure>")
     for key, table in result.tables.items():
         write_text(out_dir / sid / f"{_slug(key)}.csv", table.to_csv(index=False))
-        parts.append(f"<h3>{escape(key)}</h3>"
-                     + table.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}",
-                                     border=0))
+        html_table = table.to_html(index=False, escape=True, border=0, na_rep="–",
+                                   float_format=lambda v: f"{v:.4g}")
+        parts.append(f'<h3>{escape(key)}</h3><div class="wide">{html_table}</div>')
     config = json.dumps(_jsonable(result.config), indent=1, sort_keys=True)
     parts.append(f"<details><summary>Configuration</summary><pre>{escape(config)}</pre></details>")
     parts.append("</section>")

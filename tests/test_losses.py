@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +102,31 @@ def test_mmd_rejects_unknown_kernel(kernel):
 def test_mmd_rejects_bad_bandwidths(bandwidths):
     with pytest.raises(ValueError, match="bandwidth"):
         mmd(torch.randn(5, 2), torch.randn(5, 2), bandwidths=bandwidths)
+
+
+def test_mmd_promotes_integer_samples_to_float():
+    # integer inputs used to cast the bandwidths to int (0.25 -> 0) and return NaN
+    x = torch.tensor([[0, 1], [2, 0], [1, 1], [3, 2]])
+    y = torch.tensor([[1, 1], [0, 0], [2, 2]])
+    value = mmd(x, y)
+    assert value.dtype == torch.get_default_dtype()
+    assert float(value) == pytest.approx(_direct_mmd(x.double(), y.double(), "imq",
+                                                     DEFAULT_BANDWIDTHS), rel=1e-6)
+
+
+def test_mmd_accepts_bandwidths_as_arrays_and_numpy_numbers():
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(9, 2, generator=g), torch.randn(8, 2, generator=g) + 0.5
+    expected = float(mmd(x, y, bandwidths=(0.5, 3.0)))
+    for bandwidths in (np.array([0.5, 3.0]), np.array([0.5, 3.0], dtype=np.float32),
+                       [np.float32(0.5), np.int64(3)], torch.tensor([0.5, 3.0])):
+        assert float(mmd(x, y, bandwidths=bandwidths)) == pytest.approx(expected, rel=1e-6)
+    assert float(mmd(x, y, bandwidths=np.float64(0.5))) == pytest.approx(
+        float(mmd(x, y, bandwidths=0.5)), rel=1e-6)
+    with pytest.raises(ValueError, match=r"bandwidths must be 1-D, got an array of shape \(2, 1\)"):
+        mmd(x, y, bandwidths=np.array([[0.5], [3.0]]))
+    with pytest.raises(ValueError, match="every bandwidth must be a finite number > 0"):
+        mmd(x, y, bandwidths=np.array([0.5, -1.0]))
 
 
 def test_mmd_rejects_bad_samples():

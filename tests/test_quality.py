@@ -45,6 +45,20 @@ def test_mmd2_is_aelab_mmd_with_median_bandwidths():
             float(mmd(x, y, kernel=kernel, bandwidths=(0.5, 1.0))), rel=1e-5)
 
 
+def test_mmd2_keeps_its_precision_far_from_the_origin():
+    x, y = _normal(300, seed=1, shift=0.2), _normal(300, seed=2)
+    # float64 oracle on the same (float32) points, with the same bandwidths
+    oracle = float(mmd((x + 1000).double(), (y + 1000).double(),
+                       bandwidths=median_bandwidths(y + 1000)))
+    assert mmd2(x + 1000, y + 1000) == pytest.approx(oracle, rel=1e-6)
+    # and shifting both samples changes nothing (float32 arithmetic was off by ~30% here)
+    assert mmd2(x + 1000, y + 1000) == pytest.approx(mmd2(x, y), rel=1e-3)
+    # float64 input keeps its digits even where float32 cannot hold them (spacing 1 at 1e7)
+    x64, y64 = x.double(), y.double()
+    assert mmd2(x64 + 1e7, y64 + 1e7) == pytest.approx(mmd2(x64, y64), rel=1e-6)
+    assert mmd2((x64 + 1e7).numpy(), (y64 + 1e7).numpy()) == pytest.approx(mmd2(x64, y64), rel=1e-6)
+
+
 def test_median_bandwidths_make_mmd2_scale_free():
     x, y = _normal(300, seed=1, shift=0.4), _normal(300, seed=2)
     assert mmd2(100 * x, 100 * y) == pytest.approx(mmd2(x, y), rel=1e-4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -107,13 +108,18 @@ def check_kernel(kernel) -> str:
 
 
 def check_bandwidths(bandwidths) -> tuple[float, ...]:
-    """``bandwidths`` as a non-empty tuple of finite floats > 0 (None means the default)."""
+    """``bandwidths`` (a number, or a 1-D sequence, array or tensor of numbers) as a non-empty
+    tuple of finite floats > 0; None means the default."""
     if bandwidths is None:
         return DEFAULT_BANDWIDTHS
     if isinstance(bandwidths, numbers.Real) and not isinstance(bandwidths, bool):
         bandwidths = (bandwidths,)
-    if isinstance(bandwidths, torch.Tensor):
-        bandwidths = bandwidths.flatten().tolist()
+    if isinstance(bandwidths, (torch.Tensor, np.ndarray)):
+        if bandwidths.ndim > 1:
+            raise ValueError(f"bandwidths must be 1-D, got an array of shape {tuple(bandwidths.shape)}; "
+                             f"pass a flat list, e.g. bandwidths={DEFAULT_BANDWIDTHS}.")
+        # tolist gives Python numbers (a 0-d array gives one), checked below like any sequence
+        bandwidths = bandwidths.reshape(-1).tolist()
     if not isinstance(bandwidths, Sequence) or isinstance(bandwidths, str) or not bandwidths:
         raise ValueError(f"bandwidths must be a non-empty sequence of numbers > 0, got "
                          f"{bandwidths!r}; e.g. bandwidths={DEFAULT_BANDWIDTHS}.")
@@ -172,9 +178,13 @@ def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
     ----------
     x, y : Tensor, shape (n, d) and (m, d)
         Two samples with the same number of features, at least 2 rows each.
+        Computed in their common dtype, at least the default float dtype
+        (integer tensors are promoted). In float32 the squared distances
+        ``|a|^2 + |b|^2 - 2 a.b`` lose precision for data far from the origin:
+        centre both samples on a common point, or pass float64, in that case.
     kernel : {"imq", "rbf"}
         Kernel family.
-    bandwidths : float or sequence of float, optional
+    bandwidths : float or 1-D sequence, array or tensor of float, optional
         Bandwidths ``h > 0`` to sum the kernel over. Default
         :data:`DEFAULT_BANDWIDTHS` = (0.25, 0.5, 1, 2, 4), suited to data on the
         scale of N(0, I).
@@ -198,7 +208,9 @@ def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of features, got x of shape "
                          f"{tuple(x.shape)} and y of shape {tuple(y.shape)}.")
-    dtype = torch.promote_types(x.dtype, y.dtype)
+    # at least the default float dtype: integer inputs would otherwise truncate the
+    # bandwidths to ints (h = 0.25 -> 0) and give NaN
+    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.get_default_dtype())
     x, y = x.to(dtype), y.to(dtype)
     h2 = torch.tensor(bandwidths, dtype=dtype, device=x.device).pow(2)  # (B,)
     return mmd_unchecked(x, y, kernel, h2)

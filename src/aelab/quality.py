@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from aelab._checks import check_int, check_positive_int
@@ -47,6 +48,17 @@ def _subsample(X: torch.Tensor, max_samples: int, generator: torch.Generator) ->
     return X[torch.randperm(len(X), generator=generator)[:max_samples]]
 
 
+def _as_float64(X, checked: torch.Tensor) -> torch.Tensor:
+    """``X``, already validated as ``checked`` (float32), as float64 without losing float64 input digits."""
+    from aelab.data import Dataset
+
+    if isinstance(X, Dataset):
+        X = X.X
+    if isinstance(X, (torch.Tensor, np.ndarray)):
+        return torch.as_tensor(X).detach().to("cpu", torch.float64)
+    return checked.double()
+
+
 def median_bandwidths(real, max_samples: int = 1000) -> tuple[float, ...]:
     """MMD bandwidths scaled to the data: the median pairwise distance of ``real`` times 1/4..4.
 
@@ -57,7 +69,7 @@ def median_bandwidths(real, max_samples: int = 1000) -> tuple[float, ...]:
     >>> median_bandwidths(torch.tensor([[0.0], [1.0], [2.0]]))
     (0.25, 0.5, 1.0, 2.0, 4.0)
     """
-    X = as_matrix("real", real)[:max_samples].double()
+    X = _as_float64(real, as_matrix("real", real))[:max_samples]
     if len(X) < 2:
         raise ValueError("real must hold at least 2 samples to have a pairwise distance, got 1.")
     d = torch.pdist(X)
@@ -76,7 +88,10 @@ def mmd2(generated, real, *, kernel: str = "imq", bandwidths="median",
 
     The unbiased estimate of :func:`aelab.losses.mmd` (it can be slightly
     negative when the distributions match), with the kernel summed over several
-    bandwidths.
+    bandwidths. It is computed in float64 after centring both samples on the
+    real sample's mean. Centring changes nothing exactly (the kernels depend
+    only on differences of points) and, with float64, keeps data far from the
+    origin from losing the small distances to rounding.
 
     Parameters
     ----------
@@ -104,9 +119,9 @@ def mmd2(generated, real, *, kernel: str = "imq", bandwidths="median",
     """
     from aelab.losses import mmd
 
-    real = as_matrix("real", real)
+    real = _as_float64(real, as_matrix("real", real))
     d = real.shape[1]
-    generated = as_matrix("generated", generated, d, f"real has {d}")
+    generated = _as_float64(generated, as_matrix("generated", generated, d, f"real has {d}"))
     max_samples = check_int("max_samples", max_samples, 2)
     check_int("seed", seed, 0)
     if isinstance(bandwidths, str):
@@ -116,7 +131,8 @@ def mmd2(generated, real, *, kernel: str = "imq", bandwidths="median",
     g = torch.Generator().manual_seed(seed)
     generated = _subsample(generated, max_samples, g)
     real = _subsample(real, max_samples, g)
-    return float(mmd(generated, real, kernel=kernel, bandwidths=bandwidths))
+    centre = real.mean(0)
+    return float(mmd(generated - centre, real - centre, kernel=kernel, bandwidths=bandwidths))
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,32 @@ def test_seeded_builds_identical_models_and_leaves_global_rng_alone():
     with aelab.seeded(5):
         b = Autoencoder(2, 1, 8, 2)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_a_user_class_named_like_an_aelab_model_leaves_the_registry_alone(tmp_path):
+    from aelab.models import MODEL_CLASSES, AutoencoderBase
+
+    before = dict(MODEL_CLASSES)
+
+    class Autoencoder(AutoencoderBase):  # noqa: F811 -- the clash is the point
+        def __init__(self):
+            super().__init__()
+            self.init_args = dict(input_size=2, bottleneck_size=1)
+            self.encoder, self.decoder = torch.nn.Linear(2, 1), torch.nn.Linear(1, 2)
+
+    assert MODEL_CLASSES == before and MODEL_CLASSES["Autoencoder"] is aelab.Autoencoder
+    model = aelab.Autoencoder(2, 1, 4, 1)
+    loaded = aelab.load(aelab.save(model, tmp_path / "m.pt"))
+    assert type(loaded) is aelab.Autoencoder and loaded.init_args == model.init_args
+    with pytest.raises(TypeError, match=r"must be an aelab model .*got test_models\..*Autoencoder"):
+        aelab.save(Autoencoder(), tmp_path / "user.pt")
+
+
+def test_two_aelab_model_classes_of_one_name_are_an_error():
+    from aelab.models import MODEL_CLASSES, AutoencoderBase
+
+    before = dict(MODEL_CLASSES)
+    with pytest.raises(TypeError, match=r"'LinearAutoencoder' is already registered by "
+                                        r"aelab\.models\.linear\.LinearAutoencoder"):
+        type("LinearAutoencoder", (AutoencoderBase,), {"__module__": "aelab.models.other"})
+    assert MODEL_CLASSES == before

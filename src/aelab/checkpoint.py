@@ -30,8 +30,9 @@ def save(model: nn.Module, path) -> Path:
     """
     name = type(model).__name__
     if MODEL_CLASSES.get(name) is not type(model) or not hasattr(model, "init_args"):
+        where = f"{type(model).__module__}.{type(model).__qualname__}"
         raise TypeError(f"model must be an aelab model (one of {sorted(MODEL_CLASSES)}), "
-                        f"got {name}; save other modules with torch.save(model.state_dict()).")
+                        f"got {where}; save other modules with torch.save(model.state_dict()).")
     payload = {
         "format": FORMAT,
         "version": VERSION,

@@ -6,7 +6,10 @@ from torch import nn
 
 from aelab._checks import check_positive_int
 
-MODEL_CLASSES: dict[str, type] = {}  # name -> class; aelab.load only builds classes listed here
+# name -> class; aelab.load only builds classes listed here. Only aelab's own models are
+# listed: a saved file names its class by bare name, so a user's subclass of the same name
+# must neither replace aelab's entry nor be built by aelab.load.
+MODEL_CLASSES: dict[str, type] = {}
 
 
 class AutoencoderBase(nn.Module):
@@ -17,6 +20,15 @@ class AutoencoderBase(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if not cls.__module__.startswith("aelab."):
+            return  # a user's model: aelab.save refuses it with a TypeError saying what to do
+        existing = MODEL_CLASSES.get(cls.__name__)
+        # the same class defined again (importlib.reload, notebook autoreload) replaces its entry
+        if existing is not None and _where(existing) != _where(cls):
+            raise TypeError(
+                f"model class name {cls.__name__!r} is already registered by {_where(existing)}; "
+                f"{_where(cls)} needs another name, since saved files name their class by bare name."
+            )
         MODEL_CLASSES[cls.__name__] = cls
 
     def encode(self, x):
@@ -38,6 +50,10 @@ class AutoencoderBase(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.init_args.items())
+
+
+def _where(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def check_sizes(input_size, bottleneck_size) -> tuple[int, int]:

@@ -84,6 +84,25 @@ def test_each_member_trains_as_train_autoencoder_would(kind, options, rect, rect
         assert max_param_diff(model, build(kind, seed)) > 1e-4  # it did train
 
 
+def test_large_stacks_use_the_broadcast_kernels_and_still_match(rect, rect_test, monkeypatch):
+    # from 64 members on, tiny products run as broadcast multiply-adds (_outer, _mulsum)
+    used = set()
+    for name in ("outer", "mulsum"):
+        real = aelab.ensemble.MATMULS[name]
+        monkeypatch.setitem(aelab.ensemble.MATMULS, name,
+                            lambda *a, _real=real, _name=name, **k: used.add(_name) or _real(*a, **k))
+    seeds = list(range(70))
+    models = [build("mlp", s) for s in seeds]
+    alone = [copy.deepcopy(models[i]) for i in (0, 69)]
+    histories = train_many(models, rect, epochs=2, batch_size=8, seeds=seeds, test=rect_test)
+    assert used == {"outer", "mulsum"}
+    for i, single in zip((0, 69), alone):
+        expected = train_autoencoder(single, rect, epochs=2, batch_size=8, seed=seeds[i],
+                                     test=rect_test)
+        assert_same_history(histories[i], expected)
+        assert max_param_diff(models[i], single) < 1e-6
+
+
 def test_lists_of_datasets_per_model_lr_and_noise(rect_test):
     trains = [data.rectangle(40, seed=s) for s in range(3)] + [data.rectangle(24, seed=9)]
     lrs, sigmas, seeds = [1e-3, 2e-3, 1e-3, 1e-3], [0.1, 0.3, None, 0.1], [7, 8, 9, 10]

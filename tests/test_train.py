@@ -172,3 +172,86 @@ def test_default_device_and_progress_bar(moons, capsys):
     assert "epoch" in capsys.readouterr().err
     train_autoencoder(small_model(), train, epochs=2, batch_size=8)  # stderr is not a terminal
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("noise_sigma", [None, 0.2])
+def test_a_test_set_never_changes_training(moons, noise_sigma):
+    train, test = moons
+    a, b = small_model(), small_model()
+    train_autoencoder(a, train, epochs=3, batch_size=8, noise_sigma=noise_sigma)
+    train_autoencoder(b, train, epochs=3, batch_size=8, noise_sigma=noise_sigma, test=test)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_a_test_set_never_changes_vae_or_mmd_training(moons):
+    train, test = moons
+    with aelab.seeded(0):
+        a, b = aelab.VAE(2, 1, 8, 1), aelab.VAE(2, 1, 8, 1)
+        c, d = aelab.Autoencoder(2, 1, 8, 1), aelab.Autoencoder(2, 1, 8, 1)
+    b.load_state_dict(a.state_dict())
+    d.load_state_dict(c.state_dict())
+    aelab.train_vae(a, train, epochs=2, batch_size=16)
+    aelab.train_vae(b, train, epochs=2, batch_size=16, test=test)
+    aelab.train_mmd_autoencoder(c, train, mmd_weight=1.0, epochs=2, batch_size=16)
+    aelab.train_mmd_autoencoder(d, train, mmd_weight=1.0, epochs=2, batch_size=16, test=test)
+    for x, y in [(a, b), (c, d)]:
+        assert all(torch.equal(p, q) for p, q in zip(x.parameters(), y.parameters()))
+
+
+@pytest.mark.parametrize("layers", [2, 0])
+def test_a_blow_up_in_the_last_epoch_is_caught_and_undone(layers):
+    ds = data.Dataset(torch.randn(100, 2))
+    with aelab.seeded(0):
+        model = aelab.Autoencoder(2, 1, 8, layers)
+    before = params(model)
+    with pytest.raises(TrainingDiverged, match="epoch 1 of 1"):
+        train_autoencoder(model, ds, epochs=1, batch_size=100, lr=1e30, optimizer="sgd", test=ds)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_autograd_path_catches_a_last_epoch_blow_up_too():
+    ds = data.Dataset(torch.rand(64, 4))
+    with aelab.seeded(0):
+        vae = aelab.VAE(4, 2, 8, 1)
+    before = params(vae)
+    with pytest.raises(TrainingDiverged, match="epoch 1 of 1"):
+        aelab.train_vae(vae, ds, epochs=1, batch_size=64, lr=1e30, optimizer="sgd", test=ds)
+    assert all(torch.equal(p, q) for p, q in zip(before, vae.parameters()))
+
+
+def test_an_interrupted_run_leaves_the_model_as_it_was(moons):
+    train, _ = moons
+    model = small_model()
+    before = params(model)
+    calls = 0
+
+    def interrupting_objective(m, x, t):
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyboardInterrupt
+        return torch.nn.functional.mse_loss(m(x), t)
+
+    cfg = aelab.TrainConfig(epochs=3, batch_size=8, reinit="encoder")
+    with pytest.raises(KeyboardInterrupt):
+        aelab.train.fit(model, train, interrupting_objective, cfg)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_train_autoencoder_takes_the_hand_written_step_for_mlps(moons, monkeypatch):
+    import aelab.ensemble
+
+    calls = []
+    real = aelab.ensemble._train_stack
+    monkeypatch.setattr(aelab.ensemble, "_train_stack",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    train, _ = moons
+    train_autoencoder(small_model(), train, epochs=1, batch_size=8)
+    assert calls == [1]
+    with aelab.seeded(0):
+        hooked = aelab.Autoencoder(2, 1, 8, 1)
+    hooked.encoder[0].weight.register_hook(lambda g: torch.zeros_like(g))
+    before = hooked.encoder[0].weight.detach().clone()
+    train_autoencoder(hooked, train, epochs=1, batch_size=8)
+    assert calls == [1]  # a tensor hook needs autograd, and autograd honours it
+    assert torch.equal(before, hooked.encoder[0].weight)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -44,6 +45,7 @@ from aelab.train import (
     TrainConfig,
     TrainingDiverged,
     _check_data,
+    _derived_seed,
     _diverged_message,
     _progress_bar,
     resolve_device,
@@ -153,9 +155,16 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
         AutoencoderBase.forward, AutoencoderBase.encode, AutoencoderBase.decode
     ):
         return None
-    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+           or m._backward_pre_hooks for m in model.modules()):
         return None
-    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+    if any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+           for p in model.parameters()):
+        return None  # a tensor hook (e.g. one that edits gradients) needs autograd
+    module_globals = nn.modules.module
+    if (module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks
+            or module_globals._global_backward_hooks
+            or module_globals._global_backward_pre_hooks):
         return None
     ops: list[_Op] = []
     encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
@@ -613,11 +622,25 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
         ok_epochs = torch.where(bad.any(0), bad.double().argmax(0), E).tolist()
     train_loss_lists = train_loss.T.tolist()
     test_loss_lists = test_loss.T.tolist() if test_loss is not None else None
+    # an epoch's training loss is measured before its updates, so a blow-up in the last
+    # epoch shows only in the weights (and the test loss): check them once, here
+    blown_up = set()
+    if E:
+        finite = torch.stack([P.reshape(K, -1).isfinite().all(1) for P in stack.P]).all(0)
+        if test_loss is not None:
+            finite &= torch.isfinite(test_loss[-1])
+        blown_up = {k for k in (~finite).nonzero().flatten().tolist() if ok_epochs[k] == E}
+        if blown_up and on_diverge == "raise":
+            k = min(blown_up)
+            raise TrainingDiverged(_diverged_message(float("nan"), E - 1, E, lrs[k]))
+        for k in blown_up:
+            ok_epochs[k] = E - 1
     diverged: list[str | None] = [None] * K
     for k, history in enumerate(histories):
         e = ok_epochs[k]
         if e < E:
-            diverged[k] = _diverged_message(train_loss_lists[k][e], e, E, lrs[k])
+            loss = float("nan") if k in blown_up else train_loss_lists[k][e]
+            diverged[k] = _diverged_message(loss, e, E, lrs[k])
         history.step_loss.extend(step_loss[k][:e * S])
         history.train_loss.extend(train_loss_lists[k][:e])
         history.examples_seen.extend(n_used * (i + 1) for i in range(e))
@@ -747,10 +770,10 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
                          "trained in place, so build a separate model for every run.")
     trains = _per_model("train", train, K, (Dataset,))
     tests = _per_model("test", test, K, (Dataset,))
-    lrs = _per_model("lr", lr, K, (int, float))
+    lrs = _per_model("lr", lr, K, (numbers.Real,))
     lrs = [check_positive_float("lr" if v is lr else f"lr[{i}]", v) for i, v in enumerate(lrs)]
-    seeds = list(range(K)) if seeds is None else _per_model("seeds", seeds, K, (int,))
-    sigmas = _per_model("noise_sigma", noise_sigma, K, (int, float))
+    seeds = list(range(K)) if seeds is None else _per_model("seeds", seeds, K, (numbers.Integral,))
+    sigmas = _per_model("noise_sigma", noise_sigma, K, (numbers.Real,))
     check_choice("on_diverge", on_diverge, ON_DIVERGE)
     device = resolve_device(device)
     cfgs = [TrainConfig(epochs=epochs, batch_size=batch_size, lr=lrs[i], seed=seeds[i],
@@ -804,10 +827,12 @@ def _train_members(members, models, plans, trains, tests, cfgs, histories, devic
     if tests[members[0]] is not None:
         test_target = _as_stack([tests[i].X for i in members]).to(device)
         test_in = test_target
-        if any(sigmas):  # one fixed corruption per member, drawn first, as fit does
+        if any(sigmas):  # one fixed corruption per member, from its own stream, as fit does
             shape = test_target.shape[-2:]
-            noise = torch.stack([torch.randn(shape, generator=g, device=device)
-                                 for g in generators])
+            noise = torch.stack([
+                torch.randn(shape, device=device, generator=torch.Generator(device=device)
+                            .manual_seed(_derived_seed(cfgs[i].seed, "test")))
+                for i in members])
             sigma = torch.tensor(sigmas, device=device).view(K, 1, 1)
             test_in = test_target + sigma * noise
     stacked_histories = []

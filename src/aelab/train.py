@@ -248,7 +248,8 @@ def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig
                 test_target = test.X.to(device)
                 test_in = test_target
                 if cfg.noise_sigma:  # one fixed corruption, so the test curve is not noisy
-                    test_in = test_target + cfg.noise_sigma * torch.randn_like(test_target)
+                    test_in = test_target + cfg.noise_sigma * torch.randn(
+                        test_target.shape, device=device, generator=_test_generator(cfg, device))
             plan = _hand_written_plan(model, objective)
             if plan is not None:
                 from aelab.ensemble import _train_stack  # lazy: ensemble imports this module
@@ -265,13 +266,18 @@ def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig
                              if cfg.lr_schedule else None)
                 _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, cfg,
                             test_in, test_target, history, progress)
-        except TrainingDiverged:
+        except BaseException:  # diverged, bad input or interrupted: leave the model as it was
             model.load_state_dict(saved_state)
             raise
         finally:
             for p, flag in zip(model.parameters(), saved_grad_flags):
                 p.requires_grad_(flag)
     return history
+
+
+def _test_generator(cfg: TrainConfig, device: torch.device) -> torch.Generator:
+    """The stream for test-set noise: apart from training's, so a test set changes no weights."""
+    return torch.Generator(device=device).manual_seed(_derived_seed(cfg.seed, "test"))
 
 
 def _hand_written_plan(model: nn.Module, objective: Objective):
@@ -333,12 +339,23 @@ def _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, c
         history.train_loss.append(epoch_loss)
         history.examples_seen.append(seen)
         if test_in is not None:
-            history.test_loss.append(evaluate_objective(model, objective, test_in, test_target))
+            # sampling inside the objective (VAE, MMD) draws from a stream of its own here,
+            # the same every epoch: the test curve is smooth and training's stream untouched
+            with torch.random.fork_rng(devices=[X.device] if X.device.type == "cuda" else []):
+                torch.manual_seed(_derived_seed(cfg.seed, "test"))
+                history.test_loss.append(
+                    evaluate_objective(model, objective, test_in, test_target))
         history.seconds.append(time.perf_counter() - start)
         if not bar.disable:
             bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
     bar.close()
     model.eval()
+    # an epoch's loss is measured before its updates: a blow-up in the last epoch shows
+    # only in the weights (and the test loss)
+    last_test_ok = not history.test_loss or math.isfinite(history.test_loss[-1])
+    if cfg.epochs and not (last_test_ok and all(bool(p.isfinite().all())
+                                                for p in model.parameters())):
+        raise TrainingDiverged(_diverged_message(float("nan"), cfg.epochs - 1, cfg.epochs, cfg.lr))
 
 
 @torch.no_grad()
@@ -638,6 +655,8 @@ noise_sigma, freeze, reinit, drop_last, device, progress
                 f"estimate compares pairs), got a batch of {smallest} from batch_size={batch_size} "
                 f"and {n} samples; use batch_size >= 2 (and drop_last=True)."
             )
+    if isinstance(test, Dataset) and len(test) < 2:
+        raise ValueError(f"test must hold at least 2 samples for the MMD estimate, got {len(test)}.")
     extra = {"objective": "mmd", "mmd_weight": mmd_weight, "kernel": kernel,
              "bandwidths": list(bandwidths)}
     return fit(model, train, mmd_objective(mmd_weight, kernel, bandwidths), cfg, test=test,

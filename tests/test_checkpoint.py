@@ -52,3 +52,33 @@ def test_load_refuses_unknown_classes_and_foreign_files(tmp_path):
         aelab.load(tmp_path / "missing.pt")
     with pytest.raises(TypeError, match="must be an aelab model"):
         aelab.save(torch.nn.Linear(2, 2), tmp_path / "c.pt")
+
+
+def _tampered(tmp_path, **changes):
+    path = aelab.save(aelab.Autoencoder(3, 1, 5, 2), tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    torch.save(payload, path)
+    return path
+
+
+def test_load_names_the_file_and_the_mismatch(tmp_path):
+    path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, width=5))
+    with pytest.raises(ValueError, match=r"model\.pt: its init_args .*'width': 5.* do not fit "
+                                         r"Autoencoder: .*unexpected keyword argument 'width'"):
+        aelab.load(path)
+    path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=4))
+    with pytest.raises(ValueError, match=r"model\.pt: its init_args .* do not fit Autoencoder: "
+                                         r"bottleneck_size \(4\) must not exceed"):
+        aelab.load(path)
+    path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=6,
+                                              layers=2))
+    with pytest.raises(ValueError, match=r"(?s)model\.pt: its state_dict does not match "
+                                         r"Autoencoder\(input_size=3, .*hidden_size=6.*size mismatch"):
+        aelab.load(path)
+    path = _tampered(tmp_path, state_dict={"encoder.0.weight": torch.zeros(5, 3)})
+    with pytest.raises(ValueError, match=r"(?s)model\.pt: its state_dict does not match .*Missing key"):
+        aelab.load(path)
+    path = _tampered(tmp_path, state_dict=[1, 2])
+    with pytest.raises(ValueError, match=r"model\.pt is damaged: .*got dict and list"):
+        aelab.load(path)

@@ -68,6 +68,20 @@ def load(path, device="cpu") -> nn.Module:
     if cls is None:
         raise ValueError(f"{path} names model class {payload.get('class')!r}; "
                          f"allowed: {sorted(MODEL_CLASSES)}.")
-    model = cls(**payload["init_args"])
-    model.load_state_dict(payload["state_dict"])
+    init_args, state_dict = payload.get("init_args"), payload.get("state_dict")
+    if not isinstance(init_args, dict) or not isinstance(state_dict, dict):
+        raise ValueError(f"{path} is damaged: it needs a dict 'init_args' and a dict 'state_dict', "
+                         f"got {type(init_args).__name__} and {type(state_dict).__name__}.")
+    # a file edited by hand, or written by another aelab version, may not fit the class:
+    # say which file and which part, instead of a bare constructor or torch error
+    try:
+        model = cls(**init_args)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its init_args {init_args!r} do not fit {cls.__name__}: "
+                         f"{err}") from err
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{path}: its state_dict does not match {cls.__name__}"
+                         f"({', '.join(f'{k}={v!r}' for k, v in init_args.items())}): {err}") from err
     return model.to(device).eval()

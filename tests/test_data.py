@@ -127,15 +127,63 @@ def test_load_rejects_bad_files(tmp_path):
 
 
 def test_split_is_stratified_and_seeded():
-    ds = data.moons(101, seed=0)
+    # 90 of class 0 and 10 of class 1: a random 20-sample test set has 2 of class 1 only
+    # about 30% of the time; a stratified one always has exactly 18 and 2
+    y = torch.tensor([0] * 90 + [1] * 10)
+    shuffled = y[torch.randperm(100, generator=torch.Generator().manual_seed(0))]
+    ds = Dataset(torch.arange(100.0)[:, None], shuffled)
+    for seed in range(5):
+        train, test = data.split(ds, test_size=0.2, seed=seed)
+        assert torch.bincount(test.y).tolist() == [18, 2]
+        assert torch.bincount(train.y).tolist() == [72, 8]
+        assert set(train.X[:, 0].tolist()).isdisjoint(test.X[:, 0].tolist())
     train, test = data.split(ds, test_size=0.2, seed=0)
-    assert len(train) + len(test) == 101
-    assert abs(test.y.float().mean().item() - 0.5) < 0.06
-    assert set(train.X[:, 0].tolist()).isdisjoint(test.X[:, 0].tolist())
     again, _ = data.split(ds, test_size=0.2, seed=0)
-    assert torch.equal(train.X, again.X)
+    other, _ = data.split(ds, test_size=0.2, seed=1)
+    assert torch.equal(train.X, again.X) and not torch.equal(train.X, other.X)
     with pytest.raises(ValueError, match="test_size"):
         data.split(ds, test_size=1.5)
+
+
+def test_split_warns_when_it_cannot_stratify():
+    ds = Dataset(torch.arange(20.0)[:, None], [0] * 19 + [1])
+    with pytest.warns(UserWarning, match=r"did not stratify: classes \[1\] have a single member"):
+        train, test = data.split(ds, test_size=0.2)
+    assert len(train) == 16 and len(test) == 4
+    with pytest.warns(UserWarning, match="did not stratify: 10 classes do not fit in 5 test samples"):
+        data.split(Dataset(torch.zeros(40, 1), list(range(10)) * 4), test_size=5)
+
+
+@pytest.mark.parametrize("test_size, n_test", [(np.float32(0.2), 20), (np.float64(0.25), 25),
+                                               (np.int32(7), 7), (np.int64(30), 30), (0.1, 10)])
+def test_split_accepts_any_real_fraction_and_integral_count(test_size, n_test):
+    train, test = data.split(data.moons(100), test_size=test_size)
+    assert len(test) == n_test and len(train) == 100 - n_test
+
+
+@pytest.mark.parametrize("test_size, error, match", [
+    ("0.2", TypeError, "test_size must be a fraction in \\(0, 1\\) or a count of samples, got '0.2'"),
+    (True, TypeError, "got True"),
+    (np.float32(1.0), ValueError, r"fraction must be in \(0, 1\), got 1.0"),
+    (np.int64(100), ValueError, r"count must be in \[1, 99\], got 100"),
+])
+def test_split_rejects_bad_test_sizes(test_size, error, match):
+    with pytest.raises(error, match=match):
+        data.split(data.moons(100), test_size=test_size)
+
+
+def test_load_encodes_string_labels_in_sorted_order(tmp_path):
+    (tmp_path / "a.csv").write_text("x1,x2,label\n0,1,dog\n2,3,cat\n4,5,dog\n6,7,bird\n")
+    ds = data.load(tmp_path / "a.csv")
+    assert ds.y.tolist() == [2, 1, 2, 0]  # bird, cat, dog
+    assert ds.X.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    np.savez(tmp_path / "b.npz", X=np.zeros((3, 2)), y=np.array(["b", "a", "b"]))
+    assert data.load(tmp_path / "b.npz").y.tolist() == [1, 0, 1]
+    (tmp_path / "c.csv").write_text("x,label\n0,dog\n1,\n")
+    with pytest.raises(ValueError, match=r"c.csv: 1 labels are missing \(the first at row index 1"):
+        data.load(tmp_path / "c.csv")
+    with pytest.raises(TypeError, match="y must hold integer class labels, got dtype <U1"):
+        Dataset(torch.zeros(2, 1), np.array(["a", "b"]))
 
 
 def test_corrupt_adds_seeded_gaussian_noise():
@@ -146,6 +194,31 @@ def test_corrupt_adds_seeded_gaussian_noise():
     assert data.corrupt(X + 0.5, 1.0, clip=(0, 1)).max() <= 1
     with pytest.raises(ValueError, match="sigma"):
         data.corrupt(X, sigma=-1)
+
+
+def test_corrupt_accepts_array_likes_and_checks_its_arguments():
+    noisy = data.corrupt(np.zeros((4, 3)), sigma=0.5, seed=2)
+    assert noisy.dtype == torch.float32
+    assert torch.equal(noisy, data.corrupt(torch.zeros(4, 3), sigma=0.5, seed=2))
+    assert torch.equal(data.corrupt([[1, 2], [3, 4]], sigma=0), torch.tensor([[1.0, 2], [3, 4]]))
+    assert data.corrupt(torch.ones(5, dtype=torch.int64), 0.1).dtype == torch.float32
+    assert data.corrupt(torch.zeros(3, dtype=torch.float64), 0.1).dtype == torch.float64
+    with pytest.raises(TypeError, match="sigma must be a number, got 'a'"):
+        data.corrupt(np.zeros(3), sigma="a")
+    with pytest.raises(TypeError, match="X must be a tensor or a numeric array, got list"):
+        data.corrupt([[1, "x"]], sigma=0.1)
+    with pytest.raises(TypeError, match=r"got a Dataset; pass its X"):
+        data.corrupt(data.rectangle(3), sigma=0.1)
+
+
+@pytest.mark.parametrize("noise, error, match", [
+    ("a", TypeError, "noise must be a number, got 'a'"),
+    (-0.1, ValueError, "noise must be a finite number >= 0, got -0.1"),
+    (float("nan"), ValueError, "noise must be a finite number >= 0, got nan"),
+])
+def test_moons_checks_noise(noise, error, match):
+    with pytest.raises(error, match=match):
+        data.moons(10, noise=noise)
 
 
 @pytest.mark.parametrize("n", [0, -3])

@@ -9,14 +9,16 @@ kept in ``image_shape`` so that convolutional models and plots can restore it.
 from __future__ import annotations
 
 import gzip
+import numbers
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from aelab._checks import check_finite, check_positive_int
+from aelab._checks import check_finite, check_positive_float, check_positive_int
 
 __all__ = [
     "Dataset",
@@ -70,6 +72,11 @@ class Dataset:
         self.X = X.to(torch.float32).contiguous()
         check_finite("X", self.X)
         if self.y is not None:
+            if isinstance(self.y, np.ndarray) and self.y.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"y must hold integer class labels, got dtype {self.y.dtype}; encode other "
+                    "labels first, e.g. classes, y = np.unique(y, return_inverse=True)."
+                )
             y = torch.as_tensor(self.y)
             if y.ndim != 1 or len(y) != len(self.X):
                 raise ValueError(
@@ -124,8 +131,7 @@ def moons(n: int, noise: float = 0.1, seed: int = 0) -> Dataset:
     from sklearn.datasets import make_moons
 
     check_positive_int("n", n)
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}.")
+    noise = check_positive_float("noise", noise, allow_zero=True)
     X, y = make_moons(n_samples=n, noise=noise, random_state=seed)
     return Dataset(torch.from_numpy(X), torch.from_numpy(y), name=f"two moons (noise={noise:g})")
 
@@ -253,9 +259,12 @@ def load(path) -> Dataset:
     """Load user data from ``.npy``, ``.npz`` (arrays ``X`` and optional ``y``) or ``.csv``.
 
     A CSV may have a header; a column named ``y``, ``label``, ``target`` or
-    ``class`` becomes the labels. Arrays with more than two dimensions are
-    treated as images: ``[n, H, W]`` or ``[n, C, H, W]``, flattened, with
-    ``image_shape`` kept. Pickled objects are never loaded.
+    ``class`` becomes the labels. Labels that are not numbers (``"cat"``,
+    ``"dog"``) are numbered 0, 1, ... in sorted order of their names:
+    ``np.unique`` of the original labels lists the names by number. Arrays with
+    more than two dimensions are treated as images: ``[n, H, W]`` or
+    ``[n, C, H, W]``, flattened, with ``image_shape`` kept. Pickled objects are
+    never loaded.
     """
     path = Path(path)
     loader = _LOADERS.get(path.suffix.lower())
@@ -279,14 +288,41 @@ def load(path) -> Dataset:
     elif X.ndim != 2:
         raise ValueError(f"{path}: X has {X.ndim} dimensions; allowed 1 to 4.")
     X = X.reshape(len(X), -1).astype(np.float32)
-    return Dataset(torch.from_numpy(X), None if y is None else torch.as_tensor(np.array(y)),
-                   name=path.stem, image_shape=image_shape)
+    y = None if y is None else torch.as_tensor(_encode_labels(path, y))
+    return Dataset(torch.from_numpy(X), y, name=path.stem, image_shape=image_shape)
+
+
+def _encode_labels(path: Path, y) -> np.ndarray:
+    """Numeric labels as they are; other labels (strings) as 0..k-1 in sorted order of the names."""
+    y = np.asarray(y)
+    # a CSV reads a missing label as NaN, in a float column or among strings
+    if y.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(y)).tolist()
+    elif y.dtype.kind == "O":
+        missing = [i for i, v in enumerate(y.ravel())
+                   if v is None or (isinstance(v, float) and v != v)]
+    else:
+        missing = []
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} labels are missing (the first at row index "
+                         f"{missing[0]}, counting from 0); give every row a label, or drop the labels.")
+    if y.dtype.kind in "biuf":
+        return y.copy()  # arrays from an .npz are read-only; torch wants its own memory
+    if y.dtype.kind == "O":
+        y = y.astype(str)
+    if y.dtype.kind not in "US":
+        raise ValueError(f"{path}: labels must be numbers or strings, got dtype {y.dtype}.")
+    _, codes = np.unique(y, return_inverse=True)
+    return codes.reshape(y.shape).astype(np.int64)
 
 
 def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split into (train, test); stratified by label when labels exist.
 
-    ``test_size`` is a fraction in (0, 1) or a number of samples.
+    ``test_size`` is a fraction in (0, 1) (any real number, e.g. ``np.float32(0.2)``)
+    or a number of samples (any integer). When stratifying is impossible (a class
+    with a single member, or more classes than one side of the split can hold)
+    the split is random and a ``UserWarning`` says why.
 
     >>> train, test = split(moons(100), test_size=0.2)
     >>> len(train), len(test)
@@ -295,20 +331,35 @@ def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dat
     from sklearn.model_selection import train_test_split
 
     n = len(ds)
-    if isinstance(test_size, float):
-        if not 0 < test_size < 1:
-            raise ValueError(f"test_size as a fraction must be in (0, 1), got {test_size}.")
-    elif isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
+        raise TypeError(f"test_size must be a fraction in (0, 1) or a count of samples, "
+                        f"got {test_size!r} ({type(test_size).__name__}).")
+    if isinstance(test_size, numbers.Integral):
+        test_size = int(test_size)
         if not 1 <= test_size < n:
             raise ValueError(f"test_size as a count must be in [1, {n - 1}], got {test_size}.")
+        n_test = test_size
     else:
-        raise TypeError(f"test_size must be a float fraction or an int count, got {test_size!r}.")
+        # numpy floats as the decimal they print as: float(np.float32(0.2)) is 0.2000000030,
+        # which train_test_split would round up to one test sample more than 0.2 gives
+        test_size = float(str(test_size)) if isinstance(test_size, np.floating) else float(test_size)
+        if not 0 < test_size < 1:
+            raise ValueError(f"test_size as a fraction must be in (0, 1), got {test_size}.")
+        n_test = int(np.ceil(test_size * n))  # as train_test_split rounds it
     stratify = None
     if ds.y is not None:
-        counts = torch.bincount(ds.y - ds.y.min())
-        n_test = test_size if isinstance(test_size, (int, np.integer)) else int(np.ceil(test_size * n))
-        n_classes = int((counts > 0).sum())
-        if counts[counts > 0].min() >= 2 and n_classes <= min(n_test, n - n_test):
+        labels, counts = ds.y.unique(return_counts=True)
+        n_smallest = min(n_test, n - n_test)
+        if counts.min() < 2:
+            single = labels[counts < 2].tolist()
+            warnings.warn(f"split did not stratify: classes {single} have a single member, which "
+                          "cannot be on both sides; the split is random.", UserWarning, stacklevel=2)
+        elif len(labels) > n_smallest:
+            warnings.warn(f"split did not stratify: {len(labels)} classes do not fit in "
+                          f"{n_smallest} {'test' if n_test <= n - n_test else 'training'} samples; "
+                          "the split is random. Use a larger test_size for a stratified split.",
+                          UserWarning, stacklevel=2)
+        else:
             stratify = ds.y.numpy()
     train_idx, test_idx = train_test_split(
         np.arange(n), test_size=test_size, random_state=seed, stratify=stratify
@@ -319,13 +370,25 @@ def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dat
 def corrupt(X: torch.Tensor, sigma: float, seed: int = 0, clip: tuple[float, float] | None = None):
     """``X`` plus Gaussian noise of standard deviation ``sigma`` (for denoising).
 
-    ``clip=(low, high)`` clamps the result to the data range, e.g. ``(0, 1)`` for images.
+    ``X`` may be a tensor (its float dtype and device are kept) or any numeric
+    array-like (converted to float32). ``clip=(low, high)`` clamps the result to
+    the data range, e.g. ``(0, 1)`` for images.
 
     >>> corrupt(torch.zeros(2, 3), sigma=0.0).abs().sum().item()
     0.0
     """
-    if not np.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}.")
+    sigma = check_positive_float("sigma", sigma, allow_zero=True)
+    if isinstance(X, Dataset):
+        raise TypeError("X must be a tensor or a numeric array, got a Dataset; pass its X: "
+                        "corrupt(ds.X, sigma).")
+    if not isinstance(X, torch.Tensor):
+        try:
+            X = torch.as_tensor(X, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"X must be a tensor or a numeric array, got {type(X).__name__} "
+                            f"({err}).") from None
+    elif not X.is_floating_point():
+        X = X.to(torch.float32)
     g = torch.Generator(device=X.device).manual_seed(seed)
     noisy = X + sigma * torch.randn(X.shape, generator=g, device=X.device, dtype=X.dtype)
     return noisy if clip is None else noisy.clamp(*clip)

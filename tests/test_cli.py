@@ -61,3 +61,42 @@ def test_help_exits_zero(capsys):
         main(["run", "--help"])
     assert exit_info.value.code == 0
     assert "--full" in capsys.readouterr().out
+
+
+def test_a_bad_out_fails_before_any_training(tmp_path, capsys, monkeypatch):
+    ran = []
+    study = aelab.studies.REGISTRY["moons-autoencoder"]
+    monkeypatch.setitem(aelab.studies.REGISTRY, "moons-autoencoder",
+                        study.__class__(study.name, study.summary, lambda **k: ran.append(k)))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["run", "moons-autoencoder", "--out", str(a_file)]) == 1
+    assert "is a file" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "old.html").write_text("old")
+    assert main(["run", "moons-autoencoder", "--out", str(busy)]) == 1
+    assert "already holds files" in capsys.readouterr().err
+    assert ran == []
+
+
+def test_missing_mnist_files_fail_before_any_training_and_leave_no_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "sheet6-pca", "digits-bottleneck", "--mnist-root", str(tmp_path / "none"),
+                 "--out", str(out)]) == 1
+    assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["run", "digits-bottleneck", "--dataset", "mnist", "--out", str(out)]) == 1
+    assert "needs --mnist-root" in capsys.readouterr().err
+
+
+def test_a_failed_train_leaves_no_empty_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["train", "--epochs", "-1", "--out", str(out)]) == 1
+    assert "epochs must be an int >= 0, got -1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_image_options_without_image_studies_are_noted(tmp_path, capsys):
+    assert main(["run", "sheet6-pca", "--dataset", "digits", "--out", str(tmp_path / "o")]) == 0
+    assert "apply to the image studies only" in capsys.readouterr().err

@@ -6,6 +6,7 @@ Only this module prints. Every command prints where it wrote its results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from datetime import datetime
@@ -31,14 +32,45 @@ BUILTIN_DATA = {
 
 
 def _new_run_dir(out: str | None) -> Path:
-    """``out`` if given, else a new folder runs/<timestamp> (suffixed if it exists)."""
+    """A new, empty output folder: ``out`` if given, else runs/<timestamp> (suffixed if taken).
+
+    Checked and created before any training, so a bad ``--out`` costs no work, and
+    refused if it already holds files, so two runs' files never mix.
+    """
     if out:
-        return Path(out)
-    base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {out!r} is a file; give a folder for the results.")
+        if path.is_dir() and any(path.iterdir()):
+            raise ValueError(f"--out {out!r} already holds files; choose a new or empty folder "
+                             "so that this run's results do not mix with another's.")
+    else:
+        base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, i = base, 1
+        while path.exists():
+            path, i = Path(f"{base}-{i}"), i + 1
+    path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _removed_if_empty_on_error(path: Path):
+    """Leave no empty output folder behind when a command fails."""
+    try:
+        yield path
+    except BaseException:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
+
+
+def _check_mnist_files(root) -> None:
+    """Fail before any training when an MNIST study would not find its files."""
+    if root is None:
+        raise ValueError("--dataset mnist needs --mnist-root DIR, the folder with the MNIST IDX files.")
+    for prefix in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            data._mnist_file(Path(root), f"{prefix}-{kind}-ubyte")
 
 
 def _show_progress(args) -> bool | None:
@@ -69,17 +101,26 @@ def cmd_run(args) -> int:
         print(f"aelab run: unknown study {', '.join(map(repr, unknown))}. Valid names:\n  "
               + "\n  ".join(REGISTRY), file=sys.stderr)
         return 2
+    show = _show_progress(args)
+    options = {name: _study_options(REGISTRY[name].run, args) for name in names}
+    if (args.dataset or args.mnist_root) and not any(options.values()):
+        print("aelab run: note: --dataset/--mnist-root apply to the image studies only; "
+              "none of the chosen studies uses them.", file=sys.stderr)
+    if any(o.get("dataset") == "mnist" for o in options.values()):
+        _check_mnist_files(args.mnist_root)
+    with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
+        return _run_studies(names, options, args, show, out_dir)
+
+
+def _run_studies(names, options, args, show, out_dir) -> int:
     from tqdm.auto import tqdm
 
-    show = _show_progress(args)
-    out_dir = _new_run_dir(args.out)
     results = []
     bar = tqdm(names, unit="study", disable=not (sys.stderr.isatty() if show is None else show))
     for name in bar:
         bar.set_description(name)
         start = time.perf_counter()
-        result = REGISTRY[name].run(quick=not args.full, seed=args.seed,
-                                    **_study_options(REGISTRY[name].run, args))
+        result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
         result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
         results.append(result)
     which = (f"all {len(names)} studies" if not args.studies
@@ -122,10 +163,10 @@ def _train_result(args) -> tuple[StudyResult, object]:
 
 
 def cmd_train(args) -> int:
-    out_dir = _new_run_dir(args.out)
-    result, model = _train_result(args)
-    model_path = save(model, out_dir / "model.pt")
-    path = report.write(result, out_dir, title=f"aelab train: {args.data}")
+    with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
+        result, model = _train_result(args)
+        model_path = save(model, out_dir / "model.pt")
+        path = report.write(result, out_dir, title=f"aelab train: {args.data}")
     print(f"Model: {model_path.resolve()}\nReport: {path.resolve()}")
     return 0
 
@@ -232,7 +273,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:
         print(f"aelab {args.command}: error: {err}", file=sys.stderr)
         return 1
 

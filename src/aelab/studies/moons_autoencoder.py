@@ -62,7 +62,7 @@ def moons_autoencoder(quick: bool = True, seed: int = 0, n: int | None = None,
     ]
     figures = {
         "loss": plots.loss_curves({"2-D moons AE": history},
-                                  title=f"Two moons, bottleneck 1: loss per epoch ({n} points)"),
+                                  title=f"Two moons, bottleneck 1: loss per epoch ({len(train)} training points)"),
         "reconstruction": plots.reconstruction_scatter(
             test.X, X_hat, title=f"Test points and their reconstructions (MSE {test_mse:.4f})"),
     }

@@ -152,17 +152,18 @@ def test_noise_shift_errors_rise_with_test_noise(shift):
     assert len(shift.figures["reconstructions"].axes) == 4
 
 
-def test_train_group_stacks_same_shape_models_and_reports_divergence():
+def test_train_stack_stacks_same_shape_models_and_reports_divergence():
     import torch
 
     from aelab import data
-    from aelab.studies.moons import build_mlp, diverged, train_group
+    from aelab.studies._common import train_stack
+    from aelab.studies.moons import build_mlp, diverged
 
     train, test = data.moons(64, seed=0), data.moons(32, seed=1)
     models = [build_mlp(8, 1, s) for s in (0, 1)]
     before = [m.state_dict()["encoder.0.weight"].clone() for m in models]
-    histories = train_group(models, [train] * 2, [test] * 2, epochs=3, batch_size=16,
-                            lrs=[1e-3, 1e7], seeds=[0, 1])
+    histories = train_stack(models, [train] * 2, test=test, epochs=3, batch_size=16,
+                            lr=[1e-3, 1e7], seeds=[0, 1], on_diverge="restore")
     assert [h.config["ensemble_size"] for h in histories] == [2, 2]
     assert [diverged(h) for h in histories] == [False, True]
     assert len(histories[0].test_loss) == 3

@@ -209,7 +209,6 @@ def test_rank_correlation_and_distance_to_curve():
     curve = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
     X = torch.tensor([[1.0, 2.0], [2.0, -0.5]])
     assert s6.distance_to_curve(X, curve).tolist() == pytest.approx([2.0, 0.5])
-    assert s6.curve_length(curve) == pytest.approx(2.0)
 
 
 def test_build_is_seeded_and_rejects_unknown_architectures():
@@ -220,37 +219,7 @@ def test_build_is_seeded_and_rejects_unknown_architectures():
         s6.build("huge", 0)
 
 
-def test_train_models_gives_each_model_its_own_seed_and_data():
-    small, large = aelab.data.rectangle(16, seed=0), aelab.data.rectangle(24, seed=1)
-    models = [s6.build("PCA-like", s) for s in (0, 1, 2)]
-    alone = s6.build("PCA-like", 2)
-    histories = s6.train_models(models, [small, small, large], seeds=[5, 6, 7], epochs=3,
-                                batch_size=8, lr=1e-3)
-    assert [h.config["seed"] for h in histories] == [5, 6, 7]
-    assert [h.config["n_train"] for h in histories] == [16, 16, 24]
-    assert all(h.epochs == 3 for h in histories)
-    # the same as training that model on its own
-    reference = aelab.train_autoencoder(alone, large, epochs=3, batch_size=8, seed=7, device="cpu")
-    assert histories[2].train_loss == pytest.approx(reference.train_loss, rel=1e-5)
-
-
-def test_collapse_threshold_uses_the_mean_predictor():
-    X = aelab.data.rectangle(500, seed=0).X
-    floor = s6.mean_predictor_mse(X)
-    assert floor == pytest.approx(float(((X - X.mean(0)) ** 2).mean()))
-    assert s6.collapsed(floor, X) and not s6.collapsed(0.5 * floor, X)
-
-
 def test_study_settings_can_be_overridden():
     result = s6t.sheet6_memorize(quick=True, ns=(4,), widths=(8, 32), epochs=20, threshold=1.0)
     assert result.tables["summary"]["width"].tolist() == [8, 32]
     assert result.config["epochs"] == 20 and result.config["threshold"] == 1.0
-
-
-def test_train_models_falls_back_to_one_model_at_a_time(monkeypatch):
-    ds = aelab.data.rectangle(16, seed=0)
-    stacked = s6.train_models([s6.build("small", 0)], ds, seeds=[3], epochs=2, batch_size=8, lr=1e-3)
-    ensemble = pytest.importorskip("aelab.ensemble")
-    monkeypatch.delattr(ensemble, "train_many")  # "from aelab.ensemble import train_many" now fails
-    looped = s6.train_models([s6.build("small", 0)], ds, seeds=[3], epochs=2, batch_size=8, lr=1e-3)
-    assert looped[0].train_loss == pytest.approx(stacked[0].train_loss, rel=1e-5)

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from aelab.train import History  # noqa: E402
 
-__all__ = ["loss_curves", "reconstruction_scatter", "new_figure",
-           "confusion_matrices", "forest_report_figure",
+__all__ = ["loss_curves", "reconstruction_scatter", "reconstruction_panel", "new_figure",
+           "plain_log_ticks", "confusion_matrices", "forest_report_figure",
            "tile_images", "show_images", "image_grid"]
 
 
@@ -66,21 +66,79 @@ def loss_curves(histories: Mapping[str, History] | History, *, per_step: bool = 
     return fig
 
 
-def reconstruction_scatter(X, X_hat, *, title: str = "Original vs reconstructed points",
-                           max_lines: int = 300) -> Figure:
-    """2-D data and its reconstruction, with a faint line from each point to its reconstruction."""
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """Label a logarithmic axis with plain numbers (0.2, not 2 x 10^-1).
+
+    Minor ticks at 2, 3 and 5 times a power of ten are labelled too when the
+    axis spans at most one decade, at 2 and 5 when it spans at most two, so a
+    short axis never shows a lone label; the span is read when the figure is
+    drawn, so later changes of the limits are taken into account.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    axis : {"x", "y", "both"}
+
+    >>> fig, axes = new_figure()
+    >>> ax = axes[0, 0]
+    >>> ax.set_yscale("log")
+    >>> plain_log_ticks(ax)
+    >>> ax.yaxis.get_major_formatter()(0.1, 0)
+    '0.1'
+    """
+    import math
+
+    from matplotlib.ticker import FuncFormatter
+
+    if axis not in ("x", "y", "both"):
+        raise ValueError(f"axis must be 'x', 'y' or 'both', got {axis!r}.")
+
+    def minor_formatter(limits):
+        def minor(value, _):
+            low, high = sorted(limits())
+            if value <= 0 or low <= 0:
+                return ""
+            decades = math.log10(high / low)
+            keep = (2, 3, 5) if decades <= 1 + 1e-9 else (2, 5) if decades <= 2 + 1e-9 else ()
+            mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+            return f"{value:g}" if mantissa in keep else ""
+        return FuncFormatter(minor)
+
+    for name in ("x", "y") if axis == "both" else (axis,):
+        target = ax.xaxis if name == "x" else ax.yaxis
+        target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        target.set_minor_formatter(minor_formatter(ax.get_xlim if name == "x" else ax.get_ylim))
+
+
+def reconstruction_panel(ax, X, X_hat, *, max_lines: int = 300,
+                         original_label: str = "original") -> None:
+    """Draw 2-D points, their reconstructions and a faint line between each pair on ``ax``.
+
+    Labels the axes and keeps them at equal scale; the caller adds the title
+    and the legend (and anything else on the panel).
+    """
     X, X_hat = np.asarray(X), np.asarray(X_hat)
-    if X.shape[1] != 2:
-        raise ValueError(f"reconstruction_scatter needs 2-D points, got {X.shape[1]} features.")
-    fig, axes = new_figure(width=6.0)
-    ax = axes[0, 0]
+    if X.shape[1] != 2 or X_hat.shape != X.shape:
+        raise ValueError(f"reconstruction_panel needs 2-D points and reconstructions of the same "
+                         f"shape, got X {X.shape} and X_hat {X_hat.shape}.")
     for a, b in zip(X[:max_lines], X_hat[:max_lines]):
-        ax.plot([a[0], b[0]], [a[1], b[1]], color="0.75", lw=0.5, zorder=1)
-    ax.scatter(X[:, 0], X[:, 1], s=10, color="C0", label="original", zorder=2)
-    ax.scatter(X_hat[:, 0], X_hat[:, 1], s=10, color="C3", label="reconstructed", zorder=3)
+        ax.plot([a[0], b[0]], [a[1], b[1]], color="0.78", lw=0.5, zorder=1)
+    ax.scatter(X[:, 0], X[:, 1], s=9, color="C0", alpha=0.6, label=original_label, zorder=2)
+    ax.scatter(X_hat[:, 0], X_hat[:, 1], s=9, color="C3", label="reconstructed", zorder=3)
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_aspect("equal", adjustable="datalim")
+
+
+def reconstruction_scatter(X, X_hat, *, title: str = "Original vs reconstructed points",
+                           max_lines: int = 300) -> Figure:
+    """2-D data and its reconstruction, with a faint line from each point to its reconstruction."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"reconstruction_scatter needs 2-D points, got {X.shape[-1]} features.")
+    fig, axes = new_figure(width=6.0)
+    ax = axes[0, 0]
+    reconstruction_panel(ax, X, X_hat, max_lines=max_lines)
     ax.set_title(title)
     ax.legend()
     return fig

@@ -21,6 +21,7 @@ from aelab.baselines import PCA, CodeSampler
 from aelab.evaluate import classifier_agreement, encode, reconstruct, reconstruction_error
 from aelab.models import Autoencoder, LinearAutoencoder
 from aelab.studies._base import StudyResult, study
+from aelab.studies._common import collapsed, mean_predictor_mse, nearest_labels, setting
 from aelab.train import train_autoencoder
 
 DATASETS = ("digits", "mnist")
@@ -90,10 +91,9 @@ def load_images(dataset: str = "digits", mnist_root=None, *, quick: bool = True,
 
 
 def pick_epochs(epochs: int | None, dataset: str, quick: bool, table: dict) -> int:
-    """``epochs`` if given, else the study's default for (dataset, quick) from ``table``."""
-    if epochs is not None:
-        return check_positive_int("epochs", epochs)
-    return table[dataset, bool(quick)]
+    """``epochs`` if given, else the study's default for ``dataset`` from ``table``,
+    which maps ``(dataset, quick)`` to epochs."""
+    return setting("epochs", epochs, quick, table[dataset, True], table[dataset, False])
 
 
 def study_device(device, quick: bool):
@@ -117,12 +117,7 @@ def train_each(models: dict, train: data.Dataset, *, trainer=train_autoencoder, 
 
 def mean_image_mse(train: data.Dataset, test: data.Dataset) -> float:
     """Test MSE of always predicting the mean training image: what a collapsed model scores."""
-    return float(((test.X - train.X.mean(0)) ** 2).mean())
-
-
-def collapsed(mse: float, baseline: float) -> bool:
-    """A model whose error is within 5% of the mean-image baseline learned (almost) nothing."""
-    return mse >= 0.95 * baseline
+    return mean_predictor_mse(test.X, mean_of=train.X)
 
 
 def code_knn_accuracy(Z_train, y_train, Z_test, y_test, k: int = 5) -> float:
@@ -208,9 +203,6 @@ _BOTTLENECK_EPOCHS = {("digits", True): 40, ("digits", False): 300,
 def _synthetic_table(clf, train, samples: dict, test_proba: np.ndarray) -> pd.DataFrame:
     """Per bottleneck: how sure the forest is about the synthetic digits and whether its label
     matches the label of the nearest real training image (what the image most looks like)."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    nearest = KNeighborsClassifier(n_neighbors=1).fit(train.X.numpy(), train.y.numpy())
     rows = []
     for b, X_syn in samples.items():
         proba = clf.predict_proba(X_syn.numpy())
@@ -222,7 +214,7 @@ def _synthetic_table(clf, train, samples: dict, test_proba: np.ndarray) -> pd.Da
             "forest: mean max class probability": float(proba.max(1).mean()),
             "forest: share with max probability > 0.5": float((proba.max(1) > 0.5).mean()),
             "forest label = nearest training image's label": float(
-                (labels == nearest.predict(X_syn.numpy())).mean()),
+                (labels == nearest_labels(train, X_syn.numpy())).mean()),
             "most common forest label": int(clf.classes_[counts.argmax()]),
             "its share": float(counts.max() / counts.sum()),
             "labels never given": int((counts == 0).sum()),
@@ -478,6 +470,7 @@ def _error_curve_figure(bottlenecks, curves: dict, elbows: dict, title: str):
             ax.plot([bottlenecks[k]], [errors[k]], marker="*", ms=16, color=f"C{i}",
                     markeredgecolor="k", ls="none")
     ax.set_yscale("log")
+    plots.plain_log_ticks(ax)
     ax.set_xticks(bottlenecks)
     ax.set_xlabel("bottleneck size (code dimensions)")
     ax.set_ylabel("test reconstruction MSE (log scale)")

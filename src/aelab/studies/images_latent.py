@@ -16,9 +16,9 @@ from aelab.baselines import CodeSampler
 from aelab.evaluate import encode, eval_mode, reconstruct, reconstruction_error
 from aelab.models import VAE, Autoencoder, ConvAutoencoder
 from aelab.studies._base import StudyResult, study
+from aelab.studies._common import collapsed, nearest_labels, setting
 from aelab.studies.images import (
     code_knn_accuracy,
-    collapsed,
     image_sizes,
     label_scatter,
     load_images,
@@ -28,7 +28,7 @@ from aelab.studies.images import (
     study_device,
     train_each,
 )
-from aelab.train import TrainConfig, fit, train_autoencoder, train_vae
+from aelab.train import TrainConfig, fit, train_vae
 
 
 @torch.no_grad()
@@ -73,14 +73,6 @@ def _manifold_figure(panels: dict, image_shape, m: int, title: str):
     fig.colorbar(image, ax=axes[0].tolist(), label="pixel value", shrink=0.8)
     fig.suptitle(title)
     return fig
-
-
-def _nearest_labels(train: data.Dataset, X) -> np.ndarray:
-    """The label of the nearest training image to each row of ``X``: what it most looks like."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    nearest = KNeighborsClassifier(n_neighbors=1).fit(train.X.numpy(), train.y.numpy())
-    return nearest.predict(np.asarray(X))
 
 
 def _prior_match(row: dict) -> str:
@@ -177,7 +169,7 @@ def vae_vs_ae(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
         sample_rows.append({"samples": name, "MMD^2 to test images": q.mmd2,
                             "precision": q.precision, "recall": q.recall, "n": q.n_generated})
     n_classes = len(train.y.unique())
-    grid_classes = {name: len(np.unique(_nearest_labels(train, X_grid)))
+    grid_classes = {name: len(np.unique(nearest_labels(train, X_grid)))
                     for name, X_grid in decoded_grids.items()}
 
     latent_rows = []
@@ -318,6 +310,7 @@ def _skip_figure(table: pd.DataFrame, corrupted_mse: float, baseline: float, tit
     ax.axhline(baseline, color="0.4", ls=":", lw=1, label="predicting the mean image")
     ax.set_xticks(np.arange(len(models)), models)
     ax.set_yscale("log")
+    plots.plain_log_ticks(ax)
     ax.set_xlabel("model")
     ax.set_ylabel("test MSE against the clean images (log scale)")
     ax.set_title(title)
@@ -362,7 +355,7 @@ def denoising(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
         raise ValueError("bottlenecks must name at least one code size, got none.")
     sizes = image_sizes(dataset, quick)
     default_epochs, batch_size, lr = _DENOISING[dataset, bool(quick)]
-    epochs = pick_epochs(epochs, dataset, quick, {(dataset, bool(quick)): default_epochs})
+    epochs = setting("epochs", epochs, quick, default_epochs, default_epochs)
     train, test = load_images(dataset, mnist_root, quick=quick, seed=seed)
     d, shape = train.n_features, train.image_shape
     config = dict(dataset=dataset, **{**asdict(sizes), "n_train": len(train), "n_test": len(test),
@@ -453,7 +446,7 @@ def denoising(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
         f"{code_only['conv AE + skips', b0]:.4f}, against {err['conv AE + skips', b0]:.4f} with "
         f"the skips and {baseline:.4f} for the mean image: "
         + ("the decoder depends on the skip features, the code alone does not carry the image; "
-           if code_only["conv AE + skips", b0] >= 0.9 * baseline else
+           if collapsed(code_only["conv AE + skips", b0], baseline) else
            "the code carries part of the image, the skips the rest; ")
         + f"the conv AE without skips scores {code_only['conv AE', b0]:.4f} from its code "
         "(its whole output).")

@@ -1,8 +1,8 @@
 """Two moons with a 1-D bottleneck (course sheet 002, task 1): hyperparameters and reproducibility.
 
-Shared pieces of the moons-* studies live here too: the data split, the model
-builder, the trainer for many models of one shape, collapse detection and the
-drawing helpers. The generative studies (code GMM, MMD) are in
+Shared pieces of the moons-* studies live here too: the data sets, the model
+builder and the drawing helpers (what every study shares is in
+:mod:`aelab.studies._common`). The generative studies (code GMM, MMD) are in
 :mod:`aelab.studies.moons_generative`, the noise-shift study in
 :mod:`aelab.studies.moons_noise`.
 """
@@ -12,47 +12,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullLocator
+from matplotlib.ticker import NullLocator
 
 from aelab import data
-from aelab._checks import check_choice, check_int
+from aelab._checks import check_choice
 from aelab._seed import seeded
 from aelab.baselines import PCA
-from aelab.evaluate import encode, eval_mode, reconstruct, reconstruction_error
+from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder
-from aelab.plots import new_figure
+from aelab.plots import new_figure, plain_log_ticks, reconstruction_panel
 from aelab.quality import distance_to_moons
 from aelab.studies._base import StudyResult, study
-from aelab.ensemble import train_many
+from aelab.studies._common import (
+    COLLAPSE_SHARE,
+    collapsed,
+    decoded_curve,
+    mean_predictor_mse,
+    setting,
+    setting_list,
+    train_stack,
+)
 from aelab.train import History
 
 # test sets are drawn from seed + TEST_SEED_OFFSET, which no training set in these studies uses
 TEST_SEED_OFFSET = 10_000
-# a model whose test MSE is at least this share of the MSE of predicting the mean has collapsed
-COLLAPSE_SHARE = 0.9
 # centres of the two noise-free half circles of sklearn's make_moons (radius 1); moon 0, moon 1
 MOON_CENTRES = torch.tensor([[0.0, 0.0], [1.0, 0.5]])
 
 
 # --- shared helpers -------------------------------------------------------------------------
-
-
-def pick(name: str, value, quick: bool, quick_value: int, full_value: int, minimum: int = 1) -> int:
-    """A study's integer setting: ``value`` if given (checked), else its quick or full default."""
-    if value is None:
-        return quick_value if quick else full_value
-    return check_int(name, value, minimum)
-
-
-def pick_list(name: str, values, quick: bool, quick_values: list, full_values: list) -> list:
-    """A study's list of settings to sweep: ``values`` if given (non-empty), else the defaults."""
-    if values is None:
-        return list(quick_values if quick else full_values)
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name} must list at least one value to try, got {values!r}; "
-                         "leave it out (None) for the study's defaults.")
-    return values
 
 
 def moons_data(n: int, noise: float, seed: int) -> data.Dataset:
@@ -71,48 +59,10 @@ def build_mlp(hidden_size: int, layers: int, seed: int, bottleneck_size: int = 1
         return Autoencoder(2, bottleneck_size, hidden_size, layers)
 
 
-def train_group(models, trains, tests, *, epochs: int, batch_size: int, lrs, seeds,
-                lr_schedule: str | None = None, progress=None) -> list[History]:
-    """Train models in place, each on its own data, lr and seed; one History each.
-
-    :func:`aelab.ensemble.train_many` trains the models that share an architecture
-    and data size together in one vectorised pass; each still gets the data order
-    and weights that ``train_autoencoder`` with its seed would give. On the CPU:
-    these models are too small for a GPU to pay off.
-    """
-    # a run whose loss blows up is put back to its initial weights and reported, not fatal
-    return train_many(list(models), list(trains), test=list(tests), epochs=epochs,
-                      batch_size=batch_size, lr=list(lrs), seeds=list(seeds),
-                      lr_schedule=lr_schedule, device="cpu", progress=progress,
-                      on_diverge="restore")
-
-
 def diverged(history: History) -> bool:
-    """Whether :func:`train_group` stopped this run because its loss became NaN or infinite."""
+    """Whether training (``on_diverge="restore"``) stopped this run because its loss became
+    NaN or infinite and put it back to its initial weights."""
     return "diverged" in history.config
-
-
-def mean_predictor_mse(X: torch.Tensor) -> float:
-    """MSE (averaged over features) of predicting every point by the mean of ``X``."""
-    return float(((X - X.mean(0)) ** 2).mean())
-
-
-def is_collapsed(mse: float, X: torch.Tensor) -> bool:
-    """Whether a model with this test MSE on ``X`` does hardly better than predicting the mean."""
-    return mse >= COLLAPSE_SHARE * mean_predictor_mse(X)
-
-
-def decoded_curve(model, X, n_points: int = 400) -> torch.Tensor:
-    """The decoder's curve over the range of ``X``'s 1-D codes: where every reconstruction lies."""
-    z = encode(model, X)
-    grid = torch.linspace(float(z.min()), float(z.max()), n_points)[:, None]
-    with torch.no_grad(), eval_mode(model) as device:
-        return model.decode(grid.to(device)).cpu()
-
-
-def curve_length(points: torch.Tensor) -> float:
-    """Length of the polyline through ``points`` [n, 2]."""
-    return float((points[1:] - points[:-1]).norm(dim=1).sum())
 
 
 def moon_radius(X: torch.Tensor) -> float:
@@ -130,11 +80,7 @@ def draw_moons_curve(ax, label: str = "noise-free moons") -> None:
 
 def draw_reconstruction(ax, X, X_hat, title: str, max_lines: int = 300) -> None:
     """Original points, their reconstructions, a faint line between each pair, and the true curve."""
-    X, X_hat = np.asarray(X), np.asarray(X_hat)
-    for a, b in zip(X[:max_lines], X_hat[:max_lines]):
-        ax.plot([a[0], b[0]], [a[1], b[1]], color="0.8", lw=0.5, zorder=1)
-    ax.scatter(X[:, 0], X[:, 1], s=8, color="C0", alpha=0.6, label="original (test)", zorder=2)
-    ax.scatter(X_hat[:, 0], X_hat[:, 1], s=8, color="C3", label="reconstructed", zorder=3)
+    reconstruction_panel(ax, X, X_hat, max_lines=max_lines, original_label="original (test)")
     draw_moons_curve(ax)
     finish_plane(ax, title)
 
@@ -189,13 +135,8 @@ def _summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _log_mse_axis(ax) -> None:
-    """Logarithmic y axis with plain-number tick labels (0.05, not 5x10^-2)."""
-    def minor(value, _):  # label 2x and 5x of each decade only, so labels never crowd
-        return f"{value:.2g}" if f"{value:.1e}"[0] in "25" else ""
-
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+    plain_log_ticks(ax)
 
 
 def _draw_references(ax, pca_mse: float, noise: float) -> None:
@@ -294,15 +235,15 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     >>> sorted(r.figures)
     ['best-vs-poor', 'sweeps']
     """
-    n_seeds = pick("n_seeds", n_seeds, quick, 2, 5)
-    n_train = pick("n_train", n_train, quick, 400, 1000)
-    n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 100, 1000)
-    batch_size = pick("batch_size", batch_size, quick, 64, 32)
-    sizes = pick_list("sizes", sizes, quick, [100, 200, 400], [100, 300, 1000, 3000])
-    lrs = pick_list("lrs", lrs, quick, [1e-3, 3e-3, 1e-2], [3e-4, 1e-3, 3e-3, 1e-2, 3e-2])
-    hidden_sizes = pick_list("hidden_sizes", hidden_sizes, quick, [8, 32], [8, 16, 32, 64, 128])
-    layer_counts = pick_list("layer_counts", layer_counts, quick, [1, 2], [1, 2, 3, 4])
+    n_seeds = setting("n_seeds", n_seeds, quick, 2, 5)
+    n_train = setting("n_train", n_train, quick, 400, 1000)
+    n_test = setting("n_test", n_test, quick, 500, 2000)
+    epochs = setting("epochs", epochs, quick, 100, 1000)
+    batch_size = setting("batch_size", batch_size, quick, 64, 32)
+    sizes = setting_list("sizes", sizes, quick, [100, 200, 400], [100, 300, 1000, 3000])
+    lrs = setting_list("lrs", lrs, quick, [1e-3, 3e-3, 1e-2], [3e-4, 1e-3, 3e-3, 1e-2, 3e-2])
+    hidden_sizes = setting_list("hidden_sizes", hidden_sizes, quick, [8, 32], [8, 16, 32, 64, 128])
+    layer_counts = setting_list("layer_counts", layer_counts, quick, [1, 2], [1, 2, 3, 4])
     schedules = [check_choice("schedules", v, tuple(_SCHEDULE_NAMES)) for v in schedules]
     if not schedules:
         raise ValueError("schedules must list at least one of None, 'cosine', 'step', got [].")
@@ -319,6 +260,7 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     unique.setdefault(_setting_key(default), default)
     train_sets = {n: moons_data(n, noise, seed) for n in {s["n_train"] for s in unique.values()}}
     pca_mse = PCA(1).fit(train_sets[n_train].X).reconstruction_error(test.X)
+    floor = mean_predictor_mse(test.X)
 
     trained = {}  # setting key -> list of (model, history), one per seed
     # one call per schedule (shared by a call); train_many stacks equal shapes and data sizes
@@ -328,10 +270,11 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     for schedule, settings in by_schedule.items():
         jobs = [(s, sd) for s in settings for sd in seeds]
         models = [build_mlp(s["hidden_size"], s["layers"], sd) for s, sd in jobs]
-        histories = train_group(models, [train_sets[s["n_train"]] for s, _ in jobs],
-                                [test] * len(jobs), epochs=epochs, batch_size=batch_size,
-                                lrs=[s["lr"] for s, _ in jobs], seeds=[sd for _, sd in jobs],
-                                lr_schedule=schedule, progress=progress)
+        # a run whose loss blows up is put back to its initial weights and reported, not fatal
+        histories = train_stack(models, [train_sets[s["n_train"]] for s, _ in jobs], test=test,
+                                epochs=epochs, batch_size=batch_size,
+                                lr=[s["lr"] for s, _ in jobs], seeds=[sd for _, sd in jobs],
+                                lr_schedule=schedule, on_diverge="restore", progress=progress)
         for (s, _), m, h in zip(jobs, models, histories):
             trained.setdefault(_setting_key(s), []).append((m, h))
 
@@ -348,7 +291,7 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                                  steps=len(h.step_loss),
                                  **{"train MSE": reconstruction_error(m, train_sets[s["n_train"]].X),
                                     "test MSE": test_mse,
-                                    "collapsed": is_collapsed(test_mse, test.X),
+                                    "collapsed": collapsed(test_mse, floor),
                                     "diverged": diverged(h)}))
     default_runs = trained[_setting_key(default)]
     checkpoints = _geometric_epochs(epochs)
@@ -360,7 +303,7 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                              lr_schedule="constant", hidden_size=hidden_size, layers=layers,
                              steps=len(h.step_loss) * e // epochs,
                              **{"train MSE": h.train_loss[e - 1], "test MSE": h.test_loss[e - 1],
-                                "collapsed": is_collapsed(h.test_loss[e - 1], test.X),
+                                "collapsed": collapsed(h.test_loss[e - 1], floor),
                                 "diverged": False}))
     runs = pd.DataFrame(rows)
     runs[["collapsed", "diverged"]] = runs[["collapsed", "diverged"]].astype(bool)
@@ -447,7 +390,7 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                                           for v in layer_counts) + ".",
         f"{n_collapsed} of {len(distinct)} trained runs did no better than predicting the mean "
         f"(collapsed or failed: test MSE >= {COLLAPSE_SHARE:g} x the mean predictor's "
-        f"{mean_predictor_mse(test.X):.3f})"
+        f"{floor:.3f})"
         + ("." if n_collapsed == 0 else "; they are marked with a red x in the sweep figure."),
     ]
     if n_diverged:
@@ -499,15 +442,16 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
     >>> r.tables["spread"]["condition"].tolist()
     ['same data, new seed', 'new data, new seed']
     """
-    n_runs = pick("n_runs", n_runs, quick, 4, 10, minimum=2)
-    n_train = pick("n_train", n_train, quick, 400, 1000)
-    n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 150, 1000)
-    batch_size = pick("batch_size", batch_size, quick, 64, 32)
+    n_runs = setting("n_runs", n_runs, quick, 4, 10, minimum=2)
+    n_train = setting("n_train", n_train, quick, 400, 1000)
+    n_test = setting("n_test", n_test, quick, 500, 2000)
+    epochs = setting("epochs", epochs, quick, 150, 1000)
+    batch_size = setting("batch_size", batch_size, quick, 64, 32)
     config = dict(quick=quick, seed=seed, n_runs=n_runs, n_train=n_train, n_test=n_test,
                   epochs=epochs, batch_size=batch_size, noise=noise, lr=lr,
                   hidden_size=hidden_size, layers=layers, optimizer="adam")
     test = moons_test(n_test, noise, seed)
+    floor = mean_predictor_mse(test.X)
     seeds = [seed + i for i in range(n_runs)]
     conditions = {
         "same data, new seed": [moons_data(n_train, noise, seed)] * n_runs,
@@ -515,10 +459,10 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
     }
     # both conditions in one call: 2 x n_runs models of one shape, trained as one stack
     models_of = {c: [build_mlp(hidden_size, layers, s) for s in seeds] for c in conditions}
-    histories = train_group([m for ms in models_of.values() for m in ms],
-                            [tr for trs in conditions.values() for tr in trs],
-                            [test] * (2 * n_runs), epochs=epochs, batch_size=batch_size,
-                            lrs=[lr] * (2 * n_runs), seeds=seeds * 2, progress=progress)
+    histories = train_stack([m for ms in models_of.values() for m in ms],
+                            [tr for trs in conditions.values() for tr in trs], test=test,
+                            epochs=epochs, batch_size=batch_size, lr=lr, seeds=seeds * 2,
+                            on_diverge="restore", progress=progress)
     histories_of = {c: histories[k * n_runs:(k + 1) * n_runs] for k, c in enumerate(conditions)}
     rows, spread_rows, curves = [], [], {}
     for condition, trains in conditions.items():
@@ -534,7 +478,7 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
                          "train MSE": reconstruction_error(m, tr.X), "test MSE": err,
                          "distance of reconstructions to curve": float(
                              distance_to_moons(X_hat)[0].mean()),
-                         "collapsed": is_collapsed(err, test.X), "diverged": diverged(h)})
+                         "collapsed": collapsed(err, floor), "diverged": diverged(h)})
         errors = np.array(errors)
         spread_rows.append({"condition": condition, "runs": n_runs,
                             "mean test MSE": errors.mean(), "std test MSE": errors.std(ddof=1),

@@ -10,12 +10,8 @@ from aelab._seed import seeded
 from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder
 from aelab.studies._base import StudyResult, study
+from aelab.studies._common import mean_predictor_mse
 from aelab.train import train_autoencoder
-
-
-def _variance_lost(mse: float, X) -> float:
-    """Share of the data's total variance that a reconstruction with this MSE misses."""
-    return mse * X.shape[1] / float(X.var(0, unbiased=False).sum())
 
 
 @study("moons-autoencoder", "MLP autoencoder 2-64-64-1-64-64-2 on two moons: loss curves and reconstructions")
@@ -43,7 +39,7 @@ def moons_autoencoder(quick: bool = True, seed: int = 0, n: int | None = None,
     train_mse = reconstruction_error(model, train.X)
     test_mse = reconstruction_error(model, test.X)
     X_hat = reconstruct(model, test.X)
-    lost = {name: _variance_lost(mse, ds.X) for name, mse, ds in
+    lost = {name: mse / mean_predictor_mse(ds.X) for name, mse, ds in
             [("train", train_mse, train), ("test", test_mse, test)]}
     table = pd.DataFrame({
         "split": ["train", "test"],

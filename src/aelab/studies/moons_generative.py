@@ -23,16 +23,14 @@ from aelab.models import ResNetAutoencoder
 from aelab.plots import new_figure
 from aelab.quality import distance_to_moons, sample_quality
 from aelab.studies._base import StudyResult, study
+from aelab.studies._common import collapsed, mean_predictor_mse, setting, train_stack
 from aelab.studies.moons import (
     build_mlp,
     draw_moons_curve,
     draw_reconstruction,
     finish_plane,
-    is_collapsed,
     moons_data,
     moons_test,
-    pick,
-    train_group,
 )
 from aelab.train import train_autoencoder, train_mmd_autoencoder
 
@@ -92,10 +90,10 @@ def moons_code_gmm(quick: bool = True, seed: int = 0, *, progress=None, n_train:
     >>> "synthetic" in r.figures
     True
     """
-    n_train = pick("n_train", n_train, quick, 400, 2000)
-    n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 200, 1000)
-    batch_size = pick("batch_size", batch_size, quick, 64, 32)
+    n_train = setting("n_train", n_train, quick, 400, 2000)
+    n_test = setting("n_test", n_test, quick, 500, 2000)
+    epochs = setting("epochs", epochs, quick, 200, 1000)
+    batch_size = setting("batch_size", batch_size, quick, 64, 32)
     config = dict(quick=quick, seed=seed, n_train=n_train, n_test=n_test, epochs=epochs,
                   batch_size=batch_size, noise=noise, lr=lr, hidden_size=hidden_size,
                   layers=layers, n_components=n_components, optimizer="adam")
@@ -202,7 +200,7 @@ def moons_code_gmm(quick: bool = True, seed: int = 0, *, progress=None, n_train:
     ]
     if caught:
         findings.append(f"{len(caught)} mixture fit(s) did not converge: {caught[0]}")
-    if is_collapsed(test_mse, test.X):
+    if collapsed(test_mse, mean_predictor_mse(test.X)):
         findings.append(f"The autoencoder collapsed (test MSE {test_mse:.3f}, about the data's "
                         "variance): its codes carry no information, so neither do the samples.")
     metrics = {"test_mse": test_mse, "n_components": int(gmm.n_components_),
@@ -247,10 +245,10 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
     >>> len(r.tables["models"])
     3
     """
-    n_train = pick("n_train", n_train, quick, 400, 2000)
-    n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 40, 1000)
-    batch_size = pick("batch_size", batch_size, quick, 100, 128)
+    n_train = setting("n_train", n_train, quick, 400, 2000)
+    n_test = setting("n_test", n_test, quick, 500, 2000)
+    epochs = setting("epochs", epochs, quick, 40, 1000)
+    batch_size = setting("batch_size", batch_size, quick, 100, 128)
     blocks = blocks if blocks is not None else (2 if quick else 4)
     bandwidths = tuple(float(b) for b in bandwidths)
     config = dict(quick=quick, seed=seed, n_train=n_train, n_test=n_test, epochs=epochs,
@@ -268,8 +266,8 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
     mlp_1d = build_mlp(mlp_hidden_size, mlp_layers, seed)
     train_mmd_autoencoder(resnet_mmd, train, mmd_weight=mmd_weight, kernel=kernel,
                           bandwidths=bandwidths, **common)
-    train_group([resnet_plain, mlp_1d], [train] * 2, [test] * 2, epochs=epochs,
-                batch_size=batch_size, lrs=[lr] * 2, seeds=[seed] * 2, progress=progress)
+    train_stack([resnet_plain, mlp_1d], train, test=test, epochs=epochs, batch_size=batch_size,
+                lr=lr, seeds=[seed] * 2, on_diverge="restore", progress=progress)
 
     models = {
         f"ResNet, bottleneck 2, MMD weight {mmd_weight:g}": resnet_mmd,
@@ -298,7 +296,7 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
                      "decoded N(0, I): precision": q.precision,
                      "decoded N(0, I): recall": q.recall,
                      "decoded N(0, I): distance to curve": q.moons_distance,
-                     "collapsed": is_collapsed(test_mse, test.X)})
+                     "collapsed": collapsed(test_mse, mean_predictor_mse(test.X))})
     table = pd.DataFrame(rows)
     r_mmd, r_plain, r_1d = rows
     real = data.moons(n_test, noise=noise, seed=seed + REFERENCE_SEED_OFFSET).X

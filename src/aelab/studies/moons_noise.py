@@ -15,21 +15,24 @@ from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.plots import new_figure
 from aelab.quality import distance_to_moons
 from aelab.studies._base import StudyResult, study
+from aelab.studies._common import (
+    collapsed,
+    curve_length,
+    decoded_curve,
+    mean_predictor_mse,
+    setting,
+    train_stack,
+)
 from aelab.studies.moons import (
     build_mlp,
-    curve_length,
     diverged,
-    decoded_curve,
     draw_moons_curve,
     draw_reconstruction,
     finish_plane,
-    is_collapsed,
     median_member,
     moon_radius,
     moons_data,
     moons_test,
-    pick,
-    train_group,
 )
 
 # length of the noise-free two-moons curve: two half circles of radius 1
@@ -60,11 +63,11 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
     >>> len(r.tables["errors"])
     4
     """
-    n_seeds = pick("n_seeds", n_seeds, quick, 2, 5)
-    n_train = pick("n_train", n_train, quick, 400, 1000)
-    n_test = pick("n_test", n_test, quick, 500, 2000)
-    epochs = pick("epochs", epochs, quick, 200, 1000)
-    batch_size = pick("batch_size", batch_size, quick, 64, 32)
+    n_seeds = setting("n_seeds", n_seeds, quick, 2, 5)
+    n_train = setting("n_train", n_train, quick, 400, 1000)
+    n_test = setting("n_test", n_test, quick, 500, 2000)
+    epochs = setting("epochs", epochs, quick, 200, 1000)
+    batch_size = setting("batch_size", batch_size, quick, 64, 32)
     train_noises, test_noises = [float(v) for v in train_noises], [float(v) for v in test_noises]
     seeds = [seed + i for i in range(n_seeds)]
     config = dict(quick=quick, seed=seed, seeds=seeds, train_noises=train_noises,
@@ -78,11 +81,11 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
     watch = {sigma: tests[sigma] if sigma in tests else moons_test(n_test, sigma, seed)
              for sigma in train_noises}
     jobs = [(sigma, i) for sigma in train_noises for i in range(n_seeds)]
-    histories = train_group([models[sigma][i] for sigma, i in jobs],
+    histories = train_stack([models[sigma][i] for sigma, i in jobs],
                             [trains[sigma] for sigma, _ in jobs],
-                            [watch[sigma] for sigma, _ in jobs], epochs=epochs,
-                            batch_size=batch_size, lrs=[lr] * len(jobs),
-                            seeds=[seeds[i] for _, i in jobs], progress=progress)
+                            test=[watch[sigma] for sigma, _ in jobs], epochs=epochs,
+                            batch_size=batch_size, lr=lr, seeds=[seeds[i] for _, i in jobs],
+                            on_diverge="restore", progress=progress)
     failed = dict(zip(jobs, map(diverged, histories)))
 
     rows = []
@@ -99,7 +102,7 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
                              RADIUS: moon_radius(X_hat),
                              "share kept on own moon": float((moon == test.y).float().mean()),
                              "decoded curve length": curve_length(decoded_curve(m, test.X)),
-                             "collapsed": is_collapsed(err, test.X),
+                             "collapsed": collapsed(err, mean_predictor_mse(test.X)),
                              "diverged": failed[(sigma_train, i)]})
     runs = pd.DataFrame(rows)
     measures = ["test MSE", "noise floor σ²/2", IN_DIST, REC_DIST, RADIUS, "share kept on own moon",

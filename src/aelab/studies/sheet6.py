@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,21 @@ from torch import nn
 from aelab import data, plots
 from aelab._seed import seeded
 from aelab.baselines import PCA
-from aelab.evaluate import encode, eval_mode, reconstruct, reconstruction_error
+from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder, LinearAutoencoder
+from aelab.plots import plain_log_ticks
 from aelab.studies._base import StudyResult, study
+from aelab.studies._common import (
+    COLLAPSE_SHARE,
+    code_interval,
+    codes,
+    collapsed,
+    curve_length,
+    decode_line,
+    mean_predictor_mse,
+    setting,
+    train_stack,
+)
 from aelab.train import History, train_autoencoder
 
 __all__ = ["sheet6_architectures", "sheet6_pca", "sheet6_decoder_curves", "ARCHITECTURES"]
@@ -44,7 +56,6 @@ ARCHITECTURES: dict[str, tuple[str, Callable[[], nn.Module]]] = {
 COURSE = dict(n=100, epochs=1000, batch_size=8, lr=1e-3)  # the sheet's settings (quick=False)
 QUICK_EPOCHS = 100
 PCA_QUICK_EPOCHS = 300
-COLLAPSE_SHARE = 0.9  # MSE >= 90% of the mean predictor's counts as collapsed to the mean
 CURVE_CMAP = "plasma"
 CURVE_VIEW = (-2.7, 2.7, -1.6, 1.6)  # what the decoder-curve panels show
 EXTENT = (-2.2, 2.2, -1.2, 1.2)  # the rectangle with a margin, for maps over the input plane
@@ -55,7 +66,8 @@ EXTENT = (-2.2, 2.2, -1.2, 1.2)  # the rectangle with a margin, for maps over th
 
 def course_settings(quick: bool, n: int | None, epochs: int | None) -> dict:
     """The sheet's data size and optimiser settings; quick runs train for fewer epochs."""
-    return dict(COURSE, n=n or COURSE["n"], epochs=epochs or (QUICK_EPOCHS if quick else COURSE["epochs"]))
+    return dict(COURSE, n=setting("n", n, quick, COURSE["n"], COURSE["n"]),
+                epochs=setting("epochs", epochs, quick, QUICK_EPOCHS, COURSE["epochs"]))
 
 
 def build(architecture: str, seed: int) -> nn.Module:
@@ -72,59 +84,6 @@ def label(architecture: str) -> str:
 
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def train_models(models: Sequence[nn.Module], trains, *, seeds: Sequence[int], epochs: int,
-                 batch_size: int, lr: float, progress=None, **kwargs) -> list[History]:
-    """Train ``models`` in place on the CPU, each on its own dataset (or one for all) with its own seed.
-
-    Uses the vectorised ``aelab.ensemble.train_many`` (models of one architecture
-    and data size train together) when this aelab has it, else
-    :func:`~aelab.train_autoencoder` one model after another; either way each
-    model gets the History ``train_autoencoder`` would give it (up to float
-    rounding). ``kwargs`` (``test``, ``lr_schedule``) are passed on.
-    """
-    try:
-        from aelab.ensemble import train_many
-    except ImportError:  # an aelab without the vectorised trainer
-        train_many = None
-    if train_many is not None:
-        return train_many(list(models), trains if isinstance(trains, data.Dataset) else list(trains),
-                          seeds=list(seeds), epochs=epochs, batch_size=batch_size, lr=lr,
-                          device="cpu", progress=progress, **kwargs)
-    if isinstance(trains, data.Dataset):
-        trains = [trains] * len(models)
-    return [train_autoencoder(model, train, epochs=epochs, batch_size=batch_size, lr=lr, seed=s,
-                              device="cpu", progress=progress, **kwargs)
-            for model, train, s in zip(models, trains, seeds)]
-
-
-def mean_predictor_mse(X: torch.Tensor) -> float:
-    """MSE (per coordinate) of always answering the data mean: what a collapsed model scores."""
-    return float(X.var(0, unbiased=False).mean())
-
-
-def collapsed(mse: float, X: torch.Tensor) -> bool:
-    return mse >= COLLAPSE_SHARE * mean_predictor_mse(X)
-
-
-def codes(model: nn.Module, X) -> np.ndarray:
-    """The 1-D codes of ``X`` as a flat float64 array."""
-    return encode(model, X)[:, 0].double().numpy()
-
-
-def code_interval(model: nn.Module, X, widen: float = 0.1) -> tuple[float, float]:
-    """The range of the codes of ``X``, widened by ``widen`` of its length on each side."""
-    z = codes(model, X)
-    pad = widen * (z.max() - z.min())
-    return float(z.min() - pad), float(z.max() + pad)
-
-
-def decode_line(model: nn.Module, low: float, high: float, steps: int = 1000) -> torch.Tensor:
-    """Decoded points of ``steps`` codes evenly spaced in [low, high], float32 [steps, 2]."""
-    z = torch.linspace(low, high, steps)[:, None]
-    with torch.no_grad(), eval_mode(model) as device:
-        return model.decode(z.to(device)).cpu()
 
 
 def linear_pieces(model: nn.Module, low: float, high: float, steps: int = 20001,
@@ -144,10 +103,6 @@ def linear_pieces(model: nn.Module, low: float, high: float, steps: int = 20001,
     change = ((slopes[1:] - slopes[:-1]).norm(dim=1) > tol * scale).numpy()
     kinks = int(change[0]) + int((change[1:] & ~change[:-1]).sum()) if len(change) else 0
     return kinks + 1
-
-
-def curve_length(curve: torch.Tensor) -> float:
-    return float(curve.diff(dim=0).norm(dim=1).sum())
 
 
 def distance_to_curve(X: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
@@ -182,20 +137,6 @@ def data_panel(ax, X, *, s: float = 8, color: str = "0.6", label: str | None = "
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_aspect("equal", adjustable="datalim")
-
-
-def plain_log_ticks(ax) -> None:
-    """Label a logarithmic y axis with plain numbers (0.2, not 2 x 10^-1), minor ticks too when
-    the axis spans less than two decades. Call it after everything is drawn."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    def minor(v, _):
-        mantissa = v / 10 ** math.floor(math.log10(v))
-        return f"{v:g}" if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
-
-    low, high = ax.get_ylim()
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor) if high / low < 100 else NullFormatter())
 
 
 def loss_figure(histories: dict[str, History], title: str) -> "plots.Figure":
@@ -330,7 +271,7 @@ def sheet6_architectures(quick: bool = True, seed: int = 0, *, progress=None, n:
             "share of variance lost": mse_train / floor,
             "rank corr. of code with x1": rank_correlation(z, train.X[:, 0].numpy()),
             "rank corr. of code with x2": rank_correlation(z, train.X[:, 1].numpy()),
-            "collapsed to the mean": collapsed(mse_train, train.X),
+            "collapsed to the mean": collapsed(mse_train, floor),
             "seconds": histories[arch].seconds[-1],
         })
     rows.append({"model": "PCA, 1 component", "layers": "-", "parameters": 4,
@@ -421,7 +362,7 @@ def _directions_figure(X, pca, model, angle: float):
     span = torch.linspace(float(t.min()) - 0.2, float(t.max()) + 0.2, 2)[:, None]
     line = pca.inverse_transform(span)
     ax.plot(line[:, 0], line[:, 1], color="C0", lw=5, alpha=0.45, label="PCA: first component")
-    low, high = code_interval(model, X)
+    low, high = code_interval(model, X, widen=0.1)
     decoded = decode_line(model, low, high, steps=200)
     ax.plot(decoded[:, 0], decoded[:, 1], color="C3", lw=1.5, ls="--",
             label="linear AE: decoded code interval")
@@ -481,8 +422,9 @@ def sheet6_pca(quick: bool = True, seed: int = 0, *, progress=None, n: int | Non
     True
     """
     # the linear model is cheap, and 100 epochs leave its direction a few degrees off
-    cfg = course_settings(quick, n, epochs or (PCA_QUICK_EPOCHS if quick else None))
-    n_seeds = n_seeds or (3 if quick else 5)
+    cfg = dict(course_settings(quick, n, None),
+               epochs=setting("epochs", epochs, quick, PCA_QUICK_EPOCHS, COURSE["epochs"]))
+    n_seeds = setting("n_seeds", n_seeds, quick, 3, 5)
     train = data.rectangle(cfg["n"], seed=seed)
     X = train.X
     pca = PCA(1).fit(X)
@@ -492,7 +434,7 @@ def sheet6_pca(quick: bool = True, seed: int = 0, *, progress=None, n: int | Non
 
     run_seeds = [seed + k for k in range(n_seeds)]
     models = [build("PCA-like", s) for s in run_seeds]
-    histories = train_models(models, train, seeds=run_seeds, epochs=cfg["epochs"],
+    histories = train_stack(models, train, seeds=run_seeds, epochs=cfg["epochs"],
                              batch_size=cfg["batch_size"], lr=cfg["lr"], test=train,
                              progress=progress)
     rows = [

@@ -24,23 +24,27 @@ from aelab._seed import seeded
 from aelab.baselines import PCA
 from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder
+from aelab.plots import plain_log_ticks
 from aelab.studies._base import StudyResult, study
-from aelab.studies.sheet6 import (
+from aelab.studies._common import (
     COLLAPSE_SHARE,
-    EXTENT,
-    build,
     code_interval,
     codes,
     collapsed,
+    decode_line,
+    mean_predictor_mse,
+    setting,
+    setting_list,
+    train_stack,
+)
+from aelab.studies.sheet6 import (
+    EXTENT,
+    build,
     course_settings,
     data_panel,
-    decode_line,
     label,
     linear_pieces,
-    mean_predictor_mse,
     n_parameters,
-    plain_log_ticks,
-    train_models,
 )
 from aelab.train import History, train_autoencoder
 
@@ -140,11 +144,11 @@ def sheet6_memorize(quick: bool = True, seed: int = 0, *, progress=None, ns=None
     >>> result.tables["summary"][["n", "width"]].values.tolist()
     [[4, 8]]
     """
-    base = MEMORIZE_QUICK if quick else MEMORIZE_FULL
-    ns = tuple(ns or base["ns"])
-    widths = tuple(widths or base["widths"])
-    n_seeds = n_seeds or base["n_seeds"]
-    epochs = epochs or base["epochs"]
+    q, f = MEMORIZE_QUICK, MEMORIZE_FULL
+    ns = tuple(setting_list("ns", ns, quick, q["ns"], f["ns"]))
+    widths = tuple(setting_list("widths", widths, quick, q["widths"], f["widths"]))
+    n_seeds = setting("n_seeds", n_seeds, quick, q["n_seeds"], f["n_seeds"])
+    epochs = setting("epochs", epochs, quick, q["epochs"], f["epochs"])
     run_seeds = [seed + k for k in range(n_seeds)]
     largest = data.rectangle(max(ns), seed=seed)
     trains = {n: largest.subset(slice(0, n)) for n in ns}
@@ -157,7 +161,7 @@ def sheet6_memorize(quick: bool = True, seed: int = 0, *, progress=None, ns=None
                     models.append(Autoencoder(2, 1, hidden_size=w, layers=layers))
                 keys.append((n, w, s))
     # batch_size >= n is full batch for every n: one call trains all, stacked where shapes agree
-    train_models(models, [trains[n] for n, _, _ in keys], seeds=[s for _, _, s in keys],
+    train_stack(models, [trains[n] for n, _, _ in keys], seeds=[s for _, _, s in keys],
                  epochs=epochs, batch_size=max(ns), lr=lr, lr_schedule="cosine", progress=progress)
     rows, trained = [], dict(zip(keys, models))
     for (n, w, s), model in trained.items():
@@ -165,7 +169,7 @@ def sheet6_memorize(quick: bool = True, seed: int = 0, *, progress=None, ns=None
         mse = reconstruction_error(model, X)
         z = codes(model, X)
         rows.append({"n": n, "width": w, "seed": s, "parameters": n_parameters(model),
-                     "MSE": mse, "collapsed to the mean": collapsed(mse, X),
+                     "MSE": mse, "collapsed to the mean": collapsed(mse, mean_predictor_mse(X)),
                      "straight pieces": linear_pieces(model, z.min(), z.max())})
     runs = pd.DataFrame(rows)
     best_rows = runs.loc[runs.groupby(["n", "width"])["MSE"].idxmin()]
@@ -523,7 +527,8 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int
     train = data.rectangle(cfg["n"], seed=seed)
     n_points, batch = cfg["n"], cfg["batch_size"]
     steps_per_epoch = n_points // batch
-    gd_epochs = gd_epochs or cfg["epochs"] * steps_per_epoch
+    gd_epochs = setting("gd_epochs", gd_epochs, quick, cfg["epochs"] * steps_per_epoch,
+                        cfg["epochs"] * steps_per_epoch)
     runs = {
         "full-batch GD": dict(optimizer="sgd", batch_size=n_points, lr=sgd_lr, epochs=gd_epochs),
         f"mini-batch SGD (batch {batch})": dict(optimizer="sgd", batch_size=batch, lr=sgd_lr,
@@ -559,7 +564,7 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int
             "examples to reach PCA's MSE": _first_reaching(h, pca_mse, h.examples_seen),
             "seconds to reach PCA's MSE": _first_reaching(h, pca_mse, h.seconds),
             "epochs near the mean predictor": int(plateau.sum()),
-            "ends collapsed to the mean": collapsed(final[name], train.X),
+            "ends collapsed to the mean": collapsed(final[name], floor),
         })
     table = pd.DataFrame(rows)
     t = table.set_index("method")

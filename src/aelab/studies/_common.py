@@ -1,0 +1,134 @@
+"""Helpers that several study modules share: settings, baselines, training, code curves.
+
+Private to :mod:`aelab.studies`; a study module keeps what only it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from aelab import data
+from aelab._checks import check_int
+from aelab.evaluate import encode, eval_mode
+from aelab.train import History
+
+# A model whose error is at least this share of the mean predictor's has learned (almost)
+# nothing: it answers (nearly) the data mean for every input. 0.9 leaves room for a model
+# that collapsed but still tracks the data a little; every study reports such members.
+COLLAPSE_SHARE = 0.9
+
+
+# --- quick vs full settings -----------------------------------------------------------------
+
+
+def setting(name: str, value, quick: bool, quick_value: int, full_value: int,
+            minimum: int = 1) -> int:
+    """A study's integer setting: ``value`` if given (checked), else its quick or full default.
+
+    >>> setting("epochs", None, True, 100, 1000), setting("epochs", 7, True, 100, 1000)
+    (100, 7)
+    """
+    if value is None:
+        return quick_value if quick else full_value
+    return check_int(name, value, minimum)
+
+
+def setting_list(name: str, values, quick: bool, quick_values: Sequence,
+                 full_values: Sequence) -> list:
+    """A study's list of values to sweep: ``values`` if given (non-empty), else the defaults."""
+    if values is None:
+        return list(quick_values if quick else full_values)
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must list at least one value to try, got {values!r}; "
+                         "leave it out (None) for the study's defaults.")
+    return values
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+
+def mean_predictor_mse(X: torch.Tensor, mean_of: torch.Tensor | None = None) -> float:
+    """MSE (averaged over points and features) of answering the mean for every point of ``X``.
+
+    The mean is ``X``'s own, or that of ``mean_of`` (e.g. the training set, when
+    ``X`` is a test set). It is what a model that collapsed to the mean scores,
+    and ``mse / mean_predictor_mse(X)`` is the share of ``X``'s variance a
+    reconstruction with that MSE loses.
+    """
+    centre = (X if mean_of is None else mean_of).mean(0)
+    return float(((X - centre) ** 2).mean())
+
+
+def collapsed(mse: float, mean_mse: float) -> bool:
+    """Whether an error ``mse`` is at least :data:`COLLAPSE_SHARE` of the mean predictor's ``mean_mse``."""
+    return mse >= COLLAPSE_SHARE * mean_mse
+
+
+# --- training many models of one shape --------------------------------------------------------
+
+
+def train_stack(models: Sequence[nn.Module], trains, *, seeds: Sequence[int], epochs: int,
+                batch_size: int, lr, progress=None, **kwargs) -> list[History]:
+    """Train ``models`` in place on the CPU, each on its own dataset (or one for all) and seed.
+
+    :func:`aelab.ensemble.train_many` trains the models that share an
+    architecture and data size together in one vectorised pass; each still gets
+    the weights and data order ``train_autoencoder`` with its seed would give
+    (up to float rounding). The CPU, because these models are too small for a
+    GPU to pay off. ``lr`` is one value or one per model; ``kwargs`` (``test``,
+    ``lr_schedule``, ``on_diverge``) are passed on.
+    """
+    from aelab.ensemble import train_many
+
+    trains = trains if isinstance(trains, data.Dataset) else list(trains)
+    lr = lr if isinstance(lr, (int, float)) else list(lr)
+    return train_many(list(models), trains, seeds=list(seeds), epochs=epochs,
+                      batch_size=batch_size, lr=lr, device="cpu", progress=progress, **kwargs)
+
+
+# --- 1-D codes and the decoder's curve ------------------------------------------------------
+
+
+def codes(model: nn.Module, X) -> np.ndarray:
+    """The 1-D codes of ``X`` as a flat float64 array."""
+    return encode(model, X)[:, 0].double().numpy()
+
+
+def code_interval(model: nn.Module, X, widen: float = 0.0) -> tuple[float, float]:
+    """The range of the 1-D codes of ``X``, widened by ``widen`` of its length on each side."""
+    z = codes(model, X)
+    pad = widen * (z.max() - z.min())
+    return float(z.min() - pad), float(z.max() + pad)
+
+
+def decode_line(model: nn.Module, low: float, high: float, steps: int = 1000) -> torch.Tensor:
+    """Decoded points of ``steps`` codes evenly spaced in [low, high], float32 [steps, d]."""
+    z = torch.linspace(low, high, steps)[:, None]
+    with torch.no_grad(), eval_mode(model) as device:
+        return model.decode(z.to(device)).cpu()
+
+
+def decoded_curve(model: nn.Module, X, steps: int = 400, widen: float = 0.0) -> torch.Tensor:
+    """The decoder's curve over the range of ``X``'s 1-D codes: where every reconstruction lies."""
+    return decode_line(model, *code_interval(model, X, widen), steps=steps)
+
+
+def curve_length(points: torch.Tensor) -> float:
+    """Length of the polyline through ``points`` [n, d]."""
+    return float(points.diff(dim=0).norm(dim=1).sum())
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def nearest_labels(train: data.Dataset, X) -> np.ndarray:
+    """The label of the nearest training point to each row of ``X``: what it most looks like."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    nearest = KNeighborsClassifier(n_neighbors=1).fit(train.X.numpy(), train.y.numpy())
+    return nearest.predict(np.asarray(X))

@@ -107,6 +107,21 @@ def test_ae_vs_pca_linear_ae_cannot_beat_pca_and_mlp_does_at_2(results):
     assert r.metrics["pca_elbow"] in list(errors["bottleneck"])
 
 
+def test_ae_vs_pca_judges_the_linear_ae_against_pca_on_the_training_images(results):
+    r = _result(results, "ae-vs-pca")
+    errors = r.tables["errors"]
+    train_ratio = errors["linear AE / PCA (train)"].to_numpy()
+    # PCA is the least-squares optimum of every linear code on its training images
+    assert (train_ratio >= 1 - 1e-4).all()
+    assert train_ratio == pytest.approx(errors["linear AE train MSE"] / errors["PCA train MSE"])
+    finding = next(f for f in r.findings if f.startswith("On the"))
+    assert "training images the linear AE's error is" in finding
+    assert f"{train_ratio.min():.3f}" in finding and f"{train_ratio.max():.3f}" in finding
+    test_ratio = errors["linear AE / PCA"].to_numpy()
+    assert f"On the test images the ratio is {test_ratio.min():.3f}" in finding
+    assert r.metrics["linear_over_pca_train_max"] == pytest.approx(train_ratio.max())
+
+
 def test_vae_codes_follow_the_prior_more_than_the_ae(results):
     r = _result(results, "vae-vs-ae")
     latent = r.tables["latent spaces"].set_index("model")

@@ -96,6 +96,39 @@ def test_hyperparameters_sweeps_every_axis_over_seeds(hyper):
     assert titles[0].startswith("Best setting") and titles[1].startswith("Poor setting")
 
 
+def test_hyperparameters_say_whether_the_sweep_ranks_convergence_speed(hyper):
+    from aelab.studies.moons import LATE_DROP, STILL_FALLING, TRAIN_AFTER, TRAIN_RUNNING
+
+    runs = hyper.tables["runs"]
+    # two clearly named train columns instead of one "train MSE" with two meanings
+    assert "train MSE" not in runs.columns
+    trained, stopped = runs[runs["axis"] != "epochs"], runs[runs["axis"] == "epochs"]
+    assert trained[TRAIN_AFTER].notna().all() and stopped[TRAIN_AFTER].isna().all()
+    assert runs[TRAIN_RUNNING].notna().all()
+    distinct = trained.drop_duplicates(["n_train", "lr", "lr_schedule", "hidden_size", "layers",
+                                        "seed"])
+    drops = distinct.groupby(["n_train", "lr", "lr_schedule", "hidden_size", "layers"])[
+        LATE_DROP].mean()
+    finding = next(f for f in hyper.findings if "Over the last" in f)
+    assert f"{drops.max():.1%}" in finding
+    assert ("convergence speed" in finding) == (drops.max() > STILL_FALLING)
+    assert (f"after {hyper.config['epochs']} epochs" in hyper.findings[0]) == (drops.max() > STILL_FALLING)
+    assert f"{hyper.metrics['default_late_drop']:.1%}" in finding
+
+
+def test_late_drop_compares_window_medians_and_ignores_one_spike():
+    from types import SimpleNamespace
+
+    from aelab.studies.moons import _late_drop
+
+    flat = SimpleNamespace(epochs=100, test_loss=[1.0] * 99 + [5.0])  # one spike at the end
+    assert _late_drop(flat) == pytest.approx(0.0)
+    falling = SimpleNamespace(epochs=100, test_loss=list(np.linspace(2.0, 1.0, 100)))
+    assert 0.05 < _late_drop(falling) < 0.15
+    stopped = SimpleNamespace(epochs=100, test_loss=[1.0] * 40)  # diverged at epoch 40
+    assert np.isnan(_late_drop(stopped))
+
+
 def test_reproducibility_pairs_model_seeds_and_varies_only_the_data(repro):
     runs = repro.tables["runs"]
     same = runs[runs["condition"] == "same data, new seed"]

@@ -121,6 +121,30 @@ def _setting_key(s: dict) -> tuple:
     return (s["n_train"], s["lr"], s["lr_schedule"], s["hidden_size"], s["layers"])
 
 
+# a default run whose test MSE still fell by more than this share over the last LATE_SHARE of
+# its epochs has not converged: the sweep then ranks how fast settings progress
+STILL_FALLING = 0.05
+LATE_SHARE = 0.1
+TRAIN_AFTER = "train MSE after training"
+TRAIN_RUNNING = "train loss in the last epoch (running mean over its steps)"
+LATE_DROP = "test MSE drop over the last 10% of epochs"
+
+
+def _late_drop(h: History) -> float:
+    """Relative fall of the test loss over the last :data:`LATE_SHARE` of the epochs (NaN if too short).
+
+    Compares the median test loss of the last ``LATE_SHARE / 2`` of the epochs with that
+    of the window as long that ends ``LATE_SHARE`` of the epochs earlier: medians,
+    because a single epoch's loss jumps (most at large learning rates).
+    """
+    k = max(1, int(round(LATE_SHARE * h.epochs)))
+    w = max(1, k // 2)
+    loss = np.asarray(h.test_loss)
+    if len(loss) < h.epochs or len(loss) < k + w:  # too short, or stopped by a divergence
+        return float("nan")
+    return float(1.0 - np.median(loss[-w:]) / np.median(loss[-k - w:-k]))
+
+
 def _geometric_epochs(epochs: int, count: int = 5) -> list[int]:
     return sorted({int(e) for e in np.round(np.geomspace(max(1, epochs / 100), epochs, count))})
 
@@ -128,6 +152,7 @@ def _geometric_epochs(epochs: int, count: int = 5) -> list[int]:
 def _summarise(runs: pd.DataFrame) -> pd.DataFrame:
     g = runs.groupby(["axis", "value"], sort=False)["test MSE"]
     out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    out[f"mean {LATE_DROP}"] = runs.groupby(["axis", "value"], sort=False)[LATE_DROP].mean().values
     for flag in ("collapsed", "diverged"):
         out[f"{flag} runs"] = runs.groupby(["axis", "value"], sort=False)[flag].sum().values
     return out.rename(columns={"mean": "mean test MSE", "std": "std test MSE", "min": "min test MSE",
@@ -238,8 +263,8 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     n_seeds = setting("n_seeds", n_seeds, quick, 2, 5)
     n_train = setting("n_train", n_train, quick, 400, 1000)
     n_test = setting("n_test", n_test, quick, 500, 2000)
-    epochs = setting("epochs", epochs, quick, 100, 1000)
-    batch_size = setting("batch_size", batch_size, quick, 64, 32)
+    epochs = setting("epochs", epochs, quick, 300, 1000)
+    batch_size = setting("batch_size", batch_size, quick, 32, 32)
     sizes = setting_list("sizes", sizes, quick, [100, 200, 400], [100, 300, 1000, 3000])
     lrs = setting_list("lrs", lrs, quick, [1e-3, 3e-3, 1e-2], [3e-4, 1e-3, 3e-3, 1e-2, 3e-2])
     hidden_sizes = setting_list("hidden_sizes", hidden_sizes, quick, [8, 32], [8, 16, 32, 64, 128])
@@ -289,8 +314,9 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                                  lr_schedule=_SCHEDULE_NAMES[s["lr_schedule"]],
                                  hidden_size=s["hidden_size"], layers=s["layers"],
                                  steps=len(h.step_loss),
-                                 **{"train MSE": reconstruction_error(m, train_sets[s["n_train"]].X),
-                                    "test MSE": test_mse,
+                                 **{TRAIN_AFTER: reconstruction_error(m, train_sets[s["n_train"]].X),
+                                    TRAIN_RUNNING: h.train_loss[-1],
+                                    "test MSE": test_mse, LATE_DROP: _late_drop(h),
                                     "collapsed": collapsed(test_mse, floor),
                                     "diverged": diverged(h)}))
     default_runs = trained[_setting_key(default)]
@@ -302,7 +328,9 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
             rows.append(dict(axis="epochs", value=e, seed=sd, n_train=n_train, epochs=e, lr=lr,
                              lr_schedule="constant", hidden_size=hidden_size, layers=layers,
                              steps=len(h.step_loss) * e // epochs,
-                             **{"train MSE": h.train_loss[e - 1], "test MSE": h.test_loss[e - 1],
+                             # History has no after-epoch train error: only the running mean
+                             **{TRAIN_AFTER: float("nan"), TRAIN_RUNNING: h.train_loss[e - 1],
+                                "test MSE": h.test_loss[e - 1], LATE_DROP: float("nan"),
                                 "collapsed": collapsed(h.test_loss[e - 1], floor),
                                 "diverged": False}))
     runs = pd.DataFrame(rows)
@@ -358,7 +386,7 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
 
     def pm(axis, value):
         mean, std = stat(axis, value)
-        return f"{mean:.4f} ± {0 if np.isnan(std) else std:.4f}"
+        return f"{mean:.4f} ± {0 if np.isnan(std) else std:.2g}"
 
     # each distinct trained run counted once (the default appears on every axis)
     distinct = runs[runs["axis"] != "epochs"].drop_duplicates(
@@ -366,23 +394,58 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
     n_collapsed = int(distinct["collapsed"].sum())
     n_diverged = int(distinct["diverged"].sum())
     best_lr = min(lrs, key=lambda v: stat("learning rate", v)[0])
+    # has training converged? the fall of the test MSE over the last epochs, per setting
+    by_setting = distinct.groupby(["n_train", "lr", "lr_schedule", "hidden_size", "layers"])
+    drops = by_setting[LATE_DROP].mean().dropna()  # one value per distinct trained setting
+    late_epochs = max(1, int(round(LATE_SHARE * epochs)))
+    default_steps = len(default_runs[0][1].step_loss)
+    default_drop = float(np.nanmean([_late_drop(h) for _, h in default_runs]))
+    if len(drops):
+        most_drop = float(drops.max())
+        most = dict(zip(["n_train", "lr", "lr_schedule", "hidden_size", "layers"], drops.idxmax()))
+        most["lr_schedule"] = {v: k for k, v in _SCHEDULE_NAMES.items()}[most["lr_schedule"]]
+        n_falling = int((drops > STILL_FALLING).sum())
+        still_falling = most_drop > STILL_FALLING
+        convergence = (
+            f"Over the last {late_epochs} of {epochs} epochs (medians of "
+            f"{max(1, late_epochs // 2)}-epoch windows) the default setting's test MSE fell "
+            f"by {default_drop:.1%} (mean over seeds; the most: {most_drop:.1%}, {_describe(most)}; "
+            f"{n_falling} of {len(drops)} trained settings fell by more than "
+            f"{STILL_FALLING:.0%}). "
+            + (f"{'The' if n_falling == len(drops) else 'Some'} runs are still improving, so this sweep ranks how far each setting gets in "
+               f"{epochs} epochs ({default_steps} optimizer steps for the default), i.e. "
+               "convergence speed, not the error it would converge to; more epochs (quick=False) "
+               "may change the ranking." if still_falling else
+               "The runs have (nearly) converged, so the sweep compares final errors."))
+    else:  # every run diverged or trained for a single epoch
+        still_falling, convergence = True, (
+            f"Convergence cannot be judged from {epochs} epoch(s): the sweep ranks how far each "
+            f"setting gets in {default_steps} optimizer steps.")
+    when = f" after {epochs} epochs" if still_falling else ""
+
+    def name_of(row):
+        if by_key[(row["axis"], str(row["value"]))] == default:
+            return "the default setting"
+        return f"{row['axis']} = {row['value']}"
+
     findings = [
-        f"Best setting: {best_row['axis']} = {best_row['value']} ({_describe(chosen['best'][0])}) "
+        f"Best setting{when}: {name_of(best_row)} ({_describe(chosen['best'][0])}) "
         f"with test MSE {pm(best_row['axis'], best_row['value'])} over {n_seeds} seeds; poorest: "
-        f"{poor_row['axis']} = {poor_row['value']} with {pm(poor_row['axis'], poor_row['value'])}. "
+        f"{name_of(poor_row)} with {pm(poor_row['axis'], poor_row['value'])}. "
         f"PCA with one component reaches {pca_mse:.4f}; the noise floor σ²/2 = "
         f"{noise**2 / 2:.4f} is the error of a perfect 1-D curve, which cannot remove the noise "
         "across it.",
+        convergence,
         f"Training-set size: test MSE {pm('training-set size', sizes[0])} with {sizes[0]} points vs "
         f"{pm('training-set size', sizes[-1])} with {sizes[-1]}, at a fixed {epochs} epochs "
         f"(so the small set also gets only {steps_of(sizes[0])} optimizer steps, against "
         f"{steps_of(sizes[-1])}).",
         f"Epochs: the default runs' test MSE is {pm('epochs', checkpoints[0])} after "
         f"{checkpoints[0]} epoch(s) and {pm('epochs', checkpoints[-1])} after {checkpoints[-1]}.",
-        f"Learning rate: {best_lr:g} is best ({pm('learning rate', best_lr)}); "
+        f"Learning rate: {best_lr:g} is best{when} ({pm('learning rate', best_lr)}); "
         + ", ".join(f"{v:g} gives {stat('learning rate', v)[0]:.4f}" for v in lrs if v != best_lr)
         + ".",
-        f"Schedules at lr {lr:g}: " + ", ".join(
+        f"Schedules at lr {lr:g}{when}: " + ", ".join(
             f"{name} {pm('learning-rate schedule', name)}" for name in config["schedules"]) + ".",
         "Hidden size: " + ", ".join(f"{v} units {stat('hidden size', v)[0]:.4f}"
                                     for v in hidden_sizes)
@@ -403,7 +466,7 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
                "poor_test_mse": float(poor_row["mean test MSE"]),
                "default_test_mse": float(stat("learning rate", lr)[0]),
                "pca_test_mse": float(pca_mse), "collapsed_runs": n_collapsed,
-               "diverged_runs": n_diverged,
+               "diverged_runs": n_diverged, "default_late_drop": default_drop,
                "trained_runs": int(len(distinct))}
     return StudyResult("moons-hyperparameters", {"summary": summary, "runs": runs},
                        {"sweeps": fig_sweeps, "best-vs-poor": fig_best}, findings, config, metrics)

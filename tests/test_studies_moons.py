@@ -174,6 +174,14 @@ def test_mmd_beats_the_1d_bottleneck_and_pulls_codes_to_the_normal(mmd):
     assert m["mmd_code_mmd2"] < m["plain_code_mmd2"]
     table = mmd.tables["models"]
     assert table["bottleneck"].tolist() == [2, 2, 1]
+    # the 1-D baseline is trained as long as moons-autoencoder's quick run, not undertrained
+    from aelab.studies.moons_generative import BASELINE_STEPS
+
+    assert BASELINE_STEPS == 3750
+    assert table["optimizer steps"].iloc[2] >= BASELINE_STEPS
+    assert m["bottleneck1_test_mse"] < 0.02
+    assert "no bottleneck" in mmd.findings[0]
+    assert f"after {table['optimizer steps'].iloc[2]} steps" in mmd.findings[0]
 
 
 def test_noise_shift_errors_rise_with_test_noise(shift):

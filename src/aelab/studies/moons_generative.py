@@ -7,6 +7,7 @@ towards N(0, I), so that decoded normal samples are new data.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -36,6 +37,10 @@ from aelab.train import train_autoencoder, train_mmd_autoencoder
 
 # a fresh real sample, the reference for what "as good as real data" scores, comes from here
 REFERENCE_SEED_OFFSET = 20_000
+# optimizer steps of moons-autoencoder's quick run (800 training points in batches of 32,
+# 150 epochs): enough for a 1-D bottleneck MLP to come close to its best, so moons-mmd's
+# 1-D baseline gets as many
+BASELINE_STEPS = 800 // 32 * 150
 FAR = "share farther than 3 noise std from curve"
 
 
@@ -231,13 +236,21 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
               batch_size: int | None = None, noise: float = 0.1, lr: float = 3e-3,
               hidden_size: int = 64, blocks: int | None = None, mmd_weight: float = 1.0,
               kernel: str = "imq", bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0),
-              mlp_hidden_size: int = 32, mlp_layers: int = 2) -> StudyResult:
+              mlp_hidden_size: int = 32, mlp_layers: int = 2, mlp_epochs: int | None = None,
+              mlp_batch_size: int = 32) -> StudyResult:
     """A ResNet autoencoder with a 2-D code pulled to N(0, I) by MMD, against a 1-D bottleneck.
 
     Three models train on the same data: the ResNet with the MMD penalty, the
     same ResNet without it (``mmd_weight=0``: what the penalty costs and buys),
     and the 1-D-bottleneck MLP of the course's first task. For each: test MSE,
     MMD² of the test codes to N(0, I), and the quality of decoded N(0, I) samples.
+
+    The 1-D MLP is the baseline the 2-D code is measured against, so it is
+    trained to near its best: in batches of ``mlp_batch_size`` for
+    ``mlp_epochs`` epochs, by default (quick) as many optimizer steps as
+    moons-autoencoder's quick run, else ``epochs``. A 2-D code for 2-D data is
+    no bottleneck (the model can approach the identity), so its lower error is
+    expected; what the MMD penalty buys is a code distribution one can sample.
 
     Examples
     --------
@@ -251,10 +264,15 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
     batch_size = setting("batch_size", batch_size, quick, 100, 128)
     blocks = blocks if blocks is not None else (2 if quick else 4)
     bandwidths = tuple(float(b) for b in bandwidths)
+    mlp_batch_size = setting("mlp_batch_size", mlp_batch_size, quick, 32, 32)
+    steps_per_epoch = max(1, n_train // mlp_batch_size)  # full batches only (drop_last)
+    mlp_epochs = setting("mlp_epochs", mlp_epochs, quick,
+                         math.ceil(BASELINE_STEPS / steps_per_epoch), epochs)
     config = dict(quick=quick, seed=seed, n_train=n_train, n_test=n_test, epochs=epochs,
                   batch_size=batch_size, noise=noise, lr=lr, hidden_size=hidden_size,
                   blocks=blocks, mmd_weight=mmd_weight, kernel=kernel, bandwidths=list(bandwidths),
-                  mlp_hidden_size=mlp_hidden_size, mlp_layers=mlp_layers, optimizer="adam")
+                  mlp_hidden_size=mlp_hidden_size, mlp_layers=mlp_layers, mlp_epochs=mlp_epochs,
+                  mlp_batch_size=mlp_batch_size, optimizer="adam")
     train, test = moons_data(n_train, noise, seed), moons_test(n_test, noise, seed)
     common = dict(epochs=epochs, batch_size=batch_size, lr=lr, test=test, seed=seed,
                   device="cpu", progress=progress)
@@ -264,10 +282,14 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
     with seeded(seed):
         resnet_plain = ResNetAutoencoder(2, 2, hidden_size, blocks)
     mlp_1d = build_mlp(mlp_hidden_size, mlp_layers, seed)
-    train_mmd_autoencoder(resnet_mmd, train, mmd_weight=mmd_weight, kernel=kernel,
-                          bandwidths=bandwidths, **common)
-    train_stack([resnet_plain, mlp_1d], train, test=test, epochs=epochs, batch_size=batch_size,
-                lr=lr, seeds=[seed] * 2, on_diverge="restore", progress=progress)
+    histories = [train_mmd_autoencoder(resnet_mmd, train, mmd_weight=mmd_weight, kernel=kernel,
+                                       bandwidths=bandwidths, **common)]
+    histories += train_stack([resnet_plain], train, test=test, epochs=epochs,
+                             batch_size=batch_size, lr=lr, seeds=[seed], on_diverge="restore",
+                             progress=progress)
+    histories += train_stack([mlp_1d], train, test=test, epochs=mlp_epochs,
+                             batch_size=mlp_batch_size, lr=lr, seeds=[seed], on_diverge="restore",
+                             progress=progress)
 
     models = {
         f"ResNet, bottleneck 2, MMD weight {mmd_weight:g}": resnet_mmd,
@@ -277,7 +299,7 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
     g = torch.Generator().manual_seed(seed)
     prior = {d: torch.randn(n_test, d, generator=g) for d in (1, 2)}
     rows, samples, codes = [], {}, {}
-    for name, model in models.items():
+    for (name, model), history in zip(models.items(), histories):
         z = encode(model, test.X)
         codes[name] = z
         d = z.shape[1]
@@ -286,7 +308,9 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
         samples[name] = X_new
         q = sample_quality(X_new, test.X, moons=True, seed=seed)
         test_mse = reconstruction_error(model, test.X)
-        rows.append({"model": name, "bottleneck": d, "train MSE": reconstruction_error(model, train.X),
+        rows.append({"model": name, "bottleneck": d, "epochs": history.epochs,
+                     "optimizer steps": len(history.step_loss),
+                     "train MSE": reconstruction_error(model, train.X),
                      "test MSE": test_mse,
                      "MMD² codes vs N(0, I)": float(mmd(z, prior[d], kernel=kernel,
                                                         bandwidths=bandwidths)),
@@ -333,10 +357,24 @@ def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int 
     fig_syn.suptitle(f"{n_test} standard-normal codes decoded, over the real test points")
 
     ratio = r_1d["test MSE"] / max(r_mmd["test MSE"], 1e-12)
+    floor = noise**2 / 2  # what the best 1-D curve still pays: the noise across it
+    below = [n for n, r in (("with MMD", r_mmd), ("without MMD", r_plain)) if r["test MSE"] < floor]
+    who = "both 2-D ResNets are" if len(below) == 2 else f"the 2-D ResNet {''.join(below)} is"
     findings = [
-        f"With a 2-D code and the MMD penalty the test MSE is {r_mmd['test MSE']:.4f}, "
-        f"{ratio:.1f}x {'lower' if ratio > 1 else 'higher'} than the 1-D bottleneck's "
-        f"{r_1d['test MSE']:.4f}; without MMD the 2-D ResNet reaches {r_plain['test MSE']:.4f}.",
+        f"With a 2-D code and the MMD penalty the test MSE is {r_mmd['test MSE']:.4f} after "
+        f"{r_mmd['optimizer steps']} optimizer steps, {ratio:.1f}x "
+        f"{'lower' if ratio > 1 else 'higher'} than the 1-D bottleneck MLP's "
+        f"{r_1d['test MSE']:.4f} after {r_1d['optimizer steps']} steps"
+        + (" (at least as many as moons-autoencoder's quick run)"
+           if r_1d["optimizer steps"] >= BASELINE_STEPS else "")
+        + "; without MMD the 2-D ResNet reaches "
+        f"{r_plain['test MSE']:.4f}. A 2-D code for 2-D data is no bottleneck: the model can "
+        "approach the identity, so a lower error than the 1-D code's is no achievement"
+        + (f" ({who} below the noise floor σ²/2 = {floor:.4f} that any 1-D curve pays: "
+           f"{'they reconstruct' if len(below) == 2 else 'it reconstructs'} the noise across "
+           "the moons too)"
+           if below else "")
+        + "; what the MMD penalty is for is the distribution of the codes, below.",
         f"MMD² of the test codes to N(0, I): {r_mmd['MMD² codes vs N(0, I)']:.4f} with the penalty "
         f"vs {r_plain['MMD² codes vs N(0, I)']:.4f} without (code std per dim "
         f"{r_mmd['code std (per dim)']} vs {r_plain['code std (per dim)']}).",

@@ -108,6 +108,19 @@ def test_architectures_label_epochs_and_steps_and_beat_pca_with_the_big_model(re
     assert not table["collapsed to the mean"].any()
 
 
+def test_architectures_rank_the_models_on_fresh_points_not_on_their_training_points(results):
+    result = results["sheet6-architectures"]
+    table = result.tables["errors"].set_index("model")
+    models = table.iloc[:3]
+    best = models["fresh-points MSE"].idxmin()
+    headline = result.findings[0]
+    assert f"The {best} model does best on fresh points" in headline
+    assert f"{models.loc[best, 'fresh-points MSE / PCA MSE']:.2f} times PCA's error" in headline
+    assert f"on its {result.config['n']} training points" in headline  # train error only beside it
+    assert table["fresh-points MSE / PCA MSE"].to_numpy() == pytest.approx(
+        table["fresh-points MSE"].to_numpy() / table.loc["PCA, 1 component", "fresh-points MSE"])
+
+
 def test_pca_angle_is_small_and_errors_match(results):
     result = results["sheet6-pca"]
     table = result.tables["directions"]

@@ -133,12 +133,41 @@ def test_reproducibility_pairs_model_seeds_and_varies_only_the_data(repro):
     runs = repro.tables["runs"]
     same = runs[runs["condition"] == "same data, new seed"]
     new = runs[runs["condition"] == "new data, new seed"]
-    assert same["data seed"].nunique() == 1 and new["data seed"].nunique() == len(new) == 4
+    n_runs = repro.config["n_runs"]
+    assert same["data seed"].nunique() == 1 and new["data seed"].nunique() == len(new) == n_runs
     assert same["model seed"].tolist() == new["model seed"].tolist()
     spread = repro.tables["spread"].set_index("condition")
     assert (spread["std test MSE"] > 0).all()
     assert (spread["pointwise spread of reconstructions"] > 0).all()
-    assert len(repro.figures["curves"].axes[0].get_lines()) >= 4  # one decoded curve per run
+    assert len(repro.figures["curves"].axes[0].get_lines()) >= n_runs  # one decoded curve per run
+
+
+def test_reproducibility_words_the_spread_difference_by_an_f_test(repro):
+    from scipy.stats import f as f_dist
+
+    runs = repro.tables["runs"]
+    same = runs.loc[runs["condition"] == "same data, new seed", "test MSE"].to_numpy()
+    new = runs.loc[runs["condition"] == "new data, new seed", "test MSE"].to_numpy()
+    F = new.var(ddof=1) / same.var(ddof=1)
+    df = len(new) - 1, len(same) - 1
+    p = 2 * min(f_dist.cdf(F, *df), f_dist.sf(F, *df))
+    assert repro.metrics["std_ratio"] == pytest.approx(np.sqrt(F))
+    assert repro.metrics["std_ratio_p_value"] == pytest.approx(p)
+    finding = next(f for f in repro.findings if "F test p = " in f)
+    assert f"p = {p:.2g}" in finding
+    assert ("do not differ significantly" in finding) == (p >= 0.05)
+
+
+def test_variance_ratio_test_matches_the_textbook_f_test():
+    from aelab.studies.moons import variance_ratio_test
+
+    ratio, p, critical = variance_ratio_test([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
+    assert ratio == pytest.approx(2.0)
+    assert p == pytest.approx(0.2848, abs=1e-4)
+    assert critical == pytest.approx(3.93, abs=0.01)  # 4 vs 4 runs need a std ratio of ~3.9
+    assert variance_ratio_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 2 values per sample"):
+        variance_ratio_test([1.0], [1.0, 2.0])
 
 
 def test_reproducibility_is_deterministic_and_checks_n_runs():

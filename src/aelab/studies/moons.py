@@ -475,6 +475,32 @@ def moons_hyperparameters(quick: bool = True, seed: int = 0, *, progress=None,
 # --- moons-reproducibility ------------------------------------------------------------------
 
 
+def variance_ratio_test(a, b, level: float = 0.05) -> tuple[float, float, float]:
+    """Two-sided F test of equal variances of two independent samples ``a`` and ``b``.
+
+    Returns ``(std ratio b / a, p-value, critical std ratio)``: the ratio must
+    exceed the critical one, or fall below its inverse, to differ at ``level``.
+    The test assumes normal errors, so with few runs it is a rough guide.
+
+    >>> ratio, p, critical = variance_ratio_test([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0])
+    >>> round(ratio, 2), round(p, 3), round(critical, 2)
+    (2.0, 0.285, 3.93)
+    """
+    from scipy.stats import f as f_dist
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"the F test needs at least 2 values per sample, got {len(a)} and {len(b)}.")
+    var_a, var_b = a.var(ddof=1), b.var(ddof=1)
+    df_b, df_a = len(b) - 1, len(a) - 1
+    if var_a == 0 or var_b == 0:  # identical runs: no spread to compare
+        return (float("nan") if var_a == 0 else 0.0), float("nan"), float("nan")
+    F = var_b / var_a
+    p = float(min(1.0, 2 * min(f_dist.cdf(F, df_b, df_a), f_dist.sf(F, df_b, df_a))))
+    critical = float(np.sqrt(f_dist.ppf(1 - level / 2, df_b, df_a)))
+    return float(np.sqrt(F)), p, critical
+
+
 def _pointwise_spread(X_hats: torch.Tensor) -> float:
     """Mean over points of the RMS distance of each run's reconstruction from the runs' mean.
 
@@ -497,7 +523,9 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
     every run trains on the set drawn with ``seed``, in "new data" run ``i``
     trains on the set drawn with ``seed + 1 + i``. The pairing means the two
     conditions differ only in the training data. All runs are scored on one
-    held-out test set.
+    held-out test set. Whether the test error spreads more in one condition is
+    judged by a two-sided F test of the two variances (:func:`variance_ratio_test`;
+    it treats the conditions as independent samples of normal errors).
 
     Examples
     --------
@@ -505,7 +533,8 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
     >>> r.tables["spread"]["condition"].tolist()
     ['same data, new seed', 'new data, new seed']
     """
-    n_runs = setting("n_runs", n_runs, quick, 4, 10, minimum=2)
+    # 8 runs a condition: the F test then detects a std ratio beyond 2.2 (4 runs: beyond 3.9)
+    n_runs = setting("n_runs", n_runs, quick, 8, 10, minimum=2)
     n_train = setting("n_train", n_train, quick, 400, 1000)
     n_test = setting("n_test", n_test, quick, 500, 2000)
     epochs = setting("epochs", epochs, quick, 150, 1000)
@@ -550,6 +579,9 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
                             "pointwise spread of reconstructions": _pointwise_spread(X_hats)})
     runs = pd.DataFrame(rows)
     spread = pd.DataFrame(spread_rows)
+    # is the difference in spread more than chance? few runs need a large ratio
+    errors_of = {c: runs.loc[runs["condition"] == c, "test MSE"].to_numpy() for c in conditions}
+    ratio, p_value, critical = variance_ratio_test(*errors_of.values())
 
     fig_err, axs = new_figure(1, 1, width=6.0, height=4.2)
     ax = axs[0, 0]
@@ -563,7 +595,8 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
     ax.set_xlim(-0.5, 1.5)
     ax.set_xlabel("what changes between runs")
     ax.set_ylabel("test reconstruction MSE")
-    ax.set_title(f"Spread of the test error over {n_runs} runs ({epochs} epochs, n={n_train})")
+    ax.set_title(f"Spread of the test error over {n_runs} runs ({epochs} epochs, n={n_train})\n"
+                 f"std ratio new / same data {ratio:.2f}, two-sided F test p = {p_value:.2g}")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
 
@@ -581,14 +614,26 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
 
     a, b = spread_rows
     more = "new data" if b["std test MSE"] > a["std test MSE"] else "new seeds on the same data"
+    if np.isnan(p_value):
+        spread_finding = (f"The std ratio new data / same data is {ratio:.2f}: at least one "
+                          f"condition's {n_runs} runs have identical test errors, so no F test.")
+    elif p_value < 0.05:
+        spread_finding = (f"The spread of the test error is larger with {more} (std ratio new "
+                          f"data / same data = {ratio:.2f}, two-sided F test p = {p_value:.2g} "
+                          f"with {n_runs} runs per condition).")
+    else:
+        spread_finding = (f"The std ratio new data / same data is {ratio:.2f}, but with {n_runs} "
+                          f"runs per condition the spreads do not differ significantly at the 5% "
+                          f"level (two-sided F test p = {p_value:.2g}; the ratio would have to "
+                          f"exceed {critical:.2f} or fall below {1 / critical:.2f}); more runs "
+                          "(n_runs, or quick=False) narrow that range.")
     n_collapsed = int(runs["collapsed"].sum())
     findings = [
         f"Same data, new seeds: test MSE {a['mean test MSE']:.4f} ± {a['std test MSE']:.4f} "
         f"(range {a['min test MSE']:.4f}-{a['max test MSE']:.4f}); new data each time: "
         f"{b['mean test MSE']:.4f} ± {b['std test MSE']:.4f} "
         f"(range {b['min test MSE']:.4f}-{b['max test MSE']:.4f}) over {n_runs} runs each.",
-        f"The spread of the test error is larger with {more} "
-        f"(std ratio new data / same data = {b['std test MSE'] / max(a['std test MSE'], 1e-12):.2f}).",
+        spread_finding,
         f"The reconstruction of a test point moves by {a['pointwise spread of reconstructions']:.3f} "
         f"(RMS over runs, averaged over points) between seeds on the same data and by "
         f"{b['pointwise spread of reconstructions']:.3f} with new data; the noise level is {noise:g}.",
@@ -602,5 +647,7 @@ def moons_reproducibility(quick: bool = True, seed: int = 0, *, progress=None,
                "same_data_spread": float(a["pointwise spread of reconstructions"]),
                "new_data_spread": float(b["pointwise spread of reconstructions"]),
                "collapsed_runs": n_collapsed}
+    if not np.isnan(p_value):
+        metrics.update(std_ratio=ratio, std_ratio_p_value=p_value)
     return StudyResult("moons-reproducibility", {"spread": spread, "runs": runs},
                        {"test-error": fig_err, "curves": fig_curves}, findings, config, metrics)

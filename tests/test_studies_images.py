@@ -134,6 +134,30 @@ def test_vae_codes_follow_the_prior_more_than_the_ae(results):
     assert sum(ax.get_label() != "<colorbar>" for ax in manifold.axes) == 2
 
 
+def test_vae_recall_finding_rests_on_measured_variety_and_contrast(results):
+    r = _result(results, "vae-vs-ae")
+    samples = r.tables["samples"]
+    variance, contrast = samples["pixel variance / real's"], samples["neighbour-pixel contrast / real's"]
+    assert ((variance > 0) & (contrast > 0)).all()
+    recall = [f for f in r.findings if f.startswith("Recall is at most")]
+    assert len(recall) == (samples["recall"].max() < 0.2)
+    for finding in recall:
+        for v, c in zip(variance, contrast):
+            assert f"{v:.0%} of the pixel variance and {c:.0%} of the neighbour-pixel contrast" in finding
+        smoother = "less varied and smoother" in finding
+        assert smoother == bool(((variance < 1) & (contrast < 1)).all())
+
+
+def test_variety_measures_spread_and_sharpness():
+    from aelab.studies.images_latent import _variety
+
+    sharp = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]])  # 2x2 checkerboards
+    flat = torch.full((2, 4), 0.5)
+    assert _variety(flat, (1, 2, 2)) == (0.0, 0.0)
+    variance, contrast = _variety(sharp, (1, 2, 2))
+    assert variance == pytest.approx(4 * 0.25) and contrast == pytest.approx(1.0)
+
+
 def test_denoising_skips_bypass_the_bottleneck(results):
     r = _result(results, "denoising")
     m = r.metrics

@@ -220,6 +220,10 @@ def test_noise_shift_errors_rise_with_test_noise(shift):
     assert errors.loc[(0.1, 0.2), "noise floor σ²/2"] == pytest.approx(0.02)
     assert ((errors["share kept on own moon"] > 0.5) & (errors["share kept on own moon"] <= 1)).all()
     assert len(shift.figures["reconstructions"].axes) == 4
+    # the curve lengths are compared by their ratio, without an unmeasured reason
+    ratio = errors.loc[(0.2, 0.2), "decoded curve length"] / errors.loc[(0.1, 0.2), "decoded curve length"]
+    assert f"({ratio:.2f} times as long;" in shift.findings[2]
+    assert "folds back and forth" not in " ".join(shift.findings)
 
 
 def test_train_stack_stacks_same_shape_models_and_reports_divergence():

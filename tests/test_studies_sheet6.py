@@ -190,6 +190,28 @@ def test_gd_vs_sgd_curves_have_matching_lengths_and_axes(results):
     assert np.all(np.diff(by_seconds.lines[0].get_xdata()) > 0)  # seconds accumulate
 
 
+def test_gd_vs_sgd_counts_the_plateau_at_the_start_as_a_leading_run(results):
+    result = results["sheet6-gd-vs-sgd"]
+    runs = result.tables["runs"]
+    first, total = runs["first epochs near the mean predictor"], runs["epochs near the mean predictor (all)"]
+    assert (first <= total).all() and (total <= runs["epochs"]).all()
+    finding = next(f for f in result.findings if f.startswith("Plateau at the start"))
+    for method, n, epochs in zip(runs["method"], first, runs["epochs"]):
+        assert f"{n} of {epochs} ({method}" in finding
+    assert s6t._leading_run([True, True, False, True]) == 2
+    assert s6t._leading_run([False, True, True]) == 0
+    assert s6t._leading_run([True, True]) == 2
+
+
+def test_decoder_curve_findings_give_no_unmeasured_reasons(results):
+    findings = " ".join(results["sheet6-decoder-curves"].findings)
+    assert "zigzag" not in findings and "where the data need it" not in findings
+    table = results["sheet6-decoder-curves"].tables["curves"].set_index(["model", "state"])
+    for arch in s6.ARCHITECTURES:
+        length = table.loc[(arch, "after training"), "curve length"]
+        assert f"({arch}, curve {length:.2f} long)" in findings
+
+
 # --- shared helpers ---------------------------------------------------------------------------
 
 

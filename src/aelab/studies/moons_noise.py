@@ -168,11 +168,10 @@ def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
         f"{at(lo, t_hi, 'share kept on own moon'):.1%}, the reconstructed moons have mean radius "
         f"{at(hi, t_hi, RADIUS):.3f} against {at(lo, t_hi, RADIUS):.3f} (true curve: 1), and the "
         f"decoder's curve is {at(hi, t_hi, 'decoded curve length'):.2f} long against "
-        f"{at(lo, t_hi, 'decoded curve length'):.2f} (the two true half circles: "
-        f"{TRUE_CURVE_LENGTH:.2f}, without the bridge a 1-D code must draw between them)"
-        + ("; the longer curve folds back and forth to reach into the wider noise band."
-           if at(hi, t_hi, "decoded curve length") > 1.1 * at(lo, t_hi, "decoded curve length")
-           else "."),
+        f"{at(lo, t_hi, 'decoded curve length'):.2f} "
+        f"({at(hi, t_hi, 'decoded curve length') / at(lo, t_hi, 'decoded curve length'):.2f} "
+        f"times as long; the two true half circles: {TRUE_CURVE_LENGTH:.2f}, without the bridge "
+        "a 1-D code must draw between them).",
     ]
     n_diverged = int(runs.drop_duplicates(["train noise", "seed"])["diverged"].sum())
     if n_diverged:

@@ -630,14 +630,14 @@ def sheet6_decoder_curves(quick: bool = True, seed: int = 0, *, progress=None, n
         "Straight pieces of the curve over the training codes, before -> after: "
         + "; ".join(f"{a} {pair(a, PIECES, 'd')}"
                     for a in ARCHITECTURES)
-        + ". The PCA-like decoder is affine, so its curve is always one straight segment; the "
-          "ReLU decoders are piecewise linear and bend where the data need it.",
+        + ". The PCA-like decoder is affine, so its curve is always one straight segment; each "
+          "ReLU decoder's curve is piecewise linear.",
     ]
-    farthest = at.xs("after training", level="state")["largest distance point-curve"]
+    after = at.xs("after training", level="state")
     findings.append(
         "After training, the point farthest from its model's curve is "
-        + ", ".join(f"{farthest[a]:.3f} away ({a})" for a in ARCHITECTURES)
-        + ": a 1-D curve cannot pass near every point of a 2-D rectangle, it can only zigzag.")
+        + ", ".join(f"{after.loc[a, 'largest distance point-curve']:.3f} away ({a}, curve "
+                    f"{after.loc[a, 'curve length']:.2f} long)" for a in ARCHITECTURES) + ".")
     metrics = {f"mean_distance_after_{a}": float(at.loc[(a, "after training"), "mean distance point-curve"])
                for a in ARCHITECTURES}
     metrics.update({f"pieces_after_{a}": int(at.loc[(a, "after training"),

@@ -449,6 +449,12 @@ def sheet6_frozen_decoder(quick: bool = True, seed: int = 0, *, progress=None, n
 # --- sheet6-gd-vs-sgd ----------------------------------------------------------------------
 
 
+def _leading_run(flags) -> int:
+    """How many of the first entries of ``flags`` are true in a row (0 if the first is false)."""
+    flags = np.asarray(flags, dtype=bool)
+    return int(np.argmin(flags)) if not flags.all() else len(flags)
+
+
 def _first_reaching(h: History, level: float, axis: list) -> float | None:
     hits = np.nonzero(np.asarray(h.train_loss) <= level)[0]
     return float(axis[hits[0]]) if len(hits) else None
@@ -553,7 +559,7 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int
     rows = []
     for name, h in histories.items():
         run = runs[name]
-        plateau = np.asarray(h.train_loss) >= COLLAPSE_SHARE * floor
+        near_mean = np.asarray(h.train_loss) >= COLLAPSE_SHARE * floor
         rows.append({
             "method": name, "optimizer": run["optimizer"], "batch size": run["batch_size"],
             "lr": run["lr"], "epochs": h.epochs, "optimizer steps": len(h.step_loss),
@@ -563,7 +569,8 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int
             f"MSE after {same_seconds:.2f} s": _loss_at(h, h.seconds, same_seconds),
             "examples to reach PCA's MSE": _first_reaching(h, pca_mse, h.examples_seen),
             "seconds to reach PCA's MSE": _first_reaching(h, pca_mse, h.seconds),
-            "epochs near the mean predictor": int(plateau.sum()),
+            "first epochs near the mean predictor": _leading_run(near_mean),
+            "epochs near the mean predictor (all)": int(near_mean.sum()),
             "ends collapsed to the mean": collapsed(final[name], floor),
         })
     table = pd.DataFrame(rows)
@@ -591,9 +598,13 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int
         + ", ".join(f"{t.loc[m, f'MSE after {same_seconds:.2f} s']:.4f} ({m})" for m in names) + ".",
         f"Reaching PCA's MSE ({pca_mse:.4f}, the best linear code): "
         + "; ".join(reach(m) for m in names) + ".",
-        "Epochs spent near the mean predictor (MSE >= "
-        f"{COLLAPSE_SHARE:.0%} of {floor:.3f}, the plateau at the start): "
-        + ", ".join(f"{t.loc[m, 'epochs near the mean predictor']} of {t.loc[m, 'epochs']} ({m})"
+        "Plateau at the start, i.e. the first epochs in a row with a mean loss near the mean "
+        f"predictor's (>= {COLLAPSE_SHARE:.0%} of {floor:.3f}): "
+        + ", ".join(f"{t.loc[m, 'first epochs near the mean predictor']} of {t.loc[m, 'epochs']} "
+                    f"({m}"
+                    + (f"; {t.loc[m, 'epochs near the mean predictor (all)']} such epochs in all)"
+                       if t.loc[m, "epochs near the mean predictor (all)"]
+                       > t.loc[m, "first epochs near the mean predictor"] else ")")
                     for m in names)
         + "; still there at the end: "
         + (", ".join(m for m in names if t.loc[m, "ends collapsed to the mean"]) or "none") + ".",

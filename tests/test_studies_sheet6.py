@@ -203,6 +203,16 @@ def test_gd_vs_sgd_counts_the_plateau_at_the_start_as_a_leading_run(results):
     assert s6t._leading_run([True, True]) == 2
 
 
+def test_gd_vs_sgd_findings_follow_an_overridden_gd_length():
+    result = s6t.sheet6_gd_vs_sgd(quick=True, epochs=2, architecture="small", gd_epochs=1)
+    runs = result.tables["runs"].set_index("method")
+    assert runs["optimizer steps"].tolist() == [1, 24, 24]
+    assert "the same number of optimizer steps" not in " ".join(result.findings)
+    assert result.findings[1].startswith("With 1 optimizer steps (full-batch GD), 24 optimizer steps")
+    # GD saw 100 examples, fewer than the 192 the others saw: no made-up loss for it
+    assert "not reached (full-batch GD stopped after 100 examples)" in result.findings[0]
+
+
 def test_decoder_curve_findings_give_no_unmeasured_reasons(results):
     findings = " ".join(results["sheet6-decoder-curves"].findings)
     assert "zigzag" not in findings and "where the data need it" not in findings

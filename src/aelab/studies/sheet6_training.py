@@ -461,9 +461,11 @@ def _first_reaching(h: History, level: float, axis: list) -> float | None:
 
 
 def _loss_at(h: History, axis: list, x: float) -> float:
-    """The loss after the last epoch that ended at or before ``x`` on ``axis`` (NaN if none)."""
-    i = int(np.searchsorted(np.asarray(axis, dtype=float), x, side="right")) - 1
-    return float(h.train_loss[i]) if i >= 0 else float("nan")
+    """The loss after the last epoch that ended at or before ``x`` on ``axis``; NaN if none did,
+    or if the run stopped before ``x``."""
+    axis = np.asarray(axis, dtype=float)
+    i = int(np.searchsorted(axis, x, side="right")) - 1
+    return float(h.train_loss[i]) if i >= 0 and axis[-1] >= x else float("nan")
 
 
 def _gd_figure(histories: dict[str, History], levels: dict[str, float], n: int, arch: str):
@@ -583,15 +585,23 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int
             return f"{name} never"
         return f"{name} after {int(ex):,} examples ({sec:.2f} s)"
 
+    at_examples = t[f"MSE after {same_examples} examples"]
+
+    def loss_after_examples(m):
+        if math.isnan(at_examples[m]):
+            return f"not reached ({m} stopped after {t.loc[m, 'examples seen']:,} examples)"
+        return f"{at_examples[m]:.4f} ({m})"
+
+    steps = t["optimizer steps"]
     findings = [
-        f"After the same {same_examples:,} examples ({cfg['epochs']} epochs), the MSE is "
-        + ", ".join(f"{t.loc[m, f'MSE after {same_examples} examples']:.4f} ({m})"
-                    for m in names)
-        + (f": per example seen, the {steps_per_epoch} noisy small steps per epoch beat one exact "
-           "full-batch step." if t.loc[names[1], f"MSE after {same_examples} examples"]
-           < t.loc[names[0], f"MSE after {same_examples} examples"] else
+        f"After the same {same_examples:,} examples ({cfg['epochs']} mini-batch epochs), the MSE is "
+        + ", ".join(loss_after_examples(m) for m in names)
+        + ("." if math.isnan(at_examples[names[0]]) else
+           f": per example seen, the {steps_per_epoch} noisy small steps per epoch beat one exact "
+           "full-batch step." if at_examples[names[1]] < at_examples[names[0]] else
            ": per example seen, full-batch GD is not behind here."),
-        f"With the same number of optimizer steps ({t.loc[names[0], 'optimizer steps']:,}), "
+        (f"With the same number of optimizer steps ({steps.iloc[0]:,}), " if steps.nunique() == 1
+         else "With " + ", ".join(f"{steps[m]:,} optimizer steps ({m})" for m in names) + ", ")
         + ", ".join(f"{m} ends at {t.loc[m, 'final MSE']:.4f} after {t.loc[m, 'seconds']:.2f} s"
                     for m in names)
         + f"; after {same_seconds:.2f} s (the fastest run's total), the MSE is "

@@ -170,6 +170,19 @@ def test_denoising_skips_bypass_the_bottleneck(results):
     assert r.config["sigma"] == 0.3 and r.config["clip"] == [0.0, 1.0]
 
 
+@pytest.mark.parametrize("name, key", [("ae-vs-pca", "error_vs_bottleneck"), ("denoising", "skips")])
+def test_log_axes_are_labelled_with_plain_numbers(results, name, key):
+    fig = _result(results, name).figures[key]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+              if t.get_text()]
+    assert len(labels) >= 2
+    for text in labels:
+        float(text)  # "0.02", not "$\\mathdefault{2\\times10^{-2}}$"
+
+
 def test_denoising_training_inputs_are_clipped_to_the_data_range():
     from aelab.studies.images_latent import denoising_objective
 

@@ -60,6 +60,7 @@ def loss_curves(histories: Mapping[str, History] | History, *, per_step: bool = 
     ax.set_ylabel("loss on the step's batch (MSE)" if per_step else "mean loss per epoch (MSE)")
     if log:
         ax.set_yscale("log")
+        plain_log_ticks(ax)
     ax.set_title(title or ("Loss per optimizer step" if per_step else "Loss per epoch"))
     ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)

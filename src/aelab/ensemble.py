@@ -29,7 +29,7 @@ import logging
 import numbers
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -49,6 +49,7 @@ from aelab.train import (
     _diverged_message,
     _progress_bar,
     resolve_device,
+    run_config,
     train_autoencoder,
 )
 
@@ -838,11 +839,8 @@ def _train_members(members, models, plans, trains, tests, cfgs, histories, devic
     stacked_histories = []
     for i in members:
         model = models[i]
-        stacked_histories.append(History(config={
-            **asdict(cfgs[i]), "model": type(model).__name__,
-            "model_args": dict(getattr(model, "init_args", {})),
-            "n_train": len(trains[i]), "device": str(device), "ensemble_size": K,
-        }))
+        stacked_histories.append(History(config=run_config(
+            cfgs[i], model, len(trains[i]), device, ensemble_size=K)))
     diverged = _train_stack(
         [plans[i] for i in members], X, cfgs[members[0]], stacked_histories,
         lrs=[cfgs[i].lr for i in members], sigmas=sigmas, generators=generators,
@@ -864,9 +862,7 @@ def _train_alone(model, train, test, cfg: TrainConfig, device, progress, on_dive
     except TrainingDiverged as error:
         if on_diverge == "raise":
             raise
-        history = History(config={**asdict(cfg), "model": type(model).__name__,
-                                  "model_args": dict(getattr(model, "init_args", {})),
-                                  "n_train": len(train), "device": str(device),
-                                  "diverged": str(error)})
+        history = History(config=run_config(cfg, model, len(train), device,
+                                            diverged=str(error)))
     history.config["ensemble_size"] = 1
     return history

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from aelab._checks import (
@@ -31,6 +30,7 @@ from aelab._checks import (
     check_positive_int,
 )
 from aelab.data import Dataset
+from aelab.losses import mse_reconstruction
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,14 @@ Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def reconstruction_objective(model: nn.Module, x: torch.Tensor, target: torch.Tensor):
     """Mean squared error between ``model(x)`` and ``target`` over all elements."""
-    return F.mse_loss(model(x), target)
+    return mse_reconstruction(model(x), target)
+
+
+def run_config(cfg: TrainConfig, model: nn.Module, n_train: int, device, **extra) -> dict:
+    """What a :class:`History` records about its run: the settings, model and data size."""
+    return {**asdict(cfg), "model": type(model).__name__,
+            "model_args": dict(getattr(model, "init_args", {})),
+            "n_train": n_train, "device": str(device), **extra}
 
 
 def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig, *,
@@ -217,11 +224,7 @@ def fit(model: nn.Module, train: Dataset, objective: Objective, cfg: TrainConfig
     batch_size = min(cfg.batch_size, n)
     n_used = n - n % batch_size if cfg.drop_last else n
 
-    history = History(config={
-        **asdict(cfg), "model": type(model).__name__,
-        "model_args": dict(getattr(model, "init_args", {})),
-        "n_train": n, "device": str(device), **(extra_config or {}),
-    })
+    history = History(config=run_config(cfg, model, n, device, **(extra_config or {})))
     frozen = _part(model, cfg.freeze) if cfg.freeze else None
     if cfg.reinit:
         _part(model, cfg.reinit)
@@ -586,7 +589,7 @@ def mmd_objective(mmd_weight: float, kernel: str, bandwidths) -> Objective:
         if key not in h2_by_device:
             h2_by_device[key] = torch.tensor(bandwidths, dtype=z.dtype, device=z.device).pow(2)
         prior = torch.randn_like(z)
-        return F.mse_loss(x_hat, target) + mmd_weight * mmd_unchecked(z, prior, kernel,
+        return mse_reconstruction(x_hat, target) + mmd_weight * mmd_unchecked(z, prior, kernel,
                                                                       h2_by_device[key])
 
     return objective

@@ -375,12 +375,12 @@ def digits_bottleneck(quick: bool = True, seed: int = 0, *, dataset: str = "digi
         syn_rows, shape, n=n_show, cell_labels=syn_cells, col_labels=range(1, n_show + 1),
         xlabel="synthetic sample; red: the forest's label and its probability",
         ylabel="Gaussian mixture on the codes",
-        title=f"Synthetic digits decoded from GMM samples of the codes")
+        title="Synthetic digits decoded from GMM samples of the codes")
     figures["synthetic_labels"] = _label_histogram(
         clf, samples, test.y, title=f"The forest's labels for {n_synthetic} synthetic digits per size")
 
     findings = [
-        f"Test reconstruction MSE is "
+        "Test reconstruction MSE is "
         + ", ".join(f"{mse[b]:.4f} at bottleneck {b}" for b in bottlenecks)
         + f" (predicting the mean image: {baseline:.4f}); bottleneck {bottlenecks[-1]} loses "
         f"{100 * mse[bottlenecks[-1]] / baseline:.1f}% of the test variance, bottleneck "

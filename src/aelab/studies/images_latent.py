@@ -213,7 +213,7 @@ def vae_vs_ae(quick: bool = True, seed: int = 0, *, dataset: str = "digits", mni
     figures = {
         "latent": fig,
         "manifold": _manifold_figure(
-            {f"AE: grid over its codes' 1-99% range": (decoded_grids["AE"], *grids["AE"]),
+            {"AE: grid over its codes' 1-99% range": (decoded_grids["AE"], *grids["AE"]),
              "VAE: grid over +-2 sd of the prior": (decoded_grids["VAE"], *grids["VAE"])},
             shape, m, title=f"{train.name}: images decoded over a {m}x{m} grid of latent values"),
         "samples": plots.image_grid(

@@ -23,7 +23,7 @@ def eval_mode(model: nn.Module):
     was_training = model.training
     model.eval()
     try:
-        yield next(model.parameters()).device
+        yield next(model.parameters(), torch.empty(0)).device  # CPU for a parameter-free module
     finally:
         model.train(was_training)
 

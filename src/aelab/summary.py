@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from aelab._checks import check_positive_int
+from aelab.evaluate import eval_mode
 
 __all__ = ["LayerRow", "ModelSummary", "summary"]
 
@@ -136,18 +137,15 @@ def summary(model: nn.Module, input_shape) -> ModelSummary:
             result.rows.append(LayerRow(name, type(module).__name__, _shape(output), own))
         return hook
 
-    was_training = model.training
     try:
         for name, module in model.named_modules():
             if name and not any(True for _ in module.children()):
                 handles.append(module.register_forward_hook(record(name)))
-        model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
 
     result.total_params = sum(p.numel() for p in model.parameters())
     result.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -30,6 +30,7 @@ from aelab._checks import (
     check_positive_int,
 )
 from aelab.data import Dataset
+from aelab.evaluate import eval_mode
 from aelab.losses import mse_reconstruction
 
 logger = logging.getLogger(__name__)
@@ -363,11 +364,8 @@ def _run_epochs(model, X, n_used, batch_size, objective, optimizer, scheduler, c
 
 @torch.no_grad()
 def evaluate_objective(model, objective, x, target) -> float:
-    was_training = model.training
-    model.eval()
-    value = float(objective(model, x, target))
-    model.train(was_training)
-    return value
+    with eval_mode(model):
+        return float(objective(model, x, target))
 
 
 def train_autoencoder(model: nn.Module, train: Dataset, *, epochs: int, batch_size: int,

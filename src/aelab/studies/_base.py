@@ -53,7 +53,6 @@ def study(name: str, summary: str):
         if name in REGISTRY:
             raise ValueError(f"study {name!r} is registered twice.")
         REGISTRY[name] = Study(name, summary, func)
-        func.study_name = name
         return func
 
     return register

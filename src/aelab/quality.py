@@ -202,7 +202,7 @@ def coverage(generated, real, *, k: int = 3) -> Coverage:
 # the noise-free curve of sklearn.datasets.make_moons (and aelab.data.moons_curve):
 # moon 0 is the upper half of the unit circle around (0, 0), moon 1 the lower half
 # of the unit circle around (1, 0.5)
-_MOON_CENTRES = ((0.0, 0.0), (1.0, 0.5))
+MOON_CENTRES = ((0.0, 0.0), (1.0, 0.5))
 _MOON_SIDES = (1.0, -1.0)  # sign of y - centre_y on each moon's arc
 
 
@@ -238,7 +238,7 @@ def distance_to_moons(X) -> tuple[torch.Tensor, torch.Tensor]:
     """
     X = as_matrix("X", X, 2, "two moons are 2-D").double()
     per_moon = torch.stack([_distance_to_half_circle(X, c, s)
-                            for c, s in zip(_MOON_CENTRES, _MOON_SIDES)], 1)  # (n, 2)
+                            for c, s in zip(MOON_CENTRES, _MOON_SIDES)], 1)  # (n, 2)
     distance, moon = per_moon.min(1)
     return distance.float(), moon
 

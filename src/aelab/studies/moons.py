@@ -21,7 +21,7 @@ from aelab.baselines import PCA
 from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder
 from aelab.plots import new_figure, plain_log_ticks, reconstruction_panel
-from aelab.quality import distance_to_moons
+from aelab.quality import MOON_CENTRES, distance_to_moons
 from aelab.studies._base import StudyResult, study
 from aelab.studies._common import (
     COLLAPSE_SHARE,
@@ -36,8 +36,6 @@ from aelab.train import History
 
 # test sets are drawn from seed + TEST_SEED_OFFSET, which no training set in these studies uses
 TEST_SEED_OFFSET = 10_000
-# centres of the two noise-free half circles of sklearn's make_moons (radius 1); moon 0, moon 1
-MOON_CENTRES = torch.tensor([[0.0, 0.0], [1.0, 0.5]])
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -68,7 +66,7 @@ def diverged(history: History) -> bool:
 def moon_radius(X: torch.Tensor) -> float:
     """Mean distance of points from the centre of their nearest moon (1 on the noise-free curve)."""
     _, moon = distance_to_moons(X)
-    return float((X - MOON_CENTRES[moon]).norm(dim=1).mean())
+    return float((X - torch.tensor(MOON_CENTRES, dtype=X.dtype)[moon]).norm(dim=1).mean())
 
 
 def draw_moons_curve(ax, label: str = "noise-free moons") -> None:

@@ -15,6 +15,7 @@ from aelab import data, evaluate, quality
 from aelab._seed import seeded
 from aelab.baselines import PCA, CodeSampler
 from aelab.checkpoint import load, save
+from aelab.construct import construction_width, memorizing_autoencoder
 from aelab.ensemble import train_many
 from aelab.evaluate import classifier_agreement, reconstruction_error
 from aelab.losses import mmd
@@ -50,6 +51,8 @@ __all__ = [
     "VAE",
     "conv_output_size",
     "summary",
+    "memorizing_autoencoder",
+    "construction_width",
     # training
     "train_autoencoder",
     "train_many",

@@ -13,6 +13,7 @@ import importlib
 
 from aelab import data, evaluate, quality
 from aelab._seed import seeded
+from aelab.backprop import backprop_table
 from aelab.baselines import PCA, CodeSampler
 from aelab.checkpoint import load, save
 from aelab.construct import construction_width, memorizing_autoencoder
@@ -51,6 +52,7 @@ __all__ = [
     "VAE",
     "conv_output_size",
     "summary",
+    "backprop_table",
     "memorizing_autoencoder",
     "construction_width",
     # training

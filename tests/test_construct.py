@@ -55,8 +55,10 @@ def test_encoder_is_a_linear_projection_onto_codes_in_minus_one_one():
     model = memorizing_autoencoder(X, dtype=torch.float64)
     with torch.no_grad():
         z = model.encode(X)[:, 0]
-        # linear everywhere, also far outside the data: encode(a + b) = encode(a) + encode(b) - encode(0)
-        a, b = 10 * torch.randn(20, 3, dtype=torch.float64), 10 * torch.randn(20, 3, dtype=torch.float64)
+        # linear everywhere, also far outside the data:
+        # encode(a + b) = encode(a) + encode(b) - encode(0)
+        a = 10 * torch.randn(20, 3, dtype=torch.float64)
+        b = 10 * torch.randn(20, 3, dtype=torch.float64)
         zero = torch.zeros(1, 3, dtype=torch.float64)
         lhs = model.encode(a + b)
         rhs = model.encode(a) + model.encode(b) - model.encode(zero)

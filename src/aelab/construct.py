@@ -256,7 +256,7 @@ def _check_distinct(X: np.ndarray) -> None:
 
 
 def _separating_direction(X: np.ndarray) -> np.ndarray:
-    """Unit direction whose projections of ``X`` need the least hinge cancellation to interpolate."""
+    """Unit direction whose projections of ``X`` need the least hinge cancellation."""
     n, d = X.shape
     if d == 1:
         return np.ones(1)

@@ -49,6 +49,19 @@ def setting_list(name: str, values, quick: bool, quick_values: Sequence,
     return values
 
 
+def split3(ds: data.Dataset, seed: int = 0, validation: float = 0.2,
+           test: float = 0.2) -> tuple[data.Dataset, data.Dataset, data.Dataset]:
+    """(train, validation, test): select settings on validation, report on test.
+
+    >>> train, val, test = split3(data.moons(100))
+    >>> len(train), len(val), len(test)
+    (60, 20, 20)
+    """
+    rest, test_set = data.split(ds, test_size=test, seed=seed)
+    train, val = data.split(rest, test_size=validation / (1 - test), seed=seed + 1)
+    return train, val, test_set
+
+
 # --- baselines ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,737 @@
+"""Experiments as data: sweep settings over seeds, get one tidy table, test the differences.
+
+:func:`sweep` is the one way to run many trainings. It crosses a grid of model
+and training settings with seeds, trains every trial (those of one shape
+together, through :func:`aelab.train_many`), measures each trained model, and
+returns :class:`Runs`: a pandas table with one row per trial, plus the
+statistics every finding is built from: a confidence interval over seeds
+(:meth:`Runs.summary`), paired or Welch t-tests with Holm's correction
+(:meth:`Runs.compare`) and the best setting with the set indistinguishable
+from it (:meth:`Runs.best`).
+
+A trial's numbers do not depend on which other trials share its stack: a
+member of a stack is trained bit for bit as it would be alone (see
+:func:`aelab.train_many`), so adding a setting to a grid never changes the
+results of the others.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from torch import nn
+
+from aelab._seed import seeded
+from aelab.baselines import PCA
+from aelab.data import Dataset
+from aelab.ensemble import train_many
+from aelab.evaluate import reconstruction_error
+from aelab.train import (
+    History,
+    TrainConfig,
+    TrainingDiverged,
+    train_autoencoder,
+    train_mmd_autoencoder,
+    train_vae,
+)
+
+__all__ = ["sweep", "Runs", "Best", "TrialContext", "setting_label", "compare_sentence",
+           "p_value_text", "TRAINING_NAMES", "OBJECTIVES"]
+
+# training settings a grid (or ``**training``) may name, with their defaults
+_CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
+                    if f.name not in ("seed", "epochs", "batch_size")}
+OBJECTIVES = {
+    # objective -> (training function, its own settings and their defaults)
+    "reconstruction": (train_autoencoder, {}),
+    "vae": (train_vae, {"beta": 1.0, "likelihood": "auto"}),
+    "mmd": (train_mmd_autoencoder, {"mmd_weight": 1.0, "kernel": "imq", "bandwidths": None}),
+}
+TRAINING_NAMES = ("epochs", "batch_size", *_CONFIG_DEFAULTS, "objective",
+                  *(name for _, extra in OBJECTIVES.values() for name in extra))
+# settings train_many takes per member; a trial with any other setting away from its default
+# (or another objective) is trained on its own with its objective's training function
+_PER_MEMBER = ("lr", "noise_sigma")
+_STACK_SHARED = ("epochs", "batch_size", "optimizer", "lr_schedule")
+_BUILT_IN = ("train_mse", "val_mse", "test_mse", "mean_mse", "pca_mse")
+
+
+@dataclass
+class TrialContext:
+    """What a metric function sees besides the trained model.
+
+    Attributes
+    ----------
+    params : dict
+        The trial's grid values.
+    seed : int
+    train, validation, test : Dataset or None
+        The data the trial was trained on and held out from it.
+    history : History
+    """
+
+    params: dict
+    seed: int
+    train: Dataset
+    validation: Dataset | None
+    test: Dataset | None
+    history: History
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _grid_points(grid) -> tuple[list[dict], list[str]]:
+    """The grid as a list of points (dicts) and the names it sets, in order."""
+    if grid is None:
+        return [{}], []
+    if isinstance(grid, Mapping):
+        names = list(grid)
+        for name, values in grid.items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+                raise TypeError(f"grid[{name!r}] must be a list of values to try, got "
+                                f"{values!r}; write grid={{{name!r}: [{values!r}]}} for one value.")
+            if len(values) == 0:
+                raise ValueError(f"grid[{name!r}] is empty; list at least one value to try, "
+                                 "or leave the name out of the grid.")
+        points = [dict(zip(names, combo)) for combo in
+                  itertools.product(*(_plain_values(grid[n]) for n in names))]
+        return points, names
+    if isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
+        if len(grid) == 0:
+            raise ValueError("grid is an empty list; give at least one point (a dict of settings).")
+        names: list[str] = []
+        for i, point in enumerate(grid):
+            if not isinstance(point, Mapping):
+                raise TypeError(f"grid[{i}] must be a dict of settings, got {point!r}.")
+            names.extend(n for n in point if n not in names)
+        return [dict(point) for point in grid], names
+    raise TypeError(f"grid must be a dict of name -> list of values, or a list of dicts; "
+                    f"got {type(grid).__name__}.")
+
+
+def _plain_values(values) -> list:
+    """Grid values as plain Python scalars (numpy scalars would leak into the table and keys)."""
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _factory_names(model: Callable) -> tuple[set[str], bool]:
+    """The keyword names ``model`` accepts, and whether it accepts any (``**kwargs``)."""
+    try:
+        parameters = inspect.signature(model).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: accept anything
+        return set(), True
+    names = {p.name for p in parameters
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _check_names(names, model) -> set[str]:
+    """The grid names that go to the model factory; refuse names nobody takes."""
+    accepted, any_name = _factory_names(model)
+    to_model = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"grid names must be strings, got {name!r}.")
+        if name in accepted or (any_name and name not in TRAINING_NAMES):
+            to_model.add(name)
+        elif name not in TRAINING_NAMES:
+            raise ValueError(
+                f"grid name {name!r} is neither an argument of the model factory "
+                f"({', '.join(sorted(accepted)) or 'none'}) nor a training setting "
+                f"({', '.join(TRAINING_NAMES)}).")
+    return to_model
+
+
+def _check_seeds(seeds) -> list[int]:
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be a count >= 1 or a list of seeds, got {seeds}.")
+        return list(range(int(seeds)))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
+        raise TypeError(f"seeds must be a count or a list of ints, got {seeds!r}.")
+    seeds = _plain_values(seeds)
+    if not seeds:
+        raise ValueError("seeds is an empty list; give at least one seed (or a count).")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
+            raise ValueError(f"seeds must hold ints >= 0, got {s!r} in {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds lists a seed twice: {seeds!r}; each seed is one trial.")
+    return [int(s) for s in seeds]
+
+
+def _check_metrics(metrics) -> dict[str, Callable]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must map names to functions f(model, context) -> float, "
+                        f"got {type(metrics).__name__}.")
+    for name, fn in metrics.items():
+        if not callable(fn):
+            raise TypeError(f"metrics[{name!r}] must be a function f(model, context) -> float, "
+                            f"got {fn!r}.")
+        if name in _BUILT_IN or name in ("seed", "steps", "seconds", "diverged"):
+            raise ValueError(f"metrics[{name!r}] would replace a built-in column; "
+                             f"choose another name (built in: {', '.join(_BUILT_IN)}).")
+    return dict(metrics)
+
+
+def _dataset(name: str, source, params: dict, seed: int, required: bool):
+    """``source`` itself, or what it returns for this trial when it is a callable."""
+    if source is None:
+        if required:
+            raise ValueError(f"{name} is required: a Dataset or a function (params, seed) -> Dataset.")
+        return None
+    ds = source(params, seed) if callable(source) and not isinstance(source, Dataset) else source
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"{name} must be an aelab.data.Dataset or a function (params, seed) -> "
+                        f"Dataset; got {type(ds).__name__}.")
+    return ds
+
+
+# --------------------------------------------------------------------------- the trials
+
+
+@dataclass
+class _Trial:
+    params: dict
+    seed: int
+    model: nn.Module
+    settings: dict  # every training setting, defaults filled in
+    train: Dataset
+    validation: Dataset | None
+    test: Dataset | None
+    history: History | None = None
+    diverged: bool = False
+
+    @property
+    def monitor(self) -> Dataset | None:  # evaluated after every epoch: validation, else test
+        return self.validation if self.validation is not None else self.test
+
+    def stackable(self) -> bool:
+        s = self.settings
+        return (s["objective"] == "reconstruction"
+                and all(s[k] == _CONFIG_DEFAULTS[k] for k in _CONFIG_DEFAULTS
+                        if k not in _PER_MEMBER and k not in _STACK_SHARED))
+
+
+def _settings(training: dict, params: dict) -> dict:
+    settings = {**_CONFIG_DEFAULTS, "objective": "reconstruction", **training}
+    settings.update({k: v for k, v in params.items() if k in TRAINING_NAMES})
+    objective = settings["objective"]
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
+    for name, default in OBJECTIVES[objective][1].items():
+        settings.setdefault(name, default)
+    for other, (_, extra) in OBJECTIVES.items():
+        stray = [k for k in extra if k in settings and other != objective
+                 and k not in OBJECTIVES[objective][1]]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} only apply to objective={other!r}, but this "
+                             f"trial trains objective={objective!r}.")
+    for name in ("epochs", "batch_size"):
+        if name not in settings:
+            raise ValueError(f"sweep needs {name}= (as a keyword or in the grid).")
+    return settings
+
+
+def _train_stacks(trials: list[_Trial], device, progress) -> None:
+    """Train every trial in place: stackable ones with train_many, by shared settings."""
+    groups: dict[tuple, list[_Trial]] = {}
+    for trial in trials:
+        if trial.stackable():
+            key = tuple(trial.settings[k] for k in _STACK_SHARED)
+            groups.setdefault(key, []).append(trial)
+        else:
+            _train_alone(trial, device, progress)
+    for key, members in groups.items():
+        shared = dict(zip(_STACK_SHARED, key))
+        histories = train_many(
+            [t.model for t in members], [t.train for t in members],
+            seeds=[t.seed for t in members], lr=[t.settings["lr"] for t in members],
+            noise_sigma=[t.settings["noise_sigma"] for t in members],
+            test=[t.monitor for t in members], device=device, progress=progress,
+            on_diverge="restore", **shared)
+        for trial, history in zip(members, histories):
+            trial.history = history
+            trial.diverged = "diverged" in history.config
+
+
+def _train_alone(trial: _Trial, device, progress) -> None:
+    s = trial.settings
+    train_fn, extra = OBJECTIVES[s["objective"]]
+    kwargs = {k: s[k] for k in ("epochs", "batch_size", *_CONFIG_DEFAULTS, *extra)}
+    try:
+        trial.history = train_fn(trial.model, trial.train, test=trial.monitor, seed=trial.seed,
+                                 device=device, progress=progress, **kwargs)
+    except TrainingDiverged as error:
+        trial.history = History(config={"diverged": str(error)})
+        trial.diverged = True
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _mean_mse(train: Dataset, X: torch.Tensor) -> float:
+    return float(((X - train.X.mean(0)) ** 2).mean())
+
+
+def _measure(trial: _Trial, metrics: dict, pcas: dict) -> dict:
+    """One row of the table: the trial's numbers (NaN where it diverged)."""
+    h = trial.history
+    row = {"steps": len(h.step_loss),
+           "seconds": h.seconds[-1] / h.config.get("ensemble_size", 1) if h.seconds else 0.0,
+           "diverged": trial.diverged}
+    report = trial.test if trial.test is not None else trial.validation
+    nan = float("nan")
+    row["train_mse"] = nan if trial.diverged else reconstruction_error(trial.model, trial.train.X)
+    for name, ds in (("val_mse", trial.validation), ("test_mse", trial.test)):
+        if ds is not None:
+            row[name] = nan if trial.diverged else reconstruction_error(trial.model, ds.X)
+    if report is not None:
+        row["mean_mse"] = _mean_mse(trial.train, report.X)
+        k = getattr(trial.model, "bottleneck_size", None)
+        if isinstance(k, int) and k < trial.train.n_features and trial.train.X.ndim == 2:
+            key = (id(trial.train), id(report), k)
+            if key not in pcas:
+                pcas[key] = PCA(k).fit(trial.train.X).reconstruction_error(report.X)
+            row["pca_mse"] = pcas[key]
+    context = TrialContext(trial.params, trial.seed, trial.train, trial.validation, trial.test, h)
+    for name, fn in metrics.items():
+        if trial.diverged:
+            row[name] = nan
+            continue
+        value = fn(trial.model, context)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"metrics[{name!r}] returned {value!r} for {setting_label(trial.params)}"
+                             f", seed {trial.seed}; a metric must return a finite number.")
+        row[name] = float(value)
+    return row
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validation=None,
+          test=None, metrics: Mapping[str, Callable] | None = None, device=None,
+          progress=None, keep_models: bool = True, **training) -> Runs:
+    """Train every grid point with every seed; return one row per trial.
+
+    Parameters
+    ----------
+    model : callable
+        Builds one trial's model from its grid values that are model arguments, e.g.
+        ``lambda hidden_size, layers: Autoencoder(2, 1, hidden_size, layers)``. It is
+        called under :func:`aelab.seeded` with the trial's seed, so the seed fixes the
+        initial weights.
+    data : Dataset or callable
+        The training set, or ``f(params, seed) -> Dataset`` when it varies with the
+        grid (size, noise) or the seed.
+    grid : dict of name -> list, or list of dicts, optional
+        Settings to cross (a dict: every combination) or to list (dicts: exactly these
+        points). A name is an argument of ``model`` or a training setting:
+        ``epochs``, ``batch_size``, ``lr``, ``optimizer``, ``lr_schedule``,
+        ``noise_sigma``, ``objective`` (``"reconstruction"``, ``"vae"``, ``"mmd"``) and
+        the objectives' own (``beta``, ``mmd_weight``, ``kernel``...).
+    seeds : int or list of int
+        How many seeds (``0 .. seeds - 1``) or which. A seed fixes the initial weights,
+        the data order and the input noise.
+    validation, test : Dataset or callable, optional
+        Held-out data, as ``data``. Select settings on ``val_mse`` and report
+        ``test_mse`` (:meth:`Runs.best` does both). The per-epoch loss in each
+        History is on ``validation`` when given, else on ``test``.
+    metrics : dict of name -> callable, optional
+        Extra columns: ``f(model, context) -> float`` with a :class:`TrialContext`.
+        Built in: ``train_mse``, ``val_mse``, ``test_mse``, ``mean_mse`` (answering the
+        training mean, on the test set or else the validation set), ``pca_mse`` (PCA
+        with the model's bottleneck size, fitted on the training set), ``steps``,
+        ``seconds`` and ``diverged``.
+    device : str or torch.device, optional
+        Where to train; default as :func:`aelab.train_many`.
+    progress : bool, optional
+        Progress bars; by default only when stderr is a terminal.
+    keep_models : bool
+        Keep the trained models in :attr:`Runs.models` (else ``None`` entries).
+    **training
+        Training settings shared by every trial (``epochs`` and ``batch_size`` are
+        required, here or in the grid).
+
+    Returns
+    -------
+    Runs
+
+    Notes
+    -----
+    Trials whose settings :func:`aelab.train_many` takes per model (``lr``,
+    ``noise_sigma``) and that share the rest train together in stacks; other
+    objectives and options train one after another. A trial whose loss stops
+    being finite is kept with ``diverged=True`` and NaN metrics.
+
+    Examples
+    --------
+    >>> import aelab
+    >>> train, test = aelab.data.split(aelab.data.moons(200), seed=0)
+    >>> runs = sweep(lambda hidden_size: aelab.Autoencoder(2, 1, hidden_size, 1), train,
+    ...              test=test, grid={"hidden_size": [8, 16]}, seeds=3, epochs=5, batch_size=32)
+    >>> len(runs.table), list(runs.summary("test_mse")["n"])
+    (6, [3, 3])
+    """
+    if not callable(model):
+        raise TypeError(f"model must be a function that builds a model from grid values, "
+                        f"got {type(model).__name__}.")
+    points, names = _grid_points(grid)
+    seeds = _check_seeds(seeds)
+    metrics = _check_metrics(metrics)
+    overlap = [k for k in training if k in names]
+    if overlap:
+        raise ValueError(f"{', '.join(overlap)} is set both in the grid and as a keyword; "
+                         "set each name in one place.")
+    unknown = [k for k in training if k not in TRAINING_NAMES]
+    if unknown:
+        raise ValueError(f"unknown training setting {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(TRAINING_NAMES)}.")
+    to_model = _check_names(names, model)
+
+    trials = []
+    for params in points:
+        settings = _settings(training, params)
+        model_args = {k: v for k, v in params.items() if k in to_model}
+        for seed in seeds:
+            with seeded(seed):
+                built = model(**model_args)
+            if not isinstance(built, nn.Module):
+                raise TypeError(f"model({setting_label(model_args)}) returned "
+                                f"{type(built).__name__}; it must return a torch.nn.Module.")
+            trials.append(_Trial(
+                params, seed, built, settings, _dataset("data", data, params, seed, True),
+                _dataset("validation", validation, params, seed, False),
+                _dataset("test", test, params, seed, False)))
+    _train_stacks(trials, device, progress)
+    pcas: dict = {}
+    rows = [{**t.params, "seed": t.seed, **_measure(t, metrics, pcas)} for t in trials]
+    table = pd.DataFrame(rows)
+    front = [*names, "seed", *[c for c in _BUILT_IN if c in table], *metrics]
+    table = table[front + [c for c in table.columns if c not in front]]
+    return Runs(table, [t.model if keep_models else None for t in trials],
+                [t.history for t in trials], names)
+
+
+# --------------------------------------------------------------------------- Runs
+
+
+def setting_label(setting: Mapping) -> str:
+    """``{"lr": 0.001, "layers": 2}`` as ``"lr=0.001, layers=2"`` (``"all"`` when empty)."""
+    return ", ".join(f"{k}={v}" for k, v in setting.items()) or "all"
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (scipy has only BH/BY in false_discovery_control).
+
+    The i-th smallest p is multiplied by (m - i), then made monotone and capped at 1.
+    """
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(np.where(np.isnan(p), np.inf, p))
+    m = int((~np.isnan(p)).sum())
+    adjusted = np.full_like(p, np.nan)
+    running = 0.0
+    for rank, i in enumerate(order[:m]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass
+class Best:
+    """The best setting of a metric and the settings a test cannot tell from it.
+
+    Attributes
+    ----------
+    metric : str
+    setting : dict
+        The grid values of the setting with the best mean.
+    mean, ci_low, ci_high : float
+    n : int
+        Seeds behind the mean.
+    indistinguishable : list of dict
+        Settings whose difference from the best is not significant at ``alpha``
+        after Holm's correction (the best itself not included).
+    comparison : pandas.DataFrame
+        :meth:`Runs.compare` against the best.
+    """
+
+    metric: str
+    setting: dict
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    indistinguishable: list = field(default_factory=list)
+    comparison: pd.DataFrame | None = None
+
+    @property
+    def label(self) -> str:
+        return setting_label(self.setting)
+
+
+class Runs:
+    """The trials of a sweep: one table, the models, the histories, and their statistics.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per trial: the grid values, ``seed``, the metrics, ``steps``,
+        ``seconds`` (the trial's share of its stack's wall time) and ``diverged``.
+    models : list of nn.Module or None
+        In the order of the table's rows.
+    histories : list of History
+    grid_names : list of str
+    """
+
+    def __init__(self, table: pd.DataFrame, models: list, histories: list,
+                 grid_names: Sequence[str]):
+        self.table = table.reset_index(drop=True)
+        self.models = list(models)
+        self.histories = list(histories)
+        self.grid_names = list(grid_names)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        return (f"Runs({len(self)} trials, grid {self.grid_names or 'none'}, "
+                f"seeds {sorted(self.table['seed'].unique().tolist())})")
+
+    def where(self, **values) -> Runs:
+        """The trials whose grid values equal ``values``, e.g. ``runs.where(lr=1e-3)``."""
+        mask = np.ones(len(self.table), dtype=bool)
+        for name, value in values.items():
+            if name not in self.table:
+                raise ValueError(f"where: {name!r} is not a column; columns: "
+                                 f"{', '.join(self.table.columns)}.")
+            column = self.table[name]
+            mask &= column.isna().to_numpy() if value is None else (column == value).to_numpy()
+        index = np.flatnonzero(mask)
+        return Runs(self.table.iloc[index], [self.models[i] for i in index],
+                    [self.histories[i] for i in index], self.grid_names)
+
+    # ---- statistics
+
+    def _by(self, by) -> list[str]:
+        by = self.grid_names if by is None else [by] if isinstance(by, str) else list(by)
+        for name in by:
+            if name not in self.table:
+                raise ValueError(f"by: {name!r} is not a column; grid names: "
+                                 f"{', '.join(self.grid_names) or 'none'}.")
+        return by
+
+    def _metric(self, metric: str) -> str:
+        if metric not in self.table or self.table[metric].dtype == object:
+            numeric = [c for c in self.table.columns if c not in self.grid_names
+                       and c != "seed" and pd.api.types.is_numeric_dtype(self.table[c])]
+            raise ValueError(f"metric {metric!r} is not a numeric column; available: "
+                             f"{', '.join(numeric)}.")
+        return metric
+
+    def _groups(self, metric: str, by: list[str]):
+        """(setting dict, Series of the metric indexed by seed) per setting, in table order."""
+        if not by:
+            yield {}, self.table.set_index("seed")[metric]
+            return
+        for key, part in self.table.groupby(by, sort=False, dropna=False):
+            key = key if isinstance(key, tuple) else (key,)
+            setting = {k: (None if _isna(v) else v) for k, v in zip(by, key)}
+            yield setting, part.set_index("seed")[metric]
+
+    def summary(self, metric: str, by=None, level: float = 0.95) -> pd.DataFrame:
+        """Mean, standard deviation, n and a t confidence interval of ``metric`` per setting.
+
+        Diverged trials (NaN) are left out of the mean and counted in ``n_diverged``.
+
+        >>> import pandas as pd
+        >>> runs = Runs(pd.DataFrame({"lr": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
+        ...                           "mse": [1.0, 3.0, 2.0, 2.0]}), [None] * 4, [None] * 4, ["lr"])
+        >>> runs.summary("mse")[["lr", "mean", "n"]].values.tolist()
+        [[1.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
+        """
+        metric, by = self._metric(metric), self._by(by)
+        rows = []
+        for setting, values in self._groups(metric, by):
+            finite = values.dropna().to_numpy(dtype=float)
+            n = len(finite)
+            mean = finite.mean() if n else np.nan
+            std = finite.std(ddof=1) if n > 1 else np.nan
+            low = high = np.nan
+            if n > 1:
+                sem = std / math.sqrt(n)
+                low, high = (mean, mean) if sem == 0 else stats.t.interval(level, n - 1, mean, sem)
+            rows.append({**setting, "mean": mean, "std": std, "n": n,
+                         "n_diverged": int(values.isna().sum()), "ci_low": low, "ci_high": high})
+        return pd.DataFrame(rows)
+
+    def compare(self, metric: str, by=None, against="best", lower_is_better: bool = True,
+                alpha: float = 0.05) -> pd.DataFrame:
+        """Test the differences of ``metric`` between settings.
+
+        Two settings that share at least two seeds are compared by a paired t-test
+        over their shared seeds (:func:`scipy.stats.ttest_rel`), others by Welch's
+        t-test (:func:`scipy.stats.ttest_ind`). The p-values of one call are
+        Holm-corrected together (``p_holm``); ``significant`` is ``p_holm < alpha``.
+
+        Parameters
+        ----------
+        metric : str
+        by : str or list of str, optional
+            The columns that define a setting; default the grid names.
+        against : "best", "all" or dict
+            Compare the best setting (by mean) with each other one, every pair, or
+            the given setting (e.g. the default) with each other one.
+        lower_is_better : bool
+            Which end of the metric is best.
+        alpha : float
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per pair (``a`` the reference): labels ``a``/``b``, the ``by``
+            values as ``NAME_a``/``NAME_b``, ``mean_a``, ``mean_b``, ``diff``
+            (b - a), ``ratio`` (b / a), ``effect_size`` (Cohen's d: of the paired
+            differences, or over the pooled standard deviation), ``test``, ``n_a``,
+            ``n_b``, ``n_pairs``, ``p``, ``p_holm``, ``significant``.
+        """
+        metric, by = self._metric(metric), self._by(by)
+        groups = [(s, v.dropna()) for s, v in self._groups(metric, by)]
+        if len(groups) < 2:
+            return pd.DataFrame(columns=["a", "b", "mean_a", "mean_b", "diff", "ratio",
+                                         "effect_size", "test", "n_a", "n_b", "n_pairs", "p",
+                                         "p_holm", "significant"])
+        means = np.array([v.mean() if len(v) else np.nan for _, v in groups])
+        if isinstance(against, Mapping):
+            matches = [i for i, (s, _) in enumerate(groups)
+                       if all(s.get(k) == v for k, v in against.items())]
+            if len(matches) != 1:
+                raise ValueError(f"against={dict(against)!r} matches {len(matches)} settings; "
+                                 f"it must name exactly one (settings: "
+                                 f"{'; '.join(setting_label(s) for s, _ in groups)}).")
+            pairs = [(matches[0], j) for j in range(len(groups)) if j != matches[0]]
+        elif against == "best":
+            scores = np.where(np.isnan(means), np.inf, means if lower_is_better else -means)
+            ref = int(np.argmin(scores))
+            pairs = [(ref, j) for j in range(len(groups)) if j != ref]
+        elif against == "all":
+            pairs = list(itertools.combinations(range(len(groups)), 2))
+        else:
+            raise ValueError(f"against must be 'best', 'all' or a dict naming one setting, "
+                             f"got {against!r}.")
+        rows = [_test_pair(groups[i], groups[j], by) for i, j in pairs]
+        table = pd.DataFrame(rows)
+        table["p_holm"] = _holm(table["p"].to_numpy())
+        table["significant"] = table["p_holm"] < alpha
+        return table
+
+    def best(self, metric: str, by=None, lower_is_better: bool = True,
+             alpha: float = 0.05) -> Best:
+        """The setting with the best mean ``metric`` and those indistinguishable from it.
+
+        Select on validation data (``val_mse``) and report the chosen setting on
+        test data: ``runs.where(**best.setting).summary("test_mse")``.
+        """
+        summary = self.summary(metric, by)
+        if summary["n"].sum() == 0:
+            raise ValueError(f"best: no trial has a finite {metric!r} (all diverged?).")
+        scores = summary["mean"].where(summary["n"] > 0)
+        pick = scores.idxmin() if lower_is_better else scores.idxmax()
+        row = summary.loc[pick]
+        by = self._by(by)
+        # one-row records keep each column's own type (a row Series would upcast ints to float)
+        record = summary.loc[[pick], by].to_dict("records")[0]
+        setting = {k: (None if _isna(v) else _plain(v)) for k, v in record.items()}
+        comparison = self.compare(metric, by, against=setting, lower_is_better=lower_is_better,
+                                  alpha=alpha)
+        same = comparison[~comparison["significant"]] if len(comparison) else comparison
+        indistinguishable = [{k: _plain(r[f"{k}_b"]) for k in by} for _, r in same.iterrows()]
+        return Best(metric, setting, float(row["mean"]), float(row["ci_low"]),
+                    float(row["ci_high"]), int(row["n"]), indistinguishable, comparison)
+
+
+def _isna(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _test_pair(a, b, by: list[str]) -> dict:
+    (sa, va), (sb, vb) = a, b
+    shared = va.index.intersection(vb.index)
+    row = {"a": setting_label(sa), "b": setting_label(sb),
+           **{f"{k}_a": sa[k] for k in by}, **{f"{k}_b": sb[k] for k in by},
+           "mean_a": va.mean(), "mean_b": vb.mean(), "n_a": len(va), "n_b": len(vb)}
+    row["diff"] = row["mean_b"] - row["mean_a"]
+    row["ratio"] = row["mean_b"] / row["mean_a"] if row["mean_a"] else np.nan
+    if len(shared) >= 2 and va.index.is_unique and vb.index.is_unique:
+        x, y = va[shared].to_numpy(float), vb[shared].to_numpy(float)
+        d = y - x
+        row.update(test="paired t", n_pairs=len(shared))
+        sd = d.std(ddof=1)
+        row["effect_size"] = d.mean() / sd if sd > 0 else (0.0 if d.mean() == 0 else np.inf)
+        row["p"] = 1.0 if sd == 0 and d.mean() == 0 else (
+            0.0 if sd == 0 else float(stats.ttest_rel(y, x).pvalue))
+    else:
+        x, y = va.to_numpy(float), vb.to_numpy(float)
+        row.update(test="Welch t", n_pairs=0)
+        if len(x) >= 2 and len(y) >= 2:
+            pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
+            row["effect_size"] = (y.mean() - x.mean()) / pooled if pooled > 0 else np.nan
+            row["p"] = float(stats.ttest_ind(y, x, equal_var=False).pvalue) if pooled > 0 else (
+                1.0 if y.mean() == x.mean() else 0.0)
+        else:
+            row["effect_size"], row["p"] = np.nan, np.nan
+    return row
+
+
+def p_value_text(p: float) -> str:
+    """``p = 0.031``, ``p = 2.1e-05`` or ``p not computable``: never rounded onto 0.05."""
+    if _isna(p):
+        return "p not computable"
+    return f"p = {p:.3f}" if p >= 0.001 else f"p = {p:.1e}"
+
+
+def compare_sentence(row: Mapping, metric: str = "error", fmt: str = ".4g",
+                     lower_is_better: bool = True) -> str:
+    """One :meth:`Runs.compare` row as a sentence that states its test and calls a
+    difference only when the corrected test does.
+
+    >>> compare_sentence({"a": "lr=0.01", "b": "lr=0.1", "mean_a": 0.1, "mean_b": 0.3,
+    ...                   "test": "paired t", "n_pairs": 5, "n_a": 5, "n_b": 5, "p_holm": 0.01,
+    ...                   "significant": True}, "test MSE")
+    'lr=0.01 has lower test MSE than lr=0.1: 0.1 vs 0.3 (paired t-test over 5 seeds, Holm-corrected p = 0.010).'
+    """
+    a, b, ma, mb = row["a"], row["b"], row["mean_a"], row["mean_b"]
+    n = (f"{row['n_pairs']} seeds" if row["test"] == "paired t"
+         else f"{row['n_a']} and {row['n_b']} seeds")
+    test = f"{'paired' if row['test'] == 'paired t' else 'Welch'} t-test over {n}"
+    p_text = f"Holm-corrected {p_value_text(row['p_holm'])}"
+    if not row["significant"]:
+        return (f"{a} and {b} are indistinguishable in {metric} at "
+                f"{n}: {ma:{fmt}} vs {mb:{fmt}} ({test}, {p_text}).")
+    better_a = (ma < mb) == lower_is_better
+    word = "lower" if (ma < mb) == better_a else "higher"
+    first, second = (a, b) if better_a else (b, a)
+    m1, m2 = (ma, mb) if better_a else (mb, ma)
+    return f"{first} has {word} {metric} than {second}: {m1:{fmt}} vs {m2:{fmt}} ({test}, {p_text})."

@@ -100,3 +100,15 @@ def test_interrupted_write_leaves_no_report(tmp_path, monkeypatch):
         report.write(result, tmp_path)
     assert not (tmp_path / "report.html").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_report_leads_with_each_studys_answer(tmp_path):
+    results = [StudyResult("first", findings=["a finding"], answer="answer one, p = 0.01"),
+               StudyResult("second", findings=["only a finding"])]
+    html = report.write(results, tmp_path).read_text(encoding="utf-8")
+    top = html.index('id="answers"')
+    assert top < html.index('<section id="first"')
+    assert top < html.index("answer one, p = 0.01") < html.index('<section id="first"')
+    # without an answer, the first finding stands in for it
+    assert html.index("only a finding") < html.index('<section id="second"')
+    assert 'name="viewport"' in html

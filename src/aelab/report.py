@@ -35,6 +35,9 @@ th { background: #f0f0f0; } .findings li { margin: 0.3em 0; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 nav ul { columns: 2; } .wide { overflow-x: auto; } .summary { color: #555; font-style: italic; }
 figcaption { color: #777; font-size: 0.8em; }
+.answers { background: #f7f9fc; border: 1px solid #cdd7e5; padding: 0.6em 1em; }
+.answers th { text-align: left; white-space: nowrap; vertical-align: top; background: none; }
+.answers td { text-align: left; } .answer { font-weight: 600; }
 """
 
 _PACKAGES = ("aelab", "torch", "numpy", "scikit-learn", "matplotlib", "pandas")
@@ -81,6 +84,8 @@ def _section(result: StudyResult, out_dir: Path) -> str:
     parts = [f'<section id="{escape(sid)}"><h2>{escape(result.name)}</h2>']
     if result.name in REGISTRY:
         parts.append(f'<p class="summary">{escape(REGISTRY[result.name].summary)}</p>')
+    if result.answer:
+        parts.append(f'<p class="answer">{escape(result.answer)}</p>')
     if result.findings:
         items = "".join(f"<li>{escape(str(f))}</li>" for f in result.findings)
         parts.append(f'<h3>Findings</h3><ul class="findings">{items}</ul>')
@@ -128,15 +133,22 @@ def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "a
                json.dumps({"created": created, "versions": versions, "studies": metrics},
                           indent=2, sort_keys=True))
 
+    answers = "".join(
+        f'<tr><th><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></th>'
+        f"<td>{escape(r.answer or (r.findings[0] if r.findings else 'no finding'))}</td></tr>"
+        for r in results)
     toc = "".join(f'<li><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></li>'
                   for r in results)
     version_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
                            for k, v in versions.items())
     html = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>{escape(title)}</h1>
 <p>Created {escape(created)}; {len(results)} {"study" if len(results) == 1 else "studies"}.</p>
+<div class="answers" id="answers"><h2>Answers</h2>
+<table>{answers}</table></div>
 <nav><h2>Contents</h2><ul>{toc}</ul></nav>
 {"".join(sections)}
 <h2>Library versions</h2><table>{version_rows}</table>

@@ -13,10 +13,11 @@ from aelab.studies.moons_generative import moons_code_gmm, moons_mmd
 from aelab.studies.moons_noise import moons_noise_shift
 from aelab.studies.images import ae_vs_pca, digits_bottleneck
 from aelab.studies.images_latent import denoising, vae_vs_ae
+from aelab.studies.cnn_classifier import cnn_classifier
 
 __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencoder",
            "sheet6_architectures", "sheet6_pca", "sheet6_decoder_curves", "sheet6_memorize",
            "sheet6_frozen_decoder", "sheet6_gd_vs_sgd",
            "moons_hyperparameters", "moons_reproducibility", "moons_code_gmm", "moons_mmd",
            "moons_noise_shift",
-           "digits_bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising"]
+           "digits_bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier"]

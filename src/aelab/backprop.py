@@ -36,7 +36,8 @@ def _sigmoid(z):
 _NUMPY_ACTIVATIONS = {
     "sigmoid": (_sigmoid, lambda z: _sigmoid(z) * (1.0 - _sigmoid(z))),
     "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
-    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(np.float64)),  # f'(0) = 0, as torch
+    # relu'(0) = 0, as torch takes it
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(np.float64)),
     "identity": (lambda z: z, np.ones_like),
 }
 _TORCH_ACTIVATIONS = {
@@ -208,7 +209,8 @@ def _as_array(name: str, value) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of numbers, got {value!r} ({err}).") from None
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values: {arr.tolist()}; pass finite numbers.")
+        raise ValueError(f"{name} contains NaN or infinite values: {arr.tolist()}; "
+                         "pass finite numbers.")
     return arr
 
 
@@ -225,7 +227,8 @@ def _as_vector(name: str, value, what: str) -> np.ndarray:
 def _validated_network(weights, biases, x, y):
     for name, seq in (("weights", weights), ("biases", biases)):
         if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray)):
-            raise TypeError(f"{name} must be a list with one entry per layer, got {type(seq).__name__}.")
+            raise TypeError(f"{name} must be a list with one entry per layer, "
+                            f"got {type(seq).__name__}.")
     if len(weights) == 0:
         raise ValueError("weights is empty; pass at least one matrix W^2.")
     if len(biases) != len(weights):
@@ -243,8 +246,8 @@ def _validated_network(weights, biases, x, y):
             raise ValueError(f"layer {layer}: weights[{i}] (W^{layer}) must be a 2-D matrix, "
                              f"got shape {W.shape}.{hint}")
         if W.shape[1] != fan_in:
-            raise ValueError(f"layer {layer}: weights[{i}] (W^{layer}) has shape {W.shape} but {source}; "
-                             f"W^{layer} needs {fan_in} columns.")
+            raise ValueError(f"layer {layer}: weights[{i}] (W^{layer}) has shape {W.shape} but "
+                             f"{source}; W^{layer} needs {fan_in} columns.")
         b = _as_vector(f"biases[{i}] (b^{layer})", b, f"a vector of {W.shape[0]}")
         if b.shape[0] != W.shape[0]:
             raise ValueError(f"layer {layer}: biases[{i}] (b^{layer}) has shape {b.shape} but "

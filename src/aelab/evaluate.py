@@ -256,13 +256,16 @@ class MeanCI(NamedTuple):
 def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> MeanCI:
     """Percentile bootstrap confidence interval of the mean of ``values`` (1-D).
 
-    Resamples ``values`` with replacement ``n_boot`` times and returns the mean
-    and the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the
-    resampled means (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13).
+    :func:`scipy.stats.bootstrap` resamples ``values`` with replacement ``n_boot``
+    times; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
+    quantiles of the resampled means (Efron & Tibshirani, "An Introduction to
+    the Bootstrap", 1993, ch. 13).
 
     >>> bootstrap_ci(torch.ones(10))
     MeanCI(mean=1.0, low=1.0, high=1.0)
     """
+    from scipy import stats
+
     values = torch.as_tensor(values, dtype=torch.float64).flatten().cpu()
     if len(values) < 1:
         raise ValueError("values must hold at least one number, got none.")
@@ -272,16 +275,11 @@ def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0)
     if not level < 1:
         raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level}.")
     check_int("seed", seed, 0)
-    n = len(values)
-    g = torch.Generator().manual_seed(seed)
-    means = []
-    step = max(1, 2**22 // n)  # resamples drawn at once, bounding the index matrix's memory
-    for start in range(0, n_boot, step):
-        idx = torch.randint(n, (min(step, n_boot - start), n), generator=g)
-        means.append(values[idx].mean(1))
-    alpha = (1 - level) / 2
-    low, high = torch.quantile(torch.cat(means), torch.tensor([alpha, 1 - alpha], dtype=torch.float64))
-    return MeanCI(float(values.mean()), float(low), float(high))
+    x = values.numpy()
+    batch = max(1, 2**22 // len(x))  # resamples drawn at once, bounding the index matrix's memory
+    ci = stats.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=level,
+                         method="percentile", rng=seed, batch=batch).confidence_interval
+    return MeanCI(float(x.mean()), float(ci.low), float(ci.high))
 
 
 def reconstruction_error_ci(model, X, n_boot: int = 1000, level: float = 0.95,

@@ -22,6 +22,7 @@ from aelab.checkpoint import save
 from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.models import Autoencoder
 from aelab.studies import REGISTRY, StudyResult
+from aelab.studies._base import data_studies, parse_setting
 from aelab.train import train_autoencoder
 
 BUILTIN_DATA = {
@@ -94,13 +95,48 @@ def _study_options(func, args) -> dict:
     return {k: v for k, v in options.items() if v is not None and k in accepted}
 
 
+def _default_studies(user_data) -> list[str]:
+    """What ``aelab run`` runs when no study is named: every question once (a generic
+    study that has a course preset runs as that preset), or, with ``--data``, every
+    study that can take the user's data."""
+    if user_data is not None:
+        kinds = ("any", "image") if user_data.image_shape is not None else ("any",)
+        return [n for n in data_studies() if REGISTRY[n].data in kinds]
+    presets = {s.preset_of for s in REGISTRY.values()}
+    return [n for n in REGISTRY if n not in presets]
+
+
+def _settings_overrides(names, pairs) -> dict[str, dict]:
+    """``--set name=value`` pairs parsed for each chosen study's settings dataclass."""
+    overrides = {name: {} for name in names}
+    for text in pairs or ():
+        for name in names:
+            cls = REGISTRY[name].settings
+            if cls is None:
+                raise ValueError(f"--set {text}: study {name!r} has no settings to set.")
+            try:
+                key, value = parse_setting(cls, text)
+            except ValueError as err:
+                raise ValueError(f"--set for study {name!r}: {err}") from None
+            overrides[name][key] = value
+    return overrides
+
+
 def cmd_run(args) -> int:
-    names = args.studies or list(REGISTRY)
+    user_data = data.load(args.data) if args.data else None
+    names = args.studies or _default_studies(user_data)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         print(f"aelab run: unknown study {', '.join(map(repr, unknown))}. Valid names:\n  "
               + "\n  ".join(REGISTRY), file=sys.stderr)
         return 2
+    if len(set(names)) != len(names):
+        raise ValueError(f"a study is named twice: {' '.join(names)}; name each once.")
+    if user_data is not None:
+        refusing = [n for n in names if REGISTRY[n].data is None]
+        if refusing:
+            raise ValueError(f"--data: {', '.join(refusing)} cannot run on your data; studies "
+                             f"that can: {', '.join(data_studies())}.")
     show = _show_progress(args)
     options = {name: _study_options(REGISTRY[name].run, args) for name in names}
     if (args.dataset or args.mnist_root) and not any(options.values()):
@@ -108,6 +144,10 @@ def cmd_run(args) -> int:
               "none of the chosen studies uses them.", file=sys.stderr)
     if any(o.get("dataset") == "mnist" for o in options.values()):
         _check_mnist_files(args.mnist_root)
+    for name, settings in _settings_overrides(names, args.set).items():
+        options[name].update(settings)
+        if user_data is not None:
+            options[name]["data"] = user_data
     with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
         return _run_studies(names, options, args, show, out_dir)
 
@@ -123,7 +163,7 @@ def _run_studies(names, options, args, show, out_dir) -> int:
         result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
         result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
         results.append(result)
-    which = (f"all {len(names)} studies" if not args.studies
+    which = (f"all {len(names)} studies" if not args.studies and not args.data
              else ", ".join(names) if len(names) <= 3 else f"{len(names)} studies")
     settings = "full (course) settings" if args.full else "quick settings"
     path = report.write(results, out_dir, title=f"aelab run: {which}, {settings}, seed {args.seed}")
@@ -221,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the MNIST IDX files train-images-idx3-ubyte.gz, "
                         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
                         "t10k-labels-idx1-ubyte.gz (gzipped or not); implies --dataset mnist")
+    p.add_argument("--data", metavar="FILE",
+                   help="run on your data (.npy/.npz/.csv); without STUDY names, runs every "
+                        "study that takes it")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override a study setting (repeatable), e.g. --set seeds=10; an "
+                        "unknown name lists the valid ones")
     _add_common(p)
     p.set_defaults(func=cmd_run)
 

@@ -17,10 +17,14 @@ results of the others.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import functools
 import inspect
 import itertools
+import logging
 import math
 import numbers
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -30,6 +34,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from aelab import store as _store
 from aelab._seed import seeded
 from aelab.baselines import PCA
 from aelab.data import Dataset
@@ -44,8 +49,10 @@ from aelab.train import (
     train_vae,
 )
 
-__all__ = ["sweep", "Runs", "Best", "TrialContext", "setting_label", "compare_sentence",
-           "p_value_text", "TRAINING_NAMES", "OBJECTIVES"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["sweep", "Runs", "Best", "TrialContext", "SweepProgress", "setting_label",
+           "compare_sentence", "p_value_text", "TRAINING_NAMES", "OBJECTIVES"]
 
 # training settings a grid (or ``**training``) may name, with their defaults
 _CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
@@ -63,6 +70,10 @@ TRAINING_NAMES = ("epochs", "batch_size", *_CONFIG_DEFAULTS, "objective",
 _PER_MEMBER = ("lr", "noise_sigma")
 _STACK_SHARED = ("epochs", "batch_size", "optimizer", "lr_schedule")
 _BUILT_IN = ("train_mse", "val_mse", "test_mse", "mean_mse", "pca_mse")
+# trials per unit of work: large enough that stacking pays (tiny models train ~2x faster
+# per trial at 128 than at 16), small enough that a crash loses little and that a sweep
+# of a few hundred trials still gives every worker several stacks
+_STACK_SIZE = 128
 
 
 @dataclass
@@ -206,13 +217,19 @@ def _dataset(name: str, source, params: dict, seed: int, required: bool):
 class _Trial:
     params: dict
     seed: int
-    model: nn.Module
     settings: dict  # every training setting, defaults filled in
+    model_args: dict  # the grid values that go to the model factory
+    identity: dict  # the model: class, init_args (or parameter shapes), factory arguments
     train: Dataset
     validation: Dataset | None
     test: Dataset | None
+    model: nn.Module | None = None  # built when its stack is sent
+    key: str | None = None  # in the store
+    data_fp: str | None = None  # fingerprint of its train/validation/test data
     history: History | None = None
     diverged: bool = False
+    result: dict | None = None  # the measured columns of its table row
+    stored: object = None  # a StoredTrial when the store already holds it
 
     @property
     def monitor(self) -> Dataset | None:  # evaluated after every epoch: validation, else test
@@ -223,6 +240,15 @@ class _Trial:
         return (s["objective"] == "reconstruction"
                 and all(s[k] == _CONFIG_DEFAULTS[k] for k in _CONFIG_DEFAULTS
                         if k not in _PER_MEMBER and k not in _STACK_SHARED))
+
+    def group(self) -> tuple:
+        """Trials of one group may share a stack: one shape, the same shared settings."""
+        s = self.settings
+        shared = (tuple(s[k] for k in _STACK_SHARED) if self.stackable()
+                  else _store.dumps({k: v for k, v in s.items()}))
+        monitor = self.monitor
+        return (self.stackable(), shared, _store.dumps(self.identity), len(self.train),
+                self.train.n_features, None if monitor is None else len(monitor))
 
 
 def _settings(training: dict, params: dict) -> dict:
@@ -245,38 +271,69 @@ def _settings(training: dict, params: dict) -> dict:
     return settings
 
 
-def _train_stacks(trials: list[_Trial], device, progress) -> None:
-    """Train every trial in place: stackable ones with train_many, by shared settings."""
+def _identity(built: nn.Module, model_args: dict) -> dict:
+    """What the trial key records of a model: its class, its constructor arguments
+    (or, for a model without ``init_args``, its parameter shapes) and the factory's
+    arguments, which may matter beyond both."""
+    cls = type(built)
+    identity = {"class": f"{cls.__module__}.{cls.__qualname__}", "args": model_args}
+    init_args = getattr(built, "init_args", None)
+    if isinstance(init_args, Mapping):
+        identity["init_args"] = dict(init_args)
+    else:
+        identity["shapes"] = {k: list(v.shape) for k, v in built.state_dict().items()}
+    return identity
+
+
+def _build(model: Callable, trial: _Trial) -> nn.Module:
+    """The trial's model, built under its seed (which fixes the initial weights)."""
+    return _build_seeded(model, trial.model_args, trial.seed)
+
+
+def _build_seeded(model: Callable, model_args: dict, seed: int) -> nn.Module:
+    with seeded(seed):
+        built = model(**model_args)
+    if not isinstance(built, nn.Module):
+        raise TypeError(f"model({setting_label(model_args)}) returned "
+                        f"{type(built).__name__}; it must return a torch.nn.Module.")
+    return built
+
+
+def _plan(model, data, validation, test, points, seeds, training, to_model) -> list[_Trial]:
+    """Every trial of the sweep, in table order; each grid point's model is built once
+    (for its first seed) to learn its shape, the others when their stack is sent."""
+    trials = []
+    for params in points:
+        settings = _settings(training, params)
+        model_args = {k: v for k, v in params.items() if k in to_model}
+        identity = None
+        for seed in seeds:
+            trial = _Trial(params, seed, settings, model_args, {},
+                           _dataset("data", data, params, seed, True),
+                           _dataset("validation", validation, params, seed, False),
+                           _dataset("test", test, params, seed, False))
+            if identity is None:
+                trial.model = _build(model, trial)
+                identity = _identity(trial.model, model_args)
+            trial.identity = identity
+            trials.append(trial)
+    return trials
+
+
+def _chunks(trials: list[_Trial], stack_size: int) -> list[list[_Trial]]:
+    """Trials in stacks of at most ``stack_size``: by group, in table order, near-equal.
+
+    The split depends on the sweep alone, never on the executor or on what a store
+    already holds, so every executor and every resume trains the same stacks."""
     groups: dict[tuple, list[_Trial]] = {}
     for trial in trials:
-        if trial.stackable():
-            key = tuple(trial.settings[k] for k in _STACK_SHARED)
-            groups.setdefault(key, []).append(trial)
-        else:
-            _train_alone(trial, device, progress)
-    for key, members in groups.items():
-        shared = dict(zip(_STACK_SHARED, key))
-        histories = train_many(
-            [t.model for t in members], [t.train for t in members],
-            seeds=[t.seed for t in members], lr=[t.settings["lr"] for t in members],
-            noise_sigma=[t.settings["noise_sigma"] for t in members],
-            test=[t.monitor for t in members], device=device, progress=progress,
-            on_diverge="restore", **shared)
-        for trial, history in zip(members, histories):
-            trial.history = history
-            trial.diverged = "diverged" in history.config
-
-
-def _train_alone(trial: _Trial, device, progress) -> None:
-    s = trial.settings
-    train_fn, extra = OBJECTIVES[s["objective"]]
-    kwargs = {k: s[k] for k in ("epochs", "batch_size", *_CONFIG_DEFAULTS, *extra)}
-    try:
-        trial.history = train_fn(trial.model, trial.train, test=trial.monitor, seed=trial.seed,
-                                 device=device, progress=progress, **kwargs)
-    except TrainingDiverged as error:
-        trial.history = History(config={"diverged": str(error)})
-        trial.diverged = True
+        groups.setdefault(trial.group(), []).append(trial)
+    chunks = []
+    for members in groups.values():
+        n = -(-len(members) // stack_size)  # ceil
+        size = -(-len(members) // n)
+        chunks.extend(members[i:i + size] for i in range(0, len(members), size))
+    return chunks
 
 
 # --------------------------------------------------------------------------- metrics
@@ -287,7 +344,7 @@ def _mean_mse(train: Dataset, X: torch.Tensor) -> float:
 
 
 def _measure(trial: _Trial, metrics: dict, pcas: dict) -> dict:
-    """One row of the table: the trial's numbers (NaN where it diverged)."""
+    """The measured columns of the trial's row (NaN where it diverged)."""
     h = trial.history
     row = {"steps": len(h.step_loss),
            "seconds": h.seconds[-1] / h.config.get("ensemble_size", 1) if h.seconds else 0.0,
@@ -321,12 +378,118 @@ def _measure(trial: _Trial, metrics: dict, pcas: dict) -> dict:
     return row
 
 
+_MEASURED = ("steps", "seconds", "diverged", *_BUILT_IN)
+
+
+def _table(rows: list[dict], names: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Rows as the sweep's table: grid values, seed, built-in metrics, the user's, the rest."""
+    table = pd.DataFrame(rows)
+    front = [*names, "seed", *[c for c in _BUILT_IN if c in table], *metrics]
+    rest = [c for c in ("steps", "seconds", "diverged") if c in table]
+    return table[front + rest + [c for c in table.columns if c not in front and c not in rest]]
+
+
+# --------------------------------------------------------------------------- stored trials
+
+
+def _history_summary(h: History) -> dict:
+    """What the store keeps of a History: everything but the per-step losses."""
+    return {"train_loss": h.train_loss, "test_loss": h.test_loss,
+            "examples_seen": h.examples_seen, "seconds": h.seconds, "config": h.config,
+            "steps": len(h.step_loss)}
+
+
+def _history_from(summary: dict) -> History:
+    return History(train_loss=summary["train_loss"], test_loss=summary["test_loss"],
+                   examples_seen=summary["examples_seen"], seconds=summary["seconds"],
+                   config=summary["config"])
+
+
+def _stored_result(result: dict, metrics: Sequence[str]) -> dict:
+    """A stored row's measured columns, less the metrics this sweep did not ask for."""
+    return {k: v for k, v in result.items() if k in _MEASURED or k in metrics}
+
+
+def _encode_params(value):
+    """Grid values as JSON that decodes to the same Python values (tuples stay tuples)."""
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode_params(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode_params(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode_params(v) for k, v in value.items()}
+    return _plain(value)
+
+
+def _decode_params(value):
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"}:
+            return tuple(_decode_params(v) for v in value["__tuple__"])
+        return {k: _decode_params(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_params(v) for v in value]
+    return value
+
+
+def _stored_model_loader(folder, file: str, key: str, build: Callable[[], nn.Module]):
+    """A loader for a kept model: rebuild it, then load its stored weights."""
+
+    def load() -> nn.Module:
+        built = build()
+        built.load_state_dict(_store.load_weights(folder, file, key))
+        return built.eval()
+
+    return load
+
+
+def _rebuild_from_description(description: dict) -> Callable[[], nn.Module] | None:
+    """A builder for a stored model of one of aelab's classes, or None for other classes."""
+    from aelab.models import MODEL_CLASSES
+
+    module, _, name = description.get("class", "").rpartition(".")
+    cls = MODEL_CLASSES.get(name)
+    if cls is None or cls.__module__ != module or "init_args" not in description:
+        return None
+    return lambda: cls(**description["init_args"])
+
+
+@dataclass
+class SweepProgress:
+    """Passed to a ``progress`` callable after each finished stack.
+
+    Attributes
+    ----------
+    done, total : int
+        Trials finished (reused from the store included) and in the sweep.
+    trained, to_train : int
+        Trials trained so far by this call, and how many it has to train.
+    reused : int
+        Trials the store already held.
+    stack_trials : int
+        Trials in the stack that just finished (0 for the first call, before any).
+    stack_seconds : float
+        Its wall time where it ran.
+    elapsed : float
+        Seconds since the sweep started training.
+    """
+
+    done: int
+    total: int
+    trained: int
+    to_train: int
+    reused: int
+    stack_trials: int
+    stack_seconds: float
+    elapsed: float
+
+
 # --------------------------------------------------------------------------- sweep
 
 
 def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validation=None,
           test=None, metrics: Mapping[str, Callable] | None = None, device=None,
-          progress=None, keep_models: bool = True, **training) -> Runs:
+          progress=None, keep_models: bool = True, store=None, executor="local",
+          stack_size: int = _STACK_SIZE, **training) -> Runs:
     """Train every grid point with every seed; return one row per trial.
 
     Parameters
@@ -335,7 +498,7 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
         Builds one trial's model from its grid values that are model arguments, e.g.
         ``lambda hidden_size, layers: Autoencoder(2, 1, hidden_size, layers)``. It is
         called under :func:`aelab.seeded` with the trial's seed, so the seed fixes the
-        initial weights.
+        initial weights. It is only ever called in this process, so it may be a lambda.
     data : Dataset or callable
         The training set, or ``f(params, seed) -> Dataset`` when it varies with the
         grid (size, noise) or the seed.
@@ -357,13 +520,29 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
         Built in: ``train_mse``, ``val_mse``, ``test_mse``, ``mean_mse`` (answering the
         training mean, on the test set or else the validation set), ``pca_mse`` (PCA
         with the model's bottleneck size, fitted on the training set), ``steps``,
-        ``seconds`` and ``diverged``.
+        ``seconds`` and ``diverged``. Every metric is computed in this process.
     device : str or torch.device, optional
         Where to train; default as :func:`aelab.train_many`.
-    progress : bool, optional
-        Progress bars; by default only when stderr is a terminal.
+    progress : bool or callable, optional
+        A bool: progress bars per stack (in process only), by default only when stderr
+        is a terminal. A callable: called with a :class:`SweepProgress` once before
+        training and after every finished stack (the command line draws its bar so).
     keep_models : bool
-        Keep the trained models in :attr:`Runs.models` (else ``None`` entries).
+        Keep the trained models in :attr:`Runs.models` (else ``None`` entries); with a
+        ``store``, also write each trial's weights beside it (``STORE.models/``).
+    store : str or Path, optional
+        A results file (SQLite; created if absent). Every finished stack is written
+        to it at once, by this process only. Trials it already holds (same model,
+        settings, data and seed, whatever grid they came from) are not trained again:
+        rerun the same call after a crash to resume. :meth:`Runs.load` reads it back.
+    executor : str or concurrent.futures.Executor
+        Where stacks train: ``"local"`` (here, one after another), ``"processes:N"``
+        (N worker processes of one torch thread each), ``"dask:ADDRESS"`` (a running
+        Dask scheduler), ``"dask-local:N"`` (a Dask LocalCluster of N one-thread workers,
+        started and stopped here) or any ``concurrent.futures.Executor``, such as
+        ``distributed.Client(...).get_executor()``. Results do not depend on it.
+    stack_size : int
+        At most this many trials of one shape form one unit of work (a stack).
     **training
         Training settings shared by every trial (``epochs`` and ``batch_size`` are
         required, here or in the grid).
@@ -371,13 +550,18 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
     Returns
     -------
     Runs
+        With ``trained`` and ``reused`` (how many trials came from the store).
 
     Notes
     -----
     Trials whose settings :func:`aelab.train_many` takes per model (``lr``,
     ``noise_sigma``) and that share the rest train together in stacks; other
     objectives and options train one after another. A trial whose loss stops
-    being finite is kept with ``diverged=True`` and NaN metrics.
+    being finite is kept with ``diverged=True`` and NaN metrics. The stacks depend
+    on the sweep only (not on the executor or on what the store holds), and a
+    worker trains from pickled copies of the models built here, so every executor
+    gives the same numbers. Workers use one torch thread; so does this process for
+    the small models where a second thread would only spin (see :mod:`aelab.ensemble`).
 
     Examples
     --------
@@ -403,29 +587,171 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
         raise ValueError(f"unknown training setting {', '.join(map(repr, unknown))}; "
                          f"allowed: {', '.join(TRAINING_NAMES)}.")
     to_model = _check_names(names, model)
+    if isinstance(stack_size, bool) or not isinstance(stack_size, numbers.Integral) \
+            or stack_size < 1:
+        raise ValueError(f"stack_size must be an int >= 1 (trials per unit of work), "
+                         f"got {stack_size!r}.")
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise TypeError(f"progress must be None, a bool or a function of SweepProgress, "
+                        f"got {type(progress).__name__}.")
 
-    trials = []
-    for params in points:
-        settings = _settings(training, params)
-        model_args = {k: v for k, v in params.items() if k in to_model}
-        for seed in seeds:
-            with seeded(seed):
-                built = model(**model_args)
-            if not isinstance(built, nn.Module):
-                raise TypeError(f"model({setting_label(model_args)}) returned "
-                                f"{type(built).__name__}; it must return a torch.nn.Module.")
-            trials.append(_Trial(
-                params, seed, built, settings, _dataset("data", data, params, seed, True),
-                _dataset("validation", validation, params, seed, False),
-                _dataset("test", test, params, seed, False)))
-    _train_stacks(trials, device, progress)
+    trials = _plan(model, data, validation, test, points, seeds, training, to_model)
+    opened = None
+    try:
+        if store is not None:
+            opened = _store.ResultsStore(store)
+            _match_store(opened, trials, names, seeds, training, metrics)
+        chunks = [[t for t in chunk if t.stored is None] for chunk in _chunks(trials, stack_size)]
+        _execute(model, [c for c in chunks if c], executor, metrics, keep_models, device,
+                 progress, opened, len(trials))
+        rows, models, histories = [], [], []
+        for t in trials:
+            if t.stored is None:
+                rows.append({**t.params, "seed": t.seed, **t.result})
+                histories.append(t.history)
+                models.append(t.model if keep_models else None)
+                continue
+            rows.append({**t.params, "seed": t.seed, **_stored_result(t.stored.result, metrics)})
+            histories.append(_history_from(t.stored.history))
+            models.append(_stored_model_loader(opened.models_dir, t.stored.weights, t.key,
+                                               functools.partial(_build, model, t))
+                          if keep_models and t.stored.weights else None)
+    finally:
+        if opened is not None:
+            opened.close()
+    lazy = any(callable(m) and not isinstance(m, nn.Module) for m in models)
+    runs = Runs(_table(rows, names, list(metrics)),
+                _store.LazyModels(models) if lazy else models, histories, names)
+    runs.reused = sum(t.stored is not None for t in trials)
+    runs.trained = len(trials) - runs.reused
+    runs.store = None if store is None else str(store)
+    return runs
+
+
+def _match_store(opened, trials: list[_Trial], names, seeds, training, metrics) -> None:
+    """Key every trial, record the sweep, and mark the trials the store already holds."""
+    fingerprints: dict[int, str | None] = {}
+
+    def fingerprint(ds):
+        if id(ds) not in fingerprints:  # the trials keep their datasets alive: ids are stable
+            fingerprints[id(ds)] = _store.fingerprint(ds)
+        return fingerprints[id(ds)]
+
+    for t in trials:
+        t.data_fp = _store.dumps([fingerprint(t.train), fingerprint(t.validation),
+                                  fingerprint(t.test)])
+        t.key = _store.trial_key(t.identity, _encode_params(t.settings), t.data_fp, t.seed)
+    definition = {"grid_names": list(names), "metrics": list(metrics), "seeds": seeds,
+                  "training": _encode_params(training)}
+    opened.register_sweep(definition, [(t.key, _encode_params(t.params), t.seed)
+                                       for t in trials])
+    found = opened.finished([t.key for t in trials])
+    for t in trials:
+        stored = found.get(t.key)
+        if stored is not None and all(m in stored.result for m in metrics):
+            t.stored = stored
+            t.model = None  # the untrained model built to learn the shape
+    reused = sum(t.stored is not None for t in trials)
+    others = len(found) - reused
+    logger.info("store %s: %d of %d trials already done%s; training %d", opened.path, reused,
+                len(trials), f" ({others} more lack a requested metric)" if others else "",
+                len(trials) - reused)
+
+
+def _execute(model, chunks, executor, metrics, keep_models, device, progress, opened,
+             total: int) -> None:
+    """Send the stacks to the executor, a bounded number at a time; record each as it
+    finishes (metrics here, then one store transaction)."""
+    to_train = sum(len(c) for c in chunks)
+    reused = total - to_train
+    report = progress if callable(progress) else None
+    bars = False if report is not None else progress  # per-stack bars, in process only
     pcas: dict = {}
-    rows = [{**t.params, "seed": t.seed, **_measure(t, metrics, pcas)} for t in trials]
-    table = pd.DataFrame(rows)
-    front = [*names, "seed", *[c for c in _BUILT_IN if c in table], *metrics]
-    table = table[front + [c for c in table.columns if c not in front]]
-    return Runs(table, [t.model if keep_models else None for t in trials],
-                [t.history for t in trials], names)
+    trained = 0
+    start = time.perf_counter()
+    if report is not None:
+        report(SweepProgress(reused, total, 0, to_train, reused, 0, 0.0, 0.0))
+    if not chunks:
+        return
+    with _store.open_executor(executor) as plan:
+        pending: dict = {}
+
+        def submit(chunk):
+            for t in chunk:
+                if t.model is None:
+                    t.model = _build(model, t)
+            pending[plan.executor.submit(_store.run_stack, _task(chunk, device, plan, bars))] = chunk
+
+        def finish():
+            nonlocal trained
+            done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                chunk = pending.pop(future)
+                result = future.result()
+                _record(chunk, result, metrics, pcas, opened, keep_models, plan.name)
+                trained += len(chunk)
+                if report is not None:
+                    report(SweepProgress(reused + trained, total, trained, to_train, reused,
+                                         len(chunk), result.seconds,
+                                         time.perf_counter() - start))
+
+        try:
+            for chunk in chunks:
+                while len(pending) >= plan.in_flight:
+                    finish()
+                submit(chunk)
+            while pending:
+                finish()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _task(chunk: list[_Trial], device, plan, bars) -> _store.StackTask:
+    """One stack as picklable inputs: built models, data, seeds, training arguments."""
+    first = chunk[0]
+    if first.stackable():  # per-member lr and noise; the rest is shared by the group
+        s = first.settings
+        jobs = {**{k: s[k] for k in _STACK_SHARED}, "lr": [t.settings["lr"] for t in chunk],
+                "noise_sigma": [t.settings["noise_sigma"] for t in chunk]}
+    else:
+        jobs = []
+        for t in chunk:
+            train_fn, extra = OBJECTIVES[t.settings["objective"]]
+            jobs.append((train_fn, {k: t.settings[k] for k in
+                                    ("epochs", "batch_size", *_CONFIG_DEFAULTS, *extra)}))
+    return _store.StackTask([t.model for t in chunk], [t.train for t in chunk],
+                            [t.monitor for t in chunk], [t.seed for t in chunk], jobs, device,
+                            False if plan.remote else bars, plan.threads)
+
+
+def _record(chunk: list[_Trial], result: _store.StackResult, metrics, pcas, opened, keep_models,
+            executor_name: str) -> None:
+    """Take a finished stack in: weights into the models built here, metrics, store."""
+    if isinstance(result.states, dict):
+        _store.load_stacked([t.model for t in chunk], result.states)
+    elif result.states is not None:
+        for t, state in zip(chunk, result.states):
+            t.model.load_state_dict(state)
+    for t, history, diverged in zip(chunk, result.histories, result.diverged):
+        t.history, t.diverged = history, diverged
+        t.result = _measure(t, metrics, pcas)
+    if opened is not None:
+        weights = None
+        if keep_models:
+            states = (result.states if isinstance(result.states, dict)
+                      else _store.stacked_states([t.model for t in chunk]))
+            weights = {"keys": [t.key for t in chunk], "state": states}
+        opened.write_stack(
+            [{"key": t.key, "seed": t.seed, "params": _encode_params(t.params),
+              "model": t.identity, "settings": _encode_params(t.settings), "data": t.data_fp,
+              "result": t.result, "history": _history_summary(t.history)} for t in chunk],
+            seconds=result.seconds, executor=executor_name, worker=result.worker,
+            weights=weights)
+    if not keep_models:
+        for t in chunk:
+            t.model = None
 
 
 # --------------------------------------------------------------------------- Runs
@@ -494,17 +820,87 @@ class Runs:
         One row per trial: the grid values, ``seed``, the metrics, ``steps``,
         ``seconds`` (the trial's share of its stack's wall time) and ``diverged``.
     models : list of nn.Module or None
-        In the order of the table's rows.
+        In the order of the table's rows. From a store, models load on first access.
     histories : list of History
+        From a store, without the per-step losses (``step_loss`` is empty).
     grid_names : list of str
+    trained, reused : int
+        Trials this sweep trained, and trials it took from its store.
+    missing : int
+        Trials of the stored sweep not finished yet (:meth:`load` only; else 0).
+    store : str or None
+        The store the trials were written to or read from.
     """
 
     def __init__(self, table: pd.DataFrame, models: list, histories: list,
                  grid_names: Sequence[str]):
         self.table = table.reset_index(drop=True)
-        self.models = list(models)
+        self.models = models if isinstance(models, _store.LazyModels) else list(models)
         self.histories = list(histories)
         self.grid_names = list(grid_names)
+        self.trained, self.reused, self.missing = len(self.table), 0, 0
+        self.store: str | None = None
+
+    @classmethod
+    def load(cls, path, model: Callable[..., nn.Module] | None = None) -> Runs:
+        """The Runs of the last sweep written to the store ``path``.
+
+        The table equals the one :func:`sweep` returned (for a sweep that finished;
+        otherwise it holds the finished trials, and ``missing`` counts the others).
+        Models, when the sweep kept them, load on first access: aelab's own model
+        classes are rebuilt from their stored constructor arguments; other classes
+        need ``model``, the sweep's factory. Histories hold the per-epoch curves.
+
+        Parameters
+        ----------
+        path : str or Path
+            A store written by ``sweep(..., store=path)``; opened read-only.
+        model : callable, optional
+            The sweep's model factory, to rebuild models of classes outside aelab.
+
+        Examples
+        --------
+        >>> import aelab, tempfile
+        >>> path = tempfile.mkdtemp() + "/sweep.sqlite"
+        >>> runs = aelab.sweep(lambda: aelab.LinearAutoencoder(2, 1), aelab.data.moons(64),
+        ...                    seeds=2, epochs=1, batch_size=32, store=path)
+        >>> Runs.load(path).table.equals(runs.table)
+        True
+        """
+        with _store.ResultsStore(path, writable=False) as opened:
+            latest = opened.latest_sweep()
+            if latest is None:
+                raise ValueError(f"store {str(path)!r} holds no sweep yet.")
+            definition, trials = latest
+            found = opened.finished([key for key, _, _ in trials])
+            folder = opened.models_dir
+        names, metrics = definition["grid_names"], definition["metrics"]
+        rows, models, histories, missing = [], [], [], 0
+        for key, params, seed in trials:
+            stored = found.get(key)
+            if stored is None or not all(m in stored.result for m in metrics):
+                missing += 1
+                continue
+            params = _decode_params(params)
+            rows.append({**params, "seed": seed, **_stored_result(stored.result, metrics)})
+            histories.append(_history_from(stored.history))
+            build = _rebuild_from_description(stored.model)
+            if build is None and model is not None:
+                args = _decode_params(stored.model.get("args", {}))
+                build = functools.partial(_build_seeded, model, args, seed)
+            models.append(None if stored.weights is None or build is None else
+                          _stored_model_loader(folder, stored.weights, key, build))
+        if not rows:
+            table = pd.DataFrame(columns=[*names, "seed"])
+        else:
+            table = _table(rows, names, metrics)
+        runs = cls(table, _store.LazyModels(models), histories, names)
+        runs.trained, runs.reused, runs.missing = 0, len(rows), missing
+        runs.store = str(path)
+        if missing:
+            logger.info("store %s: %d of %d trials of its last sweep are not finished", path,
+                        missing, len(trials))
+        return runs
 
     def __len__(self) -> int:
         return len(self.table)
@@ -523,8 +919,10 @@ class Runs:
             column = self.table[name]
             mask &= column.isna().to_numpy() if value is None else (column == value).to_numpy()
         index = np.flatnonzero(mask)
-        return Runs(self.table.iloc[index], [self.models[i] for i in index],
-                    [self.histories[i] for i in index], self.grid_names)
+        models = (self.models.take(index) if isinstance(self.models, _store.LazyModels)
+                  else [self.models[i] for i in index])
+        return Runs(self.table.iloc[index], models, [self.histories[i] for i in index],
+                    self.grid_names)
 
     # ---- statistics
 

@@ -1,0 +1,746 @@
+"""The resumable results store of a sweep, and the executors that run its stacks.
+
+A sweep's unit of work is one *stack*: up to ``stack_size`` trials of one shape,
+trained together by :func:`aelab.train_many`. The coordinating process (the one
+that called :func:`aelab.sweep`) sends stacks to an executor, measures what
+comes back, and writes each finished stack to the store in one transaction.
+Workers never touch the store, so SQLite only ever sees one writer (Optuna's
+issue tracker shows SQLite failing with many concurrent writers).
+
+The store is one SQLite file (stdlib :mod:`sqlite3`), with a versioned schema:
+
+``meta``
+    ``format`` (``aelab-sweep-store``), ``schema_version``, ``created``.
+``trials``
+    One row per finished trial, keyed by :func:`trial_key`: the grid values, the
+    seed, the model and its arguments, every training setting, the data
+    fingerprint, the measured values (the table row), a summary of its History
+    (per-epoch curves and config, without the per-step losses), and the file
+    holding its weights when the sweep kept models.
+``stacks``
+    When each stack finished, its wall time, where it ran and the aelab and
+    torch versions that ran it.
+``sweeps`` / ``sweep_trials``
+    Each distinct sweep definition run against the store and its trials in
+    order, so that :meth:`aelab.Runs.load` rebuilds the table of the latest one
+    and ``aelab sweep --status`` says what is missing.
+
+Weights, when kept, go to a folder beside the store (``sweep.sqlite.models/``):
+one ``torch.save`` file of plain tensors per stack, read back with
+``weights_only=True``, so loading a store never runs code from it.
+
+Executors: ``"local"`` (in process), ``"processes:N"`` (N worker processes, one
+torch thread each), ``"dask:ADDRESS"`` (a running Dask scheduler),
+``"dask-local:N"`` (a :class:`distributed.LocalCluster` started and stopped
+here), or any :class:`concurrent.futures.Executor`, e.g. the one
+``distributed.Client.get_executor()`` returns for a SLURM cluster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import re
+import sqlite3
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from aelab._files import atomic_path
+from aelab.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ResultsStore", "SCHEMA_VERSION", "open_executor", "trial_key", "fingerprint",
+           "LazyModels", "EXECUTOR_FORMS"]
+
+FORMAT = "aelab-sweep-store"
+SCHEMA_VERSION = 1
+# seconds to wait for a lock held by another process, or for a Dask scheduler to answer
+TIMEOUT_S = 10.0
+# SQLite's default limit on bound parameters is 999 in old builds; stay under it
+_IN_CHUNK = 900
+
+EXECUTOR_FORMS = ('"local"', '"processes:N"', '"dask:ADDRESS"', '"dask-local:N"',
+                  "a concurrent.futures.Executor")
+
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE stacks (
+    id INTEGER PRIMARY KEY,
+    finished TEXT NOT NULL,      -- UTC, ISO 8601
+    seconds REAL NOT NULL,       -- wall time of the stack where it ran
+    n_trials INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    worker TEXT NOT NULL,        -- host:pid that trained it
+    aelab_version TEXT NOT NULL,
+    torch_version TEXT NOT NULL
+);
+CREATE TABLE trials (
+    key TEXT PRIMARY KEY,        -- trial_key(): model, settings, data and seed
+    seed INTEGER NOT NULL,
+    params TEXT NOT NULL,        -- JSON: grid values of the sweep that trained it
+    model TEXT NOT NULL,         -- JSON: class, init_args, factory arguments
+    settings TEXT NOT NULL,      -- JSON: every training setting, defaults filled in
+    data TEXT NOT NULL,          -- fingerprint of the train/validation/test data
+    result TEXT NOT NULL,        -- JSON: the measured columns of the table row
+    history TEXT NOT NULL,       -- JSON: per-epoch History curves and config
+    weights TEXT,                -- file under the models folder, or NULL
+    stack INTEGER NOT NULL REFERENCES stacks(id)
+);
+CREATE TABLE sweeps (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE, -- hash of the definition and its ordered trial keys
+    started TEXT NOT NULL,       -- UTC, the last time it was run
+    run INTEGER NOT NULL,        -- 1, 2, ...: the order in which sweeps were last run
+    definition TEXT NOT NULL,    -- JSON: grid names, settings, seeds, metric names
+    n_trials INTEGER NOT NULL
+);
+CREATE TABLE sweep_trials (
+    sweep INTEGER NOT NULL REFERENCES sweeps(id),
+    position INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    PRIMARY KEY (sweep, position)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def dumps(value) -> str:
+    """Canonical JSON (sorted keys, exact floats); tuples become lists, the rest ``str``."""
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def fingerprint(ds: Dataset | None) -> str | None:
+    """A hash of a dataset's values: shape, dtype and bytes of ``X`` and ``y``.
+
+    >>> import torch
+    >>> a, b = Dataset(torch.zeros(3, 2)), Dataset(torch.zeros(3, 2))
+    >>> fingerprint(a) == fingerprint(b) != fingerprint(Dataset(torch.ones(3, 2)))
+    True
+    """
+    if ds is None:
+        return None
+    h = hashlib.sha256()
+    for part in (ds.X, ds.y):
+        if part is None:
+            h.update(b"none")
+            continue
+        part = part.detach().cpu().contiguous()
+        h.update(f"{tuple(part.shape)}{part.dtype}".encode())
+        h.update(part.numpy().tobytes())
+    return h.hexdigest()
+
+
+def trial_key(model: dict, settings: dict, data: str, seed: int) -> str:
+    """The key of one trial: a hash of its model description, training settings,
+    data fingerprint and seed. Two sweeps that share a trial share its key, so
+    a store answers for it whatever grid it came from.
+
+    >>> trial_key({"class": "m"}, {"lr": 0.1}, "d", 0) == trial_key({"class": "m"}, {"lr": 0.1}, "d", 0)
+    True
+    """
+    text = dumps({"model": model, "settings": settings, "data": data, "seed": int(seed)})
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass
+class StoredTrial:
+    """A finished trial as read from the store."""
+
+    key: str
+    result: dict
+    history: dict
+    weights: str | None
+    model: dict
+
+
+class ResultsStore:
+    """One sweep results file (SQLite), opened for writing or for reading.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store file; created when ``writable`` and absent.
+    writable : bool
+        Open for writing (the coordinator) or only for reading
+        (:meth:`aelab.Runs.load`, ``aelab sweep --status``).
+
+    Raises
+    ------
+    ValueError
+        The file is not an aelab store, or one of another schema version.
+    PermissionError
+        ``writable`` and the file or its folder cannot be written.
+    FileNotFoundError
+        Not ``writable`` and the file does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = ResultsStore(tempfile.mkdtemp() + "/sweep.sqlite")
+    >>> store.schema_version, store.n_trials()
+    (1, 0)
+    >>> store.close()
+    """
+
+    def __init__(self, path, writable: bool = True):
+        self.path = Path(path)
+        self.writable = writable
+        if self.path.is_dir():
+            raise ValueError(f"store {str(self.path)!r} is a folder; give a file name such as "
+                             f"{str(self.path / 'sweep.sqlite')!r}.")
+        exists = self.path.exists()
+        if not writable and not exists:
+            raise FileNotFoundError(f"store {str(self.path)!r} does not exist.")
+        if exists:
+            self._check_header()
+        if writable:
+            self._check_writable(exists)
+        uri = self.path.resolve().as_uri() + ("" if writable else "?mode=ro")
+        try:
+            self._db = sqlite3.connect(uri, uri=True, timeout=TIMEOUT_S, isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.Error as err:
+            raise ValueError(f"store {str(self.path)!r} cannot be opened: {err}.") from None
+        try:
+            self._setup(exists)
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ---- opening
+
+    def _check_header(self) -> None:
+        with open(self.path, "rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise ValueError(f"{str(self.path)!r} is not an aelab results store (not an SQLite "
+                             "file); give a new file name for the store.")
+
+    def _check_writable(self, exists: bool) -> None:
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+        # SQLite writes journal files beside the store, so the folder must be writable too
+        for what, where in (("file", self.path if exists else None), ("folder", folder)):
+            if where is not None and not os.access(where, os.W_OK):
+                raise PermissionError(
+                    f"store {str(self.path)!r} is read-only (its {what} cannot be written); "
+                    "make it writable, or give another store file (aelab.Runs.load and "
+                    "`aelab sweep --status` read a read-only store).")
+
+    def _setup(self, exists: bool) -> None:
+        db = self._db
+        try:
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"{str(self.path)!r} is not an aelab results store ({err}).") from None
+        if not names and self.writable:
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("format", FORMAT), ("schema_version", str(SCHEMA_VERSION)),
+                    ("created", _now())])
+            names = {"meta"}
+        if "meta" not in names:
+            raise ValueError(f"{str(self.path)!r} is an SQLite file but not an aelab results "
+                             "store (it has no aelab meta table); give a new file name.")
+        meta = dict(db.execute("SELECT name, value FROM meta"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{str(self.path)!r} is not an aelab results store (format "
+                             f"{meta.get('format')!r}, expected {FORMAT!r}).")
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise ValueError(
+                f"{str(self.path)!r} is an aelab results store of schema version {version}; "
+                f"this aelab reads version {SCHEMA_VERSION}. Open it with the aelab version "
+                "that wrote it, or give a new store file.")
+        self.schema_version = SCHEMA_VERSION
+        if self.writable:
+            try:  # WAL: a commit appends to the log, no fsync until a checkpoint; a killed
+                # writer leaves a log that the next open replays, never a half-written store
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                with self._transaction():  # fail now, not after the first stack, if locked
+                    db.execute("UPDATE meta SET value = value WHERE name = 'format'")
+            except sqlite3.OperationalError as err:
+                raise self._write_error(err) from None
+
+    def _write_error(self, err: sqlite3.OperationalError) -> Exception:
+        text = str(err)
+        if "readonly" in text:
+            return PermissionError(f"store {str(self.path)!r} is read-only ({text}); make it "
+                                   "writable, or give another store file.")
+        if "locked" in text or "busy" in text:
+            return ValueError(f"store {str(self.path)!r} is locked by another process (another "
+                              f"sweep writing it?) and stayed locked for {TIMEOUT_S:.0f} s.")
+        return ValueError(f"store {str(self.path)!r} cannot be written: {text}.")
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def models_dir(self) -> Path:
+        """Where kept weights go: ``<store file>.models/``."""
+        return self.path.with_name(self.path.name + ".models")
+
+    # ---- writing (the coordinator only)
+
+    def register_sweep(self, definition: dict, trials: Sequence[tuple[str, dict, int]]) -> int:
+        """Record a sweep definition and its trials ``(key, params, seed)`` in order;
+        the id of the existing record when the same sweep ran before."""
+        digest = hashlib.sha256(dumps([definition, [k for k, _, _ in trials]]).encode())
+        digest = digest.hexdigest()
+        try:
+            with self._transaction():
+                run = self._db.execute("SELECT coalesce(max(run), 0) + 1 FROM sweeps").fetchone()[0]
+                row = self._db.execute("SELECT id FROM sweeps WHERE digest = ?",
+                                       (digest,)).fetchone()
+                if row is not None:
+                    self._db.execute("UPDATE sweeps SET run = ?, started = ? WHERE id = ?",
+                                     (run, _now(), row[0]))
+                    return row[0]
+                cursor = self._db.execute(
+                    "INSERT INTO sweeps (digest, started, run, definition, n_trials) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (digest, _now(), run, dumps(definition), len(trials)))
+                sweep_id = cursor.lastrowid
+                self._db.executemany(
+                    "INSERT INTO sweep_trials VALUES (?, ?, ?, ?, ?)",
+                    ((sweep_id, i, key, dumps(params), int(seed))
+                     for i, (key, params, seed) in enumerate(trials)))
+                return sweep_id
+        except sqlite3.OperationalError as err:
+            raise self._write_error(err) from None
+
+    def write_stack(self, trials: Sequence[dict], *, seconds: float, executor: str,
+                    worker: str, weights: dict | None = None) -> None:
+        """Record one finished stack and its trials in one transaction.
+
+        ``trials`` hold ``key``, ``seed``, ``params``, ``model``, ``settings``,
+        ``data``, ``result`` and ``history``. ``weights``, when given, is
+        ``{"keys": [...], "state": {name: Tensor(K, ...)}}`` and is written to
+        the models folder (atomically) before the transaction that names it.
+        """
+        file = None
+        if weights is not None:
+            digest = hashlib.sha256("".join(weights["keys"]).encode()).hexdigest()[:24]
+            file = f"{digest}.pt"
+            with atomic_path(self.models_dir / file) as tmp:
+                torch.save(weights, tmp)
+        import aelab
+
+        try:
+            with self._transaction():
+                cursor = self._db.execute(
+                    "INSERT INTO stacks (finished, seconds, n_trials, executor, worker, "
+                    "aelab_version, torch_version) VALUES (?,?,?,?,?,?,?)",
+                    (_now(), float(seconds), len(trials), executor, worker,
+                     aelab.__version__, torch.__version__))
+                stack = cursor.lastrowid
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    ((t["key"], int(t["seed"]), dumps(t["params"]), dumps(t["model"]),
+                      dumps(t["settings"]), t["data"], dumps(t["result"]), dumps(t["history"]),
+                      file, stack) for t in trials))
+        except sqlite3.OperationalError as err:
+            raise self._write_error(err) from None
+
+    # ---- reading
+
+    def n_trials(self) -> int:
+        """How many finished trials the store holds (of every sweep run against it)."""
+        return self._db.execute("SELECT count(*) FROM trials").fetchone()[0]
+
+    def finished(self, keys: Sequence[str]) -> dict[str, StoredTrial]:
+        """The finished trials among ``keys``."""
+        found = {}
+        keys = list(keys)
+        for i in range(0, len(keys), _IN_CHUNK):
+            part = keys[i:i + _IN_CHUNK]
+            rows = self._db.execute(
+                f"SELECT key, result, history, weights, model FROM trials WHERE key IN "
+                f"({','.join('?' * len(part))})", part)
+            for key, result, history, weights, model in rows:
+                found[key] = StoredTrial(key, json.loads(result), json.loads(history), weights,
+                                         json.loads(model))
+        return found
+
+    def latest_sweep(self) -> tuple[dict, list[tuple[str, dict, int]]] | None:
+        """The definition and ordered trials ``(key, params, seed)`` of the last sweep run."""
+        row = self._db.execute(
+            "SELECT id, definition FROM sweeps ORDER BY run DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        trials = [(key, json.loads(params), seed) for key, params, seed in self._db.execute(
+            "SELECT key, params, seed FROM sweep_trials WHERE sweep = ? ORDER BY position",
+            (row[0],))]
+        return json.loads(row[1]), trials
+
+    def stacks(self) -> list[dict]:
+        """Every finished stack: id, finished, seconds, n_trials, executor, worker, versions."""
+        cursor = self._db.execute("SELECT * FROM stacks ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def status(self) -> dict:
+        """What the last sweep run against the store has done and what it is missing.
+
+        Returns a dict: ``path``, ``n_trials`` (of the last sweep), ``done``,
+        ``missing`` (a list of ``(params, seed)``), ``stored`` (finished trials
+        of every sweep), ``stacks``, ``last_finished``, ``definition``.
+        """
+        latest = self.latest_sweep()
+        stacks = self.stacks()
+        out = {"path": str(self.path), "stored": self.n_trials(), "stacks": len(stacks),
+               "last_finished": stacks[-1]["finished"] if stacks else None,
+               "definition": None, "n_trials": 0, "done": 0, "missing": []}
+        if latest is None:
+            return out
+        definition, trials = latest
+        have = self.finished([key for key, _, _ in trials])
+        metrics = set(definition.get("metrics", ()))
+        missing = [(params, seed) for key, params, seed in trials
+                   if key not in have or not metrics <= set(have[key].result)]
+        out.update(definition=definition, n_trials=len(trials), done=len(trials) - len(missing),
+                   missing=missing)
+        return out
+
+
+# --------------------------------------------------------------------------- kept weights
+
+
+_weights_cache: dict = {}
+
+
+def load_weights(folder: Path, file: str, key: str) -> dict[str, torch.Tensor]:
+    """The state dict of trial ``key`` from a stack's weights file (read with
+    ``weights_only=True``); the last file read stays cached, since a table's
+    trials of one stack are usually read together."""
+    path = Path(folder) / file
+    stamp = (str(path), path.stat().st_mtime_ns if path.exists() else None)
+    cached = _weights_cache.get("file")
+    if cached is None or cached[0] != stamp:
+        if stamp[1] is None:
+            raise FileNotFoundError(f"the weights file {str(path)!r} of a stored trial is "
+                                    "missing; the models folder must stay beside its store.")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        cached = (stamp, payload, {k: j for j, k in enumerate(payload["keys"])})
+        _weights_cache["file"] = cached
+    _, payload, index = cached
+    j = index[key]
+    return {name: value[j] for name, value in payload["state"].items()}
+
+
+class LazyModels(Sequence):
+    """A list of models whose entries may be loaders, run (once) on first access.
+
+    Resuming a sweep of 10,000 kept models, or loading its store, then costs
+    nothing until a model is actually looked at.
+
+    >>> models = LazyModels([None, lambda: "built"])
+    >>> models[1], len(models)
+    ('built', 2)
+    """
+
+    def __init__(self, items):
+        self._items = list(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return LazyModels(self._items[i])
+        item = self._items[i]
+        if callable(item) and not isinstance(item, torch.nn.Module):
+            item = item()
+            self._items[i] = item
+        return item
+
+    def take(self, index) -> LazyModels:
+        """The entries at ``index``, still lazy."""
+        return LazyModels([self._items[int(i)] for i in index])
+
+    def __repr__(self) -> str:
+        return f"LazyModels({len(self)} models)"
+
+
+# --------------------------------------------------------------------------- one stack
+
+
+class StackTask:
+    """What a worker needs to train one stack: built models, data, seeds, training arguments.
+
+    ``jobs`` is a dict of :func:`aelab.train_many` arguments for a stack trained
+    together, or one ``(training function, keyword arguments)`` per model for
+    models trained one after another. Pickled (for a worker process or a Dask
+    worker), the models travel as one model plus the stacked weights of all,
+    much cheaper than K pickled modules; run where it was made (``"local"``), it
+    trains the coordinator's models in place.
+    """
+
+    def __init__(self, models, trains, monitors, seeds, jobs, device=None, progress=False,
+                 threads=None):
+        self.models, self.trains, self.monitors, self.seeds = models, trains, monitors, seeds
+        self.jobs, self.device, self.progress, self.threads = jobs, device, progress, threads
+        self.unpickled = False
+        self.token = uuid.uuid4().hex
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        states = stacked_states(self.models)
+        if states is not None:
+            state["models"] = (self.models[0], states, len(self.models))
+        return state
+
+    def __setstate__(self, state):
+        models = state["models"]
+        if isinstance(models, tuple):
+            first, states, K = models
+            models = [first] + [copy.deepcopy(first) for _ in range(K - 1)]
+            load_stacked(models, states)
+        state["models"] = models
+        self.__dict__.update(state, unpickled=True)
+
+    def __dask_tokenize__(self):  # Dask need not hash the weights to name the task
+        return self.token
+
+
+@dataclass
+class StackResult:
+    """What a worker sends back: Histories, divergence flags, the trained weights."""
+
+    histories: list
+    diverged: list
+    states: dict | list | None  # name -> (K, ...) weights, or state dicts; None: in place
+    seconds: float
+    worker: str
+
+
+def stacked_states(models) -> dict | None:
+    """The models' state dicts stacked name by name, or None when they differ in shape."""
+    first = models[0].state_dict()
+    dicts = [first] + [m.state_dict() for m in models[1:]]
+    if any(type(m) is not type(models[0]) for m in models) or any(
+            d.keys() != first.keys() or any(d[k].shape != v.shape for k, v in first.items())
+            for d in dicts[1:]):
+        return None
+    return {k: torch.stack([d[k].detach().cpu() for d in dicts]) for k in first}
+
+
+def load_stacked(models, states: dict) -> None:
+    """Copy member ``j`` of stacked weights into ``models[j]``, in place."""
+    with torch.no_grad():
+        for j, model in enumerate(models):
+            for name, tensor in model.state_dict().items():
+                tensor.copy_(states[name][j])
+
+
+def run_stack(task: StackTask) -> StackResult:
+    """Train one stack, in a worker or in process; return what the coordinator records."""
+    from aelab.ensemble import train_many
+    from aelab.train import History, TrainingDiverged
+
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    start = time.perf_counter()
+    if isinstance(task.jobs, dict):
+        histories = train_many(task.models, task.trains, seeds=task.seeds, test=task.monitors,
+                               device=task.device, progress=task.progress,
+                               on_diverge="restore", **task.jobs)
+        diverged = ["diverged" in h.config for h in histories]
+    else:
+        histories, diverged = [], []
+        for model, train, monitor, seed, (train_fn, kwargs) in zip(
+                task.models, task.trains, task.monitors, task.seeds, task.jobs):
+            try:
+                history, bad = train_fn(model, train, test=monitor, seed=seed,
+                                        device=task.device, progress=task.progress,
+                                        **kwargs), False
+            except TrainingDiverged as error:
+                history, bad = History(config={"diverged": str(error)}), True
+            histories.append(history)
+            diverged.append(bad)
+    seconds = time.perf_counter() - start
+    states = None
+    if task.unpickled:
+        states = stacked_states(task.models)
+        if states is None:
+            states = [{k: v.detach().cpu() for k, v in m.state_dict().items()}
+                      for m in task.models]
+    return StackResult(histories, diverged, states, seconds, worker_name())
+
+
+# --------------------------------------------------------------------------- executors
+
+
+class InProcessExecutor(cf.Executor):
+    """Runs each call when it is submitted, in this process: ``executor="local"``."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            future.set_exception(err)
+        return future
+
+
+def _one_thread() -> None:
+    """Worker initializer: one torch thread per process (two processes of one thread beat
+    one process of two threads for small models, since tiny ops do not split well)."""
+    torch.set_num_threads(1)
+
+
+@dataclass
+class ExecutorPlan:
+    """An executor and how the coordinator should use it."""
+
+    executor: cf.Executor
+    in_flight: int  # stacks submitted at a time: enough to keep every worker busy
+    threads: int | None  # torch threads a stack sets where it runs (None: leave as is)
+    remote: bool  # stacks run in another process (inputs are pickled)
+    name: str  # for the store's stacks table and messages
+
+
+def _positive_count(spec: str, text: str) -> int:
+    if not re.fullmatch(r"[1-9][0-9]*", text):
+        raise ValueError(f"executor={spec!r}: N must be a whole number >= 1, got {text!r}; "
+                         f"allowed: {', '.join(EXECUTOR_FORMS)}.")
+    return int(text)
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("Dask executors need the optional Dask dependency: pip install "
+                          "aelab[dask]   (or pip install \"dask[distributed]\")") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def open_executor(spec) -> Iterator[ExecutorPlan]:
+    """The executor ``spec`` names, started for the block and shut down after it.
+
+    Parameters
+    ----------
+    spec : str or concurrent.futures.Executor
+        ``"local"``, ``"processes:N"``, ``"dask:ADDRESS"`` (e.g.
+        ``"dask:tcp://10.0.0.5:8786"``), ``"dask-local:N"``, or an executor the
+        caller owns (it is used, not shut down).
+
+    Examples
+    --------
+    >>> with open_executor("local") as plan:
+    ...     plan.executor.submit(sum, [1, 2]).result(), plan.in_flight
+    (3, 1)
+    """
+    if isinstance(spec, cf.Executor):
+        workers = getattr(spec, "_max_workers", None)
+        remote = not isinstance(spec, (cf.ThreadPoolExecutor, InProcessExecutor))
+        yield ExecutorPlan(spec, 2 * workers if workers else 8, None, remote,
+                           type(spec).__name__)
+        return
+    if not isinstance(spec, str):
+        raise TypeError(f"executor must be a string or a concurrent.futures.Executor, got "
+                        f"{type(spec).__name__}; allowed: {', '.join(EXECUTOR_FORMS)}.")
+    kind, _, arg = spec.partition(":")
+    if kind == "local" and not arg:
+        yield ExecutorPlan(InProcessExecutor(), 1, None, False, "local")
+    elif kind == "processes":
+        n = _positive_count(spec, arg)
+        # spawn, not fork: forking a process whose torch thread pool is running can hang
+        # the child, and Python 3.12+ warns about it
+        pool = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_one_thread)
+        try:
+            yield ExecutorPlan(pool, 2 * n, 1, True, spec)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    elif kind == "dask" and arg:
+        distributed = _import_distributed()
+        try:
+            client = distributed.Client(arg, timeout=TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise ValueError(f"executor={spec!r}: no Dask scheduler answered at {arg!r} within "
+                             f"{TIMEOUT_S:.0f} s ({type(err).__name__}); start one with "
+                             "`dask scheduler` or check the address.") from None
+        try:
+            threads = sum(client.nthreads().values()) or 1
+            yield ExecutorPlan(client.get_executor(pure=False), 2 * threads + 2, 1, True, spec)
+        finally:
+            client.close()
+    elif kind == "dask-local":
+        n = _positive_count(spec, arg)
+        distributed = _import_distributed()
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None,
+                                           silence_logs=logging.ERROR)
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+            try:
+                yield ExecutorPlan(client.get_executor(pure=False), 2 * n, 1, True, spec)
+            finally:
+                client.close()
+        finally:
+            cluster.close()
+    else:
+        raise ValueError(f"executor={spec!r} is not one aelab knows; allowed: "
+                         f"{', '.join(EXECUTOR_FORMS)}.")
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process, recorded with each stack it trains."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def eta_seconds(done: int, total: int, elapsed: float) -> float:
+    """Seconds left at the rate so far (NaN before anything is done)."""
+    return elapsed / done * (total - done) if done else math.nan

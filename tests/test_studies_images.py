@@ -1,8 +1,8 @@
-"""The image studies (digits-bottleneck, ae-vs-pca, vae-vs-ae, denoising) in quick mode,
+"""The image studies vae-vs-ae and denoising in quick mode (ae-vs-pca and bottleneck:
+tests/test_studies_images_pca.py),
 on digits and on tiny MNIST-format files, and the CLI options that choose the dataset."""
 
 import gzip
-import html
 import json
 import re
 import struct
@@ -13,12 +13,11 @@ import torch
 
 from aelab import plots
 from aelab.cli import _study_options, build_parser, main
-from aelab.studies import REGISTRY, ae_vs_pca, denoising, digits_bottleneck, moons_autoencoder
+from aelab.studies import REGISTRY, denoising, moons_autoencoder
 from aelab.studies import vae_vs_ae
-from aelab.studies.images import elbow, load_images
+from aelab.studies.images import load_images
 
-STUDIES = {"digits-bottleneck": digits_bottleneck, "ae-vs-pca": ae_vs_pca,
-           "vae-vs-ae": vae_vs_ae, "denoising": denoising}
+STUDIES = {"vae-vs-ae": vae_vs_ae, "denoising": denoising}
 
 
 def _run(func, **kwargs):
@@ -76,52 +75,6 @@ def test_study_delivers_tables_figures_findings_metrics(results, name):
 # --- study-specific properties -------------------------------------------------------------
 
 
-def test_digits_bottleneck_error_falls_and_forest_keeps_more_labels(results):
-    r = _result(results, "digits-bottleneck")
-    m = r.metrics
-    assert m["test_mse_b2"] > m["test_mse_b4"] > m["test_mse_b8"]
-    assert m["test_mse_b8"] < 0.5 * m["mean_image_mse"]
-    assert m["forest_accuracy_test"] > 0.9
-    assert m["forest_agreement_b8"] > m["forest_agreement_b2"]
-    synthetic = r.tables["synthetic digits"]
-    assert list(synthetic["bottleneck"])[:3] == [2, 4, 8]
-    shares = synthetic["forest: share with max probability > 0.5"]
-    assert ((shares >= 0) & (shares <= 1)).all()
-    assert {"reconstructions", "confusion", "codes_2d", "synthetic",
-            "synthetic_labels"} <= set(r.figures)
-    # one colour bar carries the labels in the code plot
-    assert any(ax.get_ylabel() == "digit label" for ax in r.figures["codes_2d"].axes)
-
-
-def test_ae_vs_pca_linear_ae_cannot_beat_pca_and_mlp_does_at_2(results):
-    r = _result(results, "ae-vs-pca")
-    errors = r.tables["errors"]
-    assert list(errors["bottleneck"]) == [2, 4, 8, 12, 16, 20]
-    pca = errors["PCA test MSE"].to_numpy()
-    assert (np.diff(pca) < 0).all()
-    # PCA is the optimum of every linear AE on the training set; on the test set it
-    # can be beaten only by chance and only slightly
-    assert (errors["linear AE / PCA"] > 0.97).all()
-    assert errors["MLP AE / PCA"].iloc[0] < 1
-    assert set(r.tables["elbows"]["method"]) == {"MLP AE", "linear AE", "PCA"}
-    assert r.metrics["pca_elbow"] in list(errors["bottleneck"])
-
-
-def test_ae_vs_pca_judges_the_linear_ae_against_pca_on_the_training_images(results):
-    r = _result(results, "ae-vs-pca")
-    errors = r.tables["errors"]
-    train_ratio = errors["linear AE / PCA (train)"].to_numpy()
-    # PCA is the least-squares optimum of every linear code on its training images
-    assert (train_ratio >= 1 - 1e-4).all()
-    assert train_ratio == pytest.approx(errors["linear AE train MSE"] / errors["PCA train MSE"])
-    finding = next(f for f in r.findings if f.startswith("On the"))
-    assert "training images the linear AE's error is" in finding
-    assert f"{train_ratio.min():.3f}" in finding and f"{train_ratio.max():.3f}" in finding
-    test_ratio = errors["linear AE / PCA"].to_numpy()
-    assert f"On the test images the ratio is {test_ratio.min():.3f}" in finding
-    assert r.metrics["linear_over_pca_train_max"] == pytest.approx(train_ratio.max())
-
-
 def test_vae_codes_follow_the_prior_more_than_the_ae(results):
     r = _result(results, "vae-vs-ae")
     latent = r.tables["latent spaces"].set_index("model")
@@ -170,7 +123,7 @@ def test_denoising_skips_bypass_the_bottleneck(results):
     assert r.config["sigma"] == 0.3 and r.config["clip"] == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("name, key", [("ae-vs-pca", "error_vs_bottleneck"), ("denoising", "skips")])
+@pytest.mark.parametrize("name, key", [("denoising", "skips")])
 def test_log_axes_are_labelled_with_plain_numbers(results, name, key):
     fig = _result(results, name).figures[key]
     fig.canvas.draw()
@@ -202,13 +155,6 @@ def test_denoising_training_inputs_are_clipped_to_the_data_range():
 # --- helpers --------------------------------------------------------------------------------
 
 
-def test_elbow_finds_the_kink_and_none_for_a_straight_line():
-    x = [2, 4, 6, 8, 10, 12]
-    assert x[elbow(x, [10, 5, 1, 0.8, 0.6, 0.4])] == 6
-    assert elbow(x, [6, 5, 4, 3, 2, 1]) is None
-    assert elbow(x, [1, 1.5, 3, 6, 12, 24]) is None  # rising: not an error curve
-
-
 def test_image_grid_labels_rows_and_columns():
     fig = plots.image_grid({"a": torch.rand(3, 16), "b": torch.rand(2, 16)}, (1, 4, 4),
                            title="t", n=3, col_labels=["x", "y", "z"], cell_labels={"b": ["1", "2"]},
@@ -224,10 +170,6 @@ def test_image_grid_labels_rows_and_columns():
 def test_dataset_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of .*'cifar'"):
         load_images("cifar")
-    with pytest.raises(ValueError, match="needs mnist_root.*--mnist-root"):
-        digits_bottleneck(dataset="mnist")
-    with pytest.raises(ValueError, match="dataset='digits'"):
-        ae_vs_pca(mnist_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*t10k-labels"):
         denoising(dataset="mnist", mnist_root=tmp_path / "nowhere")
 
@@ -258,21 +200,11 @@ def mnist_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(STUDIES))
 def test_studies_run_on_mnist_files(mnist_dir, name):
-    extra = {"n_synthetic": 20} if name == "digits-bottleneck" else {}
-    result = _run(STUDIES[name], dataset="mnist", mnist_root=mnist_dir, epochs=1, **extra)
+    result = _run(STUDIES[name], dataset="mnist", mnist_root=mnist_dir, epochs=1)
     assert result.config["dataset"] == "mnist"
     assert result.config["n_train"] == 100 and result.config["n_test"] == 40
     for key, fig in result.figures.items():
         _check_figure(key, fig)
-
-
-def test_cli_runs_an_image_study_on_mnist(mnist_dir, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["run", "ae-vs-pca", "--mnist-root", str(mnist_dir), "--out", str(out)]) == 0
-    assert "Report:" in capsys.readouterr().out
-    text = html.unescape((out / "report.html").read_text())
-    assert '"dataset": "mnist"' in text and '"n_train": 100' in text
-    assert "ae-vs-pca" in json.loads((out / "metrics.json").read_text())["studies"]
 
 
 def test_cli_missing_mnist_files_say_where_to_put_them(tmp_path, capsys):

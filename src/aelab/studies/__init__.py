@@ -12,7 +12,7 @@ from aelab.studies.moons import moons_hyperparameters, moons_reproducibility
 from aelab.studies.moons_generative import moons_code_gmm, moons_mmd
 from aelab.studies.moons_noise import moons_noise_shift
 from aelab.studies.course_math import backprop_by_hand, conv_shapes
-from aelab.studies.images import ae_vs_pca, digits_bottleneck
+from aelab.studies.images import ae_vs_pca, bottleneck, digits_bottleneck
 from aelab.studies.images_latent import denoising, vae_vs_ae
 from aelab.studies.cnn_classifier import cnn_classifier
 
@@ -22,4 +22,4 @@ __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencode
            "moons_hyperparameters", "moons_reproducibility", "moons_code_gmm", "moons_mmd",
            "moons_noise_shift",
            "backprop_by_hand", "conv_shapes",
-           "digits_bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier"]
+           "digits_bottleneck", "bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier"]

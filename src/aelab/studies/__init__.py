@@ -9,7 +9,7 @@ from aelab.studies.moons_autoencoder import moons_autoencoder
 from aelab.studies.sheet6 import sheet6_architectures, sheet6_decoder_curves, sheet6_pca
 from aelab.studies.sheet6_training import sheet6_frozen_decoder, sheet6_gd_vs_sgd, sheet6_memorize
 from aelab.studies.moons import moons_hyperparameters, moons_reproducibility
-from aelab.studies.moons_generative import moons_code_gmm, moons_mmd
+from aelab.studies.moons_generative import code_gmm, moons_code_gmm, moons_mmd
 from aelab.studies.moons_noise import moons_noise_shift
 from aelab.studies.course_math import backprop_by_hand, conv_shapes
 from aelab.studies.images import ae_vs_pca, bottleneck, digits_bottleneck
@@ -20,6 +20,7 @@ __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencode
            "sheet6_architectures", "sheet6_pca", "sheet6_decoder_curves", "sheet6_memorize",
            "sheet6_frozen_decoder", "sheet6_gd_vs_sgd",
            "moons_hyperparameters", "moons_reproducibility", "moons_code_gmm", "moons_mmd",
+           "code_gmm",
            "moons_noise_shift",
            "backprop_by_hand", "conv_shapes",
            "digits_bottleneck", "bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier"]

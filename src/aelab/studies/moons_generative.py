@@ -1,404 +1,638 @@
-"""Generating two moons from an autoencoder (course sheet 002, tasks 1.3 and 2).
+"""New data from an autoencoder's codes (course sheet 002, tasks 1.3 and 2).
 
-moons-code-gmm fits a Gaussian mixture to the 1-D codes and decodes samples
-from it; moons-mmd trains a 2-D bottleneck whose codes an MMD penalty pulls
-towards N(0, I), so that decoded normal samples are new data.
+``code-gmm`` (any data; its course preset ``moons-code-gmm`` runs on two moons)
+fits a Gaussian mixture to the codes of a trained autoencoder and decodes
+samples from it, scored against PCA + GMM and against the data's own held-out
+split. ``moons-mmd`` pulls a 2-D code towards N(0, I) with an MMD penalty, sweeps
+the penalty's weight and kernel, and compares it with the 1-D bottleneck at equal
+optimizer steps; decoded N(0, I) samples are scored like the GMM samples.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from aelab import data
-from aelab._seed import seeded
-from aelab.baselines import CodeSampler
-from aelab.evaluate import encode, eval_mode, reconstruct, reconstruction_error
-from aelab.losses import mmd
-from aelab.models import ResNetAutoencoder
-from aelab.plots import new_figure
-from aelab.quality import distance_to_moons, sample_quality
-from aelab.studies._base import StudyResult, study
-from aelab.studies._common import collapsed, mean_predictor_mse, setting, train_stack
-from aelab.studies.moons import (
-    build_mlp,
-    draw_moons_curve,
-    draw_reconstruction,
-    finish_plane,
-    moons_data,
-    moons_test,
-)
-from aelab.train import train_autoencoder, train_mmd_autoencoder
+from aelab import data as datasets
+from aelab._checks import check_choice, check_int, check_positive_float, check_positive_int
+from aelab.baselines import PCA, CodeSampler
+from aelab.evaluate import encode, eval_mode, reconstruct
+from aelab.experiments import Runs, compare_sentence, p_value_text, sweep
+from aelab.losses import DEFAULT_BANDWIDTHS, KERNELS
+from aelab.models import Autoencoder, ResNetAutoencoder
+from aelab.plots import new_figure, plain_log_ticks, reconstruction_panel
+from aelab.quality import mmd2, sample_quality
+from aelab.studies._base import StudyResult, check_study_data, preset, resolve_settings, study
+from aelab.studies._common import COLLAPSE_SHARE, split3
 
-# a fresh real sample, the reference for what "as good as real data" scores, comes from here
-REFERENCE_SEED_OFFSET = 20_000
-# optimizer steps of moons-autoencoder's quick run (800 training points in batches of 32,
-# 150 epochs): enough for a 1-D bottleneck MLP to come close to its best, so moons-mmd's
-# 1-D baseline gets as many
-BASELINE_STEPS = 800 // 32 * 150
-FAR = "share farther than 3 noise std from curve"
+# a validation loss whose median still fell by more than this share from the second-last
+# tenth of the epochs to the last has not converged: its comparisons are not drawn
+STILL_FALLING = 0.05
+MEASURES = {"mmd2": True, "precision": False, "recall": False}  # name -> lower is better
+NAMES = {"mmd2": "MMD² to the test set", "precision": "precision", "recall": "recall",
+         "curve_distance": "distance to the noise-free curve"}
 
 
-def _quality_row(source: str, generated, real, seed: int, noise: float, **extra) -> dict:
-    q = sample_quality(generated, real, moons=True, seed=seed)
-    far = float((distance_to_moons(generated)[0] > 3 * noise).float().mean())
-    return {"points": source, **extra, "MMD² to test set": q.mmd2, "precision": q.precision,
-            "recall": q.recall, "mean distance to noise-free curve": q.moons_distance,
-            FAR: far}
+def _late_drop(model, ctx) -> float:
+    """Relative fall of the median validation loss from the second-last tenth of epochs to the
+    last (medians: one epoch's loss jumps)."""
+    loss = np.asarray(ctx.history.test_loss, dtype=float)
+    k = max(1, round(0.1 * len(loss)))
+    before = np.median(loss[-2 * k:-k])
+    return float(1 - np.median(loss[-k:]) / before) if before > 0 else 0.0
 
 
-def _draw_samples(ax, real, fake, title: str, fake_label: str) -> None:
-    real, fake = np.asarray(real), np.asarray(fake)
-    ax.scatter(real[:, 0], real[:, 1], s=6, color="0.7", label="real (test)", zorder=1)
-    ax.scatter(fake[:, 0], fake[:, 1], s=6, color="C3", alpha=0.7, label=fake_label, zorder=2)
-    draw_moons_curve(ax)
-    finish_plane(ax, title)
+def _check_common(s) -> None:
+    for name in ("n", "hidden_size", "layers", "epochs", "batch_size"):
+        check_positive_int(name, getattr(s, name))
+    check_positive_float("noise", s.noise, allow_zero=True)
+    check_positive_float("lr", s.lr)
+    if s.n < 50:
+        raise ValueError(f"n must be >= 50 so that each split holds enough points for k-NN "
+                         f"precision and recall, got {s.n}.")
+    if s.seeds < 2 or s.epochs < 2:
+        raise ValueError(f"seeds and epochs must be >= 2 (a CI over seeds; the convergence check "
+                         f"compares the last tenth of epochs with the one before), got seeds="
+                         f"{s.seeds}, epochs={s.epochs}.")
 
 
-# --- moons-code-gmm -------------------------------------------------------------------------
+def _ci(row, fmt: str = ".4f") -> str:
+    if row["std"] <= 1e-12 * abs(row["mean"]):  # a fixed reference, e.g. the held-out split
+        return f"{row['mean']:{fmt}} (the same for all {int(row['n'])} seeds)"
+    return (f"{row['mean']:{fmt}} (95% CI {row['ci_low']:{fmt}} to {row['ci_high']:{fmt}}, "
+            f"n={int(row['n'])})")
 
 
-def _components(k: int) -> str:
-    return f"{k} component" + ("" if k == 1 else "s")
+def _unconverged(runs: Runs, mask, quick: bool) -> str | None:
+    """The "not converged" sentence when the mean late drop of a checked setting is too large."""
+    drops = runs.table.loc[mask].groupby("model", sort=False)["late_drop"].mean()
+    if drops.empty or drops.max() <= STILL_FALLING:
+        return None
+    return ("not converged at quick settings; run --full" if quick else
+            "not converged at these settings; raise epochs") + (
+        f": the validation loss of {drops.idxmax()} still fell {drops.max():.0%} (mean over seeds)"
+        " over the last tenth of the epochs, so no comparison is drawn.")
 
 
-def _fit_sampler(model, X, n_components, seed: int, caught: list[str]) -> CodeSampler:
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always", ConvergenceWarning)
-        sampler = CodeSampler(model, n_components=n_components, random_state=seed).fit(X)
-    caught.extend(str(w.message) for w in record if issubclass(w.category, ConvergenceWarning))
-    return sampler
+def _direction(row) -> str:
+    """How b's mean compares with a's in a compare row: 'lower', 'higher' or 'indistinguishable'."""
+    if not row["significant"]:
+        return "indistinguishable"
+    return "higher" if row["diff"] > 0 else "lower"
 
 
-@study("moons-code-gmm",
-       "1-D codes of two moons: histogram, Gaussian mixture (BIC), decoded samples and their quality")
-def moons_code_gmm(quick: bool = True, seed: int = 0, *, progress=None, n_train: int | None = None,
-                   n_test: int | None = None, epochs: int | None = None,
-                   batch_size: int | None = None, noise: float = 0.1, lr: float = 3e-3,
-                   hidden_size: int = 32, layers: int = 2, n_components="bic") -> StudyResult:
-    """Fit a Gaussian mixture to the 1-D codes of a trained autoencoder and sample from it.
+def _versus(row, lower_is_better: bool) -> str:
+    """'better', 'worse' or 'indistinguishable': setting a of a compare row against b."""
+    b = _direction(row)
+    return b if b == "indistinguishable" else (
+        "better" if (b == "higher") == lower_is_better else "worse")
 
-    The mixture's number of components is chosen by BIC (``n_components="bic"``).
-    Synthetic points (mixture samples, decoded) are compared with held-out real
-    points by MMD², k-NN precision/recall and their distance to the noise-free
-    curve, next to three references: a single Gaussian on the codes, the test
-    set's own reconstructions, and a fresh real sample.
+
+def _sentence(row, metric: str, lower_is_better: bool) -> str:
+    row = dict(row, a=row["model_a"], b=row["model_b"])
+    return compare_sentence(row, metric, ".4g", lower_is_better)
+
+
+def _draw_points(ax, real, fake, title: str, fake_label: str, moons: bool) -> None:
+    real, fake = np.asarray(real)[:, :2], np.asarray(fake)[:, :2]
+    ax.scatter(real[:, 0], real[:, 1], s=6, color="0.7", label="real (test)")
+    ax.scatter(fake[:, 0], fake[:, 1], s=6, color="C3", alpha=0.7, label=fake_label)
+    if moons:
+        curve = datasets.moons_curve(400).numpy()
+        for i, part in enumerate((curve[:200], curve[200:])):
+            ax.plot(*part.T, color="k", lw=1.0, label=None if i else "noise-free moons")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+    ax.legend(fontsize="small", loc="upper right")
+
+
+def _ci_panel(ax, summaries: dict, title: str, ylabel: str, references=()) -> None:
+    """Means with CI error bars per model (one series per summary), and reference lines."""
+    for i, (label, summary) in enumerate(summaries.items()):
+        x = np.arange(len(summary)) + 0.15 * (i - (len(summaries) - 1) / 2)
+        ax.errorbar(x, summary["mean"], yerr=[summary["mean"] - summary["ci_low"],
+                    summary["ci_high"] - summary["mean"]], fmt="o", capsize=4, label=label)
+    for i, (label, value) in enumerate(references):
+        ax.axhline(value, color=f"C{i}", ls="--", lw=1, label=label)
+    ax.set_xticks(range(len(summary)), summary["model"], rotation=25, ha="right")
+    ax.set(title=title, ylabel=ylabel, xlabel="model")
+    ax.grid(True, axis="y", alpha=0.3)
+    if len(summaries) > 1 or references:
+        ax.legend(fontsize="small")
+
+
+# --- code-gmm ---------------------------------------------------------------------------------
+
+GENERATORS = {"ae": "autoencoder + GMM", "pca": "PCA + GMM", "real": "held-out real data"}
+
+
+@dataclass(frozen=True)
+class CodeGmmSettings:
+    n: int = 1000  # course data only: moons drawn, split 60/20/20 into train/validation/test
+    noise: float = 0.1  # course data only: the course's moons noise
+    bottleneck: int = 1  # the course's 1-D code; the PCA baseline keeps as many components
+    hidden_size: int = 64  # the course MLP 2-64-64-1-64-64-2
+    layers: int = 2
+    epochs: int = 150  # 2,700 steps at batch 32: validation loss flat (measured late drop < 5%)
+    batch_size: int = 32
+    lr: float = 3e-3
+    seeds: int = 5  # the comparison with the baselines is paired over these seeds
+
+    def __post_init__(self):
+        _check_common(self)
+        check_positive_int("bottleneck", self.bottleneck)
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(n=2000, epochs=300, seeds=10)
+
+
+def _gmm_metrics(moons: bool) -> dict:
+    """Sweep metrics: each generator's sample quality (one trial's samples drawn once, cached)."""
+    measures = [*MEASURES, *(["curve_distance"] if moons else [])]
+    cache: dict = {}
+
+    def scores(model, ctx) -> dict:
+        if cache.get("model") is not model:
+            n, out = len(ctx.test), {}
+            for g, fitted in (("ae", model), ("pca", PCA(model.bottleneck_size).fit(ctx.train.X))):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ConvergenceWarning)
+                    sampler = CodeSampler(fitted, random_state=ctx.seed).fit(ctx.train.X)
+                out[f"{g}_components"] = sampler.n_components_
+                out[f"{g}_unconverged"] = len(caught)
+                out[g] = sample_quality(sampler.sample(n, seed=ctx.seed)[0], ctx.test.X,
+                                        moons=moons, seed=ctx.seed)
+            out["real"] = sample_quality(ctx.validation.X, ctx.test.X, moons=moons, seed=ctx.seed)
+            for g in GENERATORS:
+                q = out.pop(g)
+                out.update({f"{g}_{m}": getattr(q, "moons_distance" if m == "curve_distance"
+                                                else m) for m in measures})
+            cache.update(model=model, scores=out)
+        return cache["scores"]
+
+    names = [f"{g}_{m}" for g in GENERATORS for m in measures]
+    names += ["ae_components", "pca_components", "ae_unconverged", "pca_unconverged"]
+    return {name: (lambda m, c, name=name: scores(m, c)[name]) for name in names} | {
+        "late_drop": _late_drop}
+
+
+def run_code_gmm(s: CodeGmmSettings, train, val, test, seeds, moons: bool, progress=None) -> Runs:
+    """One sweep over seeds: train the autoencoder, score its GMM samples and the baselines'."""
+    if s.bottleneck >= train.n_features:
+        raise ValueError(f"bottleneck must be smaller than the data's {train.n_features} "
+                         f"features, got {s.bottleneck}.")
+    runs = sweep(lambda: Autoencoder(train.n_features, s.bottleneck, s.hidden_size, s.layers),
+                 train, validation=val, test=test, seeds=seeds, metrics=_gmm_metrics(moons),
+                 epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, progress=progress)
+    runs.table["model"] = "autoencoder"
+    return runs
+
+
+def by_generator(runs: Runs) -> Runs:
+    """The quality numbers one row per (generator, seed), for tests paired by seed."""
+    t = runs.table
+    parts = [pd.DataFrame({"model": label, "seed": t["seed"],
+                           **{m: t[f"{g}_{m}"] for m in NAMES if f"{g}_{m}" in t}})
+             for g, label in GENERATORS.items()]
+    long = pd.concat(parts, ignore_index=True)
+    return Runs(long, [None] * len(long), [None] * len(long), ["model"])
+
+
+def code_gmm_verdicts(runs: Runs, s: CodeGmmSettings, quick: bool = True) -> dict:
+    """Computed verdicts: convergence, and the autoencoder's samples against each reference."""
+    quality = by_generator(runs)
+    verdicts = {"unconverged": _unconverged(runs, runs.table["model"].notna(), quick)}
+    for m, lower in MEASURES.items():
+        c = quality.compare(m, against={"model": GENERATORS["ae"]}, lower_is_better=lower)
+        for _, row in c.iterrows():
+            g = next(k for k, v in GENERATORS.items() if v == row["model_b"])
+            verdicts[f"{m}_vs_{g}"] = _versus(row, lower)
+            verdicts[f"{m}_vs_{g}_row"] = row
+    return verdicts
+
+
+def code_gmm_findings(runs: Runs, s: CodeGmmSettings,
+                      quick: bool = True) -> tuple[list[str], str]:
+    """Sentences and the one-line answer, computed from the sweep's table."""
+    t, v, quality = runs.table, code_gmm_verdicts(runs, s, quick), by_generator(runs)
+    n = len(t)
+    found = [f"Over {n} seeds the autoencoder reaches test MSE "
+             f"{_ci(runs.summary('test_mse', by=[]).iloc[0])}; BIC chose a median of "
+             f"{t['ae_components'].median():g} mixture components for its codes (range "
+             f"{t['ae_components'].min():g} to {t['ae_components'].max():g}) and "
+             f"{t['pca_components'].median():g} for PCA's."]
+    for m in [m for m in NAMES if m in quality.table]:
+        summary = quality.summary(m, by="model")
+        found.append(f"{NAMES[m][0].upper() + NAMES[m][1:]} of decoded samples: " + "; ".join(
+            f"{r['model']} {_ci(r)}" for _, r in summary.iterrows()) + ".")
+        if m in MEASURES and not v["unconverged"]:
+            found += [_sentence(v[f"{m}_vs_{g}_row"], NAMES[m], MEASURES[m])
+                      for g in ("pca", "real")]
+    if v["unconverged"]:
+        found.insert(0, v["unconverged"][0].upper() + v["unconverged"][1:])
+    elif v["precision_vs_real"] != "worse" and v["recall_vs_real"] == "worse":
+        found.append(f"So the decoded samples are as close to real points as held-out data are "
+                     f"(precision) but cover less of the data (recall): decoding a "
+                     f"{s.bottleneck}-D code puts them on the decoder's {s.bottleneck}-D image, "
+                     f"not across the spread around it.")
+    collapsed = int((t["test_mse"] >= COLLAPSE_SHARE * t["mean_mse"]).sum())
+    unconverged = int(t["ae_unconverged"].sum() + t["pca_unconverged"].sum())
+    if collapsed or unconverged:
+        found.append(f"{collapsed} of {n} autoencoders collapsed to the mean; {unconverged} "
+                     "chosen mixtures did not converge in EM.")
+    ae = quality.summary("mmd2", by="model").iloc[0]
+    word = {"better": "lower than", "worse": "higher than",
+            "indistinguishable": "indistinguishable from"}
+    if v["unconverged"]:
+        answer = f"{v['unconverged'].split(':')[0].capitalize()} (GMM samples' MMD² {_ci(ae)})."
+    else:
+        pca, real = v["mmd2_vs_pca_row"], v["mmd2_vs_real_row"]
+        answer = (f"Decoded GMM samples of the autoencoder's codes reach MMD² {_ci(ae)} to the "
+                  f"test set, {word[v['mmd2_vs_pca']]} PCA + GMM's {pca['mean_b']:.4f} (Holm "
+                  f"{p_value_text(pca['p_holm'])}) and {word[v['mmd2_vs_real']]} held-out real "
+                  f"data's {real['mean_b']:.4f} (Holm {p_value_text(real['p_holm'])}), "
+                  f"paired over {n} seeds.")
+    return found, answer
+
+
+def code_gmm_figures(runs: Runs, train, test, moons: bool) -> dict:
+    model, seed = runs.models[0], int(runs.table["seed"].iloc[0])
+    ae = CodeSampler(model, random_state=seed)
+    pca = CodeSampler(PCA(model.bottleneck_size).fit(train.X), random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # counted in the findings
+        ae.fit(train.X), pca.fit(train.X)
+    fig_codes, axs = new_figure(1, 1, width=7.0, height=4.2)
+    ax, z = axs[0, 0], ae.codes_[:, 0].numpy()
+    ax.hist(z, bins=50, density=True, color="C0", alpha=0.5, label="training codes")
+    grid = np.linspace(z.min() - 0.1 * np.ptp(z), z.max() + 0.1 * np.ptp(z), 500)
+    g = ae.gmm_  # the mixture's marginal on the first code dimension
+    sd = np.sqrt(g.covariances_.reshape(g.n_components, -1)[:, 0])
+    density = (g.weights_ * np.exp(-0.5 * ((grid[:, None] - g.means_[:, 0]) / sd) ** 2)
+               / (sd * np.sqrt(2 * np.pi))).sum(1)
+    ax.plot(grid, density, color="C3", lw=2, label=f"mixture density ({g.n_components} components)")
+    ax.set(xlabel="code z (first dimension)", ylabel="density",
+           title=f"Histogram of {len(z)} training codes and the fitted Gaussian mixture "
+                 f"(seed {seed})")
+    ax.legend(fontsize="small")
+    quality = by_generator(runs)
+    fig_q, axq = new_figure(3, 1, width=4.2, height=4.0)
+    for ax, m in zip(axq.flat, MEASURES):
+        _ci_panel(ax, {"mean and 95% CI": quality.summary(m, by="model")},
+                  f"{NAMES[m]} ({'lower' if MEASURES[m] else 'higher'} is better)", NAMES[m])
+    fig_q.suptitle(f"Quality of {len(test)} decoded samples against the test set, over "
+                   f"{len(runs)} seeds")
+    fig_s, axs = new_figure(2, 1, width=5.5, height=4.5)
+    for ax, sampler, label in zip(axs.flat, (ae, pca), ("autoencoder + GMM", "PCA + GMM")):
+        _draw_points(ax, test.X, sampler.sample(len(test), seed=seed)[0],
+                     f"{label} (seed {seed})", "decoded samples", moons)
+    fig_s.suptitle("Decoded mixture samples over the real test points"
+                   + ("" if train.n_features == 2 else " (first two features)"))
+    return {"codes": fig_codes, "quality": fig_q, "synthetic": fig_s}
+
+
+@study("code-gmm", "Gaussian mixture on an autoencoder's codes: decoded samples scored against "
+       "PCA + GMM and held-out data", settings=CodeGmmSettings, data="any")
+def code_gmm(quick: bool = True, seed: int = 0, data=None, progress=None,
+             **overrides) -> StudyResult:
+    """Fit a Gaussian mixture (BIC) to an autoencoder's codes and score its decoded samples.
+
+    Over ``seeds`` trainings the decoded samples are scored against the test split
+    (MMD², k-NN precision and recall; on two moons also the distance to the
+    noise-free curve) next to PCA + GMM with as many components and the
+    validation split itself, with paired tests over the seeds. ``data`` is any
+    :class:`aelab.data.Dataset` (None: the course's two moons); ``overrides`` are
+    fields of :class:`CodeGmmSettings`.
 
     Examples
     --------
-    >>> r = moons_code_gmm(quick=True, epochs=2)
-    >>> "synthetic" in r.figures
-    True
+    >>> r = code_gmm(quick=True, epochs=4, seeds=2)
+    >>> sorted(r.figures)
+    ['codes', 'quality', 'synthetic']
     """
-    n_train = setting("n_train", n_train, quick, 400, 2000)
-    n_test = setting("n_test", n_test, quick, 500, 2000)
-    epochs = setting("epochs", epochs, quick, 200, 1000)
-    batch_size = setting("batch_size", batch_size, quick, 64, 32)
-    config = dict(quick=quick, seed=seed, n_train=n_train, n_test=n_test, epochs=epochs,
-                  batch_size=batch_size, noise=noise, lr=lr, hidden_size=hidden_size,
-                  layers=layers, n_components=n_components, optimizer="adam")
-    train, test = moons_data(n_train, noise, seed), moons_test(n_test, noise, seed)
-    model = build_mlp(hidden_size, layers, seed)
-    train_autoencoder(model, train, epochs=epochs, batch_size=batch_size, lr=lr, test=test,
-                      seed=seed, device="cpu", progress=progress)
-    test_mse = reconstruction_error(model, test.X)
-
-    caught: list[str] = []
-    gmm = _fit_sampler(model, train.X, n_components, seed, caught)
-    single = _fit_sampler(model, train.X, 1, seed, caught)
-    X_gmm, _ = gmm.sample(n_test, seed=seed)
-    X_single, _ = single.sample(n_test, seed=seed)
-    X_rec = reconstruct(model, test.X)
-    how = "BIC" if n_components == "bic" else "fixed"
-    reference = data.moons(n_test, noise=noise, seed=seed + REFERENCE_SEED_OFFSET).X
-    rows = [
-        _quality_row(f"decoded GMM samples ({_components(gmm.n_components_)}, {how})", X_gmm,
-                     test.X, seed, noise, components=gmm.n_components_),
-        _quality_row("decoded samples of one Gaussian", X_single, test.X, seed, noise,
-                     components=1),
-        _quality_row("reconstructed test points", X_rec, test.X, seed, noise,
-                     components=np.nan),
-        _quality_row("fresh real sample (reference)", reference, test.X, seed, noise,
-                     components=np.nan),
-    ]
-    quality = pd.DataFrame(rows)
-    bic = pd.DataFrame({"components": list(gmm.bic_), "BIC": list(gmm.bic_.values())})
-    bic["chosen"] = bic["components"] == gmm.n_components_
-
-    codes = gmm.codes_[:, 0].numpy()
-    labels = train.y.numpy()
-    fig_codes, axs = new_figure(1, 1, width=7.0, height=4.2)
-    ax = axs[0, 0]
-    bins = np.linspace(codes.min(), codes.max(), 50)
-    ax.hist([codes[labels == 0], codes[labels == 1]], bins=bins, stacked=True, density=True,
-            color=["C0", "C1"], alpha=0.6, label=["codes of moon 0", "codes of moon 1"])
-    span = codes.max() - codes.min()
-    grid = torch.linspace(codes.min() - 0.1 * span, codes.max() + 0.1 * span, 500)[:, None]
-    g = gmm.gmm_
-    order = np.argsort(g.means_[:, 0])
-    for j, k in enumerate(order):
-        sd = float(np.sqrt(g.covariances_.reshape(g.n_components, -1)[k, 0]))
-        part = g.weights_[k] * np.exp(-0.5 * ((grid[:, 0].numpy() - g.means_[k, 0]) / sd) ** 2) / (
-            sd * np.sqrt(2 * np.pi))
-        ax.plot(grid[:, 0], part, color="0.35", lw=0.8, ls="--",
-                label="weighted components" if j == 0 else None)
-    ax.plot(grid[:, 0], gmm.density(grid), color="C3", lw=2,
-            label=f"mixture density ({_components(gmm.n_components_)})")
-    ax.set_xlabel("code z (bottleneck value)")
-    ax.set_ylabel("density")
-    ax.set_title(f"Histogram of the {len(codes)} training codes and the fitted Gaussian mixture")
-    ax.legend(fontsize="small")
-
-    fig_bic, axb = new_figure(1, 1, width=5.5, height=3.8)
-    ax = axb[0, 0]
-    ax.plot(bic["components"], bic["BIC"], marker="o", color="C0", label="BIC of each fit")
-    ax.scatter([gmm.n_components_], [gmm.bic_[gmm.n_components_]], s=160, facecolors="none",
-               edgecolors="C3", lw=2, label=f"chosen: {_components(gmm.n_components_)}", zorder=3)
-    ax.set_xticks(bic["components"])
-    ax.set_xlabel("number of mixture components")
-    ax.set_ylabel("BIC (lower is better)")
-    ax.set_title("Choosing the mixture size by BIC")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-
-    fig_syn, axs2 = new_figure(2, 1, width=5.5, height=4.5)
-    for ax, X_fake, row, label in zip(axs2.flat, (X_gmm, X_rec), (rows[0], rows[2]),
-                                      ("synthetic", "reconstructed")):
-        _draw_samples(ax, test.X, X_fake,
-                      f"{row['points']}\nMMD² {row['MMD² to test set']:.4f}, precision "
-                      f"{row['precision']:.2f}, recall {row['recall']:.2f}", label)
-    fig_syn.suptitle(f"{n_test} points decoded from mixture samples (left) and from the test "
-                     "points' own codes (right), over the real test points")
-
-    g_row, s_row, rec_row, ref_row = rows
-    others = sorted(gmm.bic_, key=gmm.bic_.get)[1:]  # the candidates BIC ranked behind the choice
-    findings = [
-        (f"BIC chose {_components(gmm.n_components_)} for the {len(codes)} training codes "
-         f"(BIC {gmm.bic_[gmm.n_components_]:.1f} against {gmm.bic_[others[0]]:.1f} for "
-         f"{_components(others[0])}, the next best)" if others else
-         f"The mixture has a fixed {_components(gmm.n_components_)} (BIC "
-         f"{gmm.bic_[gmm.n_components_]:.1f}) for the {len(codes)} training codes")
-        + f"; the autoencoder's test MSE is {test_mse:.4f}.",
-        f"Decoded GMM samples: MMD² to the test set {g_row['MMD² to test set']:.4f}, precision "
-        f"{g_row['precision']:.2f}, recall {g_row['recall']:.2f}; a fresh real sample scores "
-        f"{ref_row['MMD² to test set']:.4f}, {ref_row['precision']:.2f} and {ref_row['recall']:.2f}, "
-        f"the test set's own reconstructions {rec_row['MMD² to test set']:.4f}, "
-        f"{rec_row['precision']:.2f} and {rec_row['recall']:.2f}"
-        + (": the decoded points lie on the decoder's thin curve and do not cover the noise's "
-           "spread across it." if g_row["recall"] < 0.5 * ref_row["recall"] else "."),
-        f"Synthetic points lie {g_row['mean distance to noise-free curve']:.3f} from the noise-free "
-        f"curve on average (real points {ref_row['mean distance to noise-free curve']:.3f}, "
-        f"reconstructions {rec_row['mean distance to noise-free curve']:.3f}); "
-        f"{g_row[FAR]:.1%} of them are farther than {3 * noise:g} (3 noise std) from it, against "
-        f"{ref_row[FAR]:.1%} of real points and {rec_row[FAR]:.1%} of reconstructions.",
-        (f"BIC's choice is already a single Gaussian, so the one-Gaussian row of the table "
-         f"(MMD² {s_row['MMD² to test set']:.4f}) repeats it."
-         if gmm.n_components_ == 1 else
-         f"One Gaussian instead of the mixture gives MMD² {s_row['MMD² to test set']:.4f} "
-         f"(precision {s_row['precision']:.2f}, recall {s_row['recall']:.2f}, "
-         f"{s_row[FAR]:.1%} farther than {3 * noise:g} from the curve)."),
-    ]
-    if caught:
-        findings.append(f"{len(caught)} mixture fit(s) did not converge: {caught[0]}")
-    if collapsed(test_mse, mean_predictor_mse(test.X)):
-        findings.append(f"The autoencoder collapsed (test MSE {test_mse:.3f}, about the data's "
-                        "variance): its codes carry no information, so neither do the samples.")
-    metrics = {"test_mse": test_mse, "n_components": int(gmm.n_components_),
-               "gmm_mmd2": float(g_row["MMD² to test set"]), "gmm_precision": float(g_row["precision"]),
-               "gmm_recall": float(g_row["recall"]),
-               "gmm_curve_distance": float(g_row["mean distance to noise-free curve"]),
-               "reference_mmd2": float(ref_row["MMD² to test set"]),
-               "single_gaussian_mmd2": float(s_row["MMD² to test set"])}
-    return StudyResult("moons-code-gmm", {"sample quality": quality, "BIC": bic},
-                       {"codes": fig_codes, "bic": fig_bic, "synthetic": fig_syn}, findings,
-                       config, metrics)
+    s = resolve_settings(CodeGmmSettings, quick, overrides)
+    data = check_study_data("code-gmm", "any", data)
+    moons = data is None
+    ds = datasets.moons(s.n, noise=s.noise, seed=seed) if moons else data
+    train, val, test = split3(ds, seed=seed)
+    runs = run_code_gmm(s, train, val, test, [seed + i for i in range(s.seeds)], moons, progress)
+    findings, answer = code_gmm_findings(runs, s, quick)
+    summary = by_generator(runs)
+    tables = {"sample quality": pd.concat([summary.summary(m, by="model").assign(measure=NAMES[m])
+                                           for m in NAMES if m in summary.table]),
+              "trials": runs.table}
+    metrics = {f"{g}_{m}": float(runs.table[f"{g}_{m}"].mean()) for g in GENERATORS
+               for m in MEASURES} | {"test_mse": float(runs.table["test_mse"].mean())}
+    return StudyResult("code-gmm", tables, code_gmm_figures(runs, train, test, moons), findings,
+                       asdict(s) | {"seed": seed, "quick": quick, "data": ds.name}, metrics, answer)
 
 
-# --- moons-mmd ------------------------------------------------------------------------------
+moons_code_gmm = preset("moons-code-gmm", "code-gmm", "1-D codes of two moons: histogram, "
+                        "Gaussian mixture (BIC), decoded samples and their quality")
+
+
+# --- moons-mmd --------------------------------------------------------------------------------
+
+ONE_D, NO_MMD = "1-D bottleneck", "2-D, no MMD"
+
+
+@dataclass(frozen=True)
+class MoonsMmdSettings:
+    n: int = 400  # moons drawn, split 60/20/20 into train/validation/test
+    noise: float = 0.1  # the course trains this task at noise 0.1
+    weights: tuple[float, ...] = (1.0, 10.0)  # MMD weights swept, each with every kernel
+    kernels: tuple[str, ...] = ("imq", "rbf")  # the two kernel families the course names
+    bandwidths: tuple[float, ...] = DEFAULT_BANDWIDTHS  # 5, each twice the next (course: 3 to 7)
+    architecture: str = "resnet"  # 2-D models: "resnet" or "mlp"; the course found ResNets better
+    res_hidden_size: int = 64  # width inside each residual block, wider than the data
+    blocks: int = 2
+    hidden_size: int = 64  # the 1-D bottleneck (and a 2-D "mlp"): task 1's 2-64-64-1-64-64-2
+    layers: int = 2
+    epochs: int = 10  # quick: 70 steps (MMD trials train one by one, ~2 ms a step): not converged
+    batch_size: int = 32  # every model: same data, epochs and batches, so equal optimizer steps
+    lr: float = 3e-3
+    seeds: int = 5  # settings are compared paired over these seeds
+
+    def __post_init__(self):
+        _check_common(self)
+        check_positive_int("res_hidden_size", self.res_hidden_size)
+        check_int("blocks", self.blocks, 0)
+        check_choice("architecture", self.architecture, ("resnet", "mlp"))
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (MMD compares pairs), got "
+                             f"{self.batch_size}.")
+        for name in ("weights", "kernels", "bandwidths"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must list at least one value, got "
+                                 f"{getattr(self, name)!r}.")
+        for w in self.weights:
+            check_positive_float("weights", w)
+        for k in self.kernels:
+            check_choice("kernels", k, tuple(KERNELS))
+        for h in self.bandwidths:
+            check_positive_float("bandwidths", h)
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):  # 5,550 steps: the 1-D bottleneck's validation loss flat by then (measured)
+        return cls(n=2000, weights=(0.1, 1.0, 10.0), epochs=150, seeds=10)
+
+
+def _label(bottleneck, objective, weight, kernel) -> str:
+    if bottleneck == 1:
+        return ONE_D
+    return NO_MMD if objective == "reconstruction" else f"2-D, MMD {weight:g} ({kernel.upper()})"
+
+
+def _subset(runs: Runs, mask) -> Runs:
+    index = np.flatnonzero(np.asarray(mask))
+    return Runs(runs.table.iloc[index], [runs.models[i] for i in index],
+                [runs.histories[i] for i in index], runs.grid_names)
+
+
+def _decode_normal(model, n: int, generator) -> torch.Tensor:
+    with torch.no_grad(), eval_mode(model) as device:
+        z = torch.randn(n, model.bottleneck_size, generator=generator)
+        return model.decode(z.to(device)).cpu()
+
+
+def _mmd_metrics() -> dict:
+    """Sweep metrics: codes against N(0, I), decoded N(0, I) samples against held-out moons."""
+    cache: dict = {}
+
+    def scores(model, ctx) -> dict:
+        if cache.get("model") is not model:
+            g = torch.Generator().manual_seed(ctx.seed)
+            z = encode(model, ctx.test.X)
+            # one fixed measuring kernel for every setting, whatever kernel it trained with
+            out = {"code_mmd2": mmd2(z, torch.randn(z.shape, generator=g), kernel="imq",
+                                     bandwidths=DEFAULT_BANDWIDTHS, seed=ctx.seed),
+                   "val_sample_mmd2": mmd2(_decode_normal(model, len(ctx.validation), g),
+                                           ctx.validation.X, seed=ctx.seed)}
+            for who, X in (("sample", _decode_normal(model, len(ctx.test), g)),
+                           ("real", ctx.validation.X)):
+                q = sample_quality(X, ctx.test.X, moons=True, seed=ctx.seed)
+                out |= {f"{who}_mmd2": q.mmd2, f"{who}_precision": q.precision,
+                        f"{who}_recall": q.recall, f"{who}_curve_distance": q.moons_distance}
+            cache.update(model=model, scores=out)
+        return cache["scores"]
+
+    names = ["code_mmd2", "val_sample_mmd2"] + [f"{w}_{m}" for w in ("sample", "real")
+                                                for m in NAMES]
+    return {name: (lambda m, c, name=name: scores(m, c)[name]) for name in names} | {
+        "late_drop": _late_drop}
+
+
+def run_mmd(s: MoonsMmdSettings, train, val, test, seeds, progress=None) -> Runs:
+    """One sweep: the 1-D bottleneck, the 2-D model without and with MMD (weights x kernels)."""
+    def build(bottleneck):
+        if bottleneck == 1 or s.architecture == "mlp":
+            return Autoencoder(2, bottleneck, s.hidden_size, s.layers)
+        return ResNetAutoencoder(2, 2, s.res_hidden_size, s.blocks)
+
+    grid = [{"bottleneck": 1, "objective": "reconstruction"},
+            {"bottleneck": 2, "objective": "reconstruction"}]
+    grid += [{"bottleneck": 2, "objective": "mmd", "mmd_weight": w, "kernel": k,
+              "bandwidths": s.bandwidths} for w in s.weights for k in s.kernels]
+    runs = sweep(build, train, grid=grid, validation=val, test=test, seeds=seeds,
+                 metrics=_mmd_metrics(), epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
+                 progress=progress)
+    t = runs.table
+    t["model"] = [_label(*row) for row in zip(t["bottleneck"], t["objective"],
+                                              t["mmd_weight"], t["kernel"])]
+    return runs
+
+
+def _chosen(runs: Runs):
+    """The MMD setting whose decoded N(0, I) samples are closest to the validation split."""
+    return _subset(runs, runs.table["objective"] == "mmd").best("val_sample_mmd2", by="model")
+
+
+def _tally(rows: pd.DataFrame) -> str:
+    """'lower for 3 of 4 (...; ratio ..., largest Holm p ...)' from compare rows by verdict."""
+    parts = []
+    for verdict in ("lower", "indistinguishable", "higher"):
+        hit = rows[rows["verdict"] == verdict]
+        if len(hit):
+            p, which = (hit["p_holm"].max(), "largest") if verdict != "indistinguishable" else (
+                hit["p_holm"].min(), "smallest")
+            parts.append(f"{verdict} for {len(hit)} of {len(rows)} ({', '.join(hit['model_b'])}: "
+                         f"{hit['ratio'].min():.2g} to {hit['ratio'].max():.2g} times the "
+                         f"reference, {which} Holm-corrected {p_value_text(p)})")
+    return "; ".join(parts)
+
+
+def mmd_verdicts(runs: Runs, s: MoonsMmdSettings, quick: bool = True) -> dict:
+    """Computed verdicts: equal steps, convergence, 2-D vs 1-D, MMD vs none, the chosen setting."""
+    t = runs.table
+    v = {"steps": sorted(t["steps"].unique().tolist()),
+         "unconverged": _unconverged(runs, t["objective"] == "reconstruction", quick)}
+    # the 2-D models' verdicts against the reference (a): lower means the 2-D model's is lower
+    mse = runs.compare("test_mse", by="model", against={"model": ONE_D})
+    mse["verdict"] = [_direction(r) for _, r in mse.iterrows()]
+    pairs = _subset(runs, t["bottleneck"] == 2).compare("code_mmd2", by="model", against="all")
+    vs_none = pairs[pairs["model_a"] == NO_MMD].copy()
+    vs_none["verdict"] = [_direction(r) for _, r in vs_none.iterrows()]
+    best = _chosen(runs)
+    chosen = best.setting["model"]
+    pair = _subset(runs, t["model"].isin([chosen, NO_MMD]))
+    return v | {"mse": mse, "code_vs_none": vs_none, "code_pairs": pairs, "best": best,
+                "chosen": chosen, "chosen_mse": mse.set_index("model_b").loc[chosen],
+                "samples": {m: pair.compare(f"sample_{m}", by="model", against={"model": chosen},
+                                            lower_is_better=MEASURES[m]).iloc[0] for m in MEASURES}}
+
+
+def mmd_findings(runs: Runs, s: MoonsMmdSettings, quick: bool = True) -> tuple[list[str], str]:
+    """Sentences and the one-line answer, computed from the sweep's table."""
+    t, v = runs.table, mmd_verdicts(runs, s, quick)
+    seeds, late = t["seed"].nunique(), v["unconverged"]
+    found = [f"All {len(t)} trials took {v['steps'][0]:,} optimizer steps: the compared models "
+             "had equal optimizer steps." if len(v["steps"]) == 1 else
+             "Optimizer steps differ between trials: " + "; ".join(
+                 f"{m} {sorted(g.unique())}" for m, g in t.groupby("model", sort=False)["steps"])]
+    if late:
+        found.append(late[0].upper() + late[1:])
+    for metric, what in (("test_mse", "Test MSE"), ("code_mmd2", "MMD² of test codes to "
+                                                    "N(0, I) (IMQ kernel, bandwidths 0.25 to 4)")):
+        found.append(f"{what}: " + "; ".join(f"{r['model']} {_ci(r)}" for _, r in
+                                             runs.summary(metric, by="model").iterrows()) + ".")
+    if not late:
+        found.append(f"Against the 1-D bottleneck's test MSE (paired t over {seeds} seeds, Holm "
+                     f"over {len(v['mse'])} models): " + _tally(v["mse"]) + ".")
+        found.append(f"MMD² of codes to N(0, I) against the 2-D model without MMD (Holm over all "
+                     f"{len(v['code_pairs'])} pairs of 2-D models): " + _tally(v["code_vs_none"])
+                     + ".")
+        pairs = v["code_pairs"]
+        for w in sorted(set(t.loc[t["objective"] == "mmd", "mmd_weight"])):
+            both = {_label(2, "mmd", w, k) for k in ("imq", "rbf")}
+            found += [_sentence(r, "code MMD²", True) for _, r in pairs.iterrows()
+                      if {r["model_a"], r["model_b"]} == both]
+    best = v["best"]
+    same = ", ".join(str(x["model"]) for x in best.indistinguishable) or "none"
+    found.append(f"Chosen on validation (lowest MMD² of decoded N(0, I) samples to the "
+                 f"validation split): {v['chosen']}; indistinguishable from it: {same}.")
+    chosen = runs.where(model=v["chosen"])
+    found.append(f"Decoded N(0, I) samples of {v['chosen']} on the test split: " + "; ".join(
+        f"{NAMES[m]} {_ci(chosen.summary(f'sample_{m}', by=[]).iloc[0])}" for m in NAMES)
+        + "; the validation split itself scores " + ", ".join(
+        f"{NAMES[m]} {t[f'real_{m}'].mean():.4f}" for m in NAMES) + ".")
+    if not late:
+        found += [_sentence(v["samples"][m], f"sample {NAMES[m]}", MEASURES[m]) for m in MEASURES]
+    mse_row = v["chosen_mse"]
+    head = (f"at {v['steps'][0]:,} equal optimizer steps" if len(v["steps"]) == 1
+            else "at unequal optimizer steps")
+    sample = chosen.summary("sample_precision", by=[]).iloc[0]
+    recall = chosen.summary("sample_recall", by=[]).iloc[0]
+    if late:
+        answer = (f"{late.split(':')[0].capitalize()} ({v['chosen']} test MSE "
+                  f"{mse_row['mean_b']:.4f} vs "
+                  f"{mse_row['mean_a']:.4f} for the 1-D bottleneck, {seeds} seeds).")
+    else:
+        word = {"lower": "lower than", "higher": "higher than",
+                "indistinguishable": "indistinguishable from"}[mse_row["verdict"]]
+        answer = (f"{head.capitalize()}, the 2-D code with {v['chosen'][5:]} (chosen on "
+                  f"validation) has test MSE {mse_row['mean_b']:.4f}, {word} the 1-D "
+                  f"bottleneck's {mse_row['mean_a']:.4f} (paired t over {seeds} seeds, Holm "
+                  f"{p_value_text(mse_row['p_holm'])}); its decoded N(0, I) samples reach "
+                  f"precision {_ci(sample, '.2f')} and recall {_ci(recall, '.2f')}, against "
+                  f"{t['real_precision'].mean():.2f} and {t['real_recall'].mean():.2f} for "
+                  "held-out real data.")
+    return found, answer
 
 
 def _normal_circles(ax) -> None:
-    t = np.linspace(0, 2 * np.pi, 200)
+    angle = np.linspace(0, 2 * np.pi, 200)
     for r in (1, 2, 3):
-        ax.plot(r * np.cos(t), r * np.sin(t), color="k", lw=0.8, ls="--",
-                label="N(0, I): 1, 2, 3 std circles" if r == 1 else None)
+        ax.plot(r * np.cos(angle), r * np.sin(angle), color="k", lw=0.8, ls="--",
+                label="N(0, I): 1, 2, 3 std" if r == 1 else None)
 
 
-@study("moons-mmd",
-       "2-D bottleneck + MMD to N(0, I) (ResNet) on two moons: error vs 1-D, codes, decoded normals")
-def moons_mmd(quick: bool = True, seed: int = 0, *, progress=None, n_train: int | None = None,
-              n_test: int | None = None, epochs: int | None = None,
-              batch_size: int | None = None, noise: float = 0.1, lr: float = 3e-3,
-              hidden_size: int = 64, blocks: int | None = None, mmd_weight: float = 1.0,
-              kernel: str = "imq", bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0),
-              mlp_hidden_size: int = 32, mlp_layers: int = 2, mlp_epochs: int | None = None,
-              mlp_batch_size: int = 32) -> StudyResult:
-    """A ResNet autoencoder with a 2-D code pulled to N(0, I) by MMD, against a 1-D bottleneck.
-
-    Three models train on the same data: the ResNet with the MMD penalty, the
-    same ResNet without it (``mmd_weight=0``: what the penalty costs and buys),
-    and the 1-D-bottleneck MLP of the course's first task. For each: test MSE,
-    MMD² of the test codes to N(0, I), and the quality of decoded N(0, I) samples.
-
-    The 1-D MLP is the baseline the 2-D code is measured against, so it is
-    trained to near its best: in batches of ``mlp_batch_size`` for
-    ``mlp_epochs`` epochs, by default (quick) as many optimizer steps as
-    moons-autoencoder's quick run, else ``epochs``. A 2-D code for 2-D data is
-    no bottleneck (the model can approach the identity), so its lower error is
-    expected; what the MMD penalty buys is a code distribution one can sample.
-
-    Examples
-    --------
-    >>> r = moons_mmd(quick=True, epochs=2)
-    >>> len(r.tables["models"])
-    3
-    """
-    n_train = setting("n_train", n_train, quick, 400, 2000)
-    n_test = setting("n_test", n_test, quick, 500, 2000)
-    epochs = setting("epochs", epochs, quick, 40, 1000)
-    batch_size = setting("batch_size", batch_size, quick, 100, 128)
-    blocks = blocks if blocks is not None else (2 if quick else 4)
-    bandwidths = tuple(float(b) for b in bandwidths)
-    mlp_batch_size = setting("mlp_batch_size", mlp_batch_size, quick, 32, 32)
-    steps_per_epoch = max(1, n_train // mlp_batch_size)  # full batches only (drop_last)
-    mlp_epochs = setting("mlp_epochs", mlp_epochs, quick,
-                         math.ceil(BASELINE_STEPS / steps_per_epoch), epochs)
-    config = dict(quick=quick, seed=seed, n_train=n_train, n_test=n_test, epochs=epochs,
-                  batch_size=batch_size, noise=noise, lr=lr, hidden_size=hidden_size,
-                  blocks=blocks, mmd_weight=mmd_weight, kernel=kernel, bandwidths=list(bandwidths),
-                  mlp_hidden_size=mlp_hidden_size, mlp_layers=mlp_layers, mlp_epochs=mlp_epochs,
-                  mlp_batch_size=mlp_batch_size, optimizer="adam")
-    train, test = moons_data(n_train, noise, seed), moons_test(n_test, noise, seed)
-    common = dict(epochs=epochs, batch_size=batch_size, lr=lr, test=test, seed=seed,
-                  device="cpu", progress=progress)
-
-    with seeded(seed):
-        resnet_mmd = ResNetAutoencoder(2, 2, hidden_size, blocks)
-    with seeded(seed):
-        resnet_plain = ResNetAutoencoder(2, 2, hidden_size, blocks)
-    mlp_1d = build_mlp(mlp_hidden_size, mlp_layers, seed)
-    histories = [train_mmd_autoencoder(resnet_mmd, train, mmd_weight=mmd_weight, kernel=kernel,
-                                       bandwidths=bandwidths, **common)]
-    histories += train_stack([resnet_plain], train, test=test, epochs=epochs,
-                             batch_size=batch_size, lr=lr, seeds=[seed], on_diverge="restore",
-                             progress=progress)
-    histories += train_stack([mlp_1d], train, test=test, epochs=mlp_epochs,
-                             batch_size=mlp_batch_size, lr=lr, seeds=[seed], on_diverge="restore",
-                             progress=progress)
-
-    models = {
-        f"ResNet, bottleneck 2, MMD weight {mmd_weight:g}": resnet_mmd,
-        "ResNet, bottleneck 2, no MMD": resnet_plain,
-        f"MLP 2-{'-'.join([str(mlp_hidden_size)] * mlp_layers)}-1, bottleneck 1": mlp_1d,
-    }
-    g = torch.Generator().manual_seed(seed)
-    prior = {d: torch.randn(n_test, d, generator=g) for d in (1, 2)}
-    rows, samples, codes = [], {}, {}
-    for (name, model), history in zip(models.items(), histories):
-        z = encode(model, test.X)
-        codes[name] = z
-        d = z.shape[1]
-        with torch.no_grad(), eval_mode(model) as device:
-            X_new = model.decode(prior[d].to(device)).cpu()
-        samples[name] = X_new
-        q = sample_quality(X_new, test.X, moons=True, seed=seed)
-        test_mse = reconstruction_error(model, test.X)
-        rows.append({"model": name, "bottleneck": d, "epochs": history.epochs,
-                     "optimizer steps": len(history.step_loss),
-                     "train MSE": reconstruction_error(model, train.X),
-                     "test MSE": test_mse,
-                     "MMD² codes vs N(0, I)": float(mmd(z, prior[d], kernel=kernel,
-                                                        bandwidths=bandwidths)),
-                     "code mean norm": float(z.mean(0).norm()),
-                     "code std (per dim)": ", ".join(f"{v:.2f}" for v in z.std(0).tolist()),
-                     "decoded N(0, I): MMD² to test": q.mmd2,
-                     "decoded N(0, I): precision": q.precision,
-                     "decoded N(0, I): recall": q.recall,
-                     "decoded N(0, I): distance to curve": q.moons_distance,
-                     "collapsed": collapsed(test_mse, mean_predictor_mse(test.X))})
-    table = pd.DataFrame(rows)
-    r_mmd, r_plain, r_1d = rows
-    real = data.moons(n_test, noise=noise, seed=seed + REFERENCE_SEED_OFFSET).X
-    reference = sample_quality(real, test.X, moons=True, seed=seed)
-    names = list(models)
-
-    fig_rec, axs = new_figure(2, 1, width=5.5, height=4.5)
-    for ax, name, row in zip(axs.flat, (names[0], names[2]), (r_mmd, r_1d)):
-        draw_reconstruction(ax, test.X, reconstruct(models[name], test.X),
-                            f"{name}\ntest MSE {row['test MSE']:.4f}")
-    fig_rec.suptitle("Reconstructed vs original test points: 2-D code with MMD vs 1-D code")
-
-    fig_codes, axc = new_figure(2, 1, width=5.0, height=4.6)
+def mmd_figures(runs: Runs, chosen: str, test) -> dict:
+    fig_m, axm = new_figure(3, 1, width=5.0, height=4.6)
+    ci = {m: runs.summary(m, by="model") for m in ("test_mse", "code_mmd2", "sample_precision",
+                                                   "sample_recall")}
+    _ci_panel(axm[0, 0], {"mean and 95% CI": ci["test_mse"]}, "Test reconstruction error",
+              "test MSE")
+    axm[0, 0].set_yscale("log")
+    plain_log_ticks(axm[0, 0])
+    _ci_panel(axm[0, 1], {"mean and 95% CI": ci["code_mmd2"]}, "Codes against N(0, I)",
+              "MMD² of test codes to N(0, I)")
+    _ci_panel(axm[0, 2], {"precision": ci["sample_precision"], "recall": ci["sample_recall"]},
+              "Decoded N(0, I) samples vs test set", "share (k-NN, k = 3)",
+              [(f"held-out real data, {m}", runs.table[f"real_{m}"].mean())
+               for m in ("precision", "recall")])
+    fig_m.suptitle(f"Every model at {runs.table['steps'].iloc[0]:,} optimizer steps; "
+                   f"95% CIs over {runs.table['seed'].nunique()} seeds")
+    first = runs.table["seed"].min()
+    model = {m: runs.models[runs.table.index[(runs.table["model"] == m)
+                                             & (runs.table["seed"] == first)][0]]
+             for m in (chosen, NO_MMD, ONE_D)}
+    fig_s, axs = new_figure(2, 3, width=5.2, height=4.6)
     labels = test.y.numpy()
-    for ax, name, row in zip(axc.flat, names[:2], rows[:2]):
-        z = codes[name].numpy()
+    for col, name in enumerate((chosen, ONE_D)):
+        reconstruction_panel(axs[0, col], test.X, reconstruct(model[name], test.X),
+                             original_label="original (test)")
+        axs[0, col].set_title(f"{name}: reconstructions")
+        axs[0, col].legend(fontsize="small", loc="upper right")
+    for col, name in enumerate((chosen, NO_MMD)):
+        ax, z = axs[1, col], encode(model[name], test.X).numpy()
         for k in (0, 1):
             ax.scatter(z[labels == k, 0], z[labels == k, 1], s=6, color=f"C{k}", alpha=0.7,
                        label=f"codes of moon {k}")
         _normal_circles(ax)
-        ax.set_xlabel("$z_1$")
-        ax.set_ylabel("$z_2$")
+        ax.set(xlabel="$z_1$", ylabel="$z_2$", title=f"{name}: test codes")
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_title(f"{name}\nMMD² of codes to N(0, I): {row['MMD² codes vs N(0, I)']:.4f}")
         ax.legend(fontsize="small", loc="upper right")
-    fig_codes.suptitle("Test codes against the standard normal N(0, I)")
+        X_new = _decode_normal(model[name], len(test), torch.Generator().manual_seed(int(first)))
+        _draw_points(axs[2, col], test.X, X_new, f"{name}: decoded N(0, I) samples",
+                     "decoded N(0, I)", True)
+    fig_s.suptitle(f"Seed {first}: reconstructions, codes and decoded standard-normal samples")
+    return {"metrics": fig_m, "one seed": fig_s}
 
-    fig_syn, axs2 = new_figure(2, 1, width=5.5, height=4.5)
-    for ax, name, row in zip(axs2.flat, names[:2], rows[:2]):
-        _draw_samples(ax, test.X, samples[name],
-                      f"{name}\nMMD² {row['decoded N(0, I): MMD² to test']:.4f}, precision "
-                      f"{row['decoded N(0, I): precision']:.2f}, recall "
-                      f"{row['decoded N(0, I): recall']:.2f}", "decoded N(0, I) samples")
-    fig_syn.suptitle(f"{n_test} standard-normal codes decoded, over the real test points")
 
-    ratio = r_1d["test MSE"] / max(r_mmd["test MSE"], 1e-12)
-    floor = noise**2 / 2  # what the best 1-D curve still pays: the noise across it
-    below = [n for n, r in (("with MMD", r_mmd), ("without MMD", r_plain)) if r["test MSE"] < floor]
-    who = "both 2-D ResNets are" if len(below) == 2 else f"the 2-D ResNet {''.join(below)} is"
-    findings = [
-        f"With a 2-D code and the MMD penalty the test MSE is {r_mmd['test MSE']:.4f} after "
-        f"{r_mmd['optimizer steps']} optimizer steps, {ratio:.1f}x "
-        f"{'lower' if ratio > 1 else 'higher'} than the 1-D bottleneck MLP's "
-        f"{r_1d['test MSE']:.4f} after {r_1d['optimizer steps']} steps"
-        + (" (at least as many as moons-autoencoder's quick run)"
-           if r_1d["optimizer steps"] >= BASELINE_STEPS else "")
-        + "; without MMD the 2-D ResNet reaches "
-        f"{r_plain['test MSE']:.4f}. A 2-D code for 2-D data is no bottleneck: the model can "
-        "approach the identity, so a lower error than the 1-D code's is no achievement"
-        + (f" ({who} below the noise floor σ²/2 = {floor:.4f} that any 1-D curve pays: "
-           f"{'they reconstruct' if len(below) == 2 else 'it reconstructs'} the noise across "
-           "the moons too)"
-           if below else "")
-        + "; what the MMD penalty is for is the distribution of the codes, below.",
-        f"MMD² of the test codes to N(0, I): {r_mmd['MMD² codes vs N(0, I)']:.4f} with the penalty "
-        f"vs {r_plain['MMD² codes vs N(0, I)']:.4f} without (code std per dim "
-        f"{r_mmd['code std (per dim)']} vs {r_plain['code std (per dim)']}).",
-        f"Decoded N(0, I) samples: MMD² to the test set {r_mmd['decoded N(0, I): MMD² to test']:.4f}, "
-        f"precision {r_mmd['decoded N(0, I): precision']:.2f}, recall "
-        f"{r_mmd['decoded N(0, I): recall']:.2f}, mean distance to the noise-free curve "
-        f"{r_mmd['decoded N(0, I): distance to curve']:.3f}; through the decoder trained without "
-        f"MMD: MMD² {r_plain['decoded N(0, I): MMD² to test']:.4f}, precision "
-        f"{r_plain['decoded N(0, I): precision']:.2f}, recall "
-        f"{r_plain['decoded N(0, I): recall']:.2f}. A fresh real sample scores MMD² "
-        f"{reference.mmd2:.4f}, precision {reference.precision:.2f}, recall "
-        f"{reference.recall:.2f} and lies {reference.moons_distance:.3f} from the curve.",
-    ]
-    n_collapsed = int(table["collapsed"].sum())
-    if n_collapsed:
-        findings.append(f"{n_collapsed} of {len(table)} models collapsed to predicting the mean: "
-                        + ", ".join(table.loc[table["collapsed"], "model"]) + ".")
-    metrics = {"mmd_test_mse": float(r_mmd["test MSE"]), "plain_test_mse": float(r_plain["test MSE"]),
-               "bottleneck1_test_mse": float(r_1d["test MSE"]),
-               "mmd_code_mmd2": float(r_mmd["MMD² codes vs N(0, I)"]),
-               "plain_code_mmd2": float(r_plain["MMD² codes vs N(0, I)"]),
-               "mmd_sample_mmd2": float(r_mmd["decoded N(0, I): MMD² to test"]),
-               "mmd_sample_precision": float(r_mmd["decoded N(0, I): precision"]),
-               "mmd_sample_recall": float(r_mmd["decoded N(0, I): recall"])}
-    return StudyResult("moons-mmd", {"models": table},
-                       {"reconstruction": fig_rec, "codes": fig_codes, "samples": fig_syn},
-                       findings, config, metrics)
+@study("moons-mmd", "2-D code + MMD to N(0, I) on two moons, weight and kernel swept: error vs "
+       "the 1-D bottleneck at equal steps, codes, decoded normals", settings=MoonsMmdSettings)
+def moons_mmd(quick: bool = True, seed: int = 0, data=None, progress=None,
+              **overrides) -> StudyResult:
+    """A 2-D code pulled to N(0, I) by MMD, against the 1-D bottleneck at equal optimizer steps.
+
+    One sweep trains, over ``seeds``: the 1-D-bottleneck MLP of task 1, the 2-D
+    model without the penalty, and the 2-D model with MMD at every weight and
+    kernel in the settings, all for the same epochs and batches of the same data.
+    Each is scored by test MSE, MMD² of its test codes to N(0, I), and the quality
+    of decoded N(0, I) samples. The MMD setting is chosen on the validation split.
+    ``overrides`` are fields of :class:`MoonsMmdSettings`.
+
+    Examples
+    --------
+    >>> r = moons_mmd(quick=True, epochs=2, seeds=2, weights=(1.0,), kernels=("imq",))
+    >>> sorted(r.tables["summary"]["model"])
+    ['1-D bottleneck', '2-D, MMD 1 (IMQ)', '2-D, no MMD']
+    """
+    s = resolve_settings(MoonsMmdSettings, quick, overrides)
+    check_study_data("moons-mmd", None, data)  # the question is about two moons: refuses data
+    train, val, test = split3(datasets.moons(s.n, noise=s.noise, seed=seed), seed=seed)
+    runs = run_mmd(s, train, val, test, [seed + i for i in range(s.seeds)], progress)
+    findings, answer = mmd_findings(runs, s, quick)
+    chosen = _chosen(runs).setting["model"]
+    metrics_ = ("test_mse", "code_mmd2", *(f"sample_{m}" for m in NAMES), "steps")
+    summary = runs.table.groupby("model", sort=False)[list(metrics_)].mean().reset_index()
+    metrics = {f"{m}_{key}": float(summary.set_index("model").loc[name, m])
+               for key, name in (("1d", ONE_D), ("none", NO_MMD), ("chosen", chosen))
+               for m in ("test_mse", "code_mmd2", "sample_precision", "sample_recall")}
+    return StudyResult("moons-mmd", {"summary": summary, "trials": runs.table.drop(
+                           columns="bandwidths")}, mmd_figures(runs, chosen, test), findings,
+                       asdict(s) | {"seed": seed, "quick": quick, "chosen": chosen}, metrics,
+                       answer)

@@ -1,629 +1,753 @@
 """Course sheet 6, training experiments on the rectangle: memorisation, a frozen decoder, GD vs SGD.
 
-* sheet6-memorize (question e): can an MLP with a 1-D bottleneck reconstruct
-  ``n`` points perfectly? Training error against ``n`` and width.
+* sheet6-memorize (question e): can a 1-D bottleneck reconstruct n points
+  perfectly? k of n seeds per (points, width), beside a network built by hand
+  (:func:`aelab.memorizing_autoencoder`) that does: capacity or optimisation?
 * sheet6-frozen-decoder (question f): train, freeze the decoder, re-initialise
-  the encoder for real, train again; how do the codes move?
-* sheet6-gd-vs-sgd (question h): full-batch gradient descent, mini-batch SGD
-  and Adam, against examples seen and against seconds.
+  the encoder, retrain it; and the course's re-initialisation loop, run.
+* sheet6-gd-vs-sgd (question h): full-batch GD, mini-batch SGD and Adam, per
+  example seen and per second.
 
-The architectures, data and shared helpers are in :mod:`aelab.studies.sheet6`.
+Each is tied to the sheet's data (uniform points on [-2, 2] x [-1, 1]) and takes
+no ``data=``. Every training goes through :func:`aelab.sweep`; every comparison
+is a :meth:`aelab.Runs.compare` test over seeds.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
+from torch import nn
 
 from aelab import data, plots
+from aelab._checks import check_choice, check_positive_float, check_positive_int
 from aelab._seed import seeded
 from aelab.baselines import PCA
+from aelab.construct import construction_width, memorizing_autoencoder
 from aelab.evaluate import reconstruct, reconstruction_error
+from aelab.experiments import Runs, compare_sentence, p_value_text, sweep
 from aelab.models import Autoencoder
 from aelab.plots import plain_log_ticks
-from aelab.studies._base import StudyResult, study
-from aelab.studies._common import (
-    COLLAPSE_SHARE,
-    code_interval,
-    codes,
-    collapsed,
-    decode_line,
-    mean_predictor_mse,
-    setting,
-    setting_list,
-    train_stack,
-)
-from aelab.studies.sheet6 import (
-    EXTENT,
-    build,
-    course_settings,
-    data_panel,
-    label,
-    linear_pieces,
-    n_parameters,
-)
-from aelab.train import History, train_autoencoder
+from aelab.studies._base import StudyResult, check_study_data, resolve_settings, study
+from aelab.studies._common import code_interval, codes, decode_line, mean_predictor_mse
+from aelab.train import History, reinitialize
 
-__all__ = ["sheet6_memorize", "sheet6_frozen_decoder", "sheet6_gd_vs_sgd"]
+__all__ = ["sheet6_memorize", "sheet6_frozen_decoder", "sheet6_gd_vs_sgd", "MemorizeSettings",
+           "FrozenDecoderSettings", "GdVsSgdSettings"]
+
+BIG = [50, 50, 50]  # the sheet's big model 2-50-50-50-1-50-50-50-2 (seed 001, (f) and (h))
+BIG_LABEL = "2-50-50-50-1-50-50-50-2"
+STILL_FALLING = 0.05  # a loss that fell > 5% over the last 10% of epochs has not converged
+FRESH_SEED = 7919  # re-initialisation draws from here on: no model of these studies starts there
 
 
-# --- sheet6-memorize -----------------------------------------------------------------------
+def _check(settings, ints=(), floats=(), tuples=()) -> None:
+    """Validate a settings dataclass: positive ints and floats, non-empty tuples of ints >= 2."""
+    for name in ints:
+        check_positive_int(name, getattr(settings, name))
+    for name in floats:
+        check_positive_float(name, getattr(settings, name))
+    for name in tuples:
+        values = getattr(settings, name)
+        if not isinstance(values, (tuple, list)) or not values:
+            raise ValueError(f"{name} must list at least one value, got {values!r}.")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+                raise ValueError(f"{name} must hold ints >= 2, got {v!r} in {values!r}.")
 
-MEMORIZE_QUICK = dict(ns=(4, 16, 64), widths=(4, 16, 64), n_seeds=2, epochs=1000)
-MEMORIZE_FULL = dict(ns=(4, 16, 64, 256), widths=(4, 8, 16, 32, 64, 128), n_seeds=3, epochs=5000)
+
+def _seeds(s, seed: int) -> list[int]:
+    return [seed + k for k in range(s.seeds)]
 
 
-def _memorize_error_figure(summary: pd.DataFrame, runs: pd.DataFrame, threshold: float):
-    fig, axes = plots.new_figure(width=7.0, height=4.6)
-    ax = axes[0, 0]
-    for i, (n, group) in enumerate(summary.groupby("n")):
-        ax.plot(group["width"], group["best MSE"], "o-", color=f"C{i}", label=f"n = {n} points")
-        these = runs[runs["n"] == n]
-        ax.scatter(these["width"], these["MSE"], s=12, color=f"C{i}", alpha=0.35)
-        bad = these[these["collapsed to the mean"]]
-        ax.scatter(bad["width"], bad["MSE"], s=50, marker="x", color=f"C{i}")
-    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"'~0': MSE < {threshold:g}")
-    ax.scatter([], [], s=12, color="0.5", alpha=0.5, label="single runs (seeds)")
-    ax.scatter([], [], s=50, marker="x", color="0.3", label="collapsed to the mean")
+def _late_fall(losses) -> float:
+    """Relative fall of a loss curve over its last 10% of epochs (window medians); 0 if short."""
+    losses = np.asarray(losses, dtype=float)
+    k = max(1, len(losses) // 10)
+    if len(losses) < 2 * k:
+        return 0.0
+    before, last = np.median(losses[-2 * k:-k]), np.median(losses[-k:])
+    return float((before - last) / last) if last > 0 else 0.0
+
+
+def _ci(row, fmt: str = ".3g") -> str:
+    """A summary row as ``mean (95% CI low to high, n seeds)``."""
+    return (f"{row['mean']:{fmt}} (95% CI {row['ci_low']:{fmt}} to {row['ci_high']:{fmt}}, "
+            f"{int(row['n'])} seeds)")
+
+
+def _not_converged(s, what: str) -> str:
+    full = " (run --full)" if s.epochs < type(s).full().epochs else ""
+    return f"Not converged at {s.epochs} epochs{full}: {what}"
+
+
+def _capital(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
+
+
+def _legend_below(ax) -> None:
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
+
+
+# --- sheet6-memorize ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemorizeSettings:
+    n_points: tuple[int, ...] = (4, 16, 64)  # points to memorise, nested (the 4 are among the 16)
+    widths: tuple[int, ...] = (4, 16, 64)  # hidden width w of 2-w-1-w-2; n = 64 needs 63
+    seeds: int = 5  # initial weights per (n, w): "k of n seeds"
+    epochs: int = 1000  # full-batch Adam steps; 5000 (full) memorise no more at n = 64 (measured)
+    lr: float = 3e-3  # constant; beat 1e-2 at 5000 steps (n = 16, w = 256: MSE 1e-5 vs 1e-3)
+    threshold: float = 1e-6  # "perfect": training MSE below this (RMS error 0.001)
+
+    def __post_init__(self):
+        _check(self, ("seeds", "epochs"), ("lr", "threshold"), ("n_points", "widths"))
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(n_points=(4, 16, 64, 256), widths=(4, 8, 16, 32, 64, 128, 256), seeds=10,
+                   epochs=5000)
+
+
+def _points(s: MemorizeSettings, seed: int) -> dict[int, data.Dataset]:
+    largest = data.rectangle(max(s.n_points), seed=seed)
+    return {n: largest.subset(slice(0, n)) for n in s.n_points}
+
+
+def memorize_run(s: MemorizeSettings, seed: int = 0, progress=None):
+    """Train 2-w-1-w-2 on the n points, full batch; build the hand-made net for each n."""
+    points = _points(s, seed)
+    runs = sweep(lambda n_points, width: Autoencoder(2, 1, width, layers=1),
+                 lambda params, _: points[params["n_points"]],
+                 grid={"n_points": list(s.n_points), "width": list(s.widths)},
+                 seeds=_seeds(s, seed), epochs=s.epochs, batch_size=max(s.n_points), lr=s.lr,
+                 progress=progress)  # batch >= n: full batch, the exact training error
+    runs.table["perfect"] = runs.table["train_mse"] < s.threshold
+    rows = []
+    for n, ds in points.items():
+        X64, model64 = ds.X.double(), memorizing_autoencoder(ds.X, dtype=torch.float64)
+        with torch.no_grad():
+            mse64 = float(((model64(X64) - X64) ** 2).mean())
+        rows.append({"n_points": n, "construction width": construction_width(n, 2),
+                     "capacity bound": math.ceil(n / 2) - 1,
+                     "construction MSE float32": reconstruction_error(
+                         memorizing_autoencoder(ds.X), ds.X),
+                     "construction MSE float64": mse64})
+    return runs, pd.DataFrame(rows).set_index("n_points")
+
+
+def memorize_cells(runs: Runs, construction: pd.DataFrame, s: MemorizeSettings) -> pd.DataFrame:
+    """Per (n, width): k of the seeds perfect (Clopper-Pearson CI) and the verdict.
+
+    One ReLU layer of width w on a scalar code draws at most w + 1 straight
+    pieces, each through at most 2 of n points in general position: widths
+    below ceil(n/2) - 1 lack the capacity. From the construction's width up the
+    architecture has it, so a trained failure there is optimisation.
+    """
+    t = runs.table.assign(log10_mse=np.log10(runs.table["train_mse"].clip(lower=1e-30)))
+    logs = Runs(t, runs.models, runs.histories, runs.grid_names).summary("log10_mse")
+    rows = []
+    for _, cell in logs.iterrows():
+        n, w = int(cell["n_points"]), int(cell["width"])
+        these = t[(t["n_points"] == n) & (t["width"] == w)]
+        k, total = int(these["perfect"].sum()), len(these)
+        ci = stats.binomtest(k, total).proportion_ci(0.95)
+        c = construction.loc[n]
+        fits = bool(w >= c["construction width"] and c["construction MSE float32"] < s.threshold)
+        # a seed that memorises proves the capacity as well as the construction does
+        verdict = ("memorised" if k == total else "seed-dependent" if k else "capacity"
+                   if w < c["capacity bound"] else "optimisation" if fits else "undecided")
+        rows.append({"n_points": n, "width": w, "perfect": k, "seeds": total,
+                     "rate ci_low": ci.low, "rate ci_high": ci.high,
+                     "mean log10 MSE": cell["mean"], "ci_low": cell["ci_low"],
+                     "ci_high": cell["ci_high"], "median MSE": float(these["train_mse"].median()),
+                     "construction fits": fits, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def _rate(r) -> str:
+    return (f"{r['perfect']} of {r['seeds']} seeds (95% CI {100 * r['rate ci_low']:.0f}-"
+            f"{100 * r['rate ci_high']:.0f}%)")
+
+
+def memorize_findings(cells: pd.DataFrame, construction: pd.DataFrame, s: MemorizeSettings):
+    rms = math.sqrt(s.threshold)
+    findings = [
+        f"'Perfect' means training MSE < {s.threshold:g} (RMS error {rms:.2g} per coordinate, "
+        f"{100 * rms / 4:.2g}% of the rectangle's width). Trained: 2-w-1-w-2 ReLU nets, "
+        f"{s.epochs} full-batch Adam steps at lr {s.lr:g}, {s.seeds} seeds per cell.",
+        "The hand-built 2-H-1-H-2 net needs H = max(2, n - 1), one ReLU hinge per breakpoint of "
+        "the curve through the points: " + "; ".join(
+            f"n = {n}: H = {int(c['construction width'])}, training MSE "
+            f"{c['construction MSE float32']:.1e} in float32, {c['construction MSE float64']:.1e} "
+            "in float64" for n, c in construction.iterrows()) + ".",
+    ]
+    why = {"optimisation": "the same architecture holds the points, so the failure is "
+                           "optimisation, not capacity",
+           "seed-dependent": "the architecture holds the points and some seeds find them: the "
+                             "failures are optimisation",
+           "memorised": "training finds what the construction shows exists"}
+    answer = ("No width tried reaches the construction's, so it does not decide between capacity "
+              "and optimisation here.")
+    for n, group in cells.groupby("n_points"):
+        findings.append(f"n = {n}: perfect in " + ", ".join(
+            f"{_rate(r)} at width {r['width']} (median MSE {r['median MSE']:.1e}, {r['verdict']})"
+            for _, r in group.iterrows()) + ".")
+        fit = group[group["construction fits"]]
+        if len(fit):
+            r = fit.iloc[-1]
+            answer = (f"n = {n} points, width {r['width']}: the hand-built net reaches MSE "
+                      f"{construction.loc[n, 'construction MSE float32']:.1e} (float32); "
+                      f"training reaches < {s.threshold:g} in {_rate(r)}: {why[r['verdict']]}.")
+    findings.append(answer)
+    return findings, answer
+
+
+def _memorize_figures(runs: Runs, cells, construction, s: MemorizeSettings, X) -> dict:
+    fig, axes = plots.new_figure(width=7.5, height=5.2)
+    ax, t = axes[0, 0], runs.table
+    for i, (n, group) in enumerate(cells.groupby("n_points")):
+        mean, low, high = (10 ** group[k].to_numpy()
+                           for k in ("mean log10 MSE", "ci_low", "ci_high"))
+        ax.errorbar(group["width"], mean, yerr=[mean - low, high - mean], fmt="o-", capsize=3,
+                    color=f"C{i}", label=f"n = {n}: trained (geometric mean, 95% CI)")
+        seeds = t[t["n_points"] == n]
+        ax.scatter(seeds["width"], seeds["train_mse"].clip(lower=1e-30), s=10, color=f"C{i}",
+                   alpha=0.35)
+        c = construction.loc[n]
+        ax.scatter([c["construction width"]], [c["construction MSE float32"]], marker="*", s=160,
+                   color=f"C{i}", edgecolor="k", zorder=4, label=f"n = {n}: hand-built (float32)")
+    ax.axhline(s.threshold, color="k", ls="--", lw=1, label=f"'perfect': MSE < {s.threshold:g}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xticks(sorted(summary["width"].unique()))
-    ax.set_xticklabels([str(w) for w in sorted(summary["width"].unique())])
-    ax.set_xlabel("hidden width w (architecture 2-w-w-1-w-w-2)")
-    ax.set_ylabel("training MSE (best run over seeds)")
-    ax.set_title("Can a 1-D bottleneck memorise n points? Training error vs width")
-    ax.legend(fontsize="small", loc="lower left")
+    ax.set_xlabel("hidden width w (2-w-1-w-2); stars at the width the construction needs")
+    ax.set_ylabel("training MSE (dots: single seeds)")
+    ax.set_title("Memorising n points through a 1-D code: trained vs built by hand")
     ax.grid(True, alpha=0.3, which="both")
-    return fig
+    _legend_below(ax)
 
-
-def _memorize_curves_figure(X, models: dict[int, torch.nn.Module], errors: dict[int, float], n: int):
-    widths = list(models)
-    fig, axes = plots.new_figure(ncols=len(widths), width=4.6, height=3.5)
-    for i, (ax, w) in enumerate(zip(axes[0], widths)):
-        model = models[w]
-        low, high = code_interval(model, X, widen=0.02)
-        curve = decode_line(model, low, high, steps=2000)
+    n, w = max(s.n_points), max(s.widths)
+    trained = t[(t["n_points"] == n) & (t["width"] == w)]
+    median = trained.index[np.argsort(trained["train_mse"].to_numpy())[len(trained) // 2]]
+    h = construction_width(n, 2)
+    fig2, axes2 = plots.new_figure(ncols=2, width=5.2, height=3.6)
+    for i, (ax, model, name) in enumerate((
+            (axes2[0, 0], memorizing_autoencoder(X), f"hand-built 2-{h}-1-{h}-2"),
+            (axes2[0, 1], runs.models[median], f"trained 2-{w}-1-{w}-2, median seed"))):
+        curve = decode_line(model, *code_interval(model, X, widen=0.02), steps=4000)
         X_hat = reconstruct(model, X)
-        names = ("training points", "decoded code interval", "reconstructions") if i == 0 else (None,) * 3
-        data_panel(ax, X, s=22, color="C0", label=names[0])
-        ax.plot(curve[:, 0], curve[:, 1], color="C1", lw=1.2, label=names[1])
+        names = ("the points", "decoder's curve over the codes", "reconstructions")
+        names = names if i == 0 else ("_",) * 3  # one legend for both panels
+        ax.scatter(X[:, 0], X[:, 1], s=24, color="C0", label=names[0])
+        ax.plot(curve[:, 0], curve[:, 1], color="C1", lw=1, label=names[1])
         ax.scatter(X_hat[:, 0], X_hat[:, 1], s=8, color="C3", zorder=3, label=names[2])
-        ax.set_xlim(EXTENT[0], EXTENT[1])
-        ax.set_ylim(EXTENT[2], EXTENT[3])
-        ax.set_aspect("equal", adjustable="box")
-        ax.set_title(f"width {w}: MSE {errors[w]:.1e}", fontsize="medium")
-    axes[0, 0].legend(fontsize="x-small", loc="upper left")
-    fig.suptitle(f"The decoder's curve through n = {n} points, by width (best seed)")
-    return fig
+        ax.set_title(f"{name}: MSE {reconstruction_error(model, X):.1e}", fontsize="medium")
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_aspect("equal", adjustable="datalim")
+    axes2[0, 0].legend(fontsize="x-small", loc="lower left")
+    fig2.suptitle(f"Through {n} points: the decoder's curve, built by hand vs trained")
+    return {"error": fig, "curves": fig2}
 
 
-@study("sheet6-memorize",
-       "sheet 6 (e): can a 1-D bottleneck reconstruct n points perfectly? training error vs n and width")
-def sheet6_memorize(quick: bool = True, seed: int = 0, *, progress=None, ns=None, widths=None,
-                    n_seeds: int | None = None, epochs: int | None = None, layers: int = 2,
-                    lr: float = 1e-2, threshold: float = 1e-4) -> StudyResult:
-    """Train 2-w-w-1-w-w-2 autoencoders to reconstruct ``n`` rectangle points, for several n and w.
-
-    Memorisation is a question of capacity, so every model is trained full-batch
-    (the exact training error is the objective) with Adam and a cosine
-    learning-rate schedule, for the same number of steps whatever ``n``. The
-    datasets are nested: the ``n = 4`` points are the first 4 of the ``n = 16`` ones.
-
-    A ReLU decoder of a scalar code draws a piecewise-linear curve, and every
-    reconstruction lies on it; a straight piece holds at most 2 of ``n`` points
-    in general position, so exact memorisation needs at least ``n / 2`` pieces.
-    The study counts the pieces of each trained decoder over the data's codes
-    (MSEs near 1e-15 are float32 rounding: exact).
+@study("sheet6-memorize", "sheet 6 (e): can a 1-D bottleneck memorise n points? k of n seeds "
+       "trained vs a net built by hand: capacity or optimisation", settings=MemorizeSettings)
+def sheet6_memorize(quick: bool = True, seed: int = 0, data=None, progress=None,
+                    **overrides) -> StudyResult:
+    """Train 2-w-1-w-2 autoencoders on n rectangle points; build one by hand that memorises them.
 
     Parameters
     ----------
     quick : bool
-        n in (4, 16, 64), widths (4, 16, 64), 2 seeds, 1000 steps; otherwise n up to
-        256, widths 4 to 128, 3 seeds, 5000 steps.
+        :meth:`MemorizeSettings.quick` (seconds) or :meth:`MemorizeSettings.full`.
     seed : int
-        Seeds the data; the models use seeds ``seed, seed + 1, ...``.
-    ns, widths : sequence of int, optional
-        Dataset sizes and hidden widths to try.
-    n_seeds, epochs : int, optional
-        Runs per (n, width) and full-batch steps per run.
-    layers : int
-        Hidden layers in the encoder (and in the decoder).
-    lr : float
-        Adam's initial learning rate.
-    threshold : float
-        Training MSE below which a run counts as a perfect reconstruction.
+        Seeds the points; the models use seeds ``seed .. seed + seeds - 1``.
+    data : None
+        Refused: the question is about the sheet's rectangle.
+    progress : bool, optional
+    **overrides
+        Fields of :class:`MemorizeSettings`, e.g. ``epochs=200``.
 
     Examples
     --------
-    >>> result = sheet6_memorize(quick=True, ns=(4,), widths=(8,), epochs=10)
-    >>> result.tables["summary"][["n", "width"]].values.tolist()
-    [[4, 8]]
+    >>> result = sheet6_memorize(n_points=(4,), widths=(8,), epochs=10)
+    >>> result.tables["cells"][["n_points", "width", "seeds"]].values.tolist()
+    [[4, 8, 5]]
     """
-    q, f = MEMORIZE_QUICK, MEMORIZE_FULL
-    ns = tuple(setting_list("ns", ns, quick, q["ns"], f["ns"]))
-    widths = tuple(setting_list("widths", widths, quick, q["widths"], f["widths"]))
-    n_seeds = setting("n_seeds", n_seeds, quick, q["n_seeds"], f["n_seeds"])
-    epochs = setting("epochs", epochs, quick, q["epochs"], f["epochs"])
-    run_seeds = [seed + k for k in range(n_seeds)]
-    largest = data.rectangle(max(ns), seed=seed)
-    trains = {n: largest.subset(slice(0, n)) for n in ns}
+    check_study_data("sheet6-memorize", None, data)
+    s = resolve_settings(MemorizeSettings, quick, overrides)
+    runs, construction = memorize_run(s, seed, progress)
+    cells = memorize_cells(runs, construction, s)
+    findings, answer = memorize_findings(cells, construction, s)
+    metrics = {f"perfect_share_n{r['n_points']}_w{r['width']}": r["perfect"] / r["seeds"]
+               for _, r in cells.iterrows()}
+    metrics.update({f"construction_mse_float{b}_n{n}": float(c[f"construction MSE float{b}"])
+                    for n, c in construction.iterrows() for b in (32, 64)})
+    figures = _memorize_figures(runs, cells, construction, s, _points(s, seed)[max(s.n_points)].X)
+    tables = {"cells": cells, "construction": construction.reset_index(), "runs": runs.table}
+    return StudyResult("sheet6-memorize", tables, figures, findings,
+                       asdict(s) | {"seed": seed, "quick": quick}, metrics, answer)
 
-    keys, models = [], []
-    for w in widths:
-        for n in ns:
-            for s in run_seeds:
-                with seeded(s):
-                    models.append(Autoencoder(2, 1, hidden_size=w, layers=layers))
-                keys.append((n, w, s))
-    # batch_size >= n is full batch for every n: one call trains all, stacked where shapes agree
-    train_stack(models, [trains[n] for n, _, _ in keys], seeds=[s for _, _, s in keys],
-                 epochs=epochs, batch_size=max(ns), lr=lr, lr_schedule="cosine", progress=progress)
-    rows, trained = [], dict(zip(keys, models))
-    for (n, w, s), model in trained.items():
-        X = trains[n].X
-        mse = reconstruction_error(model, X)
-        z = codes(model, X)
-        rows.append({"n": n, "width": w, "seed": s, "parameters": n_parameters(model),
-                     "MSE": mse, "collapsed to the mean": collapsed(mse, mean_predictor_mse(X)),
-                     "straight pieces": linear_pieces(model, z.min(), z.max())})
-    runs = pd.DataFrame(rows)
-    best_rows = runs.loc[runs.groupby(["n", "width"])["MSE"].idxmin()]
-    summary = (runs.groupby(["n", "width"])
-               .agg(parameters=("parameters", "first"), runs=("MSE", "size"),
-                    **{"best MSE": ("MSE", "min"), "median MSE": ("MSE", "median"),
-                       "collapsed runs": ("collapsed to the mean", "sum")})
-               .reset_index())
-    summary["reached ~0"] = summary["best MSE"] < threshold
-    summary["straight pieces (best run)"] = best_rows["straight pieces"].to_numpy()
-    summary["pieces needed (n/2)"] = [math.ceil(n / 2) for n in summary["n"]]
 
-    rms = math.sqrt(threshold)
-    findings = [
-        f"'Perfect' here means training MSE < {threshold:g}, an RMS error of {rms:.2g} per "
-        f"coordinate ({100 * rms / 4:.2g}% of the rectangle's 4-unit width). Each run: "
-        f"{epochs} full-batch Adam steps (lr {lr:g}, cosine schedule), {n_seeds} seed(s) per cell.",
+# --- sheet6-frozen-decoder ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrozenDecoderSettings:
+    n: int = 100  # training points, the sheet's
+    test_n: int = 200  # fresh points, evaluated every epoch (1000 cost 1 s per 100 epochs)
+    epochs: int = 100  # per training; the sheet trains 1000 (full)
+    batch_size: int = 8  # the sheet's
+    lr: float = 1e-3  # Adam, the sheet's
+    seeds: int = 5  # first trainings, each retrained once: comparisons are paired by seed
+
+    def __post_init__(self):
+        _check(self, ("n", "test_n", "epochs", "batch_size", "seeds"), ("lr",))
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(epochs=1000, seeds=10)
+
+
+def _course_reinit_loop(encoder: nn.Module) -> int:
+    """The course's encoder "re-initialisation" (seed 001, (f) and (h)) as written; the matches.
+
+    ``encoder.parameters()`` yields tensors, never ``nn.Linear`` modules: the test never holds.
+    """
+    matched = 0
+    for parameter in encoder.parameters():
+        if isinstance(parameter, nn.Linear):
+            nn.init.normal_(parameter.weight, mean=0.0, std=1)
+            nn.init.zeros_(parameter.bias)
+            matched += 1
+    return matched
+
+
+def _share_changed(before: nn.Module, after: nn.Module) -> float:
+    """Share of the entries of all parameters that differ between two copies of a module."""
+    pairs = list(zip(before.parameters(), after.parameters()))
+    return sum(int((a != b).sum()) for a, b in pairs) / sum(a.numel() for a, _ in pairs)
+
+
+def course_pitfalls(model: nn.Module, X: torch.Tensor) -> pd.DataFrame:
+    """Run the course's re-initialisation loop and aelab's on copies of ``model``: what changed."""
+    rows = []
+    for name, reset in (("course: isinstance(parameter, nn.Linear) over encoder.parameters()",
+                         _course_reinit_loop),
+                        ("aelab.train.reinitialize(model.encoder)", reinitialize)):
+        after = copy.deepcopy(model)
+        # not the model's own seed: weights training never moved (dead units) would be redrawn
+        # equal to their initial values and count as unchanged (about 20% for the big model)
+        with seeded(FRESH_SEED):
+            matched = reset(after.encoder)
+        rows.append({"re-initialisation": name, "modules matched": matched,
+                     "parameter tensors": len(list(model.encoder.parameters())),
+                     "share of encoder weights changed": _share_changed(model.encoder,
+                                                                        after.encoder),
+                     "training MSE before": reconstruction_error(model, X),
+                     "training MSE after": reconstruction_error(after, X)})
+    return pd.DataFrame(rows)
+
+
+def _best_code_mse(model: nn.Module, X, low: float, high: float) -> float:
+    """MSE with each point's best code among 4001 in [low, high]: what no encoder can beat with
+    this decoder (up to the grid's resolution)."""
+    curve = decode_line(model, low, high, 4001).double()
+    return float(torch.cdist(X.double(), curve).pow(2).min(dim=1).values.mean() / X.shape[1])
+
+
+def frozen_run(s: FrozenDecoderSettings, seed: int = 0, progress=None):
+    """Train; re-initialise each model's encoder; retrain it against the frozen decoder.
+
+    Returns the stages as one Runs (grid ``stage``, paired by the first training's
+    seed), the first and the retraining sweeps, and the training set.
+    """
+    train, test = data.rectangle(s.n, seed=seed), data.rectangle(s.test_n, seed=seed + 1000)
+    shared = dict(test=test, batch_size=s.batch_size, lr=s.lr, progress=progress)
+    fall = {"late_fall": lambda m, c: _late_fall(c.history.train_loss)}
+    first = sweep(lambda: Autoencoder.from_widths(BIG, 1, 2), train, seeds=_seeds(s, seed),
+                  epochs=s.epochs, metrics=fall, **shared)
+    old = {i: first.models[i] for i in range(len(first))}
+
+    def restart(start):  # model `start` with its encoder drawn afresh
+        model = copy.deepcopy(old[start])
+        with seeded(FRESH_SEED + int(first.table["seed"][start])):
+            reinitialize(model.encoder)
+        return model
+
+    def best(X):  # best codes searched over the first codes' range, widened by 25%
+        def metric(m, c):
+            low, high = code_interval(old[c.params["start"]], train.X, widen=0.25)
+            return _best_code_mse(m, X, low, high)
+        return metric
+
+    metrics = fall | {
+        "decoder_change": lambda m, c: max(float((a - b).detach().abs().max()) for a, b in zip(
+            m.decoder.parameters(), old[c.params["start"]].decoder.parameters())),
+        "code_corr": lambda m, c: float(np.corrcoef(codes(m, train.X),
+                                                    codes(old[c.params["start"]], train.X))[0, 1]),
+        "best_train_mse": best(train.X), "best_test_mse": best(test.X)}
+    # one retraining per first model; its own seed only orders the data
+    retrain = dict(grid={"start": list(old)}, seeds=[seed], freeze="decoder", **shared)
+    reinit = sweep(restart, train, epochs=0, **retrain)
+    retrained = sweep(restart, train, epochs=s.epochs, metrics=metrics, **retrain)
+    seeds = first.table["seed"].to_numpy()
+    table = pd.concat([
+        first.table.assign(stage="1st training"),
+        reinit.table.assign(stage="encoder re-initialised", seed=seeds[reinit.table["start"]]),
+        retrained.table.assign(stage="encoder retrained", seed=seeds[retrained.table["start"]]),
+        retrained.table.assign(stage="best codes for the frozen decoder", late_fall=np.nan,
+                               seed=seeds[retrained.table["start"]],
+                               train_mse=retrained.table["best_train_mse"],
+                               test_mse=retrained.table["best_test_mse"])], ignore_index=True)
+    table = table[["stage", "seed", "train_mse", "test_mse", "late_fall", "decoder_change",
+                   "code_corr"]]
+    return Runs(table, [None] * len(table), [None] * len(table), ["stage"]), first, retrained, train
+
+
+def frozen_findings(stages: Runs, pitfalls: pd.DataFrame, s: FrozenDecoderSettings):
+    course, ours = pitfalls.iloc[0], pitfalls.iloc[1]
+    pitfall = (
+        f"Course pitfall: the course's loop matched {course['modules matched']} modules among the "
+        f"encoder's {course['parameter tensors']} parameter tensors and changed "
+        f"{100 * course['share of encoder weights changed']:.1f}% of its weights (training MSE "
+        f"{course['training MSE before']:.4f} before, {course['training MSE after']:.4f} after); "
+        f"aelab.train.reinitialize reset {ours['modules matched']} modules and changed "
+        f"{100 * ours['share of encoder weights changed']:.1f}% (MSE "
+        f"{ours['training MSE before']:.4f} -> {ours['training MSE after']:.4f}).")
+    retrained = stages.where(stage="encoder retrained").table
+    moved = float(retrained["decoder_change"].max())
+    findings = [pitfall, f"The decoder stayed frozen: its largest change over {len(retrained)} "
+                "retrainings is 0." if moved == 0 else
+                f"CHECK FAILED: the frozen decoder changed by up to {moved:.3g}."]
+    falls = stages.table.groupby("stage")["late_fall"].median()
+    fall1, fall2 = falls.get("1st training", 0.0), falls.get("encoder retrained", 0.0)
+    if max(fall1, fall2) > STILL_FALLING:
+        findings.append(_not_converged(s, (
+            f"the training loss still fell by {100 * fall1:.0f}% (1st training) and "
+            f"{100 * fall2:.0f}% (retraining) over the last 10% of epochs (median over seeds), "
+            "so no comparison is drawn.")))
+        return findings, f"{findings[-1]} {pitfall}"
+    test = stages.summary("test_mse", by="stage").set_index("stage")
+    row = stages.compare("test_mse", by="stage", against={"stage": "1st training"}).set_index(
+        "b").loc["stage=encoder retrained"]
+    to_best = stages.compare("train_mse", by="stage", against={"stage": "encoder retrained"})
+    to_best = to_best.set_index("b").loc["stage=best codes for the frozen decoder"]
+    corr = retrained["code_corr"]
+    findings += [
+        "Test MSE: " + "; ".join(f"{k} {_ci(test.loc[k])}" for k in test.index) + ".",
+        _capital(compare_sentence({**row, "a": "the 1st training", "b": "the retrained encoder"},
+                                  "test MSE")),
+        _capital(compare_sentence({**to_best, "a": "the retrained encoder",
+                                   "b": "the best codes for the frozen decoder"}, "training MSE")),
+        f"The retrained codes correlate with the 1st training's at {corr.median():.3f} (median; "
+        f"{corr.min():.3f} to {corr.max():.3f} over {len(corr)} seeds).",
     ]
-    for n in ns:
-        cells = summary[summary["n"] == n]
-        reached = cells[cells["reached ~0"]]
-        best = cells.loc[cells["best MSE"].idxmin()]
-        pieces, needed = int(best["straight pieces (best run)"]), math.ceil(n / 2)
-        if len(reached):
-            first = reached.iloc[0]
-            findings.append(
-                f"n = {n}: width {first['width']} is the smallest that reaches ~0 (MSE "
-                f"{first['best MSE']:.1e}, {first['parameters']} parameters, "
-                f"{first['straight pieces (best run)']} straight pieces where {needed} are needed); "
-                f"best over all widths {best['best MSE']:.1e} at width {best['width']}.")
-        else:
-            why = (f"enough pieces, but {epochs} steps did not place them on every point"
-                   if pieces >= needed else "too few pieces to pass through every point")
-            findings.append(
-                f"n = {n}: no width tried reaches ~0; the best is {best['best MSE']:.1e} at "
-                f"width {best['width']} ({best['parameters']} parameters), whose curve has "
-                f"{pieces} straight pieces where exact reconstruction needs at least {needed}: {why}.")
-    n_max = max(ns)
-    at_max = summary[summary["n"] == n_max].sort_values("width")
-    findings.append(
-        f"With n = {n_max}, the best training MSE goes from {at_max['best MSE'].iloc[0]:.1e} at "
-        f"width {at_max['width'].iloc[0]} to {at_max['best MSE'].iloc[-1]:.1e} at width "
-        f"{at_max['width'].iloc[-1]} (median over seeds {at_max['median MSE'].iloc[0]:.1e} -> "
-        f"{at_max['median MSE'].iloc[-1]:.1e}).")
-    n_bad = int(runs["collapsed to the mean"].sum())
-    bad_widths = sorted(runs.loc[runs["collapsed to the mean"], "width"].unique().tolist())
-    findings.append(
-        f"{n_bad} of {len(runs)} runs collapsed to predicting the mean (MSE >= "
-        f"{COLLAPSE_SHARE:.0%} of the data variance)"
-        + (f", all at widths {bad_widths}." if n_bad else "."))
-
-    show_n = sorted(ns)[len(ns) // 2]
-    shown_widths = widths if len(widths) <= 4 else (widths[0], widths[len(widths) // 3],
-                                                     widths[2 * len(widths) // 3], widths[-1])
-    best_seed = {w: int(runs[(runs["n"] == show_n) & (runs["width"] == w)]
-                        .sort_values("MSE")["seed"].iloc[0]) for w in shown_widths}
-    figures = {
-        "error": _memorize_error_figure(summary, runs, threshold),
-        "curves": _memorize_curves_figure(
-            trains[show_n].X, {w: trained[show_n, w, best_seed[w]] for w in shown_widths},
-            {w: float(runs[(runs["n"] == show_n) & (runs["width"] == w)]["MSE"].min())
-             for w in shown_widths}, show_n),
-    }
-    metrics = {f"best_mse_n{n}_w{w}": float(v) for (n, w), v in
-               summary.set_index(["n", "width"])["best MSE"].items()}
-    metrics["collapsed_runs"] = n_bad
-    config = dict(ns=list(ns), widths=list(widths), n_seeds=n_seeds, epochs=epochs, layers=layers,
-                  lr=lr, lr_schedule="cosine", batch="full", optimizer="adam",
-                  threshold=threshold, seed=seed, quick=quick)
-    return StudyResult("sheet6-memorize", {"summary": summary, "runs": runs}, figures, findings,
-                       config, metrics)
+    return findings, f"Retraining the encoder against the frozen decoder: {findings[-3]} {pitfall}"
 
 
-# --- sheet6-frozen-decoder -----------------------------------------------------------------
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _change(before: dict, after: dict) -> dict:
-    """How much a module's parameters changed: largest |diff|, share changed, relative norm."""
-    diffs = torch.cat([(after[k] - before[k]).flatten() for k in before])
-    old = torch.cat([before[k].flatten() for k in before])
-    return {"max_abs": float(diffs.abs().max()), "share": float((diffs != 0).double().mean()),
-            "relative": float(diffs.norm() / old.norm())}
-
-
-def _best_codes(model, X: torch.Tensor, low: float, high: float, steps: int = 4001):
-    """Each point's best code for the model's decoder, by search over ``steps`` codes in [low, high].
-
-    Returns the codes and the MSE (per coordinate) their decoded points give:
-    no encoder can do better with this decoder (up to the grid's resolution).
-    """
-    z = torch.linspace(low, high, steps, dtype=torch.float64)
-    curve = decode_line(model, low, high, steps)
-    d2 = torch.cdist(X.double(), curve.double()).pow(2)  # (n, steps)
-    best = d2.min(dim=1)
-    return z[best.indices].numpy(), float(best.values.mean() / X.shape[1])
-
-
-def _frozen_loss_figure(first: History, second: History, mse_reinit: float, arch: str):
-    fig, axes = plots.new_figure(width=7.5, height=4.4)
-    ax = axes[0, 0]
-    e1, e2 = first.epochs, second.epochs
-    ax.plot(np.arange(1, e1 + 1), first.train_loss, color="C0", label="1st training: whole model")
-    ax.plot(np.arange(e1 + 1, e1 + e2 + 1), second.train_loss, color="C3",
-            label="2nd training: new encoder, frozen decoder")
-    ax.plot([e1 + 0.5], [mse_reinit], "v", color="C3", ms=8,
-            label=f"right after re-initialisation ({mse_reinit:.3f})")
-    ax.axvline(e1 + 0.5, color="0.4", ls=":", lw=1)
-    ax.set_yscale("log")
-    plain_log_ticks(ax)
-    ax.set_xlabel("epoch (both trainings in sequence)")
-    ax.set_ylabel("mean training loss per epoch (MSE)")
-    ax.set_title(f"{label(arch)}: train, re-initialise the encoder, retrain it")
-    ax.legend(fontsize="small")
-    ax.grid(True, alpha=0.3)
-    return fig
-
-
-def _frozen_codes_figure(X, z1, z0, z2, z_best, arch: str):
-    fig, axes = plots.new_figure(ncols=2, width=5.6, height=4.6)
-    paired, moves = axes[0]
-    colour = X[:, 0].numpy()
-    points = paired.scatter(z1, z2, c=colour, cmap="coolwarm", s=20, edgecolor="k", linewidth=0.2,
-                            label="one training point")
-    paired.scatter(z1, z_best, s=14, marker="x", color="0.45", linewidth=0.8, zorder=1,
-                   label="best code for the frozen decoder")
-    lo, hi = min(z1.min(), z2.min()), max(z1.max(), z2.max())
-    paired.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1, label="same code (y = x)")
-    paired.set_xlabel("code after the 1st training")
-    paired.set_ylabel("code after retraining the encoder (dots)")
-    paired.set_title("Each point's code, before vs after")
-    paired.legend(fontsize="small", loc="upper left")
-    paired.grid(True, alpha=0.3)
-
-    from matplotlib import colormaps
-    from matplotlib.colors import Normalize
-
-    norm = Normalize(colour.min(), colour.max())
-    cmap = colormaps["coolwarm"]
-    for a, b, c, x in zip(z1, z0, z2, colour):
-        moves.plot([a, b, c], [2, 1, 0], color=cmap(norm(x)), lw=0.6, alpha=0.7)
-    for level, z, name in ((2, z1, "after 1st training"), (1, z0, "after re-initialisation"),
-                           (0, z2, "after retraining")):
-        moves.scatter(z, np.full(len(z), level), s=10, color="k", zorder=3)
-    moves.set_yticks([2, 1, 0])
-    moves.set_yticklabels(["after 1st\ntraining", "right after\nre-init", "after\nretraining"])
-    moves.set_xlabel("code z")
-    moves.set_ylabel("moment")
-    moves.set_title("How each point's code moved (one line per point)")
-    fig.colorbar(points, ax=moves, label="$x_1$ of the point (colour in both panels)")
-    fig.suptitle(f"{label(arch)}: codes before and after re-initialising and retraining the encoder")
-    return fig
-
-
-@study("sheet6-frozen-decoder",
-       "sheet 6 (f): freeze the trained decoder, really re-initialise the encoder, retrain; codes before/after")
-def sheet6_frozen_decoder(quick: bool = True, seed: int = 0, *, progress=None, n: int | None = None,
-                          epochs: int | None = None, architecture: str = "big") -> StudyResult:
-    """Train, then re-initialise the encoder (for real) and retrain it against the frozen decoder.
-
-    The study checks what the sheet's solutions got wrong: that the encoder's
-    weights really change at re-initialisation, and that the decoder does not
-    change while the encoder is retrained. It then compares each point's code
-    after the first training with its code after retraining.
-
-    Parameters
-    ----------
-    quick : bool
-        100 epochs per training instead of 1000.
-    seed : int
-        Seeds the data, the weights and the data order (the retraining uses ``seed + 1``).
-    n, epochs : int, optional
-        Override the training points (100) and the epochs of each training.
-    architecture : {"big", "small", "PCA-like"}
-        The sheet retrains the big model.
-
-    Examples
-    --------
-    >>> result = sheet6_frozen_decoder(quick=True, epochs=2, architecture="small")
-    >>> result.metrics["decoder_max_change"]
-    0.0
-    """
-    cfg = course_settings(quick, n, epochs)
-    train = data.rectangle(cfg["n"], seed=seed)
-    X = train.X
-    model = build(architecture, seed)
-    kwargs = dict(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], device="cpu",
-                  progress=progress)
-    first = train_autoencoder(model, train, seed=seed, **kwargs)
-    z1, mse1 = codes(model, X), reconstruction_error(model, X)
-    encoder1, decoder1 = _state(model.encoder), _state(model.decoder)
-
-    # The re-initialisation alone (0 epochs, same seed): the same draw the retraining starts from.
-    probe = copy.deepcopy(model)
-    train_autoencoder(probe, train, seed=seed + 1, freeze="decoder", reinit="encoder",
-                      **dict(kwargs, epochs=0))
-    reinit = _change(encoder1, _state(probe.encoder))
-    z0, mse0 = codes(probe, X), reconstruction_error(probe, X)
-
-    second = train_autoencoder(model, train, seed=seed + 1, freeze="decoder", reinit="encoder",
-                               **kwargs)
-    z2, mse2 = codes(model, X), reconstruction_error(model, X)
-    z_range = float(z1.max() - z1.min())
-    # each point's best code for the frozen decoder, searched around the first training's codes
-    z_best, mse_best = _best_codes(model, X, float(z1.min()) - 0.25 * z_range,
-                                   float(z1.max()) + 0.25 * z_range)
-    decoder_change = _change(decoder1, _state(model.decoder))
-    retrained = _change(_state(probe.encoder), _state(model.encoder))
-
-    near = 0.02 * z_range  # "at its best code": within 2% of the code range
-    at_best_first = float(np.mean(np.abs(z1 - z_best) <= near))
-    at_best_retrained = float(np.mean(np.abs(z2 - z_best) <= near))
-    dz = np.abs(z2 - z1)
-    corr = float(np.corrcoef(z1, z2)[0, 1])
-    table = pd.DataFrame([
-        {"codes": "after 1st training", "MSE": mse1, "code min": z1.min(), "code max": z1.max(),
-         "corr. with 1st codes": 1.0, "share at the best code": at_best_first},
-        {"codes": "right after re-initialising the encoder", "MSE": mse0, "code min": z0.min(),
-         "code max": z0.max(), "corr. with 1st codes": float(np.corrcoef(z1, z0)[0, 1]),
-         "share at the best code": float(np.mean(np.abs(z0 - z_best) <= near))},
-        {"codes": "after retraining the encoder", "MSE": mse2, "code min": z2.min(),
-         "code max": z2.max(), "corr. with 1st codes": corr,
-         "share at the best code": at_best_retrained},
-        {"codes": "best code per point for the frozen decoder (search)", "MSE": mse_best,
-         "code min": z_best.min(), "code max": z_best.max(),
-         "corr. with 1st codes": float(np.corrcoef(z1, z_best)[0, 1]), "share at the best code": 1.0},
-    ])
-    checks = pd.DataFrame([
-        {"check": "encoder changed by re-initialisation", "largest |change|": reinit["max_abs"],
-         "share of entries changed": reinit["share"], "relative change (norm)": reinit["relative"]},
-        {"check": "encoder changed by retraining", "largest |change|": retrained["max_abs"],
-         "share of entries changed": retrained["share"], "relative change (norm)": retrained["relative"]},
-        {"check": "decoder changed during retraining (frozen)", "largest |change|": decoder_change["max_abs"],
-         "share of entries changed": decoder_change["share"],
-         "relative change (norm)": decoder_change["relative"]},
-    ])
-    ok = reinit["share"] > 0.99 and decoder_change["max_abs"] == 0.0
-    recovered = mse2 <= 1.25 * mse1
-    findings = [
-        f"Re-initialisation is real: {100 * reinit['share']:.1f}% of the encoder's "
-        f"{sum(v.numel() for v in encoder1.values())} weights and biases changed (largest change "
-        f"{reinit['max_abs']:.3f}, {100 * reinit['relative']:.0f}% of the trained weights' norm); "
-        f"the frozen decoder's largest change during retraining is {decoder_change['max_abs']:g}"
-        + ("." if ok else " -- CHECK FAILED: the experiment did not do what it claims."),
-        f"Reconstruction MSE: {mse1:.4f} after the 1st training, {mse0:.4f} right after "
-        f"re-initialising the encoder, {mse2:.4f} after retraining it for {cfg['epochs']} epochs "
-        f"({mse2 / mse1:.2f} times the 1st training's error). With this decoder, the best code "
-        f"for each point would give {mse_best:.4f}: "
-        + ("retraining recovered an encoder about as good as the first."
-           if recovered else "retraining got stuck far from what the decoder allows."),
-        f"Within 2% of the code range ({near:.3f}) of its best code: {100 * at_best_first:.0f}% "
-        f"of the points after the 1st training, {100 * at_best_retrained:.0f}% after retraining. "
-        f"The retrained codes correlate with the first ones at {corr:.3f}; a point's code moved "
-        f"by {np.median(dz):.3f} in the median and {dz.max():.3f} at most (code range "
-        f"{z_range:.2f})."
-        + ("" if recovered else
-           f" The new codes span only {z2.min():.2f} to {z2.max():.2f}, against "
-           f"{z1.min():.2f} to {z1.max():.2f} before: starting near 0, gradient descent moves a "
-           "code only downhill along the fixed curve, and a curve that folds back has many valleys."),
-    ]
-    figures = {"loss": _frozen_loss_figure(first, second, mse0, architecture),
-               "codes": _frozen_codes_figure(X, z1, z0, z2, z_best, architecture)}
-    metrics = {"mse_first": mse1, "mse_reinit": mse0, "mse_retrained": mse2,
-               "mse_best_codes": mse_best, "code_correlation": corr,
-               "share_at_best_code_retrained": at_best_retrained,
-               "encoder_share_changed_at_reinit": reinit["share"],
-               "decoder_max_change": decoder_change["max_abs"]}
-    config = dict(cfg, seed=seed, quick=quick, architecture=label(architecture),
-                  retrain_seed=seed + 1, optimizer="adam")
-    return StudyResult("sheet6-frozen-decoder", {"codes": table, "checks": checks}, figures,
-                       findings, config, metrics)
-
-
-# --- sheet6-gd-vs-sgd ----------------------------------------------------------------------
-
-
-def _leading_run(flags) -> int:
-    """How many of the first entries of ``flags`` are true in a row (0 if the first is false)."""
-    flags = np.asarray(flags, dtype=bool)
-    return int(np.argmin(flags)) if not flags.all() else len(flags)
-
-
-def _first_reaching(h: History, level: float, axis: list) -> float | None:
-    hits = np.nonzero(np.asarray(h.train_loss) <= level)[0]
-    return float(axis[hits[0]]) if len(hits) else None
-
-
-def _loss_at(h: History, axis: list, x: float) -> float:
-    """The loss after the last epoch that ended at or before ``x`` on ``axis``; NaN if none did,
-    or if the run stopped before ``x``."""
-    axis = np.asarray(axis, dtype=float)
-    i = int(np.searchsorted(axis, x, side="right")) - 1
-    return float(h.train_loss[i]) if i >= 0 and axis[-1] >= x else float("nan")
-
-
-def _gd_figure(histories: dict[str, History], levels: dict[str, float], n: int, arch: str):
-    fig, axes = plots.new_figure(ncols=2, width=5.6, height=4.2)
-    by_examples, by_seconds = axes[0]
-    for i, (name, h) in enumerate(histories.items()):
-        by_examples.plot(h.examples_seen, h.train_loss, color=f"C{i}", label=name)
-        by_seconds.plot(h.seconds, h.train_loss, color=f"C{i}", label=name)
-    for ax in (by_examples, by_seconds):
-        for (name, level), ls in zip(levels.items(), ("--", ":")):
-            ax.axhline(level, color="k", ls=ls, lw=0.9, label=name)
+def _frozen_figures(stages: Runs, first: Runs, retrained: Runs, train, s) -> dict:
+    fig, axes = plots.new_figure(ncols=2, width=5.4, height=4.2)
+    curves, dots = axes[0]
+    for i, (h1, h2) in enumerate(zip(first.histories, retrained.histories)):
+        e = np.arange(1, len(h1.test_loss) + 1)
+        curves.plot(e, h1.test_loss, color="C0", lw=0.8, label="1st training" if i == 0 else None)
+        curves.plot(e + len(e), h2.test_loss, color="C3", lw=0.8,
+                    label="retraining (new encoder, frozen decoder)" if i == 0 else None)
+    curves.axvline(s.epochs + 0.5, color="0.4", ls=":", lw=1)
+    curves.set_xlabel("epoch (both trainings in sequence)")
+    curves.set_ylabel("test MSE after each epoch")
+    curves.set_title(f"Test loss, {len(first)} seeds")
+    summary = stages.summary("test_mse", by="stage")
+    x = np.arange(len(summary))
+    dots.errorbar(x, summary["mean"], yerr=[summary["mean"] - summary["ci_low"],
+                                            summary["ci_high"] - summary["mean"]],
+                  fmt="o", capsize=4, color="k", label="mean, 95% CI")
+    for j, stage in enumerate(summary["stage"]):
+        values = stages.where(stage=stage).table["test_mse"]
+        dots.scatter(np.full(len(values), j + 0.12), values, s=12, color="C1", alpha=0.6,
+                     label="one seed" if j == 0 else None)
+    dots.set_xticks(x, [st.replace(" for the", "\nfor the").replace("encoder ", "encoder\n")
+                        for st in summary["stage"]], fontsize="small")
+    dots.set_xlabel("stage")
+    dots.set_ylabel("test MSE")
+    dots.set_title("Test MSE at each stage")
+    for ax in (curves, dots):
         ax.set_yscale("log")
+        plain_log_ticks(ax)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"Big model {BIG_LABEL}: train, re-initialise the encoder, retrain it")
+
+    fig2, axes2 = plots.new_figure(width=6.0, height=4.8)
+    ax = axes2[0, 0]
+    z1, z2 = codes(first.models[0], train.X), codes(retrained.models[0], train.X)
+    points = ax.scatter(z1, z2, c=train.X[:, 0].numpy(), cmap="coolwarm", s=20, edgecolor="k",
+                        linewidth=0.2, label="one training point")
+    lo, hi = min(z1.min(), z2.min()), max(z1.max(), z2.max())
+    ax.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1, label="same code (y = x)")
+    ax.set_xlabel("code after the 1st training")
+    ax.set_ylabel("code after retraining the encoder")
+    ax.set_title(f"Each point's code before and after (seed {int(first.table['seed'][0])})")
+    ax.legend(fontsize="small")
+    fig2.colorbar(points, ax=ax, label="$x_1$ of the point")
+    return {"loss": fig, "codes": fig2}
+
+
+@study("sheet6-frozen-decoder", "sheet 6 (f): freeze the decoder, re-initialise the encoder for "
+       "real (the course's loop changes nothing), retrain; over seeds",
+       settings=FrozenDecoderSettings)
+def sheet6_frozen_decoder(quick: bool = True, seed: int = 0, data=None, progress=None,
+                          **overrides) -> StudyResult:
+    """Train the big model, re-initialise its encoder, retrain it against the frozen decoder.
+
+    Also runs the course's re-initialisation loop on a trained model and reports
+    what it changed (nothing), beside :func:`aelab.train.reinitialize` (everything).
+
+    Parameters
+    ----------
+    quick : bool
+        :meth:`FrozenDecoderSettings.quick` or :meth:`FrozenDecoderSettings.full`.
+    seed : int
+        Seeds the data; the models use seeds ``seed .. seed + seeds - 1``.
+    data : None
+        Refused: the question is about the sheet's rectangle.
+    progress : bool, optional
+    **overrides
+        Fields of :class:`FrozenDecoderSettings`.
+
+    Examples
+    --------
+    >>> result = sheet6_frozen_decoder(epochs=2, seeds=2)
+    >>> result.tables["course pitfalls"]["share of encoder weights changed"].tolist()
+    [0.0, 1.0]
+    """
+    check_study_data("sheet6-frozen-decoder", None, data)
+    s = resolve_settings(FrozenDecoderSettings, quick, overrides)
+    stages, first, retrained, train = frozen_run(s, seed, progress)
+    pitfalls = course_pitfalls(first.models[0], train.X)
+    findings, answer = frozen_findings(stages, pitfalls, s)
+    summary = stages.summary("test_mse", by="stage")
+    changed = pitfalls["share of encoder weights changed"]
+    metrics = {f"test_mse_{k.replace(' ', '_')}": float(v)
+               for k, v in zip(summary["stage"], summary["mean"])}
+    metrics.update(course_loop_share_changed=float(changed[0]),
+                   aelab_share_changed=float(changed[1]),
+                   decoder_max_change=float(stages.table["decoder_change"].max()))
+    tables = {"course pitfalls": pitfalls, "stages": summary, "runs": stages.table}
+    return StudyResult("sheet6-frozen-decoder", tables,
+                       _frozen_figures(stages, first, retrained, train, s), findings,
+                       asdict(s) | {"seed": seed, "quick": quick, "architecture": BIG_LABEL},
+                       metrics, answer)
+
+
+# --- sheet6-gd-vs-sgd --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GdVsSgdSettings:
+    n: int = 100  # training points, the sheet's
+    epochs: int = 100  # of the mini-batch runs; the sheet trains 1000 (full)
+    batch_size: int = 8  # the sheet's mini-batch
+    # plain GD and SGD; measured for SGD at 100 epochs, 5 seeds: lr 1e-3 (torch's default) ends
+    # at the mean predictor's 0.85, 1e-2 at 0.29, 5e-2 at 0.14, 1e-1 at 0.14 (less steadily)
+    sgd_lr: float = 0.05
+    adam_lr: float = 1e-3  # the sheet's Adam
+    gd_budget: str = "steps"  # GD as many "steps" as the mini-batch runs, or as many "examples"
+    seeds: int = 5  # the three methods share each seed's initial weights: paired tests
+
+    def __post_init__(self):
+        _check(self, ("n", "epochs", "batch_size", "seeds"), ("sgd_lr", "adam_lr"))
+        check_choice("gd_budget", self.gd_budget, ("steps", "examples"))
+        if self.batch_size >= self.n:
+            raise ValueError(f"batch_size={self.batch_size} must be below n={self.n}: a batch of "
+                             "all points is full-batch GD, not mini-batch SGD.")
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(epochs=1000, seeds=10)
+
+
+def _seconds(h: History) -> np.ndarray:
+    """Cumulative seconds per epoch, as the run's share of its stack (each stack is one method)."""
+    return np.asarray(h.seconds, dtype=float) / h.config.get("ensemble_size", 1)
+
+
+def _loss_at(losses, axis, x: float) -> float:
+    """The loss of the last epoch ending at or before ``x`` on ``axis``; NaN if none did."""
+    i = int(np.searchsorted(np.asarray(axis, dtype=float), x, side="right")) - 1
+    return float(losses[i]) if i >= 0 and len(losses) else float("nan")
+
+
+def gd_run(s: GdVsSgdSettings, seed: int = 0, progress=None) -> tuple[Runs, dict]:
+    """Train full-batch GD, mini-batch SGD and Adam from the same initial weights per seed.
+
+    Adds the training loss after the examples and the seconds the shortest run
+    used (``loss_at_examples``, ``loss_at_seconds``) and its fall over the last
+    10% of epochs (``late_fall``). The loss is History.train_loss: the mean of
+    an epoch's batch losses (for GD, the loss on all points before its step).
+    """
+    train = data.rectangle(s.n, seed=seed)
+    steps = s.epochs * (s.n // s.batch_size)
+    grid = [dict(method="full-batch GD", optimizer="sgd", batch_size=s.n, lr=s.sgd_lr,
+                 epochs=steps if s.gd_budget == "steps" else s.epochs),
+            dict(method=f"mini-batch SGD ({s.batch_size})", optimizer="sgd",
+                 batch_size=s.batch_size, lr=s.sgd_lr, epochs=s.epochs),
+            dict(method=f"Adam ({s.batch_size})", optimizer="adam", batch_size=s.batch_size,
+                 lr=s.adam_lr, epochs=s.epochs)]
+    runs = sweep(lambda method: Autoencoder.from_widths(BIG, 1, 2), train, grid=grid,
+                 seeds=_seeds(s, seed), progress=progress)
+    done = [h for h in runs.histories if h.examples_seen]
+    ref = {"examples": min(h.examples_seen[-1] for h in done),
+           "seconds": min(_seconds(h)[-1] for h in done),
+           "pca": PCA(1).fit(train.X).reconstruction_error(train.X),
+           "mean": mean_predictor_mse(train.X)}
+    hs = runs.histories
+    runs.table["loss_at_examples"] = [_loss_at(h.train_loss, h.examples_seen, ref["examples"])
+                                      for h in hs]
+    runs.table["loss_at_seconds"] = [_loss_at(h.train_loss, _seconds(h), ref["seconds"])
+                                     for h in hs]
+    runs.table["late_fall"] = [_late_fall(h.train_loss) for h in hs]
+    return runs, ref
+
+
+def _ranking(runs: Runs, metric: str, what: str) -> str:
+    """The method with the lowest mean against each other one (paired t, Holm), then the rest."""
+    summary = runs.summary(metric, by="method").set_index("method")
+    pairs = runs.compare(metric, by="method", against="all")
+    pairs["a"], pairs["b"] = pairs["method_a"], pairs["method_b"]
+    best = summary["mean"].idxmin()
+    with_best = (pairs["a"] == best) | (pairs["b"] == best)
+    verdicts = []
+    for _, r in pairs[with_best].iterrows():
+        other, mean = (r["b"], r["mean_b"]) if r["a"] == best else (r["a"], r["mean_a"])
+        word = "significantly lower than" if r["significant"] else "indistinguishable from"
+        verdicts.append(f"{word} {other} (mean {mean:.4f}, paired t over {r['n_pairs']} seeds, "
+                        f"Holm {p_value_text(r['p_holm'])})")
+    rest = [compare_sentence(r, what, fmt=".4f") for _, r in pairs[~with_best].iterrows()]
+    return " ".join([f"{best} has the lowest mean {what}, {_ci(summary.loc[best], '.4f')}: "
+                     + "; ".join(verdicts) + ".", *map(_capital, rest)])
+
+
+def gd_findings(runs: Runs, ref: dict, s: GdVsSgdSettings):
+    t = runs.table
+    steps = t.groupby("method", sort=False)["steps"].first()
+    same = steps.nunique() == 1
+    falls = t.groupby("method", sort=False)["late_fall"].median()
+    head = _ranking(runs, "loss_at_examples", f"training loss after {ref['examples']:,} examples")
+    findings = [
+        (f"All three made the same number of optimizer steps ({steps.iloc[0]:,})" if same else
+         "Optimizer steps differ: " + ", ".join(f"{m} {v:,}" for m, v in steps.items()))
+        + f"; the loss is the training loss per epoch; PCA with 1 component reaches "
+        f"{ref['pca']:.4f}, predicting the mean {ref['mean']:.4f}.",
+        head,
+        _ranking(runs, "loss_at_seconds", f"training loss after {ref['seconds']:.2f} s")
+        + f" (Seconds: each run's share of its stack of {s.seeds} trained together on this "
+        "machine, per-epoch bookkeeping included.)",
+        _ranking(runs, "train_mse", "final training MSE ("
+                 + ("same number of steps)" if same else "each at its own budget)")),
+    ]
+    moving = [m for m, f in falls.items() if f > STILL_FALLING]
+    findings.append(_not_converged(s, (
+        "the loss still fell by more than 5% over the last 10% of epochs (median over seeds) for "
+        + ", ".join(f"{m} ({100 * falls[m]:.0f}%)" for m in moving)
+        + "; the final MSEs compare this budget, not converged values.")) if moving else
+        f"Every method's loss fell by less than 5% over its last 10% of epochs (largest "
+        f"{100 * falls.max():.1f}%, median over seeds).")
+    return findings, head
+
+
+def _gd_figure(runs: Runs, ref: dict) -> dict:
+    fig, axes = plots.new_figure(ncols=2, width=5.6, height=4.4)
+    by_examples, by_seconds = axes[0]
+    t = runs.table
+    for i, method in enumerate(t["method"].unique()):
+        rows = np.flatnonzero(t["method"].to_numpy() == method)
+        for j, r in enumerate(rows):
+            h, name = runs.histories[r], f"{method}, {len(rows)} seeds" if j == 0 else None
+            by_examples.plot(h.examples_seen, h.train_loss, color=f"C{i}", lw=0.7, alpha=0.7,
+                             label=name)
+            by_seconds.plot(_seconds(h), h.train_loss, color=f"C{i}", lw=0.7, alpha=0.7,
+                            label=name)
+        for ax, metric, x in ((by_examples, "loss_at_examples", ref["examples"]),
+                              (by_seconds, "loss_at_seconds", ref["seconds"])):
+            row = runs.where(method=method).summary(metric, by=[]).iloc[0]
+            ax.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["ci_low"]],
+                                                  [row["ci_high"] - row["mean"]]],
+                        fmt="o", color=f"C{i}", mec="k", capsize=4, zorder=5)
+    low = min(min(h.train_loss) for h in runs.histories if h.train_loss)
+    for ax in axes[0]:
+        ax.set_ylim(0.7 * low, 1.2 * ref["mean"])  # a CI reaching near 0 would squash the curves
+        ax.axhline(ref["pca"], color="k", ls="--", lw=0.9,
+                   label=f"PCA, 1 component ({ref['pca']:.3f})")
+        ax.axhline(ref["mean"], color="k", ls=":", lw=0.9,
+                   label=f"predicting the mean ({ref['mean']:.3f})")
+        ax.set_yscale("log")
+        plain_log_ticks(ax)
         ax.set_ylabel("training loss per epoch (MSE)")
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize="x-small")
-        plain_log_ticks(ax)
     by_examples.set_xscale("log")
     by_examples.set_xlabel("training examples seen")
-    by_examples.set_title("Loss vs examples seen")
-    by_seconds.set_xlabel("wall-clock seconds (this machine)")
-    by_seconds.set_title("Loss vs seconds")
-    fig.suptitle(f"{label(arch)}: full-batch GD vs mini-batch SGD vs Adam")
-    return fig
+    by_examples.set_title(f"Per example seen (dots: mean, 95% CI at {ref['examples']:,})")
+    by_seconds.set_xlabel("seconds (each run's share of its stack, this machine)")
+    by_seconds.set_title(f"Per second (dots: mean, 95% CI at {ref['seconds']:.2f} s)")
+    fig.suptitle(f"Big model {BIG_LABEL}: full-batch GD vs mini-batch SGD vs Adam")
+    return {"loss": fig}
 
 
-@study("sheet6-gd-vs-sgd",
-       "sheet 6 (h): full-batch GD vs mini-batch SGD vs Adam: loss vs examples seen and vs seconds")
-def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, *, progress=None, n: int | None = None,
-                     epochs: int | None = None, architecture: str = "big", sgd_lr: float = 0.05,
-                     gd_epochs: int | None = None) -> StudyResult:
-    """Train the same initial model three ways and compare the loss per example and per second.
-
-    * full-batch GD: plain gradient descent on all points, one step per epoch;
-    * mini-batch SGD: plain SGD on batches of 8, the same learning rate;
-    * Adam: batches of 8, lr 1e-3 (the sheet's setting).
-
-    By default GD gets as many epochs as the mini-batch runs take optimizer
-    steps, so all three make the same number of updates; GD then sees
-    ``n / 8`` times more examples. The curves are History.train_loss, so that
-    no evaluation runs inside the timed loop: for GD it is the loss on all
-    points before each step, for the mini-batch runs the mean of the epoch's
-    batch losses (taken while the weights move). The table's final MSE is
-    measured on all points after training.
+@study("sheet6-gd-vs-sgd", "sheet 6 (h): full-batch GD vs mini-batch SGD vs Adam: loss vs "
+       "examples seen and vs seconds, over seeds", settings=GdVsSgdSettings)
+def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, data=None, progress=None,
+                     **overrides) -> StudyResult:
+    """Train the big model three ways from the same initial weights; compare per example and second.
 
     Parameters
     ----------
     quick : bool
-        100 mini-batch epochs instead of 1000.
+        :meth:`GdVsSgdSettings.quick` or :meth:`GdVsSgdSettings.full`.
     seed : int
-        Seeds the data, the (shared) initial weights and the data order.
-    n, epochs : int, optional
-        Override the training points (100) and the mini-batch runs' epochs.
-    architecture : {"big", "small", "PCA-like"}
-        The model; the sheet uses the big one.
-    sgd_lr : float
-        Learning rate of GD and SGD.
-    gd_epochs : int, optional
-        Epochs (= steps) of full-batch GD; default: the mini-batch runs' step count.
+        Seeds the data; the models use seeds ``seed .. seed + seeds - 1``.
+    data : None
+        Refused: the question is about the sheet's rectangle.
+    progress : bool, optional
+    **overrides
+        Fields of :class:`GdVsSgdSettings`, e.g. ``gd_budget="examples"``.
 
     Examples
     --------
-    >>> result = sheet6_gd_vs_sgd(quick=True, epochs=2, architecture="small")
-    >>> result.tables["runs"]["optimizer steps"].tolist()
+    >>> result = sheet6_gd_vs_sgd(epochs=2, seeds=2)
+    >>> result.tables["runs"].groupby("method", sort=False)["steps"].first().tolist()
     [24, 24, 24]
     """
-    cfg = course_settings(quick, n, epochs)
-    train = data.rectangle(cfg["n"], seed=seed)
-    n_points, batch = cfg["n"], cfg["batch_size"]
-    steps_per_epoch = n_points // batch
-    gd_epochs = setting("gd_epochs", gd_epochs, quick, cfg["epochs"] * steps_per_epoch,
-                        cfg["epochs"] * steps_per_epoch)
-    runs = {
-        "full-batch GD": dict(optimizer="sgd", batch_size=n_points, lr=sgd_lr, epochs=gd_epochs),
-        f"mini-batch SGD (batch {batch})": dict(optimizer="sgd", batch_size=batch, lr=sgd_lr,
-                                                 epochs=cfg["epochs"]),
-        f"Adam (batch {batch})": dict(optimizer="adam", batch_size=batch, lr=cfg["lr"],
-                                      epochs=cfg["epochs"]),
-    }
-    initial = build(architecture, seed)
-    histories, final = {}, {}
-    for name, run in runs.items():
-        model = copy.deepcopy(initial)  # every run starts from the same weights
-        histories[name] = train_autoencoder(model, train, seed=seed, device="cpu",
-                                            progress=progress, **run)
-        final[name] = reconstruction_error(model, train.X)
-    floor = mean_predictor_mse(train.X)
-    pca_mse = reconstruction_error(PCA(1).fit(train.X), train.X)
-    levels = {f"PCA, 1 component ({pca_mse:.3f})": pca_mse,
-              f"predicting the mean ({floor:.3f})": floor}
-    same_examples = cfg["epochs"] * steps_per_epoch * batch
-    same_seconds = min(h.seconds[-1] for h in histories.values())
-
-    rows = []
-    for name, h in histories.items():
-        run = runs[name]
-        near_mean = np.asarray(h.train_loss) >= COLLAPSE_SHARE * floor
-        rows.append({
-            "method": name, "optimizer": run["optimizer"], "batch size": run["batch_size"],
-            "lr": run["lr"], "epochs": h.epochs, "optimizer steps": len(h.step_loss),
-            "examples seen": h.examples_seen[-1], "seconds": h.seconds[-1],
-            "final MSE": final[name], "best epoch loss": min(h.train_loss),
-            f"MSE after {same_examples} examples": _loss_at(h, h.examples_seen, same_examples),
-            f"MSE after {same_seconds:.2f} s": _loss_at(h, h.seconds, same_seconds),
-            "examples to reach PCA's MSE": _first_reaching(h, pca_mse, h.examples_seen),
-            "seconds to reach PCA's MSE": _first_reaching(h, pca_mse, h.seconds),
-            "first epochs near the mean predictor": _leading_run(near_mean),
-            "epochs near the mean predictor (all)": int(near_mean.sum()),
-            "ends collapsed to the mean": collapsed(final[name], floor),
-        })
-    table = pd.DataFrame(rows)
-    t = table.set_index("method")
-    names = list(histories)
-
-    def reach(name):
-        ex, sec = t.loc[name, "examples to reach PCA's MSE"], t.loc[name, "seconds to reach PCA's MSE"]
-        if ex is None or (isinstance(ex, float) and math.isnan(ex)):
-            return f"{name} never"
-        return f"{name} after {int(ex):,} examples ({sec:.2f} s)"
-
-    at_examples = t[f"MSE after {same_examples} examples"]
-
-    def loss_after_examples(m):
-        if math.isnan(at_examples[m]):
-            return f"not reached ({m} stopped after {t.loc[m, 'examples seen']:,} examples)"
-        return f"{at_examples[m]:.4f} ({m})"
-
-    steps = t["optimizer steps"]
-    findings = [
-        f"After the same {same_examples:,} examples ({cfg['epochs']} mini-batch epochs), the MSE is "
-        + ", ".join(loss_after_examples(m) for m in names)
-        + ("." if math.isnan(at_examples[names[0]]) else
-           f": per example seen, the {steps_per_epoch} noisy small steps per epoch beat one exact "
-           "full-batch step." if at_examples[names[1]] < at_examples[names[0]] else
-           ": per example seen, full-batch GD is not behind here."),
-        (f"With the same number of optimizer steps ({steps.iloc[0]:,}), " if steps.nunique() == 1
-         else "With " + ", ".join(f"{steps[m]:,} optimizer steps ({m})" for m in names) + ", ")
-        + ", ".join(f"{m} ends at {t.loc[m, 'final MSE']:.4f} after {t.loc[m, 'seconds']:.2f} s"
-                    for m in names)
-        + f"; after {same_seconds:.2f} s (the fastest run's total), the MSE is "
-        + ", ".join(f"{t.loc[m, f'MSE after {same_seconds:.2f} s']:.4f} ({m})" for m in names) + ".",
-        f"Reaching PCA's MSE ({pca_mse:.4f}, the best linear code): "
-        + "; ".join(reach(m) for m in names) + ".",
-        "Plateau at the start, i.e. the first epochs in a row with a mean loss near the mean "
-        f"predictor's (>= {COLLAPSE_SHARE:.0%} of {floor:.3f}): "
-        + ", ".join(f"{t.loc[m, 'first epochs near the mean predictor']} of {t.loc[m, 'epochs']} "
-                    f"({m}"
-                    + (f"; {t.loc[m, 'epochs near the mean predictor (all)']} such epochs in all)"
-                       if t.loc[m, "epochs near the mean predictor (all)"]
-                       > t.loc[m, "first epochs near the mean predictor"] else ")")
-                    for m in names)
-        + "; still there at the end: "
-        + (", ".join(m for m in names if t.loc[m, "ends collapsed to the mean"]) or "none") + ".",
-    ]
-    figures = {"loss": _gd_figure(histories, levels, n_points, architecture)}
-    metrics = {}
-    for key, m in zip(("gd", "sgd", "adam"), names):
-        metrics[f"final_mse_{key}"] = float(t.loc[m, "final MSE"])
-        metrics[f"seconds_{key}"] = float(t.loc[m, "seconds"])
-    config = dict(cfg, seed=seed, quick=quick, architecture=label(architecture), sgd_lr=sgd_lr,
-                  gd_epochs=gd_epochs, adam_lr=cfg["lr"])
-    return StudyResult("sheet6-gd-vs-sgd", {"runs": table}, figures, findings, config, metrics)
+    check_study_data("sheet6-gd-vs-sgd", None, data)
+    s = resolve_settings(GdVsSgdSettings, quick, overrides)
+    runs, ref = gd_run(s, seed, progress)
+    findings, answer = gd_findings(runs, ref, s)
+    names = {"loss_at_examples": "loss after the same examples",
+             "loss_at_seconds": "loss after the same seconds", "train_mse": "final training MSE"}
+    tables = {title: runs.summary(metric, by="method") for metric, title in names.items()}
+    metrics = {f"{metric}_{key}": float(v) for metric in names
+               for key, v in zip(("gd", "sgd", "adam"), tables[names[metric]]["mean"])}
+    config = asdict(s) | {"seed": seed, "quick": quick, "architecture": BIG_LABEL} | {
+        f"reference_{k}": v for k, v in ref.items()}
+    return StudyResult("sheet6-gd-vs-sgd", tables | {"runs": runs.table}, _gd_figure(runs, ref),
+                       findings, config, metrics, answer)

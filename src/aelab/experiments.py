@@ -591,6 +591,7 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
             or stack_size < 1:
         raise ValueError(f"stack_size must be an int >= 1 (trials per unit of work), "
                          f"got {stack_size!r}.")
+    _store.check_executor(executor)
     if progress is not None and not isinstance(progress, bool) and not callable(progress):
         raise TypeError(f"progress must be None, a bool or a function of SweepProgress, "
                         f"got {type(progress).__name__}.")

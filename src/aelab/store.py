@@ -69,8 +69,11 @@ __all__ = ["ResultsStore", "SCHEMA_VERSION", "open_executor", "trial_key", "fing
 
 FORMAT = "aelab-sweep-store"
 SCHEMA_VERSION = 1
-# seconds to wait for a lock held by another process, or for a Dask scheduler to answer
+# seconds to wait for a lock held by another process
 TIMEOUT_S = 10.0
+# seconds to wait for a Dask scheduler's handshake (a live one answers in milliseconds); with
+# the import of distributed, a wrong address is reported within 10 s
+DASK_CONNECT_S = 6.0
 # SQLite's default limit on bound parameters is 999 in old builds; stay under it
 _IN_CHUNK = 900
 
@@ -665,6 +668,42 @@ def _import_distributed():
     return distributed
 
 
+def _probe_scheduler(address: str) -> None:
+    """Raise unless a Dask scheduler completes a handshake at ``address`` within the timeout."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def probe():
+        comm = await connect(address, timeout=DASK_CONNECT_S)
+        try:
+            await comm.write({"op": "identity"})
+            reply = await comm.read()
+        finally:
+            await comm.close()
+        if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+            raise ConnectionError(f"{address} answered, but not as a Dask scheduler")
+
+    asyncio.run(asyncio.wait_for(probe(), DASK_CONNECT_S))
+
+
+def check_executor(spec) -> None:
+    """Refuse a malformed executor spec before any work (opening it comes later)."""
+    if isinstance(spec, cf.Executor):
+        return
+    if not isinstance(spec, str):
+        raise TypeError(f"executor must be a string or a concurrent.futures.Executor, got "
+                        f"{type(spec).__name__}; allowed: {', '.join(EXECUTOR_FORMS)}.")
+    kind, _, arg = spec.partition(":")
+    if kind in ("processes", "dask-local"):
+        _positive_count(spec, arg)
+    elif not (spec == "local" or (kind == "dask" and arg)):
+        raise ValueError(f"executor={spec!r} is not one aelab knows; allowed: "
+                         f"{', '.join(EXECUTOR_FORMS)}.")
+    if kind.startswith("dask"):
+        _import_distributed()
+
+
 @contextlib.contextmanager
 def open_executor(spec) -> Iterator[ExecutorPlan]:
     """The executor ``spec`` names, started for the block and shut down after it.
@@ -707,10 +746,14 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
     elif kind == "dask" and arg:
         distributed = _import_distributed()
         try:
-            client = distributed.Client(arg, timeout=TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as err:
+            # a bare handshake first: a Client that fails half-way keeps retrying its
+            # close at exit, and a port that answers with something else than Dask can
+            # make it fail in odd ways (a 3 EiB allocation, seen here)
+            _probe_scheduler(arg)
+            client = distributed.Client(arg, timeout=DASK_CONNECT_S, set_as_default=False)
+        except Exception as err:  # noqa: BLE001 - every way of not answering reads the same
             raise ValueError(f"executor={spec!r}: no Dask scheduler answered at {arg!r} within "
-                             f"{TIMEOUT_S:.0f} s ({type(err).__name__}); start one with "
+                             f"{DASK_CONNECT_S:.0f} s ({type(err).__name__}); start one with "
                              "`dask scheduler` or check the address.") from None
         try:
             threads = sum(client.nthreads().values()) or 1

@@ -16,7 +16,7 @@ $(BIN)/python:
 # before the package keeps pip from resolving a torch range (gigabytes of CUDA).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,dask]"
 	touch $(STAMP)
 
 install: $(STAMP)

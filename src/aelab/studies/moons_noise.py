@@ -1,189 +1,287 @@
-"""Two moons at another noise level (course sheet 002, tasks 1.4 and 1.5).
+"""Train at one noise level, test at another (course sheet 002, tasks 1.4 and 1.5).
 
-A model trained at noise 0.1 is tested at 0.2 without retraining; then a model
-is trained at 0.2. The reconstructed set is measured against the noise-free
-curve: its mean distance to it, the radius of each reconstructed moon (1 on the
-true curve), whether points keep their moon, and the length of the decoder's curve.
+Models trained at each of ``train_noises`` are tested, without retraining, at
+each of ``test_noises``. The noise is Gaussian: on the course's two moons it is
+``make_moons``' noise (added to the noise-free curve, in the data's units); on
+the user's data it is added to the data, its standard deviation ``sigma`` times
+each feature's standard deviation in the training split. Besides the test MSE
+(against the noisy input) each model is scored by how far its reconstructions
+lie from the clean points, and by the length of its decoder's curve.
+``moons-noise-shift`` is the course preset.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
+import torch
 
+from aelab.data import Dataset, corrupt
+from aelab._checks import check_choice
 from aelab.evaluate import reconstruct, reconstruction_error
-from aelab.plots import new_figure
+from aelab.experiments import Runs, compare_sentence, sweep
+from aelab.models import Autoencoder
+from aelab.plots import new_figure, plain_log_ticks
 from aelab.quality import distance_to_moons
-from aelab.studies._base import StudyResult, study
-from aelab.studies._common import (
-    collapsed,
-    curve_length,
-    decoded_curve,
-    mean_predictor_mse,
-    setting,
-    train_stack,
-)
+from aelab.studies._base import StudyResult, check_study_data, preset, resolve_settings, study
+from aelab.studies._common import curve_length, decoded_curve, split3
 from aelab.studies.moons import (
-    build_mlp,
-    diverged,
+    BEST,
+    LATE_SHARE,
+    NOT_CONVERGED,
+    SCHEDULES,
+    STILL_FALLING,
+    check_bottleneck,
+    check_fields,
+    ci_text,
     draw_moons_curve,
     draw_reconstruction,
     finish_plane,
     median_member,
-    moon_radius,
     moons_data,
-    moons_test,
+    percent,
+    val_fall,
 )
 
-# length of the noise-free two-moons curve: two half circles of radius 1
-TRUE_CURVE_LENGTH = 2 * np.pi
-IN_DIST = "test points' distance to curve"
-REC_DIST = "reconstructions' distance to curve"
-RADIUS = "reconstructions' moon radius"
+NOISE_SEED_OFFSET = 40_000  # training noise of seed s is drawn from NOISE_SEED_OFFSET + s
+TRUE_CURVE_LENGTH = 2 * np.pi  # the noise-free moons: two half circles of radius 1
 
 
-@study("moons-noise-shift",
-       "1-D bottleneck trained at noise 0.1 tested at 0.2, and trained at 0.2: how reconstructions move")
-def moons_noise_shift(quick: bool = True, seed: int = 0, *, progress=None,
-                      train_noises=(0.1, 0.2), test_noises=(0.1, 0.2), n_seeds: int | None = None,
-                      n_train: int | None = None, n_test: int | None = None,
-                      epochs: int | None = None, batch_size: int | None = None, lr: float = 3e-3,
-                      hidden_size: int = 32, layers: int = 2) -> StudyResult:
-    """Train at each of ``train_noises`` and test every model at each of ``test_noises``.
+@dataclass(frozen=True)
+class NoiseShiftSettings:
+    n: int = 700  # course data only: noise-free moons drawn, split 60/20/20, noise added
+    train_noises: tuple[float, ...] = (0.1, 0.2)  # the course's levels; user data: x feature std
+    test_noises: tuple[float, ...] = (0.1, 0.2)
+    seeds: int = 5  # per training noise; each seed also draws its own training noise
+    bottleneck_size: int = 1
+    # the best settings of the hyperparameter study (moons.BEST), trained to convergence
+    epochs: int = 300
+    batch_size: int = 32
+    lr: float = BEST["lr"]
+    lr_schedule: str = BEST["lr_schedule"]
+    hidden_size: int = BEST["hidden_size"]
+    layers: int = BEST["layers"]
 
-    Every train/test pair is measured by the test MSE, the noise floor
-    ``sigma²/2`` (the per-feature error left by noise across a 1-D curve, which
-    no 1-D code can remove), the mean distance of the reconstructions to the
-    noise-free curve, their mean radius around their moon's centre, and the
-    share of points whose reconstruction lies nearest their own moon.
+    def __post_init__(self):
+        check_fields(self, {"n": 10, "seeds": 2, "bottleneck_size": 1, "epochs": 10,
+                            "batch_size": 1, "hidden_size": 1, "layers": 1},
+                     positive=("lr", "train_noises", "test_noises"),
+                     tuples=("train_noises", "test_noises"))
+        for name in ("train_noises", "test_noises"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must list at least one noise level, got ().")
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(n=2000, seeds=10, epochs=1000)
+
+
+def noisy(ds: Dataset, sigma: float, scale: torch.Tensor, seed: int) -> Dataset:
+    """``ds`` plus Gaussian noise of standard deviation ``sigma * scale`` (per feature)."""
+    X = ds.X + corrupt(torch.zeros_like(ds.X), 1.0, seed=seed) * (sigma * scale)
+    return Dataset(X, ds.y, f"{ds.name} + noise {sigma:g}", ds.image_shape)
+
+
+def run_noise_shift(s: NoiseShiftSettings, train, val, test, scale, course: bool,
+                    seed: int = 0, progress=None) -> Runs:
+    """One sweep over the training noises; every model is measured at every test noise."""
+    tests = {t: noisy(test, t, scale, seed + NOISE_SEED_OFFSET - 1) for t in s.test_noises}
+    metrics = {"val_fall": val_fall}
+    for t, ds in tests.items():
+        metrics[f"mse@{t:g}"] = lambda model, _, ds=ds: reconstruction_error(model, ds.X)
+        # the clean points are what the noisy ones were made from: where the reconstructions lie
+        metrics[f"clean_mse@{t:g}"] = lambda model, _, ds=ds: float(
+            ((reconstruct(model, ds.X) - test.X) ** 2).mean())
+        if course:
+            metrics[f"curve_distance@{t:g}"] = lambda model, _, ds=ds: float(
+                distance_to_moons(reconstruct(model, ds.X))[0].mean())
+    if s.bottleneck_size == 1:
+        widest = tests[max(tests)]
+        metrics["curve_length"] = lambda model, _: curve_length(decoded_curve(model, widest.X))
+    # train_noise goes to the factory (which ignores it) and to the data functions
+    return sweep(lambda **_: Autoencoder(train.n_features, s.bottleneck_size, s.hidden_size,
+                                         s.layers),
+                 lambda p, sd: noisy(train, p["train_noise"], scale, NOISE_SEED_OFFSET + sd),
+                 grid={"train_noise": list(s.train_noises)},
+                 seeds=[seed + i for i in range(s.seeds)],
+                 validation=lambda p, _: noisy(val, p["train_noise"], scale,
+                                               seed + NOISE_SEED_OFFSET - 2),
+                 metrics=metrics, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
+                 lr_schedule=None if s.lr_schedule == "constant" else s.lr_schedule,
+                 progress=progress)
+
+
+def by_test_noise(runs: Runs) -> Runs:
+    """One row per model and test noise: ``mse``, ``clean_mse`` (and ``curve_distance``)."""
+    table = runs.table
+    parts = []
+    for column in [c for c in table if c.startswith("mse@")]:
+        t = column[len("mse@"):]
+        part = table[["train_noise", "seed"]].assign(test_noise=float(t), mse=table[column],
+                                                     clean_mse=table[f"clean_mse@{t}"])
+        if f"curve_distance@{t}" in table:
+            part["curve_distance"] = table[f"curve_distance@{t}"]
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True)
+    return Runs(long, [None] * len(long), [None] * len(long), ["train_noise", "test_noise"])
+
+
+def _trained(row) -> dict:
+    return {**row, "a": f"trained at {row['train_noise_a']:g}",
+            "b": f"trained at {row['train_noise_b']:g}"}
+
+
+def noise_shift_findings(runs: Runs, s: NoiseShiftSettings) -> tuple[list[str], str]:
+    """Paired t-tests over seeds (Holm within each question), convergence judged first."""
+    long = by_test_noise(runs)
+    lo, t_hi = min(s.train_noises), max(s.test_noises)
+    falls = runs.table.groupby("train_noise")["val_fall"].mean()
+    convergence = (f"Over the last {LATE_SHARE:.0%} of the epochs the validation MSE (at the "
+                   "training noise) fell by " + ", ".join(f"{percent(f)} (trained at {k:g})"
+                                                          for k, f in falls.items())
+                   + f" (mean over seeds; above {STILL_FALLING:.0%} counts as not converged).")
+    at_hi = long.where(test_noise=t_hi)
+    cell = at_hi.summary("mse", by="train_noise").set_index("train_noise")
+    answer = (f"Trained at noise {lo:g} and tested at {t_hi:g} without retraining: test MSE "
+              f"{ci_text(cell.loc[lo])}")
+    if not (falls <= STILL_FALLING).all():
+        answer = f"{NOT_CONVERGED[0].upper()}{NOT_CONVERGED[1:]}: no levels are compared."
+        return [answer, convergence], answer
+    findings = []
+    if len(s.train_noises) > 1:
+        rows = at_hi.compare("mse", by="train_noise", against={"train_noise": lo})
+        answer += "; " + compare_sentence(_trained(rows.iloc[-1]), f"test MSE at noise {t_hi:g}")
+        for name, what in (("clean_mse", "squared distance of the reconstructions to the clean "
+                                         "test points"),
+                           ("curve_distance", "distance of the reconstructions to the noise-free "
+                                              "curve")):
+            if name in long.table:
+                rows = at_hi.compare(name, by="train_noise", against={"train_noise": lo})
+                findings += [f"At test noise {t_hi:g}, " + compare_sentence(_trained(r), what)
+                             for _, r in rows.iterrows()]
+        if "curve_length" in runs.table:
+            rows = runs.compare("curve_length", by="train_noise", against={"train_noise": lo})
+            findings += ["The decoder's curve over the test codes' range: "
+                         + compare_sentence(_trained(r), "length") for _, r in rows.iterrows()]
+    else:
+        answer += "."
+    if len(s.test_noises) > 1:
+        rows = long.where(train_noise=lo).compare("mse", by="test_noise",
+                                                  against={"test_noise": min(s.test_noises)})
+        findings += [f"The model trained at {lo:g}, tested at noise {r['test_noise_a']:g} and "
+                     f"{r['test_noise_b']:g}: " + compare_sentence(
+                         {**r, "a": f"noise {r['test_noise_a']:g}",
+                          "b": f"noise {r['test_noise_b']:g}"},
+                         "test MSE") for _, r in rows.iterrows()]
+    return [answer, *findings, convergence], answer
+
+
+def noise_shift_figures(runs: Runs, s: NoiseShiftSettings, test, scale, course: bool,
+                        seed: int = 0) -> dict:
+    long = by_test_noise(runs)
+    unit = "" if course else " (x feature std)"
+    fig, axs = new_figure(2, 1, width=5.5, height=4.3)
+    for ax, (metric, what) in zip(axs.flat, (("mse", "test MSE (against the noisy input)"),
+                                             ("clean_mse", "MSE against the clean points"))):
+        for k, train_noise in enumerate(s.train_noises):
+            rows = long.where(train_noise=train_noise).summary(metric, by="test_noise")
+            ax.errorbar(rows["test_noise"] + (k - 0.5) * 0.004, rows["mean"],
+                        yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
+                        marker="o", capsize=3, color=f"C{k}", label=f"trained at {train_noise:g}")
+        if course and metric == "mse":
+            t = np.linspace(min(s.test_noises), max(s.test_noises), 50)
+            ax.plot(t, t ** 2 / 2, color="k", ls=":", lw=1, label="noise floor σ²/2")
+        ax.set_yscale("log")
+        plain_log_ticks(ax)
+        ax.set_xticks(list(s.test_noises), [f"{t:g}" for t in s.test_noises])
+        ax.set_xlabel(f"test noise{unit}")
+        ax.set_ylabel(what)
+        ax.set_title(f"{what[0].upper()}{what[1:]}\nmean and 95% CI over {s.seeds} seeds")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    figures = {"errors": fig}
+    table = runs.table
+    fig_r, axr = new_figure(len(s.test_noises), len(s.train_noises), width=4.8, height=4.2)
+    for i, train_noise in enumerate(s.train_noises):
+        index = np.flatnonzero(table["train_noise"].to_numpy() == train_noise)
+        for j, t in enumerate(s.test_noises):
+            errors = table[f"mse@{t:g}"].to_numpy()[index]
+            m = index[median_member(errors)]
+            X = noisy(test, t, scale, seed + NOISE_SEED_OFFSET - 1).X
+            draw_reconstruction(axr[i, j], X, reconstruct(runs.models[m], X),
+                                f"trained at {train_noise:g}, tested at {t:g}\n"
+                                f"median seed {table['seed'][m]}: "
+                                f"test MSE {table[f'mse@{t:g}'][m]:.4f}",
+                                moons=course)
+    fig_r.suptitle("Reconstructed vs original test points (rows: training noise, columns: test "
+                   "noise" + (")" if course else "; first two features)"))
+    figures["reconstructions"] = fig_r
+    if s.bottleneck_size == 1:  # the reconstructed set is the decoder's curve
+        fig_c, axc = new_figure(1, 1, width=7.0, height=5.0)
+        ax, t = axc[0, 0], max(s.test_noises)
+        X = noisy(test, t, scale, seed + NOISE_SEED_OFFSET - 1).X
+        ax.scatter(X[:, 0], X[:, 1], s=5, color="0.82", label=f"test points (noise {t:g})")
+        for k, train_noise in enumerate(s.train_noises):
+            index = np.flatnonzero(table["train_noise"].to_numpy() == train_noise)
+            m = index[median_member(table["curve_length"].to_numpy()[index])]
+            c = decoded_curve(runs.models[m], X).numpy()
+            ax.plot(c[:, 0], c[:, 1], color=f"C{k}", lw=2, label=f"trained at {train_noise:g} "
+                    f"(median seed {table['seed'][m]}, length {table['curve_length'][m]:.2f})")
+        if course:
+            draw_moons_curve(ax, f"noise-free moons (length {TRUE_CURVE_LENGTH:.2f})")
+        finish_plane(ax, "The decoder's curve over the test codes' range"
+                     + ("" if course else " (first two features)"))
+        figures["curves"] = fig_c
+    return figures
+
+
+@study("noise-shift", "Trained at one noise level, tested at another, and trained at the other:"
+       " how the reconstructions change", settings=NoiseShiftSettings, data="any")
+def noise_shift(quick: bool = True, seed: int = 0, data=None, progress=None,
+                **overrides) -> StudyResult:
+    """Train at each of ``train_noises``, test every model at each of ``test_noises``.
+
+    On the course data (``data=None``) the noise is that of ``make_moons`` (in
+    the data's units); on the user's data, Gaussian noise of ``sigma`` times each
+    feature's standard deviation (in the training split) is added to the data.
 
     Examples
     --------
-    >>> r = moons_noise_shift(quick=True, n_seeds=1, epochs=2)
-    >>> len(r.tables["errors"])
-    4
+    >>> r = noise_shift(seeds=2, epochs=10)
+    >>> sorted(r.tables["errors"]["test_noise"].unique().tolist())
+    [0.1, 0.2]
     """
-    n_seeds = setting("n_seeds", n_seeds, quick, 2, 5)
-    n_train = setting("n_train", n_train, quick, 400, 1000)
-    n_test = setting("n_test", n_test, quick, 500, 2000)
-    epochs = setting("epochs", epochs, quick, 200, 1000)
-    batch_size = setting("batch_size", batch_size, quick, 64, 32)
-    train_noises, test_noises = [float(v) for v in train_noises], [float(v) for v in test_noises]
-    seeds = [seed + i for i in range(n_seeds)]
-    config = dict(quick=quick, seed=seed, seeds=seeds, train_noises=train_noises,
-                  test_noises=test_noises, n_train=n_train, n_test=n_test, epochs=epochs,
-                  batch_size=batch_size, lr=lr, hidden_size=hidden_size, layers=layers,
-                  optimizer="adam")
-    tests = {s: moons_test(n_test, s, seed) for s in test_noises}
-    models = {sigma: [build_mlp(hidden_size, layers, s) for s in seeds] for sigma in train_noises}
-    trains = {sigma: moons_data(n_train, sigma, seed) for sigma in train_noises}
-    # each model watches the test set at its own noise level during training
-    watch = {sigma: tests[sigma] if sigma in tests else moons_test(n_test, sigma, seed)
-             for sigma in train_noises}
-    jobs = [(sigma, i) for sigma in train_noises for i in range(n_seeds)]
-    histories = train_stack([models[sigma][i] for sigma, i in jobs],
-                            [trains[sigma] for sigma, _ in jobs],
-                            test=[watch[sigma] for sigma, _ in jobs], epochs=epochs,
-                            batch_size=batch_size, lr=lr, seeds=[seeds[i] for _, i in jobs],
-                            on_diverge="restore", progress=progress)
-    failed = dict(zip(jobs, map(diverged, histories)))
+    s = resolve_settings(NoiseShiftSettings, quick, overrides)
+    data = check_study_data("noise-shift", "any", data)
+    course = data is None
+    base = moons_data(s.n, 0.0, seed) if course else data
+    train, val, test = split3(base, seed=seed)
+    check_bottleneck(s.bottleneck_size, train)
+    # make_moons' noise is in the data's units; on other data it is relative to each feature
+    scale = torch.ones(train.n_features) if course else train.X.std(0).clamp_min(1e-12)
+    runs = run_noise_shift(s, train, val, test, scale, course, seed, progress)
+    findings, answer = noise_shift_findings(runs, s)
+    long = by_test_noise(runs)
+    errors = long.summary("mse", by=["train_noise", "test_noise"])
+    clean = long.summary("clean_mse", by=["train_noise", "test_noise"])
+    errors = errors.merge(clean, on=["train_noise", "test_noise"], suffixes=("", " clean"))
+    metrics = {f"mse_train{r.train_noise:g}_test{r.test_noise:g}": float(r.mean)
+               for r in errors.itertuples()}
+    config = asdict(s) | {"quick": quick, "seed": seed, "data": test.name,
+                          "noise": "make_moons noise" if course else "x feature std"}
+    return StudyResult("noise-shift", {"errors": errors, "runs": runs.table},
+                       noise_shift_figures(runs, s, test, scale, course, seed), findings, config,
+                       metrics, answer)
 
-    rows = []
-    for sigma_train, members in models.items():
-        for sigma_test, test in tests.items():
-            dist_in = float(distance_to_moons(test.X)[0].mean())
-            for i, (s, m) in enumerate(zip(seeds, members)):
-                X_hat = reconstruct(m, test.X)
-                err = reconstruction_error(m, test.X)
-                dist, moon = distance_to_moons(X_hat)
-                rows.append({"train noise": sigma_train, "test noise": sigma_test, "seed": s,
-                             "test MSE": err, "noise floor σ²/2": sigma_test**2 / 2,
-                             IN_DIST: dist_in, REC_DIST: float(dist.mean()),
-                             RADIUS: moon_radius(X_hat),
-                             "share kept on own moon": float((moon == test.y).float().mean()),
-                             "decoded curve length": curve_length(decoded_curve(m, test.X)),
-                             "collapsed": collapsed(err, mean_predictor_mse(test.X)),
-                             "diverged": failed[(sigma_train, i)]})
-    runs = pd.DataFrame(rows)
-    measures = ["test MSE", "noise floor σ²/2", IN_DIST, REC_DIST, RADIUS, "share kept on own moon",
-                "decoded curve length"]
-    errors = runs.groupby(["train noise", "test noise"])[measures].mean().reset_index()
-    errors["std test MSE"] = runs.groupby(["train noise", "test noise"])["test MSE"].std().values
-    errors["seeds"] = n_seeds
-    errors["collapsed runs"] = runs.groupby(["train noise", "test noise"])["collapsed"].sum().values
 
-    def at(train_sigma, test_sigma, column):
-        row = errors[(errors["train noise"] == train_sigma) & (errors["test noise"] == test_sigma)]
-        return float(row[column].iloc[0])
-
-    # one typical member per training noise (median test MSE at its own noise) for the figures
-    shown = {}
-    for sigma, members in models.items():
-        own = tests.get(sigma, tests[test_noises[0]])
-        shown[sigma] = members[median_member([reconstruction_error(m, own.X) for m in members])]
-
-    fig_rec, axs = new_figure(len(test_noises), len(train_noises), width=5.0, height=4.3)
-    for i, sigma_train in enumerate(train_noises):
-        for j, sigma_test in enumerate(test_noises):
-            test = tests[sigma_test]
-            draw_reconstruction(axs[i, j], test.X, reconstruct(shown[sigma_train], test.X),
-                                f"trained at noise {sigma_train:g}, tested at {sigma_test:g}\n"
-                                f"test MSE {at(sigma_train, sigma_test, 'test MSE'):.4f} "
-                                f"(floor {sigma_test**2 / 2:.4f})")
-    fig_rec.suptitle("Reconstructed vs original test points (rows: training noise, "
-                     "columns: test noise)")
-
-    fig_curve, axc = new_figure(1, 1, width=7.0, height=5.0)
-    ax = axc[0, 0]
-    widest = tests[max(test_noises)]
-    ax.scatter(widest.X[:, 0], widest.X[:, 1], s=5, color="0.82",
-               label=f"test points (noise {max(test_noises):g})", zorder=1)
-    for k, (sigma, model) in enumerate(shown.items()):
-        c = decoded_curve(model, widest.X).numpy()
-        ax.plot(c[:, 0], c[:, 1], color=f"C{k}", lw=2.2,
-                label=f"decoder's curve, trained at noise {sigma:g} "
-                      f"(length {curve_length(decoded_curve(model, widest.X)):.2f})", zorder=3)
-    draw_moons_curve(ax, label=f"noise-free moons (length {TRUE_CURVE_LENGTH:.2f})")
-    finish_plane(ax, "The reconstructed set: each model's decoder over the test codes' range")
-
-    lo, hi = min(train_noises), max(train_noises)
-    t_lo, t_hi = min(test_noises), max(test_noises)
-    findings = [
-        f"Trained at noise {lo:g}, the model's test MSE rises from {at(lo, t_lo, 'test MSE'):.4f} "
-        f"at noise {t_lo:g} to {at(lo, t_hi, 'test MSE'):.4f} at {t_hi:g} without retraining; "
-        f"the noise floor σ²/2 rises from {t_lo**2 / 2:.4f} to {t_hi**2 / 2:.4f}, so the excess over "
-        f"the floor goes from {at(lo, t_lo, 'test MSE') - t_lo**2 / 2:.4f} to "
-        f"{at(lo, t_hi, 'test MSE') - t_hi**2 / 2:.4f}.",
-        f"Its reconstructions of the noise-{t_hi:g} points stay {at(lo, t_hi, REC_DIST):.3f} "
-        f"from the noise-free curve (the points themselves: {at(lo, t_hi, IN_DIST):.3f}); "
-        f"{at(lo, t_hi, 'share kept on own moon'):.1%} of them stay on their own moon "
-        f"(at noise {t_lo:g}: {at(lo, t_lo, 'share kept on own moon'):.1%}).",
-        f"Trained at noise {hi:g} and tested at {t_hi:g}: test MSE {at(hi, t_hi, 'test MSE'):.4f} "
-        f"(vs {at(lo, t_hi, 'test MSE'):.4f} for the model trained at {lo:g}). Its reconstructions "
-        f"lie {at(hi, t_hi, REC_DIST):.3f} from the noise-free curve against "
-        f"{at(lo, t_hi, REC_DIST):.3f}"
-        + (" (the curve learned from noisier data follows the true moons less closely)"
-           if at(hi, t_hi, REC_DIST) > 1.25 * at(lo, t_hi, REC_DIST) else "")
-        + f", {at(hi, t_hi, 'share kept on own moon'):.1%} stay on their own moon against "
-        f"{at(lo, t_hi, 'share kept on own moon'):.1%}, the reconstructed moons have mean radius "
-        f"{at(hi, t_hi, RADIUS):.3f} against {at(lo, t_hi, RADIUS):.3f} (true curve: 1), and the "
-        f"decoder's curve is {at(hi, t_hi, 'decoded curve length'):.2f} long against "
-        f"{at(lo, t_hi, 'decoded curve length'):.2f} "
-        f"({at(hi, t_hi, 'decoded curve length') / at(lo, t_hi, 'decoded curve length'):.2f} "
-        f"times as long; the two true half circles: {TRUE_CURVE_LENGTH:.2f}, without the bridge "
-        "a 1-D code must draw between them).",
-    ]
-    n_diverged = int(runs.drop_duplicates(["train noise", "seed"])["diverged"].sum())
-    if n_diverged:
-        findings.append(f"{n_diverged} of {len(jobs)} models diverged (loss NaN or infinite) and "
-                        "were put back to their initial weights.")
-    n_collapsed = int(runs["collapsed"].sum())
-    if n_collapsed:
-        findings.append(f"{n_collapsed} of {len(runs)} model/test pairs are no better than "
-                        "predicting the mean (collapsed models).")
-    metrics = {f"mse_train{a:g}_test{b:g}": at(a, b, "test MSE")
-               for a in train_noises for b in test_noises}
-    metrics.update({f"radius_train{a:g}_test{t_hi:g}": at(a, t_hi, RADIUS)
-                    for a in train_noises})
-    return StudyResult("moons-noise-shift", {"errors": errors, "runs": runs},
-                       {"reconstructions": fig_rec, "curves": fig_curve}, findings, config, metrics)
+moons_noise_shift = preset(
+    "moons-noise-shift", "noise-shift",
+    "1-D bottleneck trained at noise 0.1 tested at 0.2, and trained at 0.2: how reconstructions "
+    "move")

@@ -1,6 +1,6 @@
 """The sheet-6 studies in quick mode: sheet6-architectures, sheet6-pca and sheet6-decoder-curves
-(rebuilt on aelab.sweep / Runs), the helpers they share, and the training studies'
-(memorize, frozen decoder, GD vs SGD) tests, kept here until they move to their own file."""
+(rebuilt on aelab.sweep / Runs) and the helpers they share. The training studies (memorize,
+frozen decoder, GD vs SGD) are tested in test_studies_sheet6_training.py."""
 
 import math
 import re
@@ -14,7 +14,6 @@ import aelab
 from aelab.experiments import Runs
 from aelab.studies import REGISTRY
 from aelab.studies import sheet6 as s6
-from aelab.studies import sheet6_training as s6t
 
 MINE = {"sheet6-architectures": s6.CourseSettings, "sheet6-pca": s6.PcaSettings,
         "sheet6-decoder-curves": s6.DecoderCurveSettings}
@@ -35,16 +34,6 @@ def mine():
         return {"sheet6-architectures": s6.sheet6_architectures(**SMALL),
                 "sheet6-pca": s6.sheet6_pca(),  # the linear model is cheap: quick settings
                 "sheet6-decoder-curves": s6.sheet6_decoder_curves(**SMALL)}
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def results():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {name: REGISTRY[name].run(quick=True, seed=0) for name in TRAINING}
     finally:
         torch.set_num_threads(threads)
 
@@ -363,98 +352,3 @@ def test_build_is_seeded_and_rejects_unknown_architectures():
     assert s6.n_parameters(s6.build("big", 0)) == 10603
     with pytest.raises(ValueError, match=r"architecture must be one of .*'huge'"):
         s6.build("huge", 0)
-
-
-# --- the training studies (aelab.studies.sheet6_training) -------------------------------------
-
-
-@pytest.mark.parametrize("name", TRAINING)
-def test_training_studies_deliver_tables_figures_and_findings(results, name):
-    result = results[name]
-    assert result.name == name
-    for table in result.tables.values():
-        assert isinstance(table, pd.DataFrame) and len(table) > 0 and len(table.columns) > 1
-    _check_figures(name, result.figures)
-    assert len(result.findings) >= 2
-    for finding in result.findings:
-        assert re.search(r"\d", finding), finding
-    assert result.config["quick"] is True
-    for key, value in result.metrics.items():
-        assert isinstance(value, (int, float)) and not isinstance(value, bool), key
-        assert math.isfinite(value), key
-
-
-def test_memorize_error_falls_with_width_and_small_n_is_memorised(results):
-    result = results["sheet6-memorize"]
-    summary = result.tables["summary"]
-    ns, widths = result.config["ns"], result.config["widths"]
-    assert len(result.tables["runs"]) == len(ns) * len(widths) * result.config["n_seeds"]
-    at_max = summary[summary["n"] == max(ns)].sort_values("width")["best MSE"].to_numpy()
-    assert at_max[-1] < 0.5 * at_max[0]
-    smallest = summary[summary["n"] == min(ns)]
-    assert smallest["reached ~0"].any()
-    assert (smallest["best MSE"] < result.config["threshold"]).any()
-    assert any("'Perfect' here means training MSE <" in f for f in result.findings)
-
-
-def test_frozen_decoder_really_reinitialises_and_keeps_the_decoder(results):
-    result = results["sheet6-frozen-decoder"]
-    checks = result.tables["checks"].set_index("check")
-    assert checks.loc["encoder changed by re-initialisation", "share of entries changed"] > 0.99
-    assert checks.loc["encoder changed by retraining", "largest |change|"] > 0
-    assert checks.loc["decoder changed during retraining (frozen)", "largest |change|"] == 0.0
-    assert result.metrics["mse_reinit"] > result.metrics["mse_first"]
-    assert result.metrics["mse_retrained"] < result.metrics["mse_reinit"]
-    assert "Re-initialisation is real" in result.findings[0]
-    loss_ax = _plot_axes(result.figures["loss"])[0]
-    epochs = result.config["epochs"]
-    first, second = loss_ax.lines[0].get_xdata(), loss_ax.lines[1].get_xdata()
-    assert len(first) == len(second) == epochs and second[0] == epochs + 1
-
-
-def test_gd_vs_sgd_curves_have_matching_lengths_and_axes(results):
-    result = results["sheet6-gd-vs-sgd"]
-    runs = result.tables["runs"].set_index("method")
-    epochs, n, batch = result.config["epochs"], result.config["n"], result.config["batch_size"]
-    gd, sgd, adam = runs.index
-    assert runs["optimizer steps"].nunique() == 1
-    assert runs.loc[gd, "batch size"] == n and runs.loc[gd, "epochs"] == epochs * (n // batch)
-    assert runs.loc[gd, "examples seen"] == runs.loc[gd, "epochs"] * n
-    assert runs.loc[sgd, "examples seen"] == runs.loc[adam, "examples seen"] == epochs * (n - n % batch)
-    assert list(runs["optimizer"]) == ["sgd", "sgd", "adam"]
-    by_examples, by_seconds = _plot_axes(result.figures["loss"])
-    assert by_examples.get_xlabel() == "training examples seen"
-    assert "seconds" in by_seconds.get_xlabel()
-    lengths = [len(line.get_xdata()) for line in by_seconds.lines[:3]]
-    assert lengths == [epochs * (n // batch), epochs, epochs]
-    assert np.all(np.diff(by_seconds.lines[0].get_xdata()) > 0)  # seconds accumulate
-
-
-def test_gd_vs_sgd_counts_the_plateau_at_the_start_as_a_leading_run(results):
-    result = results["sheet6-gd-vs-sgd"]
-    runs = result.tables["runs"]
-    first, total = runs["first epochs near the mean predictor"], runs["epochs near the mean predictor (all)"]
-    assert (first <= total).all() and (total <= runs["epochs"]).all()
-    finding = next(f for f in result.findings if f.startswith("Plateau at the start"))
-    for method, n, epochs in zip(runs["method"], first, runs["epochs"]):
-        assert f"{n} of {epochs} ({method}" in finding
-    assert s6t._leading_run([True, True, False, True]) == 2
-    assert s6t._leading_run([False, True, True]) == 0
-    assert s6t._leading_run([True, True]) == 2
-
-
-def test_gd_vs_sgd_findings_follow_an_overridden_gd_length():
-    result = s6t.sheet6_gd_vs_sgd(quick=True, epochs=2, architecture="small", gd_epochs=1)
-    runs = result.tables["runs"].set_index("method")
-    assert runs["optimizer steps"].tolist() == [1, 24, 24]
-    assert "the same number of optimizer steps" not in " ".join(result.findings)
-    assert result.findings[1].startswith("With 1 optimizer steps (full-batch GD), 24 optimizer steps")
-    # GD saw 100 examples, fewer than the 192 the others saw: no made-up loss for it
-    assert "not reached (full-batch GD stopped after 100 examples)" in result.findings[0]
-
-
-
-def test_study_settings_can_be_overridden():
-    result = s6t.sheet6_memorize(quick=True, ns=(4,), widths=(8, 32), epochs=20, threshold=1.0)
-    assert result.tables["summary"]["width"].tolist() == [8, 32]
-    assert result.config["epochs"] == 20 and result.config["threshold"] == 1.0

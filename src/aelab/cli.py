@@ -384,10 +384,11 @@ class _SweepConfig:
                     f"training settings ({', '.join(SWEEP_TRAINING)})")
         return _SWEEP_REQUIRED[table]
 
-    def _keys(self, table, values: dict, allowed: dict, what: str = "keys") -> None:
+    def _keys(self, table, values: dict, allowed: dict, what: str = "") -> None:
         for key, value in values.items():
             if key not in allowed:
-                raise self.error(table, key, "unknown key", f"{what}: {', '.join(allowed)}")
+                raise self.error(table, key, "unknown key",
+                                 f"{what} {', '.join(allowed)}".strip())
             kind = allowed[key]
             if kind is object:
                 continue

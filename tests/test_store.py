@@ -1,0 +1,240 @@
+"""The sweep results store and the executors: resume after a kill, equal results on every
+executor, a Dask worker lost mid-sweep, and the store's errors."""
+
+import importlib.util
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+import aelab
+from aelab import store as store_module
+from aelab.experiments import Runs
+from aelab.store import ResultsStore
+
+# one definition for the sweep a child process runs and this process checks against
+SWEEP_MODULE = textwrap.dedent('''
+    import sys, time
+    import aelab
+
+    def mlp(hidden_size):
+        return aelab.Autoencoder(2, 1, hidden_size, 1)
+
+    def run(store=None, progress=None, executor="local", grid=None, keep_models=True):
+        train, test = aelab.data.split(aelab.data.moons(96, seed=0), seed=0)
+        return aelab.sweep(mlp, train, test=test, grid=grid or {"hidden_size": [3, 4, 5, 6, 7, 8]},
+                           seeds=3, stack_size=3, epochs=4, batch_size=16, device="cpu",
+                           store=store, progress=progress, executor=executor,
+                           keep_models=keep_models)
+
+    def slow_progress(p):  # a stack is stored before this runs: print, then give time to kill
+        if p.stack_trials:
+            print("stored", p.done, flush=True)
+            time.sleep(0.4)
+
+    if __name__ == "__main__":
+        run(store=sys.argv[1], progress=slow_progress)
+        print("finished", flush=True)
+''')
+
+
+@pytest.fixture(scope="module")
+def definition(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweepdef") / "sweep_definition.py"
+    path.write_text(SWEEP_MODULE)
+    spec = importlib.util.spec_from_file_location("sweep_definition", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.path = path
+    return module
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(definition):
+    return definition.run()
+
+
+def same_table(a: Runs, b: Runs) -> None:
+    pd.testing.assert_frame_equal(a.table.drop(columns="seconds"),
+                                  b.table.drop(columns="seconds"))
+
+
+def same_weights(a: Runs, b: Runs) -> None:
+    for m, n in zip(a.models, b.models):
+        for p, q in zip(m.state_dict().values(), n.state_dict().values()):
+            assert torch.equal(p, q)
+
+
+def test_resume_after_sigkill_trains_only_what_is_missing(definition, uninterrupted, tmp_path):
+    path = tmp_path / "sweep.sqlite"
+    with subprocess.Popen([sys.executable, str(definition.path), str(path)],
+                          stdout=subprocess.PIPE, text=True) as child:
+        for line in child.stdout:  # kill the coordinator after its second stored stack
+            if line.startswith("stored") and int(line.split()[1]) >= 6:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    with ResultsStore(path, writable=False) as opened:
+        stored = opened.n_trials()
+    assert 6 <= stored < 18 and stored % 3 == 0  # whole stacks only: one transaction each
+
+    resumed = definition.run(store=path)
+    assert (resumed.trained, resumed.reused) == (18 - stored, stored)
+    same_table(resumed, uninterrupted)
+    same_weights(resumed, uninterrupted)
+    loaded = Runs.load(path)
+    pd.testing.assert_frame_equal(loaded.table, resumed.table)
+    same_weights(loaded, uninterrupted)
+    assert loaded.histories[4].train_loss == uninterrupted.histories[4].train_loss
+
+    again = definition.run(store=path)  # all done: nothing trains
+    assert (again.trained, again.reused) == (0, 18)
+    pd.testing.assert_frame_equal(again.table, resumed.table)
+
+
+def test_a_changed_grid_reuses_the_trials_it_shares(definition, tmp_path):
+    path = tmp_path / "sweep.sqlite"
+    first = definition.run(store=path, grid={"hidden_size": [3, 4]}, keep_models=False)
+    assert (first.trained, first.reused) == (6, 0) and first.models == [None] * 6
+    wider = definition.run(store=path, grid={"hidden_size": [4, 5, 3]}, keep_models=False)
+    assert (wider.trained, wider.reused) == (3, 6)
+    assert list(wider.table["hidden_size"]) == [4] * 3 + [5] * 3 + [3] * 3
+    pd.testing.assert_frame_equal(wider.where(hidden_size=3).table.drop(columns="seconds"),
+                                  first.where(hidden_size=3).table.drop(columns="seconds"))
+    with ResultsStore(path, writable=False) as opened:
+        status = opened.status()
+    assert (status["n_trials"], status["done"], status["missing"]) == (9, 9, [])
+    assert Runs.load(path).models[0] is None  # weights were not kept
+
+
+def test_processes_equal_in_process(definition, uninterrupted):
+    runs = definition.run(executor="processes:2")
+    same_table(runs, uninterrupted)
+    same_weights(runs, uninterrupted)
+
+
+def test_dask_local_equals_in_process(definition, uninterrupted):
+    pytest.importorskip("distributed")
+    runs = definition.run(executor="dask-local:2")
+    same_table(runs, uninterrupted)
+    same_weights(runs, uninterrupted)
+
+
+def test_killing_a_dask_worker_loses_nothing(definition, uninterrupted, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                  silence_logs=50) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        killed = []
+
+        def kill_one_worker(p):
+            if p.stack_trials and not killed:  # stacks are still queued on both workers
+                pid = next(iter(client.run(os.getpid).values()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        runs = definition.run(store=tmp_path / "sweep.sqlite", progress=kill_one_worker,
+                              executor=client.get_executor())
+    assert killed and runs.trained == 18
+    same_table(runs, uninterrupted)
+    same_weights(runs, uninterrupted)
+
+
+# --------------------------------------------------------------------------- the store file
+
+
+def test_keys_follow_the_trial_not_the_grid():
+    a = aelab.data.Dataset(torch.zeros(4, 2))
+    b = aelab.data.Dataset(torch.zeros(4, 2), y=torch.tensor([0, 1, 0, 1]))
+    assert store_module.fingerprint(a) != store_module.fingerprint(b)
+    key = store_module.trial_key({"class": "m", "args": {"h": 4}}, {"lr": 1e-3}, "d", 0)
+    assert key == store_module.trial_key({"args": {"h": 4}, "class": "m"}, {"lr": 1e-3}, "d", 0)
+    assert key != store_module.trial_key({"class": "m", "args": {"h": 4}}, {"lr": 1e-3}, "d", 1)
+
+
+def test_another_schema_version_is_refused(tmp_path):
+    path = tmp_path / "sweep.sqlite"
+    ResultsStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    db.close()
+    with pytest.raises(ValueError, match="schema version 99; this aelab reads version 1"):
+        ResultsStore(path)
+    with pytest.raises(ValueError, match="schema version 99"):
+        Runs.load(path)
+
+
+def test_files_that_are_not_stores_are_refused(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not an aelab results store"):
+        ResultsStore(text)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+    with pytest.raises(ValueError, match="not an aelab results store"):
+        ResultsStore(other)
+    with pytest.raises(ValueError, match="is a folder"):
+        ResultsStore(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Runs.load(tmp_path / "absent.sqlite")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_a_read_only_store_is_refused_for_writing_but_loads(definition, tmp_path):
+    path = tmp_path / "sweep.sqlite"
+    definition.run(store=path, grid={"hidden_size": [3]})
+    path.chmod(0o444)
+    try:
+        with pytest.raises(PermissionError, match="read-only"):
+            definition.run(store=path, grid={"hidden_size": [3]})
+        assert len(Runs.load(path).table) == 3
+    finally:
+        path.chmod(0o644)
+
+
+def test_sqlite_write_errors_are_explained(tmp_path):
+    opened = ResultsStore(tmp_path / "s.sqlite")
+    error = opened._write_error(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert isinstance(error, PermissionError) and "read-only" in str(error)
+    assert "locked by another process" in str(
+        opened._write_error(sqlite3.OperationalError("database is locked")))
+    opened.close()
+
+
+# --------------------------------------------------------------------------- executors
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("threads:2", "not one aelab knows"),
+    ("processes:0", "N must be a whole number >= 1"),
+    ("dask-local:two", "N must be a whole number >= 1"),
+    ("dask", "not one aelab knows"),
+])
+def test_bad_executor_specs_are_named(definition, spec, match):
+    with pytest.raises(ValueError, match=match):
+        definition.run(executor=spec)
+
+
+def test_without_dask_the_error_says_how_to_install_it(definition, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    with pytest.raises(ImportError, match=r"pip install aelab\[dask\]"):
+        definition.run(executor="dask-local:2")
+
+
+def test_a_dask_address_that_does_not_answer_fails_fast(definition, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(store_module, "DASK_CONNECT_S", 1.0)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="no Dask scheduler answered at 'tcp://127.0.0.1:9'"):
+        definition.run(executor="dask:tcp://127.0.0.1:9", grid={"hidden_size": [3]})
+    assert time.perf_counter() - start < 10

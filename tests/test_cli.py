@@ -100,3 +100,65 @@ def test_a_failed_train_leaves_no_empty_folder(tmp_path, capsys):
 def test_image_options_without_image_studies_are_noted(tmp_path, capsys):
     assert main(["run", "sheet6-pca", "--dataset", "digits", "--out", str(tmp_path / "o")]) == 0
     assert "apply to the image studies only" in capsys.readouterr().err
+
+
+def write_points_csv(path, n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, np.pi, n)
+    X = np.column_stack([np.cos(t), np.sin(t)]) + rng.normal(0, 0.05, (n, 2))
+    np.savetxt(path, X, delimiter=",", header="a,b", comments="")
+    return path
+
+
+def test_run_on_user_data_with_set(tmp_path, capsys):
+    csv = write_points_csv(tmp_path / "points.csv")
+    out = tmp_path / "out"
+    code = main(["run", "reproducibility", "--data", str(csv), "--out", str(out),
+                 "--set", "runs=3", "--set", "epochs=10"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "reproducibility" in metrics["studies"]
+
+
+def test_data_with_a_study_tied_to_its_data_names_those_that_can(tmp_path, capsys):
+    csv = write_points_csv(tmp_path / "points.csv")
+    assert main(["run", "sheet6-pca", "--data", str(csv), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "sheet6-pca" in err and "hyperparameters" in err and "ae-vs-pca" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_set_checks_names_and_types_against_the_settings(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert main(["run", "moons-autoencoder", "--set", "widthh=3", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert "widthh" in err and "hidden_size" in err and "epochs" in err
+    assert main(["run", "moons-autoencoder", "--set", "epochs=many", "--out", out]) == 1
+    assert "epochs" in capsys.readouterr().err
+    assert main(["run", "moons-autoencoder", "--set", "epochs=0", "--out", out]) == 1
+    assert "epochs" in capsys.readouterr().err
+
+
+def test_set_overrides_the_setting(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", "moons-autoencoder", "--set", "epochs=3", "--set", "n=200",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["studies"]["moons-autoencoder"]["epochs"] == 3
+
+
+def test_a_study_named_twice_is_an_error(tmp_path, capsys):
+    assert main(["run", "sheet6-pca", "sheet6-pca", "--out", str(tmp_path / "o")]) == 1
+    assert "named twice" in capsys.readouterr().err
+
+
+def test_run_without_names_runs_each_question_once():
+    from aelab.cli import _default_studies
+
+    names = _default_studies(None)
+    assert "moons-hyperparameters" in names and "hyperparameters" not in names
+    assert "ae-vs-pca" in names and len(names) == len(set(names))
+    image = aelab.data.digits()
+    points = aelab.data.moons(50)
+    assert "denoising" in _default_studies(image)
+    assert "denoising" not in _default_studies(points) and "hyperparameters" in _default_studies(points)

@@ -250,10 +250,13 @@ def test_gd_vs_sgd_ranking_follows_the_numbers():
     assert "indistinguishable from mini-batch SGD (8)" in tied
 
 
-def test_late_fall_and_loss_at():
+def test_late_fall_loss_at_and_correlation():
     assert st._late_fall(np.linspace(2.0, 1.0, 100)) > 0.05
     assert st._late_fall(np.ones(100)) == 0.0
     assert st._late_fall([1.0]) == 0.0
     losses, seen = [0.9, 0.5, 0.2], [100, 200, 300]
     assert st._loss_at(losses, seen, 250) == 0.5 and st._loss_at(losses, seen, 300) == 0.2
     assert math.isnan(st._loss_at(losses, seen, 50))
+    # a dead encoder gives constant codes: correlation 0, not NaN (a metric must be finite)
+    assert st._correlation(np.ones(5), np.arange(5.0)) == 0.0
+    assert st._correlation(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)

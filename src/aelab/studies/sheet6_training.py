@@ -370,6 +370,11 @@ def course_pitfalls(model: nn.Module, X: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r, 0 when a side is constant (an encoder whose units all died)."""
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+
+
 def _best_code_mse(model: nn.Module, X, low: float, high: float) -> float:
     """MSE with each point's best code among 4001 in [low, high]: what no encoder can beat with
     this decoder (up to the grid's resolution)."""
@@ -405,8 +410,8 @@ def frozen_run(s: FrozenDecoderSettings, seed: int = 0, progress=None):
     metrics = fall | {
         "decoder_change": lambda m, c: max(float((a - b).detach().abs().max()) for a, b in zip(
             m.decoder.parameters(), old[c.params["start"]].decoder.parameters())),
-        "code_corr": lambda m, c: float(np.corrcoef(codes(m, train.X),
-                                                    codes(old[c.params["start"]], train.X))[0, 1]),
+        "code_corr": lambda m, c: _correlation(codes(m, train.X),
+                                               codes(old[c.params["start"]], train.X)),
         "best_train_mse": best(train.X), "best_test_mse": best(test.X)}
     # one retraining per first model; its own seed only orders the data
     retrain = dict(grid={"start": list(old)}, seeds=[seed], freeze="decoder", **shared)

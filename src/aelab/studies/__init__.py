@@ -19,6 +19,7 @@ from aelab.studies.moons_noise import moons_noise_shift, noise_shift
 from aelab.studies.course_math import backprop_by_hand, conv_shapes
 from aelab.studies.images import ae_vs_pca, bottleneck, digits_bottleneck
 from aelab.studies.images_latent import denoising, vae_vs_ae
+from aelab.studies.image_reruns import image_reruns
 from aelab.studies.cnn_classifier import cnn_classifier
 
 __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencoder",
@@ -28,4 +29,5 @@ __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencode
            "code_gmm",
            "moons_noise_shift", "hyperparameters", "reproducibility", "noise_shift",
            "backprop_by_hand", "conv_shapes",
-           "digits_bottleneck", "bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier"]
+           "digits_bottleneck", "bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier",
+           "image_reruns"]

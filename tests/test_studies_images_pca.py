@@ -236,9 +236,12 @@ def _bottleneck_runs(accuracy, fall=0.0):
     return Runs(pd.DataFrame(rows), [None] * len(rows), [None] * len(rows), ["bottleneck"])
 
 
-REFERENCE = {"n_test": 100, "correct_test": 95, "real_accuracy": 0.95, "n_train": 300,
-             "correct_train": 300, "real_nearest": 0.95, "real_confidence": 0.7, "chance": 0.1,
-             "mean_test_mse": 0.07}
+# 1000 real test images, 950 labelled correctly (and as their nearest training image)
+CORRECT = np.r_[np.ones(950), np.zeros(50)]
+REFERENCE = {"n_test": 1000, "correct_test": 950, "real_accuracy": 0.95, "n_train": 3000,
+             "correct_train": 3000, "real_correct": CORRECT, "real_nearest": CORRECT,
+             "real_confidence": np.full(1000, 0.7) + np.linspace(-0.1, 0.1, 1000),
+             "chance": 0.1, "mean_test_mse": 0.07}
 
 
 def test_bottleneck_verdicts_follow_the_test_and_convergence():
@@ -252,26 +255,37 @@ def test_bottleneck_verdicts_follow_the_test_and_convergence():
     assert unconverged["errors and forest"]["verdict"].iloc[0].startswith("not converged")
     higher = im.bottleneck_tables(_bottleneck_runs((0.99, 0.99)), REFERENCE, s)
     assert set(higher["errors and forest"]["verdict"]) == {"higher on reconstructions"}
-    # the course pitfall: 300/300 on training images vs 95/100 held out
+    # the real images' own sampling error counts: with 40 of them, 0.8 is not told from 0.95
+    few = {**REFERENCE, "real_correct": np.r_[np.ones(38), np.zeros(2)]}
+    assert im.bottleneck_tables(_bottleneck_runs((0.8, 0.95)), few, s)[
+        "errors and forest"]["verdict"].iloc[0] == "lower on reconstructions"
+    few = {**REFERENCE, "real_correct": np.r_[np.ones(8), np.zeros(2)]}
+    assert im.bottleneck_tables(_bottleneck_runs((0.85, 0.95)), few, s)[
+        "errors and forest"]["verdict"].iloc[0] == "indistinguishable"
+    # the course pitfall: 3000/3000 on training images vs 950/1000 held out
     pitfalls = tables["course pitfalls"]
     assert list(pitfalls["accuracy"]) == [1.0, 0.95]
     assert pitfalls["Fisher exact p (train vs test)"].iloc[0] < 0.05
     same = im.bottleneck_tables(_bottleneck_runs((0.8, 0.95)),
-                                {**REFERENCE, "correct_train": 286}, s)["course pitfalls"]
+                                {**REFERENCE, "correct_train": 2860}, s)["course pitfalls"]
     assert same["Fisher exact p (train vs test)"].iloc[0] > 0.05
     findings, answer = im.bottleneck_findings(_bottleneck_runs((0.8, 0.95)), REFERENCE, s)
     assert "80.0%" in answer and "95.0%" in answer
 
 
-def test_versus_reference_is_scipys_one_sample_t_test():
+def test_versus_reference_is_scipys_one_sample_or_welch_t_test():
     from scipy import stats
 
     runs = _bottleneck_runs((0.8, 0.9))
     got = im.versus_reference(runs, "forest_accuracy", 0.85)
+    sample = np.r_[np.ones(30), np.zeros(10)]
+    welch = im.versus_reference(runs, "forest_accuracy", sample).set_index("bottleneck")
     for b, row in got.set_index("bottleneck").iterrows():
         values = runs.where(bottleneck=b).table["forest_accuracy"]
         assert row["p"] == pytest.approx(stats.ttest_1samp(values, 0.85).pvalue)
         assert row["difference"] == pytest.approx(values.mean() - 0.85)
+        assert welch.loc[b, "p"] == pytest.approx(
+            stats.ttest_ind(values, sample, equal_var=False).pvalue)
     assert (got["p_holm"] >= got["p"]).all()
 
 

@@ -231,41 +231,64 @@ def late_fall(history) -> float:
 
 def versus_reference(runs: Runs, metric: str, reference, by: str = "bottleneck",
                      alpha: float = 0.05) -> pd.DataFrame:
-    """Each setting's seeds against one fixed number per setting (PCA's error, the forest's
-    accuracy on the real images).
+    """Each setting's seeds against a reference measured once, by :meth:`Runs.compare`.
 
-    :meth:`Runs.compare` of the per-seed differences ``metric - reference`` against a
-    setting of zeros on the same seeds: the paired t-test against zero is the
-    one-sample t-test of the differences. The settings are Holm-corrected together.
+    Parameters
+    ----------
+    runs : Runs
+    metric : str
+    reference : float, dict of setting -> float, or 1-D array
+        A fixed number per setting (PCA's test MSE): the seeds' differences from it are
+        compared with a setting of zeros on the same seeds, a paired t-test against zero,
+        which is the one-sample t-test. An array holds the reference's own observations
+        (the forest's 0/1 correctness on each real test image): Welch's t-test of the
+        seeds' values against them, which counts the reference's sampling error too
+        (observations that are all equal are that fixed number).
+    by : str
+    alpha : float
 
-    Returns one row per setting: its ``mean``, ``ci_low``, ``ci_high``, ``n`` of
-    ``metric``, the ``reference``, the ``difference`` with ``diff_low``/``diff_high``
-    (95% CI over seeds), ``p``, ``p_holm`` and ``significant``.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per setting: ``mean``, ``ci_low``, ``ci_high``, ``n`` of ``metric`` over
+        seeds, the ``reference`` (its mean), ``difference``, ``test``, ``p``, and
+        ``p_holm``, ``significant`` (Holm-corrected over the settings together).
 
+    Examples
+    --------
     >>> table = pd.DataFrame({"bottleneck": [2] * 5, "seed": range(5),
     ...                       "test_mse": [1.0, 1.1, 0.9, 1.05, 0.95]})
-    >>> row = versus_reference(Runs(table, [None] * 5, [None] * 5, ["bottleneck"]),
-    ...                        "test_mse", {2: 2.0}).iloc[0]
-    >>> bool(row["significant"]), round(float(row["difference"]), 2)
-    (True, -1.0)
+    >>> runs = Runs(table, [None] * 5, [None] * 5, ["bottleneck"])
+    >>> row = versus_reference(runs, "test_mse", {2: 2.0}).iloc[0]
+    >>> bool(row["significant"]), round(float(row["difference"]), 2), row["test"]
+    (True, -1.0, 'paired t')
+    >>> versus_reference(runs, "test_mse", np.array([0.0, 2.0] * 20)).iloc[0]["test"]
+    'Welch t'
     """
     t = runs.table
     keys = list(dict.fromkeys(t[by]))
-    ref = {k: float(reference[k] if isinstance(reference, Mapping) else reference) for k in keys}
-    shifted = pd.DataFrame({by: t[by].astype(object), "seed": t["seed"],
-                            "difference": t[metric] - t[by].map(ref)})
-    zero = pd.DataFrame({by: "reference", "seed": t["seed"].unique(), "difference": 0.0})
-    both = pd.concat([shifted, zero], ignore_index=True)
-    diffs = Runs(both, [None] * len(both), [None] * len(both), [by])
-    tests = diffs.compare("difference", against={by: "reference"}, alpha=alpha)
-    tests = tests.set_index(f"{by}_b")
-    spread = diffs.summary("difference").set_index(by)
+    if isinstance(reference, np.ndarray) and np.ptp(reference) == 0:
+        reference = float(reference.ravel()[0])  # observations without spread: a fixed number
+    if isinstance(reference, np.ndarray):
+        sample = reference.astype(float).ravel()
+        means = {k: float(sample.mean()) for k in keys}
+        values = pd.DataFrame({by: t[by].astype(object), "seed": t["seed"], "value": t[metric]})
+        # negative ids: no seed is shared with the runs, so compare() uses Welch's test
+        ref_rows = pd.DataFrame({by: "reference", "seed": -1 - np.arange(len(sample)),
+                                 "value": sample})
+    else:
+        means = {k: float(reference[k] if isinstance(reference, Mapping) else reference)
+                 for k in keys}
+        values = pd.DataFrame({by: t[by].astype(object), "seed": t["seed"],
+                               "value": t[metric] - t[by].map(means)})
+        ref_rows = pd.DataFrame({by: "reference", "seed": t["seed"].unique(), "value": 0.0})
+    both = pd.concat([values, ref_rows], ignore_index=True)
+    pseudo = Runs(both, [None] * len(both), [None] * len(both), [by])
+    tests = pseudo.compare("value", against={by: "reference"}, alpha=alpha).set_index(f"{by}_b")
     out = runs.summary(metric, by=by).set_index(by)
-    out["reference"] = [ref[k] for k in out.index]
-    out["difference"] = [spread.loc[k, "mean"] for k in out.index]
-    out["diff_low"] = [spread.loc[k, "ci_low"] for k in out.index]
-    out["diff_high"] = [spread.loc[k, "ci_high"] for k in out.index]
-    for column in ("p", "p_holm", "significant"):
+    out["reference"] = [means[k] for k in out.index]
+    out["difference"] = out["mean"] - out["reference"]
+    for column in ("test", "p", "p_holm", "significant"):
         out[column] = [tests.loc[k, column] if k in tests.index else np.nan for k in out.index]
     out["significant"] = out["significant"].fillna(False).astype(bool)
     return out.reset_index()
@@ -804,8 +827,10 @@ def run_bottleneck(s: BottleneckSettings, train, val, test, seed: int = 0, devic
         # the course pitfall: the same forest scored on the images it was trained on
         "n_train": len(train),
         "correct_train": int((forest.predict(train.X.numpy()) == train.y.numpy()).sum()),
-        "real_nearest": float((pred == nearest_labels(train, test.X.numpy())).mean()),
-        "real_confidence": float(proba.max(1).mean()),
+        # per real test image, to test against with their sampling error
+        "real_correct": (pred == y_test).astype(float),
+        "real_nearest": (pred == nearest_labels(train, test.X.numpy())).astype(float),
+        "real_confidence": proba.max(1),
         "chance": float(np.unique(y_test, return_counts=True)[1].max() / len(y_test)),
         "mean_test_mse": mean_image_mse(train, test)}
     reference["real_accuracy"] = reference["correct_test"] / len(test)
@@ -817,7 +842,7 @@ def bottleneck_tables(runs: Runs, ref: dict, s: BottleneckSettings) -> dict[str,
     (each per bottleneck, tested over seeds), and the course pitfall."""
     converged = _converged(runs, s.still_falling)
     mse = runs.summary("test_mse", by="bottleneck").set_index("bottleneck")
-    acc = versus_reference(runs, "forest_accuracy", ref["real_accuracy"])
+    acc = versus_reference(runs, "forest_accuracy", np.asarray(ref["real_correct"]))
     agree = runs.summary("forest_agreement", by="bottleneck").set_index("bottleneck")
     low, high = _binomial(ref["correct_test"], ref["n_test"])
     b = acc["bottleneck"]
@@ -834,8 +859,8 @@ def bottleneck_tables(runs: Runs, ref: dict, s: BottleneckSettings) -> dict[str,
                     for _, r in acc.iterrows()],
         "same label as the original": b.map(agree["mean"]),
         "agreement ci_low": b.map(agree["ci_low"]), "agreement ci_high": b.map(agree["ci_high"])})
-    near = versus_reference(runs, "synthetic_nearest", ref["real_nearest"])
-    sure = versus_reference(runs, "synthetic_confidence", ref["real_confidence"])
+    near = versus_reference(runs, "synthetic_nearest", np.asarray(ref["real_nearest"]))
+    sure = versus_reference(runs, "synthetic_confidence", np.asarray(ref["real_confidence"]))
     synthetic = pd.DataFrame({
         "bottleneck": near["bottleneck"], "samples per seed": s.n_synthetic,
         "forest label = nearest training label": near["mean"],
@@ -875,8 +900,9 @@ def bottleneck_findings(runs: Runs, ref: dict, s: BottleneckSettings) -> tuple[l
         + f"; predicting the mean scores {ref['mean_test_mse']:.4f}.",
         f"A random forest trained on the {ref['n_train']} real training images labels "
         f"{real} of the {ref['n_test']} real test images correctly (exact binomial CI). On the "
-        f"reconstructed test images ({n} seeds; one-sample t-test against the real-image "
-        "accuracy, Holm-corrected over sizes): "
+        f"reconstructed test images ({n} seeds; Welch t-test of the seeds' accuracies against "
+        f"the {ref['n_test']} real images' correctness, so that both samples' errors count, "
+        "Holm-corrected over sizes): "
         + "; ".join(f"{_ci(r['forest accuracy on reconstructions'], r['ci_low'], r['ci_high'], '.1%')}"
                     f" at bottleneck {r['bottleneck']}, {r['verdict']} "
                     f"({p_value_text(r['p_holm'])}), same label as the original for "
@@ -887,10 +913,11 @@ def bottleneck_findings(runs: Runs, ref: dict, s: BottleneckSettings) -> tuple[l
         + "; ".join(f"{_ci(r['forest label = nearest training label'], r['ci_low'], r['ci_high'], '.1%')}"
                     f" at bottleneck {r['bottleneck']} ({r['verdict']}, "
                     f"{p_value_text(r['p_holm'])})" for _, r in synthetic.iterrows())
-        + f"; on real test images {ref['real_nearest']:.1%}. The forest's mean top class "
-        "probability on them: " + ", ".join(f"{r['forest mean top probability']:.2f}"
-                                             for _, r in synthetic.iterrows())
-        + f" (real test images: {ref['real_confidence']:.2f})."]
+        + f"; on the real test images {synthetic['same on real test images'].iloc[0]:.1%} "
+        "(Welch t-tests, Holm-corrected over sizes). The forest's mean top class probability "
+        "on them: " + ", ".join(f"{r['forest mean top probability']:.2f}"
+                                for _, r in synthetic.iterrows())
+        + f" (real test images: {synthetic['on real test images'].iloc[0]:.2f})."]
     if "knn_accuracy" in runs.table and 2 in set(forest["bottleneck"]):
         k = versus_reference(runs.where(bottleneck=2), "knn_accuracy", ref["chance"]).iloc[0]
         words = _verdict(k, True, "below chance", "above chance", "indistinguishable from chance",

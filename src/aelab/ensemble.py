@@ -10,7 +10,9 @@ that overhead twice over:
   and one batched matmul computes weight and bias gradients together. A step
   runs each op once for all ``K`` members, and one fused Adam (or SGD) call
   updates every member. Each member keeps its own data order, input noise
-  and optimizer state, so it trains as it would alone, up to float rounding.
+  and optimizer state, and every layout and kernel choice depends on the
+  shapes only, never on ``K``: at a fixed torch thread count a member's weights
+  and History are bit for bit those it gets alone, whatever else shares its stack.
 * **A hand-written step.** Forward and backward of Linear/ReLU chains (with
   optional residual blocks) are written out as batched matmuls, with no
   autograd graph, no ``Optimizer.step`` bookkeeping and no host sync inside
@@ -218,39 +220,105 @@ class _LrSchedule:
             self._scheduler.step()
 
 
-# torch hands a batched product of fewer than 400 multiply-adds per matrix to a plain
-# loop that costs ~1 us per member (MKL takes larger ones, ~0.1-0.6 us). With many
-# members, a contraction over 1 or 2 is ~10x faster as broadcast multiply-adds (and
-# bit-identical), and a product with a tiny output as one broadcast product and a sum.
+# Why a member's numbers cannot depend on its stack. A member must train bit for bit as it
+# would alone, whatever K and whoever shares its stack; three things in torch's CPU kernels
+# would otherwise make that fail, and the layout below is built around them.
+#
+# * MKL's matrix kernels round differently depending on where a matrix starts in memory:
+#   an operand 1-3 floats off a 16-byte boundary changed the bits of the product for about a
+#   quarter of the shapes tried, while 16-, 32- and 64-byte boundaries all gave the same bits
+#   (measured with MKL 2024.2 on its AVX, AVX2 and AVX-512 code paths). So every member's
+#   slice of every operand of a product that goes to MKL starts on a 16-byte boundary, as a
+#   lone model's does: member strides are multiples of _ALIGN floats, and a batch gets a few
+#   zero rows when its size would break that (see _Stack.padded_rows).
+# * torch's fused Adam and SGD kernels update a tensor in vectors of up to 16 floats and its
+#   last numel % 16 elements one by one, and the two paths round differently (measured: ~11%
+#   of Adam's second moments). So each member's block of each layer holds a multiple of _VEC
+#   floats (weight, bias, then zero padding): every element takes the vector path, however the
+#   members are grouped into optimizer calls.
+# * Different kernels for one product round differently, so which kernel multiplies which
+#   shapes must not depend on K, except between kernels that give the same bits (_matmul_kind).
+#
+# Reductions are per member over that member's own contiguous rows (vector_norm over a
+# member's last two dims runs the same loop for every output), and losses are averaged over
+# an epoch by explicit sums in step order, not by a reduction whose layout depends on K.
+_ALIGN = 4  # floats: 16 bytes
+_VEC = 16  # floats: the widest vector torch's fused optimizer kernels use (AVX-512)
+
+# torch hands a batched product of fewer than 400 multiply-adds per matrix to a plain loop
+# (one per member, ~1 us each; MKL takes larger ones, ~0.1-0.6 us per member). With many
+# members a contraction over 1 or 2 runs ~3x faster as broadcast multiplies and adds in the
+# loop's own order, which give the loop's very bits (_outer), and a product with a larger
+# output ~1.4x faster as one broadcast product summed in that order (_prodsum).
 _LOOP_MACS = 400
 
 
-def _matmul_kind(K: int, rows: int, inner: int, cols: int) -> str:
-    """How to multiply K (rows x inner) by (inner x cols) matrices; depends on shapes only."""
-    if rows * inner * cols >= _LOOP_MACS or K < 64:  # measured: below 64 the loop wins
-        return "bmm"
-    if inner <= 2:
-        return "outer"
-    if rows * cols >= 32:
-        return "mulsum"
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _goes_to_mkl(rows: int, inner: int, cols: int) -> bool:
+    """Whether torch.bmm hands these products to MKL (else to its plain loop)."""
+    return rows * inner * cols >= _LOOP_MACS
+
+
+def _matmul_kind(K: int, rows: int, inner: int, cols: int, threads: int = 1) -> str:
+    """How to multiply K (rows x inner) by (inner x cols) matrices on ``threads`` threads.
+
+    The choice may depend on K only between kernels that give the same bits: "outer" and
+    "prodsum" do the plain loop's arithmetic in its order, and "pair" runs a lone member
+    through MKL's batched kernel as a stack of two, as every larger stack runs: MKL's
+    single-matrix kernel rounds differently for matrix-vector shapes, and on more than one
+    thread for many shapes, while its batched kernel gave a member the same bits at any
+    position in stacks of 2 to 70 (measured).
+    """
+    mkl = _goes_to_mkl(rows, inner, cols)
+    if not mkl and K >= 64:  # measured: below 64 members the loop wins
+        if inner <= 2:
+            return "outer"
+        if rows * cols >= 32:
+            return "prodsum"
+    if mkl and K == 1 and (rows == 1 or cols == 1 or threads > 1):
+        return "pair"
     return "bmm"
 
 
 def _outer(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A @ B as the sum of outer products of A's columns and B's rows."""
+    """A @ B with the bits of torch's plain bmm loop, which sums ``0 + a_0 b_0 + a_1 b_1 ...``
+    in order: each product rounded on its own (addcmul would fuse it), then the sum."""
     a_cols, b_rows = A.split(1, 2), B.split(1, 1)
     result = torch.mul(a_cols[0], b_rows[0], out=out)
     for a, b in zip(a_cols[1:], b_rows[1:]):
-        result.addcmul_(a, b)
-    return result
+        result.add_(a * b)
+    return result.add_(_ZERO)  # the loop's leading 0 + turns a -0.0 into +0.0
 
 
-def _mulsum(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A @ B as one broadcast product (K, rows, inner, cols) summed over inner."""
-    return torch.sum(A.unsqueeze(3) * B.unsqueeze(1), dim=2, out=out)
+def _prodsum(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A @ B with the plain loop's bits: all products in one broadcast op (K, rows, inner,
+    cols), then summed over inner in order."""
+    products = (A.unsqueeze(3) * B.unsqueeze(1)).unbind(2)
+    result = torch.add(products[0], products[1], out=out)
+    for p in products[2:]:
+        result.add_(p)
+    return result.add_(_ZERO)
 
 
-MATMULS = {"bmm": torch.bmm, "outer": _outer, "mulsum": _mulsum}
+_ZERO = torch.tensor(0.0)
+
+
+def _pair(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A @ B for a stack of one, computed as a stack of two copies of it (see _matmul_kind)."""
+    result = torch.bmm(A.expand(2, -1, -1), B.expand(2, -1, -1))[:1]
+    return result if out is None else out.copy_(result)
+
+
+MATMULS = {"bmm": torch.bmm, "outer": _outer, "prodsum": _prodsum, "pair": _pair}
+
+
+def _aligned_zeros(K: int, rows: int, cols: int, device) -> torch.Tensor:
+    """A zero (K, rows, cols) tensor whose members start on 16-byte boundaries."""
+    stride = _round_up(rows * cols, _ALIGN)
+    return torch.zeros(K * stride, device=device).as_strided((K, rows, cols), (stride, cols, 1))
 
 
 class _Layer(NamedTuple):
@@ -259,16 +327,27 @@ class _Layer(NamedTuple):
     matmul: Callable  # forward product: a (K, B, in + 1) @ weight -> (K, B, out)
     weight: torch.Tensor  # (K, in + 1, out), possibly a transposed view
     out: torch.Tensor | None  # (K, B, out) view of the next layer's input buffer; None: last
-    buf: torch.Tensor | None  # that buffer (K, B, out + 1), ending in a column of ones
-    buf_T: torch.Tensor | None  # the same transposed, (K, out + 1, B)
+    buf_in: torch.Tensor | None  # (K, B, out + 1) the same buffer's next-layer input view;
+    # the buffer is (K, B, width of the next layer): outputs, a column of ones, zeros
     relu: bool
     res_start: bool
     res_end: bool
     grad_matmul: Callable | None  # None: frozen layer
-    grad: torch.Tensor  # (K, in + 1, out) or (K, out, in + 1), like the parameters
+    grad: torch.Tensor  # where the weight gradient goes: all of G[l], or its real part
+    grad_padded: bool  # the gradient product runs over the padded width (it goes to MKL)
+    grad_in: torch.Tensor | None  # this layer's input as that product takes it (layer 0: None)
     by_row: bool
     input_matmul: Callable | None  # None: no gradient w.r.t. this layer's input is needed
     input_weight: torch.Tensor  # (K, out, in)
+
+
+class _Batch(NamedTuple):
+    """The per-layer buffers for one batch size, and the rows they hold."""
+
+    rows: int  # samples in the batch
+    padded: int  # rows computed: the samples, then zero rows (see _Stack.padded_rows)
+    layers: list[_Layer]
+    x: torch.Tensor  # (K, padded, width of layer 0) input buffer for callers with plain inputs
 
 
 class _Stack:
@@ -278,40 +357,45 @@ class _Stack:
     extra input row (or column), so that inputs ``x_aug`` ending in a column of
     ones give ``h = x_aug @ [W | b].T``: one matmul for weight and bias in the
     forward pass and one for both gradients. ``P[l]`` is stored as
-    ``(K, in + 1, out)`` or as ``(K, out, in + 1)``, whichever puts the longer
-    side last in the weight-gradient product: MKL's tiny-matrix kernels run up to
-    2x faster with a long last side (20 vs 10 columns), and the choice depends
-    on the shapes only, so runs stay reproducible. All ``P[l]`` are views into one
+    ``(K, width, out)`` or as ``(K, out, width)``, whichever puts the longer side
+    last in the weight-gradient product (MKL's tiny-matrix kernels run up to 2x
+    faster with a long last side). ``width`` is ``in + 1`` padded with zero rows so
+    that a member's block is a multiple of 16 floats, and a layer's input buffer has
+    that width too: inputs, a column of ones, zeros. All ``P[l]`` are views into one
     flat buffer, as are their gradients ``G[l]``, so one fused optimizer call
-    updates everything. Every transpose the step needs is made once, here.
+    updates everything. Every layout choice depends on the shapes only, never on
+    K, so that each member's arithmetic is the same in any stack (see above).
     """
 
     def __init__(self, plans: Sequence[Sequence[_Op]], lrs: Sequence[float], cfg: TrainConfig,
-                 device: torch.device):
+                 device: torch.device, threads: int | None = None):
         first = plans[0]
         self.K = K = len(plans)
         self.device = device
+        # the torch thread count its steps will run on (it picks kernels for a lone member)
+        self.threads = torch.get_num_threads() if threads is None else threads
         self.relu = [op.relu for op in first]
         self.res_start = [op.res_start for op in first]
         self.res_end = [op.res_end for op in first]
         self.trainable = [op.layer.weight.requires_grad for op in first]
         self.sizes = [(op.layer.in_features, op.layer.out_features) for op in first]
         self.n_layers = len(first)
-        # (K, out, in + 1) when the input side is longer: the gradient is then d.T @ a
+        # (K, out, width) when the input side is longer: the gradient is then d.T @ a
         self.by_row = [i + 1 > o for i, o in self.sizes]
-        counts = [K * (i + 1) * o for i, o in self.sizes]
-        self.param = torch.empty(sum(counts), device=device)
+        self.widths = [self._width(i, o, first=l == 0) for l, (i, o) in enumerate(self.sizes)]
+        counts = [K * w * o for w, (_, o) in zip(self.widths, self.sizes)]
+        self.param = torch.zeros(sum(counts), device=device)  # padding stays 0
         self.grad = torch.zeros_like(self.param)
         self.P, self.G, self.forward_op, self.backward_op = [], [], [], []
         offset = 0
-        for (i, o), count, by_row in zip(self.sizes, counts, self.by_row):
-            shape = (K, o, i + 1) if by_row else (K, i + 1, o)
+        for (i, o), w, count, by_row in zip(self.sizes, self.widths, counts, self.by_row):
+            shape = (K, o, w) if by_row else (K, w, o)
             P = self.param[offset:offset + count].view(shape)
             self.P.append(P)
             self.G.append(self.grad[offset:offset + count].view(shape))
             # forward: a (K, B, in + 1) @ (K, in + 1, out); backward: d (K, B, out) @ (K, out, in)
-            self.forward_op.append(P.transpose(1, 2) if by_row else P)
-            self.backward_op.append(P[:, :, :-1] if by_row else P[:, :-1].transpose(1, 2))
+            self.forward_op.append(P[:, :, :i + 1].transpose(1, 2) if by_row else P[:, :i + 1])
+            self.backward_op.append(P[:, :, :i] if by_row else P[:, :i].transpose(1, 2))
             offset += count
         with torch.no_grad():
             for k, plan in enumerate(plans):
@@ -321,17 +405,34 @@ class _Stack:
                     b.copy_(op.layer.bias)
         trainable = [l for l in range(self.n_layers) if self.trainable[l]]
         self.first_trainable = trainable[0] if trainable else self.n_layers
-        self._layers: dict[int, list[_Layer]] = {}  # per batch size
+        self._batches: dict[int, _Batch] = {}  # per batch size
         # per layer, the last forward's output before its ReLU: where the ReLU let through
         self._masks: list[torch.Tensor | None] = [None] * self.n_layers
         self._init_optimizer(lrs, cfg, trainable)
+
+    @staticmethod
+    def _width(i: int, o: int, first: bool) -> int:
+        """A layer's padded input width: ``in + 1`` or more, so that a member's block of weights
+        is a multiple of _VEC floats (and, for layer 0, so that every batch of the epoch tensor
+        starts on a 16-byte boundary)."""
+        w = i + 1
+        while (w * o) % _VEC or (first and w % _ALIGN):
+            w += 1
+        return w
 
     def weight_and_bias(self, l: int, k: int,
                         grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Views of member k's layer l (or of its gradient) as nn.Linear holds them:
         (out, in) and (out,)."""
         P = (self.G if grad else self.P)[l][k]
-        return (P[:, :-1], P[:, -1]) if self.by_row[l] else (P[:-1].T, P[-1])
+        i = self.sizes[l][0]
+        return (P[:, :i], P[:, i]) if self.by_row[l] else (P[:i].T, P[i])
+
+    def finite(self) -> torch.Tensor:
+        """(K,) bool: whether all of a member's weights and biases are finite."""
+        rows = [P[:, :, :i + 1] if by_row else P[:, :i + 1]
+                for P, (i, _), by_row in zip(self.P, self.sizes, self.by_row)]
+        return torch.stack([r.isfinite().flatten(1).all(1) for r in rows]).all(0)
 
     # ---- optimizer: the fused kernels torch.optim calls, without its per-step bookkeeping
 
@@ -343,7 +444,8 @@ class _Stack:
         state_views = [[buf[offset:offset + P.numel()].view_as(P)
                         for offset, P in zip(offsets, self.P)] for buf in state]
         # members with equal learning rates are adjacent (train_many sorts them), so each
-        # run of equal rates is one parameter group: one kernel call per distinct rate
+        # run of equal rates is one parameter group: one kernel call per distinct rate. Every
+        # member's block is a multiple of _VEC floats, so the grouping changes no bits.
         self.groups = []
         start = 0
         for end in range(1, self.K + 1):
@@ -389,38 +491,117 @@ class _Stack:
 
     # ---- forward and backward
 
-    def activations(self, batch: int) -> list[_Layer]:
-        """Per layer, the buffers (``(K, batch, out + 1)``, ending in a column of ones) and
-        product kinds for this batch size, made on first use."""
-        layers = self._layers.get(batch)
-        if layers is None:
-            K, layers = self.K, []
-            for l, (i, o) in enumerate(self.sizes):
-                buf = None
-                if l < self.n_layers - 1:
-                    buf = torch.empty(K, batch, o + 1, device=self.device)
-                    buf[:, :, -1] = 1.0
-                by_row = self.by_row[l]
-                grad_kind = (_matmul_kind(K, o, batch, i + 1) if by_row
-                             else _matmul_kind(K, i + 1, batch, o))
-                layers.append(_Layer(
-                    matmul=MATMULS[_matmul_kind(K, batch, i + 1, o)], weight=self.forward_op[l],
-                    out=None if buf is None else buf[:, :, :-1], buf=buf,
-                    buf_T=None if buf is None else buf.transpose(1, 2),
-                    relu=self.relu[l], res_start=self.res_start[l], res_end=self.res_end[l],
-                    grad_matmul=MATMULS[grad_kind] if self.trainable[l] else None,
-                    grad=self.G[l], by_row=by_row,
-                    input_matmul=(MATMULS[_matmul_kind(K, batch, o, i)]
-                                  if l > self.first_trainable else None),
-                    input_weight=self.backward_op[l],
-                ))
-            self._layers[batch] = layers
-        return layers
+    def padded_rows(self, rows: int) -> int:
+        """The rows to compute for a batch of ``rows`` samples: ``rows``, or a few more (zero
+        rows, at most 3) where a product that goes to MKL would otherwise put some members'
+        outputs or gradients off a 16-byte boundary. Depends on the shapes only."""
+        padded = rows
+        while not all((padded * o) % _ALIGN == 0 and (padded * i) % _ALIGN == 0
+                      for i, o in self.sizes if _goes_to_mkl(padded, i + 1, o)):
+            padded += 1
+        return padded
 
-    def forward(self, x: torch.Tensor, layers: list[_Layer]) -> torch.Tensor:
-        """Outputs (K, B, d) for inputs ``x`` (K, B, d + 1) whose last column is ones."""
+    def batch(self, rows: int) -> _Batch:
+        """Per layer, the buffers (``(K, padded, width)``: outputs, a column of ones, zeros) and
+        product kinds for batches of ``rows`` samples, made on first use."""
+        found = self._batches.get(rows)
+        if found is not None:
+            return found
+        K, B = self.K, self.padded_rows(rows)
+        layers = []
+        buf = None  # the previous layer's output buffer
+        for l, (i, o) in enumerate(self.sizes):
+            by_row = self.by_row[l]
+            padded = self.grad_padded(l, B)
+            grad = self.G[l] if padded else (self.G[l][:, :, :i + 1] if by_row
+                                             else self.G[l][:, :i + 1])
+            grad_in = None
+            if l > 0:
+                a = buf if padded else buf[:, :, :i + 1]
+                grad_in = a if by_row else a.transpose(1, 2)
+            buf = buf_in = None
+            if l < self.n_layers - 1:
+                buf = _aligned_zeros(K, B, self.widths[l + 1], self.device)
+                buf[:, :, o] = 1.0
+                buf_in = buf[:, :, :o + 1]
+            width = self.widths[l] if padded else i + 1
+            T = self.threads
+            grad_kind = (_matmul_kind(K, o, B, width, T) if by_row
+                         else _matmul_kind(K, width, B, o, T))
+            layers.append(_Layer(
+                matmul=MATMULS[_matmul_kind(K, B, i + 1, o, T)], weight=self.forward_op[l],
+                out=None if buf is None else buf[:, :, :o], buf_in=buf_in,
+                relu=self.relu[l], res_start=self.res_start[l], res_end=self.res_end[l],
+                grad_matmul=MATMULS[grad_kind] if self.trainable[l] else None,
+                grad=grad, grad_padded=padded, grad_in=grad_in, by_row=by_row,
+                input_matmul=(MATMULS[_matmul_kind(K, B, o, i, T)]
+                              if l > self.first_trainable else None),
+                input_weight=self.backward_op[l],
+            ))
+        x = _aligned_zeros(K, B, self.widths[0], self.device)
+        x[:, :, self.sizes[0][0]] = 1.0
+        found = self._batches[rows] = _Batch(rows, B, layers, x)
+        return found
+
+    def activations(self, rows: int) -> _Batch:
+        """Alias of :meth:`batch`."""
+        return self.batch(rows)
+
+    def grad_padded(self, l: int, padded_rows: int) -> bool:
+        """Whether layer l's weight-gradient product runs over its padded width: when it goes
+        to MKL, which needs the whole contiguous G[l] (aligned members) as its output."""
+        i, o = self.sizes[l]
+        return _goes_to_mkl(i + 1, padded_rows, o)
+
+    def inputs(self, x: torch.Tensor, sizes: Sequence[int]) -> tuple[list, list]:
+        """Layer 0's operands for consecutive batches of padded rows ``sizes`` in ``x`` (K, rows,
+        width): the forward inputs (K, B, in + 1) and the weight-gradient operands, as views."""
+        i = self.sizes[0][0]
+        real = x[:, :, :i + 1]
+        forward = real.split(sizes, 1)
+        if not self.trainable[0]:
+            return forward, [None] * len(sizes)
+        splits = {}
+
+        def operands(padded):  # every batch's operand, over the padded width or the real one
+            if padded not in splits:
+                a = x if padded else real
+                splits[padded] = (a.split(sizes, 1) if self.by_row[0]
+                                  else a.transpose(1, 2).split(sizes, 2))
+            return splits[padded]
+
+        return forward, [operands(self.grad_padded(0, size))[s] for s, size in enumerate(sizes)]
+
+    def _padded_input(self, x: torch.Tensor, batch: _Batch) -> torch.Tensor:
+        """``x`` as the batch's padded (K, padded, width) input: plain (K, rows, in + 1) inputs
+        are copied into the batch's input buffer."""
+        if x.shape[1:] == batch.x.shape[1:]:
+            return x
+        batch.x[:, :x.shape[1], :x.shape[2]] = x
+        return batch.x
+
+    def forward(self, x: torch.Tensor, batch: _Batch) -> torch.Tensor:
+        """Outputs for inputs ``x``: (K, rows, d) for (K, rows, d + 1) inputs ending in a column
+        of ones; (K, padded, d), pad rows included, for inputs already padded to the batch's
+        (K, padded, width of layer 0) with zeros."""
+        plain = x.shape[1:] != batch.x.shape[1:]
+        x = self._padded_input(x, batch)
+        y = self._forward(x[:, :, :self.sizes[0][0] + 1], batch.layers)
+        return y[:, :batch.rows] if plain else y
+
+    def backward(self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor | None,
+                 batch: _Batch) -> None:
+        """Fill ``G`` with the gradients of sum_k loss_k, given ``dy`` = d(sum loss)/d(output)
+        for the batch's rows (K, rows, d) or for all its padded rows (zero beyond ``rows``),
+        and the inputs ``x`` as given to :meth:`forward` (``xT`` is unused)."""
+        x = self._padded_input(x, batch)
+        if dy.shape[1] != batch.padded:
+            dy = torch.cat([dy, dy.new_zeros(self.K, batch.padded - dy.shape[1], dy.shape[2])], 1)
+        self._backward(dy, self.inputs(x, [batch.padded])[1][0], batch.layers)
+
+    def _forward(self, a: torch.Tensor, layers: list[_Layer]) -> torch.Tensor:
+        """Outputs (K, B, d) for layer 0's inputs ``a`` (K, B, in + 1), pad rows included."""
         masks = self._masks
-        a = x
         skip = None
         for l, layer in enumerate(layers):
             if layer.res_start:
@@ -440,13 +621,13 @@ class _Stack:
                 else:
                     out.copy_(h)
                 masks[l] = h  # contiguous: ReLU's backward runs ~4x faster on it than on out
-            a = layer.buf
+            a = layer.buf_in
         raise AssertionError("unreachable")
 
-    def backward(self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor,
-                 layers: list[_Layer]) -> None:
-        """Fill ``G`` with the gradients of sum_k loss_k, given ``dy`` = d(sum loss)/d(output),
-        the inputs ``x`` (K, B, d + 1) and the same transposed, ``xT``."""
+    def _backward(self, dy: torch.Tensor, grad_in0: torch.Tensor | None,
+                  layers: list[_Layer]) -> None:
+        """Fill ``G`` given ``dy`` = d(sum loss)/d(output) (K, B, d), zero in pad rows, and
+        layer 0's weight-gradient operand (from :meth:`inputs`)."""
         masks = self._masks
         d = dy
         skip_grad = None
@@ -455,12 +636,11 @@ class _Stack:
             if layer.res_end:
                 skip_grad = d
             if layer.grad_matmul is not None:  # weight and bias gradients at once
+                a_in = layer.grad_in if l > 0 else grad_in0
                 if layer.by_row:
-                    a_in = layers[l - 1].buf if l > 0 else x
                     layer.grad_matmul(d.transpose(1, 2), a_in, out=layer.grad)
                 else:
-                    a_in_T = layers[l - 1].buf_T if l > 0 else xT
-                    layer.grad_matmul(a_in_T, d, out=layer.grad)
+                    layer.grad_matmul(a_in, d, out=layer.grad)
             if layer.input_matmul is None:
                 break
             d = layer.input_matmul(d, layer.input_weight)  # d loss / d (layer l's input)
@@ -481,16 +661,17 @@ class _Stack:
 # --------------------------------------------------------------------------- the epoch loop
 
 
-# below this many multiply-adds per step, ops are too small to split across threads:
-# a second OpenMP thread mostly spin-waits (measured: 3-10x slower steps on 2 cores)
+# below this many multiply-adds per member and step, ops are too small to split across
+# threads: a second OpenMP thread mostly spin-waits (measured: 3-10x slower steps on 2 cores).
+# Decided per member, never per stack, so that a member runs on as many threads in any stack.
 _PARALLEL_MACS = 4_000_000
 
 
 @contextlib.contextmanager
-def _threads_for(macs_per_step: int):
+def _threads_for(macs_per_member_step: int):
     """Run tiny steps on one thread, restoring the caller's thread count afterwards."""
     threads = torch.get_num_threads()
-    if macs_per_step >= _PARALLEL_MACS or threads == 1:
+    if macs_per_member_step >= _PARALLEL_MACS or threads == 1:
         yield
         return
     torch.set_num_threads(1)
@@ -500,8 +681,23 @@ def _threads_for(macs_per_step: int):
         torch.set_num_threads(threads)
 
 
-def _with_ones(X: torch.Tensor) -> torch.Tensor:
-    return torch.cat([X, torch.ones(*X.shape[:-1], 1, dtype=X.dtype, device=X.device)], -1)
+def _augment(X: torch.Tensor, width: int, rows: int) -> torch.Tensor:
+    """``X`` (..., n, d) as (..., rows, width): each row ``[x, 1, 0, ...]``, then zero rows."""
+    n, d = X.shape[-2:]
+    out = torch.zeros(*X.shape[:-2], rows, width, dtype=X.dtype, device=X.device)
+    out[..., :n, :d] = X
+    out[..., :n, d] = 1.0
+    return out
+
+
+def _epoch_losses(losses: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+    """(E, S, K) step losses -> (E, K) float64 epoch means, weighting step s by ``weights[s]``
+    and summing in step order: elementwise, so a member's sum is the same in any stack."""
+    losses = losses.double()
+    total = losses[:, 0] * weights[0]
+    for s in range(1, losses.shape[1]):
+        total += losses[:, s] * weights[s]
+    return total
 
 
 def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, sigmas,
@@ -516,6 +712,8 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
     as :func:`aelab.train.fit` does. Returns, per member, None or the message
     of the epoch where its loss stopped being finite (with ``on_diverge="restore"``;
     with ``"raise"`` that raises :class:`TrainingDiverged` and no model changes).
+    A member's weights and History are the same, bit for bit, in any stack (at a
+    fixed torch thread count).
     """
     K = len(plans)
     device = X.device
@@ -525,98 +723,138 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
     n_used = n - n % batch_size if cfg.drop_last else n
     full_batch = batch_size >= n
     sizes = [len(s) for s in torch.arange(n_used).split(batch_size)]
-    stack = _Stack(plans, lrs, cfg, device)
+    macs_per_member_step = batch_size * sum(op.layer.in_features * op.layer.out_features
+                                            for op in plans[0])
+    threads = torch.get_num_threads() if macs_per_member_step >= _PARALLEL_MACS else 1
+    stack = _Stack(plans, lrs, cfg, device, threads)
+    width = stack.widths[0]
+    batches = [stack.batch(size) for size in sizes]
+    padded = [b.padded for b in batches]
+    starts = [sum(padded[:s]) for s in range(len(sizes))]  # row of each batch in the epoch
+    rows = sum(padded)
+    pad_rows = rows != n_used
     noisy = any(sigmas)
     sigma = torch.tensor(sigmas, dtype=X.dtype, device=device).view(K, 1, 1) if noisy else None
 
-    X_aug = _with_ones(X)  # (n, d + 1) or (K, n, d + 1)
+    # the data with a zero row at index n: the rows that pad a batch gather it
+    X_aug = _augment(X, width, n + 1)  # (n + 1, width) or (K, n + 1, width)
+    real_rows = None  # where the epoch's n_used samples sit among its padded rows
+    if pad_rows:
+        real_rows = torch.cat([torch.arange(start, start + size, device=device)
+                               for start, size in zip(starts, sizes)])
+    order_pad = None
+    if pad_rows:  # the indices that pad each batch, inserted after its samples
+        order_pad = [torch.full((K, p - s), n, dtype=torch.long, device=device)
+                     for s, p in zip(sizes, padded)]
+
+    def epoch_order(idx):  # (K, n_used) sample indices -> (K, rows), pad rows -> the zero row
+        if not pad_rows:
+            return idx
+        pieces = []
+        for first, size, pad in zip(range(0, n_used, batch_size), sizes, order_pad):
+            pieces += [idx[:, first:first + size], pad]
+        return torch.cat(pieces, 1)
+
     if full_batch:
-        clean = X_aug.expand(K, n, d + 1).contiguous() if shared else X_aug
-    epoch_bytes = K * n_used * (d + 1) * X.element_size()
+        idx = epoch_order(torch.arange(n, device=device).expand(K, n))
+        clean = X_aug[idx] if shared else X_aug[torch.arange(K, device=device).view(K, 1), idx]
+    epoch_bytes = K * rows * width * X.element_size()
     per_step_gather = not full_batch and not noisy and epoch_bytes > _EPOCH_GATHER_BYTES
     perm = torch.empty(K, n, dtype=torch.long, device=device)
     perm_rows = perm.unbind(0)
     noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if noisy else None
     noise_rows = noise.unbind(0) if noisy else None
+    noise_at = torch.zeros(K, rows, d, dtype=X.dtype, device=device) if noisy and pad_rows \
+        else None
     members = torch.arange(K, device=device).view(K, 1)
     E, S = cfg.epochs, len(sizes)
     # every step's per-member error norm stays on the device until training ends: the
     # Histories are built once, at the end, not member by member after every epoch
     step_norm = torch.empty(E, S, K, device=device)
     inv_count = torch.tensor([1.0 / (s * d) for s in sizes], device=device).view(S, 1)
-    weights = torch.tensor(sizes, dtype=torch.float64, device=device).view(S, 1) / n_used
+    weights = [s / n_used for s in sizes]
     # 0-d tensors: an op with a Python float costs ~3x one with a tensor on tiny inputs
     scales = [torch.tensor(2.0 / (s * d), device=device) for s in sizes]
     test_loss = None
     if test_in is not None:
-        test_aug = _with_ones(test_in)
-        if test_aug.ndim == 2:
-            test_aug = test_aug.expand(K, *test_aug.shape).contiguous()
+        n_test = test_in.shape[-2]
+        test_batch = stack.batch(n_test)
+        test_aug = _augment(test_in, width, test_batch.padded)
+        test_x = test_batch.x  # aligned members
+        test_x.copy_(test_aug if test_aug.ndim == 3 else test_aug.expand(K, *test_aug.shape))
+        test_a = stack.inputs(test_x, [test_batch.padded])[0][0]
         test_target = test_target if test_target.ndim == 3 else test_target.expand(K, -1, -1)
-        test_count = test_target.shape[1] * d
-        test_acts = stack.activations(test_aug.shape[1])
+        test_count = n_test * d
         test_loss = torch.empty(E, K, device=device)
 
-    def epoch_mean(norms):  # (..., S, K) error norms -> (..., K) mean loss over the epoch
-        return ((norms.square() * inv_count).double() * weights).sum(-2)
+    def step_losses(norms):  # (..., S, K) error norms -> the steps' mean squared errors
+        return norms.square() * inv_count
 
     bar = _progress_bar(E, progress, desc=desc)
-    macs_per_step = K * batch_size * sum(i * o for i, o in stack.sizes)
     seconds = []
     start = time.perf_counter()
-    with torch.no_grad(), _threads_for(macs_per_step):
+    with torch.no_grad(), _threads_for(macs_per_member_step):
         for epoch in bar:
             if not full_batch:
                 for g, row in zip(generators, perm_rows):
                     torch.randperm(n, generator=g, out=row)
-                idx = perm[:, :n_used]
+                idx = epoch_order(perm[:, :n_used])
                 if not per_step_gather:
-                    clean = X_aug[idx] if shared else X_aug[members, idx]  # (K, n_used, d + 1)
+                    clean = X_aug[idx] if shared else X_aug[members, idx]  # (K, rows, width)
             inputs = clean if not per_step_gather else None
             if noisy:
                 for g, row in zip(generators, noise_rows):
                     torch.randn(n_used, d, generator=g, out=row)
                 inputs = clean.clone()
-                torch.add(clean[:, :n_used, :-1], noise * sigma, out=inputs[:, :n_used, :-1])
+                if pad_rows:  # each sample's noise to its row; pad rows get + 0
+                    noise_at[:, real_rows] = noise
+                    torch.add(clean[:, :, :d], noise_at * sigma, out=inputs[:, :, :d])
+                else:
+                    torch.add(clean[:, :n_used, :d], noise * sigma, out=inputs[:, :n_used, :d])
             lrs_now = [group["schedule"].current() for group in stack.groups]
             counts = stack.step_counts(S) if stack.adam else [None] * S
             norm_rows = step_norm[epoch].unbind(0)
-            if per_step_gather:
-                batches = idx.split(batch_size, 1)
-            else:
-                targets = clean[:, :, :-1].contiguous()  # strided targets slow every step's sub
-                batches = zip(inputs.split(batch_size, 1),
-                              inputs.transpose(1, 2).split(batch_size, 2),
-                              targets.split(batch_size, 1))
+            if not per_step_gather:
+                forward_in, grad_in = stack.inputs(inputs, padded)
+                # contiguous: strided targets slow every step's sub
+                targets = clean[:, :, :d].contiguous().split(padded, 1)
             for s, batch in enumerate(batches):
                 if per_step_gather:
-                    x = X_aug[batch] if shared else X_aug[members, batch]
-                    xT, t = x.transpose(1, 2), x[:, :, :-1]
+                    rows_s = idx[:, starts[s]:starts[s] + batch.padded]
+                    x = X_aug[rows_s] if shared else X_aug[members, rows_s]
+                    (a, *_), (a_grad, *_) = stack.inputs(x, [batch.padded])
+                    t = x[:, :, :d]
                 else:
-                    x, xT, t = batch
-                acts = stack.activations(sizes[s])
-                diff = stack.forward(x, acts).sub_(t)
-                torch.linalg.vector_norm(diff, dim=(1, 2), out=norm_rows[s])
-                stack.backward(diff.mul_(scales[s]), x, xT, acts)  # d(mean squared error)/d(output)
+                    a, a_grad, t = forward_in[s], grad_in[s], targets[s]
+                diff = stack._forward(a, batch.layers).sub_(t)
+                real = diff
+                if batch.padded != batch.rows:
+                    diff[:, batch.rows:] = 0.0  # pad rows add nothing to any gradient
+                    real = diff[:, :batch.rows]
+                torch.linalg.vector_norm(real, dim=(1, 2), out=norm_rows[s])
+                stack._backward(diff.mul_(scales[s]), a_grad, batch.layers)  # d(mean sq. err.)
                 stack.update(lrs_now, counts[s])
             for group in stack.groups:
                 group["schedule"].advance()
             if test_loss is not None:
-                y = stack.forward(test_aug, test_acts).sub_(test_target)
+                y = stack._forward(test_a, test_batch.layers)[:, :n_test].sub_(test_target)
                 torch.div(torch.linalg.vector_norm(y, dim=(1, 2)).square_(), test_count,
                           out=test_loss[epoch])
             seconds.append(time.perf_counter() - start)
-            if on_diverge == "raise" or not bar.disable:  # one small host sync per epoch
-                loss = epoch_mean(step_norm[epoch])
-                if on_diverge == "raise" and not bool(torch.isfinite(loss).all()):
-                    k = int((~torch.isfinite(loss)).nonzero()[0])
-                    raise TrainingDiverged(_diverged_message(float(loss[k]), epoch, E, lrs[k]))
-                if not bar.disable:
-                    bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
+            if on_diverge == "raise":  # one small host sync per epoch
+                finite = step_losses(step_norm[epoch]).isfinite().all(0)
+                if not bool(finite.all()):
+                    k = int((~finite).nonzero()[0])
+                    loss = _epoch_losses(step_losses(step_norm[epoch:epoch + 1]), weights)[0, k]
+                    raise TrainingDiverged(_diverged_message(float(loss), epoch, E, lrs[k]))
+            if not bar.disable:
+                loss = _epoch_losses(step_losses(step_norm[epoch:epoch + 1]), weights)
+                bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
     bar.close()
 
-    train_loss = epoch_mean(step_norm)  # (E, K)
-    step_loss = (step_norm.square() * inv_count).permute(2, 0, 1).reshape(K, E * S).tolist()
+    losses = step_losses(step_norm)  # (E, S, K)
+    train_loss = _epoch_losses(losses, weights)  # (E, K)
+    step_loss = losses.permute(2, 0, 1).reshape(K, E * S).tolist()
     bad = ~torch.isfinite(train_loss)
     ok_epochs = [E] * K  # per member, the epochs before its loss stopped being finite
     if E and bool(bad.any()):
@@ -627,7 +865,7 @@ def _train_stack(plans, X, cfg: TrainConfig, histories: list[History], *, lrs, s
     # epoch shows only in the weights (and the test loss): check them once, here
     blown_up = set()
     if E:
-        finite = torch.stack([P.reshape(K, -1).isfinite().all(1) for P in stack.P]).all(0)
+        finite = stack.finite()
         if test_loss is not None:
             finite &= torch.isfinite(test_loss[-1])
         blown_up = {k for k in (~finite).nonzero().flatten().tolist() if ok_epochs[k] == E}
@@ -702,8 +940,9 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
     and one fused optimizer call for all of them. Each member still draws its own
     data order and input noise from its own seed and has its own optimizer state,
     so its :class:`History` and weights are those :func:`~aelab.train_autoencoder`
-    would give for that model and seed, up to float rounding (about 1e-7 over
-    the first epochs; rounding differences then grow as in any chaotic system).
+    gives for that model and seed, bit for bit (on the CPU at a fixed torch thread
+    count), whatever the other models in the call: how many, which architectures,
+    learning rates, seeds or noise levels.
     Anything else trains one model after another with ``train_autoencoder``.
 
     Parameters

@@ -121,6 +121,7 @@ def test_hyperparameter_verdict_follows_the_numbers():
     assert not assess_hyperparameters(falling).converged
     findings, answer = hyperparameter_findings(falling, s)
     assert NOT_CONVERGED in answer.lower() and "lr=0.01" not in answer
+    assert "--full" not in hyperparameter_findings(falling, s, quick=False)[1]  # already full
     assert "lr=0.01" in hyperparameter_findings(hand_made_runs(0.01), s)[1]
 
 

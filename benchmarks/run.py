@@ -10,6 +10,9 @@ Rows, on each workload, all under the same torch thread count:
 * ``train_autoencoder``: one model, aelab's trainer.
 * ``train_many K=...``: K models of the workload trained together; the time
   reported is per model (the whole run divided by K).
+* ``train_many K=... (before)``, with ``--baseline REV``: the same, with the
+  engine (``src/aelab/ensemble.py``) as it was at git revision REV, timed in the
+  same run, interleaved; a section compares the two with confidence intervals.
 
 Workloads: "course" is sheet 6 (100 rectangle points, batch 8, 1000 epochs,
 2-20-10-1-10-20-2); "digits" is sklearn's 8x8 digits (1797 x 64, batch 64, 50
@@ -23,6 +26,8 @@ Usage::
 
     python benchmarks/run.py --quick            # smoke run, about a minute; prints the tables
     python benchmarks/run.py --write docs/benchmarks.md   # the full run behind the docs
+    python benchmarks/run.py --workloads course --ks 1,64,256 --no-lightning --reps 7 \
+        --baseline REV --section invariance --write docs/benchmarks.md   # an engine change
 """
 
 from __future__ import annotations
@@ -31,18 +36,22 @@ import argparse
 import datetime
 import json
 import logging
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 import aelab
 from aelab.ensemble import train_many
@@ -161,11 +170,27 @@ def run_train_autoencoder(w: Workload, ds) -> float:
     return timer.per()
 
 
-def run_train_many(w: Workload, ds, K: int) -> float:
+def run_train_many(w: Workload, ds, K: int, engine=None) -> float:
     models = [w.model() for _ in range(K)]
+    fn = train_many if engine is None else engine.train_many
     with Timer() as timer:
-        train_many(models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False)
+        fn(models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False)
     return timer.per(K)
+
+
+BEFORE = " (before)"  # suffix of the rows timed with the --baseline engine
+
+
+def load_engine(rev: str) -> types.ModuleType:
+    """``src/aelab/ensemble.py`` as it was at git revision ``rev``, as a module of its own (it
+    imports the rest of aelab as it is now)."""
+    source = subprocess.run(["git", "show", f"{rev}:src/aelab/ensemble.py"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType(f"aelab_ensemble_before_{abs(hash(rev))}")
+    module.__file__ = f"{rev}:src/aelab/ensemble.py"
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
 
 
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -215,7 +240,9 @@ def peak_memory(workload: str, K: int) -> tuple[float, float]:
 # ---------------------------------------------------------------- the run
 
 
-def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log) -> dict:
+def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log,
+            baseline=None) -> dict:
+    """Per row, the wall and CPU seconds per model of each repetition (lists, in rep order)."""
     ds = w.data()
     rows = {}
     if with_lightning:
@@ -224,12 +251,16 @@ def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log) ->
     rows["train_autoencoder"] = lambda: run_train_autoencoder(w, ds)
     for K in Ks:
         rows[f"train_many K={K}"] = (lambda K=K: run_train_many(w, ds, K))
+        if baseline is not None:
+            rows[f"train_many K={K}{BEFORE}"] = (lambda K=K: run_train_many(w, ds, K, baseline))
     warm = Workload(w.name, 1, w.batch_size, w.description)  # first calls pay for lazy setup
     if with_lightning:
         run_lightning(warm, ds)
     run_plain_loop(warm, ds)
     run_train_autoencoder(warm, ds)
     run_train_many(warm, ds, 2)
+    if baseline is not None:
+        run_train_many(warm, ds, 2, baseline)
     walls = {name: [] for name in rows}
     cpus = {name: [] for name in rows}
     for rep in range(reps):
@@ -238,16 +269,68 @@ def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log) ->
             walls[name].append(wall)
             cpus[name].append(cpu)
             log(f"{w.name} rep {rep + 1}/{reps}: {name}: {wall:.3f} s per model ({cpu:.3f} s CPU)")
-    return {name: (statistics.median(walls[name]), statistics.median(cpus[name]))
-            for name in rows}
+    return {name: (walls[name], cpus[name]) for name in rows}
+
+
+def paired_ratio(after: list[float], before: list[float]) -> tuple[float, float, float, float]:
+    """Geometric mean of after/before over paired repetitions, its 95% t-interval, and the
+    two-sided paired t-test p-value on log times (H0: same time)."""
+    logs = np.log(np.asarray(after)) - np.log(np.asarray(before))
+    mean = float(logs.mean())
+    if len(logs) < 2 or float(logs.std(ddof=1)) == 0.0:
+        return math.exp(mean), math.nan, math.nan, math.nan
+    low, high = stats.t.interval(0.95, len(logs) - 1, loc=mean, scale=stats.sem(logs))
+    p = float(stats.ttest_rel(np.log(after), np.log(before)).pvalue)
+    return math.exp(mean), math.exp(low), math.exp(high), p
+
+
+def verdict(low: float, high: float, limit: float = 1.15) -> str:
+    """What the interval says about the cost against ``limit`` (after/before)."""
+    if math.isnan(low):
+        return "too few repetitions to say"
+    if high < limit:
+        return f"less than {limit - 1:.0%} slower (the whole interval is below {limit:g}x)"
+    if low > limit:
+        return f"more than {limit - 1:.0%} slower (the whole interval is above {limit:g}x)"
+    return f"the interval straddles {limit:g}x: not resolved at this many repetitions"
 
 
 def fmt_seconds(s: float) -> str:
     return f"{s:.3g} s" if s >= 0.01 else f"{s * 1000:.3g} ms"
 
 
+def comparison(raw: dict, Ks: list[int], rev: str, reps: int) -> list[str]:
+    """The before/after rows of one workload as a Markdown table with paired statistics."""
+    lines = [f"Per model, `train_many` now against the engine at `{rev}`, interleaved in the "
+             f"same run, {reps} paired repetitions. Ratios are after/before: the geometric mean "
+             "over repetitions with its 95% t-interval, and the paired t-test's p-value on log "
+             "times.", "",
+             "| K | wall before | wall after | wall ratio [95% CI] | p | CPU before | CPU after "
+             "| CPU ratio [95% CI] | p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    verdicts = []
+    for K in Ks:
+        now, then = raw.get(f"train_many K={K}"), raw.get(f"train_many K={K}{BEFORE}")
+        if now is None or then is None:
+            continue
+        cells = []
+        for i in (0, 1):  # wall, CPU
+            ratio, low, high, p = paired_ratio(now[i], then[i])
+            cells += [fmt_seconds(statistics.median(then[i])),
+                      fmt_seconds(statistics.median(now[i])),
+                      f"{ratio:.3f} [{low:.3f}, {high:.3f}]", f"{p:.2g}"]
+            if i == 1:
+                verdicts.append(f"- K={K}, CPU time: {verdict(low, high)}; the change is "
+                                + ("significant" if p < 0.05 else "not significant")
+                                + f" at the 5% level (p={p:.2g}, n={reps}).")
+        lines.append(f"| {K} | " + " | ".join(cells) + " |")
+    return lines + [""] + verdicts + [""]
+
+
 def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
     lines = []
+    raw_results = results
+    results = {name: {row: (statistics.median(w), statistics.median(c))
+                      for row, (w, c) in rows.items()} for name, rows in results.items()}
     for w in workloads(args.quick):
         if w.name not in results:
             continue
@@ -265,6 +348,8 @@ def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
         lines += ["", f"One {w.name} run is {flops / 1e9:.3g} GFLOP of matmul arithmetic "
                       f"(6 flops per weight per sample), {flops / 1e9 / peak * 1000:.3g} ms at the "
                       "measured peak.", ""]
+        if args.baseline:
+            lines += comparison(raw_results[w.name], args.Ks, args.baseline, args.reps)
     if memory:
         lines += ["### Memory (resident set of a fresh process, 2 epochs of train_many)", "",
                   "| workload | K | with data and models built | peak while training "
@@ -310,6 +395,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default="course,digits", help="comma-separated subset")
     parser.add_argument("--write", type=Path, default=None,
                         help="write the results as a Markdown section into this file")
+    parser.add_argument("--section", default="",
+                        help="name of the generated section to replace (default: the main one)")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also time train_many with src/aelab/ensemble.py as it was at git "
+                             "revision REV, interleaved, and compare (rows marked 'before')")
     parser.add_argument("--memory-probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -320,6 +410,8 @@ def main(argv=None) -> int:
     args.reps = args.reps or (1 if args.quick else 3)
     Ks = [int(k) for k in args.ks.split(",")] if args.ks else ([1, 8, 64] if args.quick
                                                                    else [1, 8, 64, 256])
+    args.Ks = Ks
+    baseline = load_engine(args.baseline) if args.baseline else None
     with_lightning = not args.no_lightning and lightning_available()
     if not with_lightning:
         print("lightning is not installed (or --no-lightning): skipping its rows", file=sys.stderr)
@@ -334,7 +426,7 @@ def main(argv=None) -> int:
     peak = matmul_gflops()
     log(f"matmul peak: {peak:.0f} GFLOP/s")
     chosen = [w for w in workloads(args.quick) if w.name in args.workloads.split(",")]
-    results = {w.name: measure(w, Ks, args.reps, with_lightning, log) for w in chosen}
+    results = {w.name: measure(w, Ks, args.reps, with_lightning, log, baseline) for w in chosen}
     memory = {}
     if not args.quick:
         for name in results:
@@ -343,16 +435,22 @@ def main(argv=None) -> int:
     text = report(results, args, peak, memory, time.perf_counter() - start)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, text, args.section)
         log(f"wrote {args.write}")
     return 0
 
 
-BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"
+def markers(section: str = "") -> tuple[str, str]:
+    name = f"benchmarks/run.py{' ' + section if section else ''}"
+    return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the generated section of ``path`` (between the markers), keeping the prose."""
+BEGIN, END = markers()
+
+
+def write_section(path: Path, text: str, section: str = "") -> None:
+    """Replace a generated section of ``path`` (between its markers), keeping the prose."""
+    BEGIN, END = markers(section)
     old = path.read_text() if path.exists() else f"{BEGIN}\n{END}\n"
     if BEGIN not in old or END not in old:
         old = old.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"

@@ -225,9 +225,9 @@ class _LrSchedule:
 # would otherwise make that fail, and the layout below is built around them.
 #
 # * MKL's matrix kernels round differently depending on where a matrix starts in memory:
-#   an operand 1-3 floats off a 16-byte boundary changed the bits of the product for about a
-#   quarter of the shapes tried, while 16-, 32- and 64-byte boundaries all gave the same bits
-#   (measured with MKL 2024.2 on its AVX, AVX2 and AVX-512 code paths). So every member's
+#   moving an operand 1-3 floats off a 64-byte boundary changed the product's bits for 30%
+#   of the shapes and layouts tried, moving it by 4, 8 or 12 floats never did (measured with
+#   MKL 2024.2 on its AVX, AVX2 and AVX-512 code paths). So every member's
 #   slice of every operand of a product that goes to MKL starts on a 16-byte boundary, as a
 #   lone model's does: member strides are multiples of _ALIGN floats, and a batch gets a few
 #   zero rows when its size would break that (see _Stack.padded_rows).
@@ -246,8 +246,8 @@ _ALIGN = 4  # floats: 16 bytes
 _VEC = 16  # floats: the widest vector torch's fused optimizer kernels use (AVX-512)
 
 # torch hands a batched product of fewer than 400 multiply-adds per matrix to a plain loop
-# (one per member, ~1 us each; MKL takes larger ones, ~0.1-0.6 us per member). With many
-# members a contraction over 1 or 2 runs ~3x faster as broadcast multiplies and adds in the
+# (one per member, ~1 us each; MKL takes larger ones, ~0.1-0.6 us per member). With 256
+# members a contraction over 1 or 2 ran 2-4x faster as broadcast multiplies and adds in the
 # loop's own order, which give the loop's very bits (_outer), and a product with a larger
 # output ~1.4x faster as one broadcast product summed in that order (_prodsum).
 _LOOP_MACS = 400
@@ -269,8 +269,8 @@ def _matmul_kind(K: int, rows: int, inner: int, cols: int, threads: int = 1) -> 
     "prodsum" do the plain loop's arithmetic in its order, and "pair" runs a lone member
     through MKL's batched kernel as a stack of two, as every larger stack runs: MKL's
     single-matrix kernel rounds differently for matrix-vector shapes, and on more than one
-    thread for many shapes, while its batched kernel gave a member the same bits at any
-    position in stacks of 2 to 70 (measured).
+    thread for many shapes, while its batched kernel gave a member the same bits at every
+    position tried in stacks of 2, 5 and 70 (measured).
     """
     mkl = _goes_to_mkl(rows, inner, cols)
     if not mkl and K >= 64:  # measured: below 64 members the loop wins

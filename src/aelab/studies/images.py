@@ -635,7 +635,7 @@ def _latent_views(runs: Runs, s: AeVsPcaSettings, train, test, label_name: str):
     return fig
 
 
-def _reconstruction_grid(runs: Runs, table: pd.DataFrame, train, test, sizes):
+def _reconstruction_grid(runs: Runs, train, test, sizes):
     shown = one_per_class(test)
     rows = {"original": test.X[shown]}
     for b in sizes:
@@ -702,10 +702,11 @@ def ae_vs_pca(quick: bool = True, seed: int = 0, data=None, *, dataset: str = "d
                                                     float(pca["mean_test_mse"].iloc[0]),
                                                     train.name),
                "latent_views": _latent_views(runs, s, train, test, label_name)}
-    if train.image_shape is not None:
-        shown = [sizes[0]] + [int(e) for e in elbows["elbow"].dropna().unique()[:1]
-                              if int(e) != sizes[0]]
-        figures["reconstructions"] = _reconstruction_grid(runs, table, train, test, shown)
+    if train.image_shape is not None:  # the smallest size and the first elbow (or the middle)
+        found = elbows["elbow"].dropna()
+        other = int(found.iloc[0]) if len(found) else sizes[len(sizes) // 2]
+        figures["reconstructions"] = _reconstruction_grid(runs, train, test,
+                                                          sorted({sizes[0], other}))
     config = asdict(s) | dict(dataset=dataset if data is None else "user", quick=quick,
                               seed=seed, n_train=len(train), n_val=len(val), n_test=len(test),
                               layers=1, elbow_rule=f"smallest size after which one more "

@@ -29,5 +29,5 @@ __all__ = ["REGISTRY", "Study", "StudyResult", "get", "study", "moons_autoencode
            "code_gmm",
            "moons_noise_shift", "hyperparameters", "reproducibility", "noise_shift",
            "backprop_by_hand", "conv_shapes",
-           "digits_bottleneck", "bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising", "cnn_classifier",
-           "image_reruns"]
+           "digits_bottleneck", "bottleneck", "ae_vs_pca", "vae_vs_ae", "denoising",
+           "cnn_classifier", "image_reruns"]

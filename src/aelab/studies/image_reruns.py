@@ -8,7 +8,8 @@ of the test error and of the 5-NN label accuracy of the codes over the runs
 (CI over seeds), a Friedman test of whether the runs' per-image errors differ,
 and the Procrustes disparity between the runs' code layouts
 (:func:`scipy.spatial.procrustes`: 0 means the same layout up to shift,
-rotation, reflection and scale; 1 means nothing in common).
+rotation, reflection and scale; 1 means nothing in common), with the share of
+nearest neighbours the runs' codes keep in common beside it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial import procrustes
@@ -91,18 +93,34 @@ def run(s: RerunSettings, train, val, test, *, seed: int = 0, device=None,
                  device=device, progress=progress)
 
 
-def alignment(runs: Runs, train, test) -> pd.DataFrame:
-    """Procrustes disparity of the test codes between every pair of runs, and of each run
-    against the first two principal components (a reference layout)."""
-    codes = {int(sd): encode(m, test.X).double().numpy()
+def _neighbours(Z: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` nearest other rows (indices), [n, k]."""
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z, return_distance=False)[:, 1:]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of a point's neighbours in ``a`` that are also its neighbours in ``b``."""
+    return float((a[:, :, None] == b[:, None, :]).any(2).mean())
+
+
+def alignment(runs: Runs, train, test, k: int = 10) -> pd.DataFrame:
+    """For every pair of runs, and each run against the first two principal components (a
+    reference layout): the Procrustes disparity of the test codes, and the share of each test
+    image's ``k`` nearest neighbours in code space that the two layouts share (any warp that
+    keeps neighbourhoods keeps it)."""
+    codes = {f"seed {sd}": encode(m, test.X).double().numpy()
              for sd, m in zip(runs.table["seed"], runs.models)}
     pca = PCA(2).fit(train.X).transform(test.X).double().numpy()
-    rows = [{"a": f"seed {a}", "b": f"seed {b}", "kind": "run vs run",
-             "disparity": procrustes(codes[a], codes[b])[2]}
-            for a, b in itertools.combinations(codes, 2)]
-    rows += [{"a": f"seed {a}", "b": "PCA", "kind": "run vs PCA",
-              "disparity": procrustes(pca, codes[a])[2]} for a in codes]
-    return pd.DataFrame(rows)
+    k = min(k, len(test) - 1)
+    near = {name: _neighbours(Z, k) for name, Z in [*codes.items(), ("PCA", pca)]}
+    pairs = [(a, b, "run vs run") for a, b in itertools.combinations(codes, 2)]
+    pairs += [(a, "PCA", "run vs PCA") for a in codes]
+    return pd.DataFrame([{"a": a, "b": b, "kind": kind,
+                          "disparity": procrustes({**codes, "PCA": pca}[b], codes[a])[2],
+                          "neighbour_overlap": _overlap(near[a], near[b]), "k": k}
+                         for a, b, kind in pairs])
 
 
 def per_image_test(runs: Runs, test) -> tuple[float, float]:
@@ -113,13 +131,16 @@ def per_image_test(runs: Runs, test) -> tuple[float, float]:
 
 
 def verdicts(runs: Runs, aligned: pd.DataFrame, friedman_p: float, tol: float = 0.01) -> dict:
+    """The numbers the findings turn into words: spreads, the Friedman verdict, the layouts."""
     disparity = aligned.groupby("kind")["disparity"]
+    overlap = (aligned.groupby("kind")["neighbour_overlap"].mean()
+               if "neighbour_overlap" in aligned else None)
     between, to_pca = (aligned[aligned["kind"] == k]["disparity"].to_numpy()
                        for k in ("run vs run", "run vs PCA"))
     return {"errors_differ": bool(friedman_p < 0.05),
             "mse": runs.summary("test_mse").iloc[0],
             "knn": runs.summary("knn_accuracy").iloc[0] if "knn_accuracy" in runs.table else None,
-            "disparity": disparity.agg(["mean", "min", "max"]),
+            "disparity": disparity.agg(["mean", "min", "max"]), "overlap": overlap,
             # every pair of runs closer to each other than any run is to PCA's layout
             "closer_than_pca": bool(between.max() < to_pca.min()),
             "falling": still_falling(runs, tol=tol)}
@@ -154,13 +175,19 @@ def findings(runs: Runs, aligned: pd.DataFrame, friedman: tuple[float, float], n
            if v["closer_than_pca"] else "Some pair of runs is at least as far apart as a run is "
            "from PCA's layout."),
     ]
+    if v["overlap"] is not None:
+        k = int(aligned["k"].iloc[0])
+        lines.append(f"Of each test image's {k} nearest neighbours in code space, two runs share "
+                     f"{v['overlap']['run vs run']:.0%} on average, a run and PCA "
+                     f"{v['overlap']['run vs PCA']:.0%} (by chance: {k / (n_images - 1):.0%}).")
     if v["knn"] is not None:
         knn = v["knn"]
         lines.insert(1, f"5-NN label accuracy from the 2-D codes: {ci_text(knn, '.3f')}, from "
                         f"{table['knn_accuracy'].min():.3f} to {table['knn_accuracy'].max():.3f}.")
     answer = (f"Over {n} reruns of the bottleneck-2 AE, test MSE {ci_text(mse)}; per-image errors "
               + ("differ" if v["errors_differ"] else "are indistinguishable")
-              + f" ({p_value_text(friedman[1])}); Procrustes disparity between runs "
+              + f" (Friedman test over {n_images} images, {p_value_text(friedman[1])}); "
+              "Procrustes disparity between runs "
               f"{d.loc['run vs run', 'mean']:.3f} on average.")
     return lines, answer
 
@@ -224,6 +251,8 @@ def image_reruns(quick: bool = True, seed: int = 0, data=None, *, dataset: str =
                "disparity_mean": v["disparity"].loc["run vs run", "mean"],
                "disparity_pca_mean": v["disparity"].loc["run vs PCA", "mean"],
                "mean_image_mse": mean_mse, "converged": not v["falling"]}
+    if v["overlap"] is not None:
+        metrics["neighbour_overlap_mean"] = v["overlap"]["run vs run"]
     if v["knn"] is not None:
         metrics.update(knn_accuracy_mean=v["knn"]["mean"], knn_accuracy_std=v["knn"]["std"])
     config = {**asdict(s), "bottleneck": 2, "dataset": dataset if data is None else train.name,

@@ -485,7 +485,7 @@ def vae_vs_ae_figures(runs: Runs, samples: Runs, s: VaeVsAeSettings, train, test
         rows, shape, n=12, xlabel="sample", ylabel="source", value_range=span,
         title=f"{train.name}: generated images beside real ones (first seed)")
 
-    fig, axes = plots.new_figure(ncols=3, width=5.4, height=3.4)
+    fig, axes = plots.new_figure(ncols=3, width=5.4, height=3.8)
     order = [g for g in (*_GENERATORS, REAL) if g in set(samples.table["generator"])]
     for ax, (metric, what) in zip(axes[0], [
             ("mmd2", "MMD^2 to held-out images"), ("precision", f"{s.k}-NN precision"),
@@ -607,6 +607,9 @@ class DenoisingSettings:
                              f"{self.bottlenecks!r}; e.g. bottlenecks=(2, 16).")
         for b in self.bottlenecks:
             check_positive_int("bottlenecks[i]", b)
+        if len(set(self.bottlenecks)) != len(self.bottlenecks):
+            raise ValueError(f"bottlenecks lists a size twice: {self.bottlenecks!r}; list each "
+                             "code size once.")
 
     @classmethod
     def quick(cls):
@@ -759,8 +762,9 @@ def denoising_findings(runs: Runs, pitfall: pd.DataFrame, s: DenoisingSettings,
     if len(v["not_beating"]):
         slow = ", ".join(f"{r['model']} at bottleneck {r['bottleneck']} ({r['mean']:.4f})"
                          for _, r in v["not_beating"].iterrows())
-        text = (f"Not converged at these settings; run --full: {slow} does not beat the noisy "
-                f"input (MSE {corrupted_mse:.4f}) with its whole 95% CI after {s.epochs} epochs. "
+        verb = "does" if len(v["not_beating"]) == 1 else "do"
+        text = (f"Not converged at these settings; run --full: {slow} {verb} not beat the noisy "
+                f"input (MSE {corrupted_mse:.4f}) with the whole 95% CI after {s.epochs} epochs. "
                 "No comparison is drawn.")
         return [text, noise], text
     errors = v["errors"][v["errors"]["bottleneck"] == b0].set_index("model")
@@ -811,7 +815,8 @@ def denoising_findings(runs: Runs, pitfall: pd.DataFrame, s: DenoisingSettings,
     if v["falling"]:
         findings.append(f"Caveat: the validation loss of {len(v['falling'])} of {len(runs)} "
                         f"models still fell by more than {s.still_falling:.0%} over the last 10% "
-                        f"of the {s.epochs} epochs; --full trains longer.")
+                        f"of the {s.epochs} epochs: more epochs may still lower the errors "
+                        "above.")
     answer = (f"Denoising sigma {s.sigma:g} at bottleneck {b0} over {s.seeds} seeds: "
               f"{best.setting['model']} is best on validation, test MSE "
               f"{ci_text(errors.loc[best.setting['model']])} vs {corrupted_mse:.4f} for the "
@@ -857,11 +862,13 @@ def denoising_figures(runs: Runs, pitfall: pd.DataFrame, s: DenoisingSettings, t
     fig.suptitle(f"{train.name}: mean and 95% CI over {s.seeds} seeds")
     figures["errors"] = fig
 
-    fig, axes = plots.new_figure(ncols=len(MODELS), width=4.4, height=4.2)
-    code_scatter(fig, axes[0], {m: (_parts(first[m], noisy_test)[0], test.y) for m in MODELS})
-    fig.suptitle(f"{train.name}: codes of the noisy test images, bottleneck {b0}"
-                 + (" (first two dimensions)" if b0 > 2 else "") + ", first seed")
-    figures["embeddings"] = fig
+    if b0 >= 2:  # a scatter needs two code dimensions
+        fig, axes = plots.new_figure(ncols=len(MODELS), width=4.4, height=4.2)
+        code_scatter(fig, axes[0], {m: (_parts(first[m], noisy_test)[0], test.y)
+                                    for m in MODELS})
+        fig.suptitle(f"{train.name}: codes of the noisy test images, bottleneck {b0}"
+                     + (" (first two dimensions)" if b0 > 2 else "") + ", first seed")
+        figures["embeddings"] = fig
     return figures
 
 

@@ -38,12 +38,9 @@ from aelab import store as _store
 from aelab._seed import seeded
 from aelab.baselines import PCA
 from aelab.data import Dataset
-from aelab.ensemble import train_many
-from aelab.evaluate import reconstruction_error
 from aelab.train import (
     History,
     TrainConfig,
-    TrainingDiverged,
     train_autoencoder,
     train_mmd_autoencoder,
     train_vae,
@@ -220,6 +217,7 @@ class _Trial:
     settings: dict  # every training setting, defaults filled in
     model_args: dict  # the grid values that go to the model factory
     identity: dict  # the model: class, init_args (or parameter shapes), factory arguments
+    point: dict  # canonical JSON of params, settings and identity, shared by a point's seeds
     train: Dataset
     validation: Dataset | None
     test: Dataset | None
@@ -245,9 +243,9 @@ class _Trial:
         """Trials of one group may share a stack: one shape, the same shared settings."""
         s = self.settings
         shared = (tuple(s[k] for k in _STACK_SHARED) if self.stackable()
-                  else _store.dumps({k: v for k, v in s.items()}))
+                  else self.point["settings"])
         monitor = self.monitor
-        return (self.stackable(), shared, _store.dumps(self.identity), len(self.train),
+        return (self.stackable(), shared, self.point["identity"], len(self.train),
                 self.train.n_features, None if monitor is None else len(monitor))
 
 
@@ -293,10 +291,30 @@ def _build(model: Callable, trial: _Trial) -> nn.Module:
 def _build_seeded(model: Callable, model_args: dict, seed: int) -> nn.Module:
     with seeded(seed):
         built = model(**model_args)
+    return _checked_model(built, model_args)
+
+
+def _checked_model(built, model_args: dict) -> nn.Module:
     if not isinstance(built, nn.Module):
         raise TypeError(f"model({setting_label(model_args)}) returned "
                         f"{type(built).__name__}; it must return a torch.nn.Module.")
     return built
+
+
+def _build_all(model: Callable, trials: list[_Trial]) -> None:
+    """Build the trials' models, each exactly as under ``seeded(trial.seed)``."""
+    if torch.accelerator.is_available():
+        for t in trials:
+            t.model = _build(model, t)
+        return
+    # Without an accelerator, seeded() changes only the CPU generator, and its
+    # torch.manual_seed spends ~0.3 ms per call queueing accelerator seeds for later
+    # (a third of the coordinator's time in a sweep of tiny models): seed the CPU
+    # generator alone, inside one fork that restores the caller's state.
+    with torch.random.fork_rng(devices=[]):
+        for t in trials:
+            torch.default_generator.manual_seed(t.seed)
+            t.model = _checked_model(model(**t.model_args), t.model_args)
 
 
 def _plan(model, data, validation, test, points, seeds, training, to_model) -> list[_Trial]:
@@ -306,16 +324,19 @@ def _plan(model, data, validation, test, points, seeds, training, to_model) -> l
     for params in points:
         settings = _settings(training, params)
         model_args = {k: v for k, v in params.items() if k in to_model}
-        identity = None
+        identity = point = None
         for seed in seeds:
-            trial = _Trial(params, seed, settings, model_args, {},
+            trial = _Trial(params, seed, settings, model_args, {}, {},
                            _dataset("data", data, params, seed, True),
                            _dataset("validation", validation, params, seed, False),
                            _dataset("test", test, params, seed, False))
             if identity is None:
                 trial.model = _build(model, trial)
                 identity = _identity(trial.model, model_args)
-            trial.identity = identity
+                point = {"params": _store.dumps(_encode_params(params)),
+                         "settings": _store.dumps(_encode_params(settings)),
+                         "identity": _store.dumps(identity)}
+            trial.identity, trial.point = identity, point
             trials.append(trial)
     return trials
 
@@ -343,20 +364,32 @@ def _mean_mse(train: Dataset, X: torch.Tensor) -> float:
     return float(((X - train.X.mean(0)) ** 2).mean())
 
 
-def _measure(trial: _Trial, metrics: dict, pcas: dict) -> dict:
-    """The measured columns of the trial's row (NaN where it diverged)."""
+def _errors_wanted(trial: _Trial) -> dict:
+    """The built-in reconstruction errors of a trial, measured where its stack trains."""
+    wanted = {"train_mse": trial.train}
+    for name, ds in (("val_mse", trial.validation), ("test_mse", trial.test)):
+        if ds is not None:
+            wanted[name] = ds
+    return wanted
+
+
+def _measure(trial: _Trial, errors: dict, metrics: dict, pcas: dict) -> dict:
+    """The measured columns of the trial's row (NaN where it diverged): the
+    reconstruction errors measured where it trained, the rest measured here
+    (``pcas`` caches the baselines, which depend on the data only)."""
     h = trial.history
     row = {"steps": len(h.step_loss),
            "seconds": h.seconds[-1] / h.config.get("ensemble_size", 1) if h.seconds else 0.0,
            "diverged": trial.diverged}
     report = trial.test if trial.test is not None else trial.validation
     nan = float("nan")
-    row["train_mse"] = nan if trial.diverged else reconstruction_error(trial.model, trial.train.X)
-    for name, ds in (("val_mse", trial.validation), ("test_mse", trial.test)):
-        if ds is not None:
-            row[name] = nan if trial.diverged else reconstruction_error(trial.model, ds.X)
+    for name in _errors_wanted(trial):
+        row[name] = nan if trial.diverged else errors[name]
     if report is not None:
-        row["mean_mse"] = _mean_mse(trial.train, report.X)
+        key = (id(trial.train), id(report))  # the trials keep their datasets: ids are stable
+        if key not in pcas:
+            pcas[key] = _mean_mse(trial.train, report.X)
+        row["mean_mse"] = pcas[key]
         k = getattr(trial.model, "bottleneck_size", None)
         if isinstance(k, int) and k < trial.train.n_features and trial.train.X.ndim == 2:
             key = (id(trial.train), id(report), k)
@@ -641,11 +674,11 @@ def _match_store(opened, trials: list[_Trial], names, seeds, training, metrics) 
     for t in trials:
         t.data_fp = _store.dumps([fingerprint(t.train), fingerprint(t.validation),
                                   fingerprint(t.test)])
-        t.key = _store.trial_key(t.identity, _encode_params(t.settings), t.data_fp, t.seed)
+        t.key = _store.key_from_json(t.point["identity"], t.point["settings"], t.data_fp,
+                                     t.seed)
     definition = {"grid_names": list(names), "metrics": list(metrics), "seeds": seeds,
                   "training": _encode_params(training)}
-    opened.register_sweep(definition, [(t.key, _encode_params(t.params), t.seed)
-                                       for t in trials])
+    opened.register_sweep(definition, [(t.key, t.point["params"], t.seed) for t in trials])
     found = opened.finished([t.key for t in trials])
     for t in trials:
         stored = found.get(t.key)
@@ -678,9 +711,7 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
         pending: dict = {}
 
         def submit(chunk):
-            for t in chunk:
-                if t.model is None:
-                    t.model = _build(model, t)
+            _build_all(model, [t for t in chunk if t.model is None])
             pending[plan.executor.submit(_store.run_stack, _task(chunk, device, plan, bars))] = chunk
 
         def finish():
@@ -723,33 +754,43 @@ def _task(chunk: list[_Trial], device, plan, bars) -> _store.StackTask:
             jobs.append((train_fn, {k: t.settings[k] for k in
                                     ("epochs", "batch_size", *_CONFIG_DEFAULTS, *extra)}))
     return _store.StackTask([t.model for t in chunk], [t.train for t in chunk],
-                            [t.monitor for t in chunk], [t.seed for t in chunk], jobs, device,
+                            [t.monitor for t in chunk], [t.seed for t in chunk], jobs,
+                            [_errors_wanted(t) for t in chunk], device,
                             False if plan.remote else bars, plan.threads)
+
+
+def _write_stack(opened, chunk: list[_Trial], result, keep_models: bool, executor_name: str):
+    """One finished stack into the store: one transaction (weights written just before)."""
+    weights = None
+    if keep_models:
+        states = (result.states if isinstance(result.states, dict)
+                  else _store.stacked_states([t.model for t in chunk]))
+        weights = {"keys": [t.key for t in chunk], "state": states}
+    opened.write_stack(
+        [{"key": t.key, "seed": t.seed, "params": t.point["params"],
+          "model": t.point["identity"], "settings": t.point["settings"], "data": t.data_fp,
+          "result": t.result, "history": _history_summary(t.history)} for t in chunk],
+        seconds=result.seconds, executor=executor_name, worker=result.worker, weights=weights)
 
 
 def _record(chunk: list[_Trial], result: _store.StackResult, metrics, pcas, opened, keep_models,
             executor_name: str) -> None:
-    """Take a finished stack in: weights into the models built here, metrics, store."""
-    if isinstance(result.states, dict):
-        _store.load_stacked([t.model for t in chunk], result.states)
-    elif result.states is not None:
-        for t, state in zip(chunk, result.states):
-            t.model.load_state_dict(state)
-    for t, history, diverged in zip(chunk, result.histories, result.diverged):
-        t.history, t.diverged = history, diverged
-        t.result = _measure(t, metrics, pcas)
+    """Take a finished stack in: weights into the models built here (when they are kept or
+    measured here), metrics, store."""
+    if keep_models or metrics:
+        if isinstance(result.states, dict):
+            _store.load_stacked([t.model for t in chunk], result.states)
+        elif result.states is not None:
+            for t, state in zip(chunk, result.states):
+                t.model.load_state_dict(state)
+    first = chunk[0]
+    with _store.small_ops_on_one_thread(first.model, (first.train, first.validation, first.test)):
+        for t, history, diverged, errors in zip(chunk, result.histories, result.diverged,
+                                                result.errors):
+            t.history, t.diverged = history, diverged
+            t.result = _measure(t, errors, metrics, pcas)
     if opened is not None:
-        weights = None
-        if keep_models:
-            states = (result.states if isinstance(result.states, dict)
-                      else _store.stacked_states([t.model for t in chunk]))
-            weights = {"keys": [t.key for t in chunk], "state": states}
-        opened.write_stack(
-            [{"key": t.key, "seed": t.seed, "params": _encode_params(t.params),
-              "model": t.identity, "settings": _encode_params(t.settings), "data": t.data_fp,
-              "result": t.result, "history": _history_summary(t.history)} for t in chunk],
-            seconds=result.seconds, executor=executor_name, worker=result.worker,
-            weights=weights)
+        _write_stack(opened, chunk, result, keep_models, executor_name)
     if not keep_models:
         for t in chunk:
             t.model = None
@@ -1059,7 +1100,8 @@ class Runs:
         comparison = self.compare(metric, by, against=setting, lower_is_better=lower_is_better,
                                   alpha=alpha)
         same = comparison[~comparison["significant"]] if len(comparison) else comparison
-        indistinguishable = [{k: _plain(r[f"{k}_b"]) for k in by} for _, r in same.iterrows()]
+        indistinguishable = [{k: None if _isna(r[f"{k}_b"]) else _plain(r[f"{k}_b"]) for k in by}
+                             for _, r in same.iterrows()]
         return Best(metric, setting, float(row["mean"]), float(row["ci_low"]),
                     float(row["ci_high"]), int(row["n"]), indistinguishable, comparison)
 
@@ -1088,6 +1130,8 @@ def _test_pair(a, b, by: list[str]) -> dict:
         d = y - x
         row.update(test="paired t", n_pairs=len(shared))
         sd = d.std(ddof=1)
+        if sd <= 1e-12 * max(abs(d.mean()), np.abs(x).max(), np.abs(y).max()):
+            sd = 0.0  # constant differences up to rounding: scipy would warn of precision loss
         row["effect_size"] = d.mean() / sd if sd > 0 else (0.0 if d.mean() == 0 else np.inf)
         row["p"] = 1.0 if sd == 0 and d.mean() == 0 else (
             0.0 if sd == 0 else float(stats.ttest_rel(y, x).pvalue))

@@ -132,6 +132,11 @@ def dumps(value) -> str:
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
 
 
+def _json(value) -> str:
+    """``value`` as JSON, unless it is JSON already."""
+    return value if isinstance(value, str) else dumps(value)
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -164,7 +169,13 @@ def trial_key(model: dict, settings: dict, data: str, seed: int) -> str:
     >>> trial_key({"class": "m"}, {"lr": 0.1}, "d", 0) == trial_key({"class": "m"}, {"lr": 0.1}, "d", 0)
     True
     """
-    text = dumps({"model": model, "settings": settings, "data": data, "seed": int(seed)})
+    return key_from_json(dumps(model), dumps(settings), data, seed)
+
+
+def key_from_json(model_json: str, settings_json: str, data: str, seed: int) -> str:
+    """:func:`trial_key` from the canonical JSON of its parts (which a sweep reuses across
+    the seeds of a grid point instead of encoding them again for every trial)."""
+    text = f"{model_json}\n{settings_json}\n{data}\n{int(seed)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -179,7 +190,11 @@ class StoredTrial:
     result: dict
     history: dict
     weights: str | None
-    model: dict
+    model_json: str  # its model description, parsed by .model when needed
+
+    @property
+    def model(self) -> dict:
+        return json.loads(self.model_json)
 
 
 class ResultsStore:
@@ -333,8 +348,9 @@ class ResultsStore:
     # ---- writing (the coordinator only)
 
     def register_sweep(self, definition: dict, trials: Sequence[tuple[str, dict, int]]) -> int:
-        """Record a sweep definition and its trials ``(key, params, seed)`` in order;
-        the id of the existing record when the same sweep ran before."""
+        """Record a sweep definition and its trials ``(key, params, seed)`` in order (params
+        a dict, or its :func:`dumps` JSON); the id of the existing record when the same
+        sweep ran before."""
         digest = hashlib.sha256(dumps([definition, [k for k, _, _ in trials]]).encode())
         digest = digest.hexdigest()
         try:
@@ -353,7 +369,8 @@ class ResultsStore:
                 sweep_id = cursor.lastrowid
                 self._db.executemany(
                     "INSERT INTO sweep_trials VALUES (?, ?, ?, ?, ?)",
-                    ((sweep_id, i, key, dumps(params), int(seed))
+                    ((sweep_id, i, key, params if isinstance(params, str) else dumps(params),
+                      int(seed))
                      for i, (key, params, seed) in enumerate(trials)))
                 return sweep_id
         except sqlite3.OperationalError as err:
@@ -386,8 +403,8 @@ class ResultsStore:
                 stack = cursor.lastrowid
                 self._db.executemany(
                     "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    ((t["key"], int(t["seed"]), dumps(t["params"]), dumps(t["model"]),
-                      dumps(t["settings"]), t["data"], dumps(t["result"]), dumps(t["history"]),
+                    ((t["key"], int(t["seed"]), _json(t["params"]), _json(t["model"]),
+                      _json(t["settings"]), t["data"], dumps(t["result"]), dumps(t["history"]),
                       file, stack) for t in trials))
         except sqlite3.OperationalError as err:
             raise self._write_error(err) from None
@@ -409,7 +426,7 @@ class ResultsStore:
                 f"({','.join('?' * len(part))})", part)
             for key, result, history, weights, model in rows:
                 found[key] = StoredTrial(key, json.loads(result), json.loads(history), weights,
-                                         json.loads(model))
+                                         model)
         return found
 
     def latest_sweep(self) -> tuple[dict, list[tuple[str, dict, int]]] | None:
@@ -520,16 +537,19 @@ class StackTask:
 
     ``jobs`` is a dict of :func:`aelab.train_many` arguments for a stack trained
     together, or one ``(training function, keyword arguments)`` per model for
-    models trained one after another. Pickled (for a worker process or a Dask
-    worker), the models travel as one model plus the stacked weights of all,
-    much cheaper than K pickled modules; run where it was made (``"local"``), it
-    trains the coordinator's models in place.
+    models trained one after another. ``evaluate`` names, per model, the
+    datasets whose reconstruction error to measure once trained (``{"test_mse":
+    test, ...}``). Pickled (for a worker process or a Dask worker), the models
+    travel as one model plus the stacked weights of all, much cheaper than K
+    pickled modules; run where it was made (``"local"``), it trains the
+    coordinator's models in place.
     """
 
-    def __init__(self, models, trains, monitors, seeds, jobs, device=None, progress=False,
-                 threads=None):
+    def __init__(self, models, trains, monitors, seeds, jobs, evaluate=None, device=None,
+                 progress=False, threads=None):
         self.models, self.trains, self.monitors, self.seeds = models, trains, monitors, seeds
         self.jobs, self.device, self.progress, self.threads = jobs, device, progress, threads
+        self.evaluate = evaluate or [{} for _ in models]
         self.unpickled = False
         self.token = uuid.uuid4().hex
 
@@ -544,7 +564,7 @@ class StackTask:
         models = state["models"]
         if isinstance(models, tuple):
             first, states, K = models
-            models = [first] + [copy.deepcopy(first) for _ in range(K - 1)]
+            models = _shells(first, K, pooled=isinstance(state["jobs"], dict))
             load_stacked(models, states)
         state["models"] = models
         self.__dict__.update(state, unpickled=True)
@@ -553,15 +573,61 @@ class StackTask:
         return self.token
 
 
+# A worker keeps the model objects of the stacks it trained and loads the next stack's
+# weights into them: rebuilding K modules per stack (copy.deepcopy) was measured at ~0.9 ms
+# per tiny model, more than training it for a few epochs. Only aelab's own classes are
+# pooled (their structure is fixed by class and init_args), and only for train_many, which
+# changes nothing in a module but its weights.
+_SHELLS: dict = {}
+
+
+def _shells(first, K: int, pooled: bool) -> list:
+    from aelab.models import MODEL_CLASSES
+
+    cls = type(first)
+    init_args = getattr(first, "init_args", None)
+    if not pooled or MODEL_CLASSES.get(cls.__name__) is not cls or not isinstance(init_args,
+                                                                                 dict):
+        return [first] + [copy.deepcopy(first) for _ in range(K - 1)]
+    key = (cls.__name__, dumps(init_args))
+    pool = _SHELLS.setdefault(key, [])
+    while len(pool) < K:
+        pool.append(copy.deepcopy(first))
+    return pool[:K]
+
+
 @dataclass
 class StackResult:
-    """What a worker sends back: Histories, divergence flags, the trained weights."""
+    """What a worker sends back: Histories, divergence flags, reconstruction errors and
+    the trained weights."""
 
     histories: list
     diverged: list
+    errors: list  # per model: {name: reconstruction error}, empty when it diverged
     states: dict | list | None  # name -> (K, ...) weights, or state dicts; None: in place
     seconds: float
     worker: str
+
+
+# below this many multiply-adds per forward pass, a second torch thread only waits on the
+# first: measured here, reconstruction_error of a 2-8-1-8-2 model took 0.6 ms on one thread
+# and 12-19 ms on two while the other core was busy (aelab.ensemble finds the same)
+_PARALLEL_MACS = 4_000_000
+
+
+@contextlib.contextmanager
+def small_ops_on_one_thread(model, datasets):
+    """Evaluate a small model on one torch thread, restoring the caller's count after."""
+    rows = max((len(ds) for ds in datasets if ds is not None), default=0)
+    threads = torch.get_num_threads()
+    if threads == 1 or rows * sum(p.numel() for p in model.parameters()) >= _PARALLEL_MACS:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def stacked_states(models) -> dict | None:
@@ -609,13 +675,23 @@ def run_stack(task: StackTask) -> StackResult:
             histories.append(history)
             diverged.append(bad)
     seconds = time.perf_counter() - start
+    errors = [{} for _ in task.models]
+    if task.models:
+        from aelab.evaluate import reconstruction_error
+
+        with small_ops_on_one_thread(task.models[0], [ds for e in task.evaluate[:1]
+                                                      for ds in e.values()]):
+            for model, wanted, bad, out in zip(task.models, task.evaluate, diverged, errors):
+                if not bad:
+                    out.update({name: reconstruction_error(model, ds.X)
+                                for name, ds in wanted.items()})
     states = None
     if task.unpickled:
         states = stacked_states(task.models)
         if states is None:
             states = [{k: v.detach().cpu() for k, v in m.state_dict().items()}
                       for m in task.models]
-    return StackResult(histories, diverged, states, seconds, worker_name())
+    return StackResult(histories, diverged, errors, states, seconds, worker_name())
 
 
 # --------------------------------------------------------------------------- executors

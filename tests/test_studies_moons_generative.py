@@ -187,9 +187,9 @@ def test_moons_mmd_gives_every_model_equal_optimizer_steps():
     r = moons_mmd(quick=True, n=200, epochs=3, seeds=2, weights=(1.0,), kernels=("imq", "rbf"))
     trials = r.tables["trials"]
     assert trials["steps"].nunique() == 1 and trials["steps"].iloc[0] == 120 // 32 * 3
-    assert set(trials["model"]) == {ONE_D, NO_MMD, "2-D, MMD 1 (IMQ)", "2-D, MMD 1 (RBF)"}
+    assert set(trials["model"]) == {ONE_D, NO_MMD, "2-D + MMD 1 (IMQ)", "2-D + MMD 1 (RBF)"}
     assert (trials.groupby("model")["seed"].nunique() == 2).all()
-    assert r.config["chosen"] in {"2-D, MMD 1 (IMQ)", "2-D, MMD 1 (RBF)"}
+    assert r.config["chosen"] in {"2-D + MMD 1 (IMQ)", "2-D + MMD 1 (RBF)"}
     for fig in r.figures.values():
         check_figure(fig)
     assert r.answer and all(np.isfinite(v) for v in r.metrics.values())

@@ -198,6 +198,13 @@ def test_elbow_follows_the_stated_rule_not_the_plotted_range():
     # a flatter step from 4 to 8 moves the AE's elbow to 4
     runs = _pca_runs([0.05, 0.03, 0.025, 0.024], [0.05, 0.03, 0.025, 0.024])
     assert im.ae_vs_pca_elbows(runs, _pca_table(pca_val, pca_val), s).iloc[0]["elbow"] == 4
+    # that elbow rests on sizes 2, 4 and 8: size 16 still improving leaves it standing
+    for still_improving, stands in ((16, True), (8, False)):
+        runs.table["late_fall"] = np.where(runs.table["bottleneck"] == still_improving, 0.2, 0.0)
+        ae = im.ae_vs_pca_elbows(runs, _pca_table(pca_val, pca_val), s).iloc[0]
+        assert ae["converged"] == stands
+        findings, _ = im.ae_vs_pca_findings(runs, _pca_table(pca_val, pca_val), s)
+        assert (im.NOT_CONVERGED in findings[1]) != stands  # the elbow sentence
     # more sizes beyond the elbow do not move it (kneedle's chord would)
     assert im.elbow(SIZES, [0.05, 0.03, 0.02, 0.019], 0.1, 0.02) == 8
     assert im.elbow(SIZES + [32, 64], [0.05, 0.03, 0.02, 0.019, 0.005, 0.001], 0.1, 0.02) == 8

@@ -393,13 +393,15 @@ class AeVsPcaSettings:
     bottlenecks: tuple[int, ...] = (2, 4, 8, 12, 16, 20)  # code sizes (sizes >= the data's
     # dimension are skipped); full: every size 2..20, as in the course (seed 003, Q3)
     hidden_size: int = 128  # one hidden layer each side: 64-128-b-128-64 on digits
-    epochs: int = 40  # digits: within 5% of converged at b <= 16 (see findings)
+    epochs: int = 60  # digits: the validation MSE falls <= 2.5% over the last 6 epochs and
+    # every verdict matches the full settings' (at 40 epochs b=20 still fell 4.9% and read
+    # "indistinguishable" where full settings find the AE lower)
     batch_size: int = 128
     lr: float = 5e-3  # Adam; 1e-3 (the course's) needs several times the epochs
     seeds: int = 5  # the AE's spread, compared with the deterministic PCA
     min_gain: float = 0.02  # elbow rule: one more code dimension must remove at least this
     # share of the data's variance (the mean-image MSE) to be worth it
-    still_falling: float = 0.05  # validation MSE fall over the last 10% of epochs above which
+    still_falling: float = 0.03  # validation MSE fall over the last 10% of epochs above which
     # a size counts as not converged (a verdict more training could overturn is withheld)
     grid_size: int = 9  # images per side of the decoded grids
     grid_span: float = 2.0  # decoded grids reach this many standard deviations from the centre
@@ -491,14 +493,17 @@ def ae_vs_pca_elbows(runs: Runs, pca: pd.DataFrame, s: AeVsPcaSettings) -> pd.Da
     per_seed = [elbow(part["bottleneck"], part["val_mse"], variance, s.min_gain)
                 for _, part in runs.table.groupby("seed")]
     ae = elbow(val["bottleneck"], val["mean"], variance, s.min_gain)
-    provisional = ~_converged(runs, s.still_falling)
+    # the elbow depends only on the sizes up to the one after it: those must have converged
+    converged = _converged(runs, s.still_falling)
+    sizes = sorted(converged.index)
+    upto = sizes if ae is None else sizes[:sizes.index(ae) + 2]
     rows = [{"method": "AE", "elbow": ae,
              "test MSE at the elbow": None if ae is None else test.loc[ae, "mean"],
              "ci_low": None if ae is None else test.loc[ae, "ci_low"],
              "ci_high": None if ae is None else test.loc[ae, "ci_high"],
              "seeds with this elbow": sum(e == ae for e in per_seed), "seeds": len(per_seed),
              "per-seed elbows": ", ".join(str(e) for e in per_seed),
-             "converged": not provisional.any()}]
+             "converged": bool(converged[upto].all())}]
     p = pca.set_index("bottleneck")
     pe = elbow(pca["bottleneck"], pca["val_mse"], variance, s.min_gain)
     rows.append({"method": "PCA", "elbow": pe,
@@ -729,13 +734,14 @@ class BottleneckSettings:
     bottlenecks: tuple[int, ...] = (2, 4, 8)  # the course's sizes (seed 002, task 3)
     hidden_size: int = 128  # MLP width, 64-128-128-b-128-128-64 on digits
     layers: int = 2  # hidden layers each side (the course's task-1 model, reused)
-    epochs: int = 40  # digits at batch 64: see the convergence finding
+    epochs: int = 60  # digits at batch 64: the validation MSE falls <= 2% over the last 6
+    # epochs (at 40: 4% at b=8); the verdicts match the full settings'
     batch_size: int = 64
     lr: float = 3e-3  # Adam; the course's 1e-3 needs several times the epochs
     seeds: int = 5  # every comparison is a test over seeds
     n_estimators: int = 100  # trees of the random forest (scikit-learn's default)
     n_synthetic: int = 200  # samples decoded from each code mixture, per seed
-    still_falling: float = 0.05  # validation MSE fall over the last 10% of epochs above which
+    still_falling: float = 0.03  # validation MSE fall over the last 10% of epochs above which
     # a size counts as not converged (a verdict more training could overturn is withheld)
 
     def __post_init__(self):

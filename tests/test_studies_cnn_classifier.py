@@ -134,7 +134,7 @@ def test_runs_on_mnist_files(tmp_path):
             images[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
         _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
-    r = _run(dataset="mnist", mnist_root=tmp_path, epochs=2)
+    r = _run(dataset="mnist", mnist_root=tmp_path, epochs=2, ae_epochs=2)
     assert r.config["dataset"] == "mnist" and r.config["n_test"] == 60
     assert r.config["n_fit"] + r.config["n_val"] == 200
     assert len(r.tables["classifier training"]) == 2
@@ -152,6 +152,8 @@ def test_runs_on_mnist_files(tmp_path):
     (dict(seed=-1), ValueError, "seed must be an int >= 0, got -1"),
     (dict(dataset="cifar"), ValueError, "dataset must be one of .*'cifar'"),
     (dict(dataset="mnist"), ValueError, "needs mnist_root"),
+    (dict(epochz=3), ValueError, "unknown setting 'epochz'; valid settings: epochs, ae_epochs"),
+    (dict(val_share=1.0), ValueError, "val_share must be in"),
     (dict(mnist_root="/nowhere"), ValueError, "dataset='digits'"),
 ])
 def test_bad_arguments_raise(kwargs, error, match):

@@ -10,20 +10,6 @@ from aelab.studies import _common as common
 from aelab.studies import sheet6 as s6
 
 
-def test_setting_takes_the_given_value_or_the_quick_or_full_default():
-    assert common.setting("epochs", None, True, 100, 1000) == 100
-    assert common.setting("epochs", None, False, 100, 1000) == 1000
-    assert common.setting("epochs", 7, False, 100, 1000) == 7
-    with pytest.raises(ValueError, match="n_runs must be an int >= 2, got 1"):
-        common.setting("n_runs", 1, True, 4, 10, minimum=2)
-    with pytest.raises(TypeError, match="epochs must be an int, got 2.5"):
-        common.setting("epochs", 2.5, True, 100, 1000)
-    assert common.setting_list("sizes", None, False, [1], [2, 3]) == [2, 3]
-    assert common.setting_list("sizes", (5,), True, [1], [2, 3]) == [5]
-    with pytest.raises(ValueError, match="sizes must list at least one value"):
-        common.setting_list("sizes", [], True, [1], [2])
-
-
 def test_study_settings_are_checked_the_same_way_everywhere():
     # an epochs of 0 used to fall back silently to the default in some studies
     with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
@@ -42,20 +28,6 @@ def test_mean_predictor_and_collapse_threshold():
     assert common.COLLAPSE_SHARE == 0.9
     assert common.collapsed(floor, floor) and common.collapsed(0.9 * floor, floor)
     assert not common.collapsed(0.89 * floor, floor)
-
-
-def test_train_stack_gives_each_model_its_own_seed_and_data():
-    small, large = aelab.data.rectangle(16, seed=0), aelab.data.rectangle(24, seed=1)
-    models = [s6.build("PCA-like", s) for s in (0, 1, 2)]
-    alone = s6.build("PCA-like", 2)
-    histories = common.train_stack(models, [small, small, large], seeds=[5, 6, 7], epochs=3,
-                                   batch_size=8, lr=1e-3)
-    assert [h.config["seed"] for h in histories] == [5, 6, 7]
-    assert [h.config["n_train"] for h in histories] == [16, 16, 24]
-    assert all(h.epochs == 3 for h in histories)
-    # the same as training that model on its own
-    reference = aelab.train_autoencoder(alone, large, epochs=3, batch_size=8, seed=7, device="cpu")
-    assert histories[2].train_loss == pytest.approx(reference.train_loss, rel=1e-5)
 
 
 def test_decoded_curve_spans_the_codes_of_the_data():

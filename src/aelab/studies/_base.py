@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ def preset(name: str, of: str, summary: str, **pinned) -> Callable[..., StudyRes
         return result
 
     run.__name__ = name.replace("-", "_")
+    # the command line passes options (--dataset, --mnist-root) that the signature names
+    run.__signature__ = inspect.signature(generic.run)
     run.__doc__ = f"{summary}\n\nThe course preset of :func:`{generic.run.__name__}` ({of!r})."
     if name in REGISTRY:
         raise ValueError(f"study {name!r} is registered twice.")

@@ -1,20 +1,16 @@
-"""Helpers that several study modules share: settings, baselines, training, code curves.
+"""Helpers that several study modules share: splits, baselines, code curves, labels.
 
 Private to :mod:`aelab.studies`; a study module keeps what only it uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import nn
 
 from aelab import data
-from aelab._checks import check_int
 from aelab.evaluate import encode, eval_mode
-from aelab.train import History
 
 # A model whose error is at least this share of the mean predictor's has learned (almost)
 # nothing: it answers (nearly) the data mean for every input. 0.9 leaves room for a model
@@ -22,31 +18,7 @@ from aelab.train import History
 COLLAPSE_SHARE = 0.9
 
 
-# --- quick vs full settings -----------------------------------------------------------------
-
-
-def setting(name: str, value, quick: bool, quick_value: int, full_value: int,
-            minimum: int = 1) -> int:
-    """A study's integer setting: ``value`` if given (checked), else its quick or full default.
-
-    >>> setting("epochs", None, True, 100, 1000), setting("epochs", 7, True, 100, 1000)
-    (100, 7)
-    """
-    if value is None:
-        return quick_value if quick else full_value
-    return check_int(name, value, minimum)
-
-
-def setting_list(name: str, values, quick: bool, quick_values: Sequence,
-                 full_values: Sequence) -> list:
-    """A study's list of values to sweep: ``values`` if given (non-empty), else the defaults."""
-    if values is None:
-        return list(quick_values if quick else full_values)
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name} must list at least one value to try, got {values!r}; "
-                         "leave it out (None) for the study's defaults.")
-    return values
+# --- data ------------------------------------------------------------------------------------
 
 
 def split3(ds: data.Dataset, seed: int = 0, validation: float = 0.2,
@@ -80,28 +52,6 @@ def mean_predictor_mse(X: torch.Tensor, mean_of: torch.Tensor | None = None) -> 
 def collapsed(mse: float, mean_mse: float) -> bool:
     """Whether an error ``mse`` is at least :data:`COLLAPSE_SHARE` of the mean predictor's ``mean_mse``."""
     return mse >= COLLAPSE_SHARE * mean_mse
-
-
-# --- training many models of one shape --------------------------------------------------------
-
-
-def train_stack(models: Sequence[nn.Module], trains, *, seeds: Sequence[int], epochs: int,
-                batch_size: int, lr, progress=None, **kwargs) -> list[History]:
-    """Train ``models`` in place on the CPU, each on its own dataset (or one for all) and seed.
-
-    :func:`aelab.ensemble.train_many` trains the models that share an
-    architecture and data size together in one vectorised pass; each still gets
-    the weights and data order ``train_autoencoder`` with its seed would give
-    (up to float rounding). The CPU, because these models are too small for a
-    GPU to pay off. ``lr`` is one value or one per model; ``kwargs`` (``test``,
-    ``lr_schedule``, ``on_diverge``) are passed on.
-    """
-    from aelab.ensemble import train_many
-
-    trains = trains if isinstance(trains, data.Dataset) else list(trains)
-    lr = lr if isinstance(lr, (int, float)) else list(lr)
-    return train_many(list(models), trains, seeds=list(seeds), epochs=epochs,
-                      batch_size=batch_size, lr=lr, device="cpu", progress=progress, **kwargs)
 
 
 # --- 1-D codes and the decoder's curve ------------------------------------------------------

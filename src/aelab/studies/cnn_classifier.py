@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -22,13 +22,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from aelab import data, plots
-from aelab._checks import check_int
+from aelab._checks import check_int, check_positive_float
 from aelab._seed import seeded
 from aelab.baselines import PCA
 from aelab.evaluate import encode, eval_mode
 from aelab.models import ConvAutoencoder, conv_output_size
-from aelab.studies._base import StudyResult, study
-from aelab.studies._common import setting
+from aelab.studies._base import StudyResult, resolve_settings, study
 from aelab.studies.images import image_sizes, label_scatter, load_images, study_device
 from aelab.train import TrainingDiverged, resolve_device, train_autoencoder
 
@@ -274,24 +273,41 @@ def _codes_figure(panels: dict, title: str):
 
 @dataclass(frozen=True)
 class CNNSettings:
-    """Training settings for one dataset at quick or full settings."""
+    """Training settings (digits by default; MNIST has its own, see :data:`_MNIST`)."""
 
-    epochs: int  # classifier epochs at most; the one with the lowest validation loss is kept
-    ae_epochs: int  # the 2-D autoencoder's training length
-    batch_size: int  # the course's 64
-    lr: float  # Adam, for both models
-    val_share: float  # of the training images, held out to choose the classifier's epoch
+    epochs: int = 12  # classifier epochs at most; the one with the lowest validation loss is kept
+    ae_epochs: int = 15  # the 2-D autoencoder's training length
+    batch_size: int = 64  # the course's 64
+    lr: float = 3e-3  # Adam, for both models
+    val_share: float = 0.2  # of the training images, held out to choose the classifier's epoch
+
+    def __post_init__(self):
+        for name in ("epochs", "ae_epochs", "batch_size"):
+            check_int(name, getattr(self, name), 1)
+        check_positive_float("lr", self.lr)
+        if not 0 < self.val_share < 1:
+            raise ValueError(f"val_share must be in (0, 1), got {self.val_share!r}.")
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def full(cls):
+        return cls(epochs=60, ae_epochs=200, lr=1e-3)
 
 
-_SETTINGS = {
-    ("digits", True): CNNSettings(epochs=12, ae_epochs=15, batch_size=64, lr=3e-3, val_share=0.2),
-    ("digits", False): CNNSettings(epochs=60, ae_epochs=200, batch_size=64, lr=1e-3,
-                                   val_share=0.2),
-    ("mnist", True): CNNSettings(epochs=4, ae_epochs=4, batch_size=64, lr=2e-3, val_share=0.1),
-    # the course: 10 epochs of batches of 64 on MNIST's 60,000 training images
-    ("mnist", False): CNNSettings(epochs=10, ae_epochs=10, batch_size=64, lr=1e-3,
-                                  val_share=0.1),
+_MNIST = {  # quick, full; the course: 10 epochs of batches of 64 on MNIST's 60,000 images
+    True: CNNSettings(epochs=4, ae_epochs=4, lr=2e-3, val_share=0.1),
+    False: CNNSettings(epochs=10, ae_epochs=10, lr=1e-3, val_share=0.1),
 }
+
+
+def _settings(dataset: str, quick: bool, overrides: dict) -> CNNSettings:
+    s = resolve_settings(CNNSettings, quick, overrides)  # checks the names and values
+    if dataset != "mnist":
+        return s
+    return replace(_MNIST[bool(quick)], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _verdict(p: float, acc_ae: float, acc_cnn: float) -> str:
@@ -302,9 +318,9 @@ def _verdict(p: float, acc_ae: float, acc_cnn: float) -> str:
 
 
 @study("cnn-classifier", "A small CNN on digits (or MNIST): test accuracy, confusion matrix, "
-       "most-confused pairs, its PCA'd features vs a 2-D autoencoder code")
+       "most-confused pairs, its PCA'd features vs a 2-D autoencoder code", settings=CNNSettings)
 def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits",
-                   mnist_root=None, epochs: int | None = None, progress=None) -> StudyResult:
+                   mnist_root=None, progress=None, **overrides) -> StudyResult:
     """A small CNN classifier, its confusions, and its features next to an autoencoder's 2-D code.
 
     The CNN (:class:`SmallCNN`) is trained on part of the training images; the
@@ -327,8 +343,9 @@ def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits"
         scikit-learn's 8x8 digits, or MNIST from ``mnist_root``.
     mnist_root : str or Path, optional
         The folder holding the four MNIST IDX files (needs ``dataset="mnist"``).
-    epochs : int, optional
-        Overrides both the classifier's most epochs and the autoencoder's epochs (>= 1).
+    **overrides
+        Fields of :class:`CNNSettings`, e.g. ``epochs=3`` (the classifier's most
+        epochs) or ``ae_epochs=3``.
     progress : bool, optional
         Progress bars over epochs; by default only when stderr is a terminal.
 
@@ -340,9 +357,8 @@ def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits"
     """
     seed = check_int("seed", seed, 0)
     image_sizes(dataset, quick)  # checks dataset before anything is loaded
-    defaults = _SETTINGS[dataset, bool(quick)]
-    epochs_cnn = setting("epochs", epochs, quick, defaults.epochs, defaults.epochs)
-    epochs_ae = setting("epochs", epochs, quick, defaults.ae_epochs, defaults.ae_epochs)
+    defaults = _settings(dataset, quick, overrides)
+    epochs_cnn, epochs_ae = defaults.epochs, defaults.ae_epochs
     train, test = load_images(dataset, mnist_root, quick=quick, seed=seed)
     fit, val = data.split(train, test_size=defaults.val_share, seed=seed)
     shape = train.image_shape

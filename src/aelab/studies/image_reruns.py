@@ -162,7 +162,7 @@ def findings(runs: Runs, aligned: pd.DataFrame, friedman: tuple[float, float], n
         f"Test MSE over {n} runs: {ci_text(mse)}, from {table['test_mse'].min():.4f} to "
         f"{table['test_mse'].max():.4f} (run-to-run coefficient of variation "
         f"{mse['std'] / mse['mean']:.1%}; the mean image scores {mean_mse:.4f}).",
-        f"Per test image, the runs' errors "
+        "Per test image, the runs' errors "
         + ("differ" if v["errors_differ"] else "are indistinguishable")
         + f" (Friedman test over {n_images} images and {n} runs, chi^2 = {friedman[0]:.1f}, "
         f"{p_value_text(friedman[1])}).",

@@ -14,7 +14,6 @@ The helpers :func:`image_sizes`, :func:`load_images`, :func:`study_device` and
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
@@ -1142,6 +1141,3 @@ def bottleneck(quick: bool = True, seed: int = 0, data=None, *, dataset: str = "
 digits_bottleneck = preset("digits-bottleneck", "bottleneck", "Digits at bottleneck 2, 4, 8: "
                            "reconstructions, random-forest labels with CIs over seeds, codes by "
                            "label, GMM-sampled digits (seed 002, task 3)")
-# the command line passes --dataset/--mnist-root to the studies whose signature names them;
-# the preset forwards them to `bottleneck`, as the course function it replaces took them
-digits_bottleneck.__signature__ = inspect.signature(bottleneck)

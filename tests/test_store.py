@@ -130,8 +130,13 @@ def test_dask_local_equals_in_process(definition, uninterrupted):
 
 def test_killing_a_dask_worker_loses_nothing(definition, uninterrupted, tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                                  silence_logs=50) as cluster, \
+    import dask
+
+    # workers forked from a server that has imported aelab: seconds faster than spawn
+    method = store_module._start_method("distributed")
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                     silence_logs=50) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         killed = []
 

@@ -856,8 +856,15 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         distributed = _import_distributed()
         import dask
 
+        # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc
+        # hand memory back after nearly every small tensor: measured here, a stack of 125
+        # small models trained in 0.48 s with it and 0.26 s without
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ",
+                                                    {}).items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
         with dask.config.set({"distributed.worker.multiprocessing-method":
-                              _start_method("distributed")}):
+                              _start_method("distributed"),
+                              "distributed.nanny.pre-spawn-environ": environ}):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1,
                                                processes=True, dashboard_address=None,
                                                silence_logs=logging.ERROR)

@@ -246,10 +246,10 @@ _ALIGN = 4  # floats: 16 bytes
 _VEC = 16  # floats: the widest vector torch's fused optimizer kernels use (AVX-512)
 
 # torch hands a batched product of fewer than 400 multiply-adds per matrix to a plain loop
-# (one per member, ~1 us each; MKL takes larger ones, ~0.1-0.6 us per member). With 256
-# members a contraction over 1 or 2 ran 2-4x faster as broadcast multiplies and adds in the
-# loop's own order, which give the loop's very bits (_outer), and a product with a larger
-# output ~1.4x faster as one broadcast product summed in that order (_prodsum).
+# (one per member, 0.2-0.6 us each here; MKL takes larger ones). With 256 members a
+# contraction over 1 or 2 ran 1.6-3.7x faster as broadcast multiplies and adds in the loop's
+# own order, which give the loop's very bits (_outer), and a product with a larger output
+# 1.5x faster as one broadcast product summed in that order (_prodsum).
 _LOOP_MACS = 400
 
 
@@ -273,11 +273,10 @@ def _matmul_kind(K: int, rows: int, inner: int, cols: int, threads: int = 1) -> 
     position tried in stacks of 2, 5 and 70 (measured).
     """
     mkl = _goes_to_mkl(rows, inner, cols)
-    if not mkl and K >= 64:  # measured: below 64 members the loop wins
-        if inner <= 2:
-            return "outer"
-        if rows * cols >= 32:
-            return "prodsum"
+    if not mkl and inner <= 2 and K >= 64:  # measured: below 64 members the loop wins
+        return "outer"
+    if not mkl and inner > 2 and rows * cols >= 32 and K >= 128:  # and here below 128
+        return "prodsum"
     if mkl and K == 1 and (rows == 1 or cols == 1 or threads > 1):
         return "pair"
     return "bmm"

@@ -40,7 +40,9 @@ from aelab.train import (
 
 __version__ = "0.1.0"
 
-_LAZY = ("studies", "report", "plots")
+_LAZY = ("studies", "report", "plots", "experiments")
+# names re-exported from a lazily imported module (it loads pandas and scipy)
+_LAZY_NAMES = {"sweep": "experiments", "Runs": "experiments"}
 
 __all__ = [
     # data and models
@@ -74,7 +76,9 @@ __all__ = [
     "classifier_agreement",
     "evaluate",
     "quality",
-    # studies and reports (imported on first use)
+    # experiments, studies and reports (imported on first use)
+    "sweep",
+    "Runs",
     *_LAZY,
 ]
 
@@ -84,4 +88,8 @@ def __getattr__(name):
         module = importlib.import_module(f"aelab.{name}")
         globals()[name] = module
         return module
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f"aelab.{_LAZY_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'aelab' has no attribute {name!r}")

@@ -235,3 +235,18 @@ def test_runs_refuse_unknown_columns():
         runs.compare("err", by="nope")
     with pytest.raises(ValueError, match="matches 0 settings"):
         runs.compare("err", against={"opt": "z"})
+
+
+def test_best_keeps_none_values_and_constant_differences_do_not_warn():
+    table = pd.DataFrame({"lr_schedule": [None] * 3 + ["step"] * 3, "seed": [0, 1, 2] * 2,
+                          "err": [1.0, 1.1, 1.2, 1.0 + 0.3, 1.1 + 0.3, 1.2 + 0.3]})
+    runs = Runs(table, [None] * 6, [None] * 6, ["lr_schedule"])
+    best = runs.best("err")
+    assert best.setting == {"lr_schedule": None}
+    # differences constant up to rounding: a zero-variance pair, p = 0, not a scipy warning
+    row = best.comparison.iloc[0]
+    assert row["p"] == 0.0 and row["significant"]
+    table.loc[3:, "err"] = table.loc[:2, "err"].to_numpy()
+    same = Runs(table, [None] * 6, [None] * 6, ["lr_schedule"]).best("err")
+    assert same.indistinguishable == [{"lr_schedule": "step"}] or same.indistinguishable == [
+        {"lr_schedule": None}]

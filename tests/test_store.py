@@ -243,3 +243,33 @@ def test_a_dask_address_that_does_not_answer_fails_fast(definition, monkeypatch)
     with pytest.raises(ValueError, match="no Dask scheduler answered at 'tcp://127.0.0.1:9'"):
         definition.run(executor="dask:tcp://127.0.0.1:9", grid={"hidden_size": [3]})
     assert time.perf_counter() - start < 10
+
+
+def test_models_start_from_the_weights_seeded_builds_give(definition):
+    train = aelab.data.moons(64)
+    runs = aelab.sweep(definition.mlp, train, grid={"hidden_size": [3, 5]}, seeds=[4, 9],
+                       epochs=0, batch_size=16, device="cpu")  # epochs=0: nothing trains
+    for model, (width, seed) in zip(runs.models, [(3, 4), (3, 9), (5, 4), (5, 9)]):
+        with aelab.seeded(seed):
+            expected = definition.mlp(width)
+        for p, q in zip(model.state_dict().values(), expected.state_dict().values()):
+            assert torch.equal(p, q)
+
+
+def test_frozen_layers_stay_frozen_in_workers(definition):
+    def model(frozen):  # the same class and init_args, frozen or not: one worker, one pool
+        built = definition.mlp(4)
+        built.encoder.requires_grad_(not frozen)
+        return built
+
+    train = aelab.data.moons(64)
+    kwargs = dict(grid={"frozen": [False, True, False]}, seeds=2, epochs=2, batch_size=16,
+                  device="cpu")
+    local = aelab.sweep(model, train, **kwargs)
+    pooled = aelab.sweep(model, train, executor="processes:1", **kwargs)
+    same_table(local, pooled)
+    same_weights(local, pooled)
+    with aelab.seeded(0):
+        start = model(True)
+    assert torch.equal(pooled.models[2].encoder[0].weight, start.encoder[0].weight)
+    assert not torch.equal(pooled.models[0].encoder[0].weight, start.encoder[0].weight)

@@ -593,7 +593,13 @@ def _shells(first, K: int, pooled: bool) -> list:
     pool = _SHELLS.setdefault(key, [])
     while len(pool) < K:
         pool.append(copy.deepcopy(first))
-    return pool[:K]
+    shells = pool[:K]
+    flags = [p.requires_grad for p in first.parameters()]  # train_many trains only these
+    for shell in shells:
+        shell.train(first.training)
+        for p, flag in zip(shell.parameters(), flags):
+            p.requires_grad_(flag)
+    return shells
 
 
 @dataclass

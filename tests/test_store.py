@@ -273,3 +273,26 @@ def test_frozen_layers_stay_frozen_in_workers(definition):
         start = model(True)
     assert torch.equal(pooled.models[2].encoder[0].weight, start.encoder[0].weight)
     assert not torch.equal(pooled.models[0].encoder[0].weight, start.encoder[0].weight)
+
+
+def test_a_dead_worker_process_is_one_clear_error_and_the_rerun_resumes(definition, tmp_path):
+    import concurrent.futures
+    import multiprocessing
+
+    path = tmp_path / "sweep.sqlite"
+    context = multiprocessing.get_context(store_module._start_method())
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        killed = []
+
+        def kill_a_worker(p):
+            if p.stack_trials and not killed:
+                killed.append(next(iter(pool._processes)))
+                os.kill(killed[0], signal.SIGKILL)
+
+        with pytest.raises(store_module.WorkerLost, match="rerun the same sweep"):
+            definition.run(store=path, executor=pool, progress=kill_a_worker)
+    with ResultsStore(path, writable=False) as opened:
+        stored = opened.n_trials()
+    assert 3 <= stored < 18
+    resumed = definition.run(store=path)
+    assert (resumed.trained, resumed.reused) == (18 - stored, stored)

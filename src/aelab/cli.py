@@ -612,6 +612,7 @@ def cmd_sweep(args) -> int:
         raise ValueError("aelab sweep needs CONFIG.toml (see examples/sweep.toml), or "
                          "--status FILE.")
     from aelab.experiments import sweep
+    from aelab.store import WorkerLost
 
     cfg = _SweepConfig(args.config)
     with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
@@ -623,6 +624,10 @@ def cmd_sweep(args) -> int:
                          grid=cfg.grid, seeds=cfg.seeds, store=store, executor=args.executor,
                          progress=bar, keep_models=cfg.keep_models, device="cpu",
                          **options, **cfg.training)
+        except WorkerLost as err:
+            bar.close()
+            print(f"aelab sweep: error: {err}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             bar.close()
             print(f"\naelab sweep: interrupted; finished stacks are in {store.resolve()}; run "

@@ -712,14 +712,25 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
 
         def submit(chunk):
             _build_all(model, [t for t in chunk if t.model is None])
-            pending[plan.executor.submit(_store.run_stack, _task(chunk, device, plan, bars))] = chunk
+            task = _task(chunk, device, plan, bars)
+            pending[plan.executor.submit(_store.run_stack, task)] = chunk
 
         def finish():
             nonlocal trained
             done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
             for future in done:
                 chunk = pending.pop(future)
-                result = future.result()
+                try:
+                    result = future.result()
+                except Exception as err:
+                    if not _store.is_worker_lost(err):
+                        raise
+                    kept = ("are in the store; rerun the same sweep to train the rest"
+                            if opened is not None else "are lost (give store= to keep them)")
+                    raise _store.WorkerLost(
+                        f"a worker of executor={plan.name!r} died (killed, or out of memory: "
+                        f"{type(err).__name__}); the {trained} trials finished before it "
+                        f"{kept}.") from None
                 _record(chunk, result, metrics, pcas, opened, keep_models, plan.name)
                 trained += len(chunk)
                 if report is not None:

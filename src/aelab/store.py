@@ -53,6 +53,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,7 +167,8 @@ def trial_key(model: dict, settings: dict, data: str, seed: int) -> str:
     data fingerprint and seed. Two sweeps that share a trial share its key, so
     a store answers for it whatever grid it came from.
 
-    >>> trial_key({"class": "m"}, {"lr": 0.1}, "d", 0) == trial_key({"class": "m"}, {"lr": 0.1}, "d", 0)
+    >>> key = trial_key({"class": "m"}, {"lr": 0.1}, "data", 0)
+    >>> key == trial_key({"class": "m"}, {"lr": 0.1}, "data", 0) != trial_key({}, {}, "data", 0)
     True
     """
     return key_from_json(dumps(model), dumps(settings), data, seed)
@@ -701,6 +703,18 @@ def run_stack(task: StackTask) -> StackResult:
 
 
 # --------------------------------------------------------------------------- executors
+
+
+class WorkerLost(RuntimeError):
+    """A worker process died mid-sweep; the finished stacks are in the store."""
+
+
+def is_worker_lost(error: BaseException) -> bool:
+    """Whether ``error`` says a worker process died: a broken process pool, or Dask's
+    KilledWorker (a task whose workers kept dying), recognised without importing Dask."""
+    cls = type(error)
+    return isinstance(error, BrokenProcessPool) or (
+        cls.__name__ == "KilledWorker" and cls.__module__.startswith("distributed"))
 
 
 class InProcessExecutor(cf.Executor):

@@ -37,7 +37,7 @@ nav ul { columns: 2; } .wide { overflow-x: auto; } .summary { color: #555; font-
 figcaption { color: #777; font-size: 0.8em; }
 .answers { background: #f7f9fc; border: 1px solid #cdd7e5; padding: 0.6em 1em; }
 .answers th { text-align: left; white-space: nowrap; vertical-align: top; background: none; }
-.answers td { text-align: left; } .answer { font-weight: 600; }
+.answers td { text-align: left; } .answer { font-weight: 600; } .answers h2 { margin-top: 0.4em; }
 """
 
 _PACKAGES = ("aelab", "torch", "numpy", "scikit-learn", "matplotlib", "pandas")

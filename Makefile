@@ -12,11 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# torch==2.13.0 first: it is the CPU build on these machines, and installing it
-# before the package keeps pip from resolving a torch range (gigabytes of CUDA).
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,dask]"
+# torch first, pinned by constraints.txt to the CPU build on these machines:
+# installing it before the package keeps pip from resolving pyproject's torch
+# range by itself (gigabytes of CUDA packages).
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,dask]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,450 @@
+"""The vmapped stack: K models of one architecture trained at once with ``torch.func``.
+
+Any model and any :class:`~aelab._engine.objectives.Objective` stack here: the
+members' weights are stacked (``torch.func.stack_module_state``), one step is
+``vmap(grad_and_value(loss over functional_call))`` over a wrapper module whose
+forward is ``objective.loss(model, x, target, noise)`` (so a VAE's ``posterior``
+or a skip model's ``forward_with_code`` work as they do alone), and one fused
+Adam or SGD call updates every member's stacked tensors. Members with different
+learning rates are sorted into runs of equal rate, each an optimizer parameter
+group over a view of the stack, so the update is torch's own fused kernel with
+each member's rate. Randomness is drawn outside ``vmap`` from each member's own
+``torch.Generator().manual_seed(cfg.seed)``, in the order the objectives module
+documents (``randperm`` -- skipped for full-batch training, as every path does --,
+then the denoising noise, then the objective's noise columns), so a member's
+draws do not depend on its stack.
+
+Numbers. A member matches a plain autograd loop with the same draws and
+``torch.optim.Adam`` to float32 rounding, not bit for bit: batched kernels round
+differently from single-model ones. tests/test_engine_functional.py measured
+at most 2e-7 relative on step losses and 7e-7 absolute on weights after 6 steps
+(MLP, ResNet, VAE, MMD, conv and conv-with-skip), and checks 1e-5 / 5e-6.
+
+When it pays (``functional_beats_loop``), measured by
+``benchmarks/functional_paths.py`` on this 2-core machine (x86_64, AVX2, torch
+2.13.0 CPU, 1 torch thread, other work running; medians of interleaved
+repetitions): per model and per step, the loop (one model after another,
+autograd, fused Adam) against this path, ratio loop / functional:
+
+MEASUREMENTS_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from aelab._engine.objectives import Objective
+
+__all__ = ["MemberResult", "train_functional", "functional_beats_loop"]
+
+PER_MEMBER = ("lr", "seed")  # the only TrainConfig fields that may differ within a stack
+DEFAULT_BETAS = (0.9, 0.999)
+DEFAULT_EPS = 1e-8
+
+
+@dataclass
+class MemberResult:
+    """One member's record; lists stop before the epoch where its loss stopped being finite."""
+
+    train_loss: list[float] = field(default_factory=list)  # per epoch: batch-size-weighted mean
+    test_loss: list[float] = field(default_factory=list)  # per epoch, after its updates
+    step_loss: list[float] = field(default_factory=list)  # per optimizer step, on its batch
+    seconds: list[float] = field(default_factory=list)  # cumulative wall seconds per epoch
+    diverged_epoch: int | None = None  # 0-based epoch whose loss (or final weights) went bad
+
+
+def _train_api():
+    # imported on use: the engine moves under aelab.train, which will import this module
+    import aelab.train
+
+    return aelab.train
+
+
+def _derived_seed(seed: int, purpose: str) -> int:
+    """The stream aelab.train uses for ``purpose`` ("test", "reinit"): independent of ``seed``'s."""
+    return int(np.random.SeedSequence([seed, *purpose.encode()]).generate_state(1)[0])
+
+
+class _LossModule(nn.Module):
+    """``forward`` is the objective's loss of the wrapped model: what functional_call runs."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x, target, noise):
+        return self.objective.loss(self.model, x, target, noise)
+
+
+def _member_loss(model: nn.Module, objective: Objective):
+    """``(base, loss)``: ``loss(trainable, fixed, x, target, noise)`` is one member's objective
+    with its weights given as dicts (names prefixed ``model.``), for vmap over the stack."""
+    base = copy.deepcopy(model).to("meta")  # the architecture only; weights come from the stack
+    base.train()
+    wrapper = _LossModule(base, objective)
+
+    def loss(trainable, fixed, x, target, noise):
+        return functional_call(wrapper, (trainable, fixed), (x, target, noise))
+
+    return base, loss
+
+
+def stacked_loss_and_grad(models: Sequence[nn.Module], objective: Objective, x: torch.Tensor,
+                          target: torch.Tensor, noise: torch.Tensor | None = None):
+    """Each member's loss (K,) and gradients {name: (K, ...)} on its own batch ``x[k]``,
+    ``target[k]``, ``noise[k]``: the step :func:`train_functional` takes, without the update."""
+    params, buffers = stack_module_state(list(models))
+    params = {f"model.{k}": v.detach() for k, v in params.items()}
+    buffers = {f"model.{k}": v for k, v in buffers.items()}
+    _, loss = _member_loss(models[0], objective)
+    grads, values = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0, None if noise is None else 0))(
+        params, buffers, x, target, noise)
+    return values, {k.removeprefix("model."): g for k, g in grads.items()}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_models(models) -> list[nn.Module]:
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
+        raise TypeError(f"models must be a non-empty list of torch.nn.Module, got "
+                        f"{type(models).__name__}; pass [model] for one model.")
+    for i, m in enumerate(models):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(m).__name__}.")
+    first = models[0]
+    shapes = {k: tuple(v.shape) for k, v in first.state_dict().items()}
+    for i, m in enumerate(models[1:], 1):
+        other = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+        if type(m) is not type(first) or other != shapes:
+            raise ValueError(
+                f"models[{i}] ({type(m).__name__}) does not have the architecture of models[0] "
+                f"({type(first).__name__}): train_functional stacks models of one architecture "
+                "only; group the models by architecture and call it once per group.")
+    devices = {p.device for m in models for p in m.parameters()}
+    if len(devices) > 1:
+        raise ValueError(f"models must all be on one device, got {sorted(map(str, devices))}; "
+                         "move them with model.to(device).")
+    if not devices:
+        raise ValueError("models have no parameters to train.")
+    return list(models)
+
+
+def _check_configs(cfgs, K: int) -> list:
+    TrainConfig = _train_api().TrainConfig
+    if isinstance(cfgs, TrainConfig) or not isinstance(cfgs, Sequence):
+        raise TypeError(f"cfgs must be a list of {K} aelab.train.TrainConfig (one per model), "
+                        f"got {type(cfgs).__name__}.")
+    if len(cfgs) != K:
+        raise ValueError(f"cfgs has length {len(cfgs)} but there are {K} models; give one "
+                         "TrainConfig per model.")
+    for i, c in enumerate(cfgs):
+        if not isinstance(c, TrainConfig):
+            raise TypeError(f"cfgs[{i}] must be an aelab.train.TrainConfig, got "
+                            f"{type(c).__name__}.")
+    names = [f.name for f in dataclasses.fields(cfgs[0]) if f.name not in PER_MEMBER]
+    for i, c in enumerate(cfgs[1:], 1):
+        for name in names:
+            if getattr(c, name) != getattr(cfgs[0], name):
+                raise ValueError(
+                    f"cfgs[{i}].{name}={getattr(c, name)!r} differs from cfgs[0].{name}="
+                    f"{getattr(cfgs[0], name)!r}; within one stack only {' and '.join(PER_MEMBER)} "
+                    "may differ: group the models by the other settings and call "
+                    "train_functional once per group.")
+    return list(cfgs)
+
+
+def _check_data(name: str, X, K: int, device, n_features: int | None = None) -> torch.Tensor:
+    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
+                        f"{type(X).__name__ if not isinstance(X, torch.Tensor) else X.dtype}.")
+    if X.ndim not in (2, 3) or (X.ndim == 3 and X.shape[0] != K) or X.shape[-2] < 1:
+        raise ValueError(f"{name} must be (n, features), shared by all members, or (K, n, "
+                         f"features) with K={K}, one dataset per member, and n >= 1; got shape "
+                         f"{tuple(X.shape)}.")
+    if n_features is not None and X.shape[-1] != n_features:
+        raise ValueError(f"{name} has {X.shape[-1]} features but the training data has "
+                         f"{n_features}.")
+    return X.to(device)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_functional(models: Sequence[nn.Module], X: torch.Tensor, cfgs: Sequence,
+                     objective: Objective, *, test_in: torch.Tensor | None = None,
+                     test_target: torch.Tensor | None = None, progress: bool | None = None,
+                     desc: str = "") -> list[MemberResult]:
+    """Train K models of one architecture together on ``objective``; weights written back.
+
+    Parameters
+    ----------
+    models : list of nn.Module
+        K models of one architecture (same class, same parameter shapes) on one device.
+    X : Tensor
+        Training data, ``(n, features)`` shared by every member, or ``(K, n, features)``.
+    cfgs : list of aelab.train.TrainConfig
+        One per model. Only ``lr`` and ``seed`` may differ between members (ValueError
+        otherwise). ``betas`` and ``eps`` are read when the config has them, else
+        (0.9, 0.999) and 1e-8.
+    objective : Objective
+        The loss, e.g. ``Reconstruction()``, ``VAEObjective(beta=1.0)``, ``MMDObjective()``.
+    test_in, test_target : Tensor, optional
+        Held-out inputs (already corrupted, for denoising) and targets, shaped like ``X``;
+        evaluated after every epoch. An objective's noise for them is drawn once per member
+        from the stream aelab.train uses for test draws, the same every epoch.
+    progress : bool, optional
+        A progress bar over epochs; by default only when stderr is a terminal.
+    desc : str
+        The progress bar's label.
+
+    Returns
+    -------
+    list of MemberResult
+        One per model, in order. A member whose loss became NaN or infinite gets
+        ``diverged_epoch`` and keeps the weights it had before training; the others
+        are unaffected. Models' train/eval modes are left as they were.
+
+    Examples
+    --------
+    >>> import aelab
+    >>> from aelab.train import TrainConfig
+    >>> from aelab._engine.objectives import Reconstruction
+    >>> models = [aelab.Autoencoder(2, 1, hidden_size=8, layers=1) for _ in range(3)]
+    >>> cfgs = [TrainConfig(epochs=2, batch_size=25, seed=s) for s in range(3)]
+    >>> results = train_functional(models, aelab.data.moons(100).X, cfgs, Reconstruction())
+    >>> [len(r.train_loss) for r in results], [len(r.step_loss) for r in results]
+    ([2, 2, 2], [8, 8, 8])
+    """
+    models = _check_models(models)
+    K = len(models)
+    cfgs = _check_configs(cfgs, K)
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be an aelab objective (Reconstruction, VAEObjective, "
+                        f"MMDObjective), got {type(objective).__name__}.")
+    device = next(models[0].parameters()).device
+    X = _check_data("X", X, K, device)
+    if (test_in is None) != (test_target is None):
+        raise ValueError("give test_in and test_target together, or neither.")
+    if test_in is not None:
+        test_in = _check_data("test_in", test_in, K, device, X.shape[-1])
+        test_target = _check_data("test_target", test_target, K, device, X.shape[-1])
+        if test_in.shape[-2] != test_target.shape[-2]:
+            raise ValueError(f"test_in has {test_in.shape[-2]} samples but test_target has "
+                             f"{test_target.shape[-2]}.")
+    # members with equal learning rates next to each other: one optimizer group per rate
+    order = sorted(range(K), key=lambda k: cfgs[k].lr)
+
+    def permuted(t):
+        return t if t is None or t.ndim == 2 else t[order]
+
+    results = _train_sorted([models[k] for k in order], permuted(X), [cfgs[k] for k in order],
+                            objective, permuted(test_in), permuted(test_target), progress, desc)
+    out: list[MemberResult | None] = [None] * K
+    for position, k in enumerate(order):
+        out[k] = results[position]
+    return out
+
+
+def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, desc):
+    api = _train_api()
+    cfg = cfgs[0]
+    K = len(models)
+    device = X.device
+    shared = X.ndim == 2
+    n, d = X.shape[-2:]
+    batch_size = min(cfg.batch_size, n)
+    n_used = n - n % batch_size if cfg.drop_last else n
+    full_batch = batch_size >= n
+    sizes = [len(s) for s in torch.arange(n_used).split(batch_size)]
+    E, S = cfg.epochs, len(sizes)
+    cols = objective.noise_columns(models[0])
+    fork_devices = [device] if device.type == "cuda" else []
+
+    starts = models
+    if cfg.reinit is not None:
+        starts = []
+        for m, c in zip(models, cfgs):
+            part = getattr(m, cfg.reinit, None)
+            if not isinstance(part, nn.Module):
+                raise ValueError(f"the model has no {cfg.reinit!r} submodule to re-initialise.")
+            m = copy.deepcopy(m)  # the caller's model keeps its weights until training succeeds
+            # a stream of its own, as in aelab.train.fit: reusing the seed would redraw the
+            # weights of a model built under that seed and re-initialise nothing
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(_derived_seed(c.seed, "reinit"))
+                api.reinitialize(getattr(m, cfg.reinit))
+            starts.append(m)
+    params, buffers = stack_module_state(starts)  # (K, ...) copies
+    params = {f"model.{k}": v.detach() for k, v in params.items()}
+    buffers = {f"model.{k}": v for k, v in buffers.items()}
+    if cfg.freeze is not None:
+        if not isinstance(getattr(models[0], cfg.freeze, None), nn.Module):
+            raise ValueError(f"the model has no {cfg.freeze!r} submodule to freeze.")
+    frozen = f"model.{cfg.freeze}." if cfg.freeze else None
+    trainable = {k: v for k, v in params.items() if not (frozen and k.startswith(frozen))}
+    fixed = {**{k: v for k, v in params.items() if k not in trainable}, **buffers}
+    if not trainable:
+        raise ValueError("the model has no trainable parameters (is everything frozen?).")
+
+    base, member_loss = _member_loss(models[0], objective)
+    with_noise = cols > 0
+    noise_dim = 0 if with_noise else None
+    step = vmap(grad_and_value(member_loss), in_dims=(0, 0, 0, 0, noise_dim))
+
+    # optimizer: one parameter group per run of equal learning rates, over views of the stack
+    lrs = [c.lr for c in cfgs]
+    runs = []  # (first member, end, lr)
+    for k, lr in enumerate(lrs):
+        if runs and runs[-1][2] == lr:
+            runs[-1] = (runs[-1][0], k + 1, lr)
+        else:
+            runs.append((k, k + 1, lr))
+    views = []  # (name, first, end, view)
+    groups = []
+    for first, end, lr in runs:
+        group = []
+        for name, tensor in trainable.items():
+            view = tensor if (first, end) == (0, K) else tensor[first:end]
+            views.append((name, first, end, view))
+            group.append(view)
+        groups.append({"params": group, "lr": lr})
+    optimizer = _optimizer(groups, cfg)
+    scheduler = api.SCHEDULES[cfg.lr_schedule](optimizer, E) if cfg.lr_schedule else None
+
+    generators = [torch.Generator(device=device).manual_seed(c.seed) for c in cfgs]
+    perm = torch.arange(n, device=device).repeat(K, 1)  # (K, n); full batch keeps this order
+    in_noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if cfg.noise_sigma \
+        else None
+    obj_noise = torch.empty(K, n_used, cols, dtype=X.dtype, device=device) if with_noise \
+        else None
+    members = torch.arange(K, device=device).view(K, 1)
+
+    test_step = test_noise = None
+    if test_in is not None:
+        test_dim = None if test_in.ndim == 2 else 0
+        test_step = vmap(member_loss, in_dims=(0, 0, test_dim, test_dim, noise_dim))
+        if with_noise:
+            n_test = test_in.shape[-2]
+            test_noise = torch.stack([
+                torch.randn(n_test, cols, dtype=X.dtype, device=device,
+                            generator=torch.Generator(device=device)
+                            .manual_seed(_derived_seed(c.seed, "test")))
+                for c in cfgs])  # (K, n_test, cols): the same draw every epoch
+
+    step_loss = torch.empty(E, S, K, dtype=X.dtype, device=device)
+    test_loss = torch.empty(E, K, dtype=X.dtype, device=device) if test_in is not None else None
+    seconds: list[float] = []
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(E), desc=desc or type(models[0]).__name__, disable=not show, leave=False,
+               unit="epoch")
+    start = time.perf_counter()
+    epochs_run = 0
+    for epoch in bar:
+        for k, g in enumerate(generators):  # the documented draw order, member by member
+            if not full_batch:
+                torch.randperm(n, generator=g, out=perm[k])
+            if in_noise is not None:
+                torch.randn(n_used, d, generator=g, out=in_noise[k])
+            if obj_noise is not None:
+                torch.randn(n_used, cols, generator=g, out=obj_noise[k])
+        idx = perm[:, :n_used]
+        target = X[idx] if shared else X[members, idx]  # (K, n_used, d)
+        inputs = target if in_noise is None else target + cfg.noise_sigma * in_noise
+        xs, ts = inputs.split(batch_size, 1), target.split(batch_size, 1)
+        ns = obj_noise.split(batch_size, 1) if with_noise else [None] * S
+        for s in range(S):
+            grads, loss = step(trainable, fixed, xs[s], ts[s], ns[s])
+            for name, first, end, view in views:
+                g = grads[name]
+                view.grad = g if g.shape[0] == end - first else g[first:end]
+            optimizer.step()
+            step_loss[epoch, s] = loss
+        if scheduler is not None:
+            scheduler.step()
+        if test_step is not None:
+            base.eval()
+            with torch.no_grad():
+                test_loss[epoch] = test_step(trainable, fixed, test_in, test_target, test_noise)
+            base.train()
+        seconds.append(time.perf_counter() - start)
+        epochs_run = epoch + 1
+        alive = torch.isfinite(step_loss[epoch]).all(0)
+        if not bool(alive.any()):  # the epoch's one host sync: stop when every member is lost
+            break
+        if not bar.disable:
+            bar.set_postfix(loss=f"{float(step_loss[epoch].mean()):.4g}", refresh=False)
+    bar.close()
+    for group in optimizer.param_groups:  # the last step's gradients: nothing keeps them
+        for p in group["params"]:
+            p.grad = None
+
+    weights = torch.tensor(sizes, dtype=torch.float64, device=device).view(S, 1) / n_used
+    losses = step_loss[:epochs_run].double()  # (E, S, K)
+    train_loss = (losses * weights).sum(1)  # (E, K): step losses weighted by batch size
+    ok = [epochs_run] * K  # per member, the epochs before its loss stopped being finite
+    bad = ~torch.isfinite(train_loss)
+    if epochs_run and bool(bad.any()):
+        ok = torch.where(bad.any(0), bad.to(torch.int8).argmax(0), epochs_run).tolist()
+    if epochs_run:
+        # an epoch's loss is measured before its updates: a blow-up in the last epoch shows
+        # only in the weights (and the test loss)
+        finite = torch.ones(K, dtype=torch.bool, device=device)
+        for tensor in trainable.values():
+            finite &= tensor.flatten(1).isfinite().all(1)
+        if test_loss is not None:
+            finite &= torch.isfinite(test_loss[epochs_run - 1])
+        for k in (~finite).nonzero().flatten().tolist():
+            ok[k] = min(ok[k], epochs_run - 1)
+    step_lists = losses.permute(2, 0, 1).reshape(K, -1).tolist()
+    train_lists = train_loss.T.tolist()
+    test_lists = test_loss[:epochs_run].double().T.tolist() if test_loss is not None else None
+
+    results = []
+    with torch.no_grad():
+        for k, model in enumerate(models):
+            e = ok[k]
+            results.append(MemberResult(
+                train_loss=train_lists[k][:e], test_loss=test_lists[k][:e] if test_lists else [],
+                step_loss=step_lists[k][:e * S], seconds=seconds[:e],
+                diverged_epoch=e if e < E else None))
+            if e < E:
+                continue  # a diverged member keeps the weights it had before training
+            state = {**params, **buffers}
+            for name, tensor in model.state_dict(keep_vars=True).items():
+                tensor.copy_(state[f"model.{name}"][k])
+    return results
+
+
+def _optimizer(groups, cfg):
+    """torch's fused Adam or SGD over the stacked views, with the config's settings."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, betas=getattr(cfg, "betas", DEFAULT_BETAS),
+                                eps=getattr(cfg, "eps", DEFAULT_EPS),
+                                weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, fused=True)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def functional_beats_loop(model: nn.Module, objective: Objective, K: int) -> bool:
+    """Whether K members of ``model``'s architecture train faster here than one by one.
+
+    Placeholder until measured.
+    """
+    return K >= 2

@@ -62,7 +62,7 @@ def csv_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("csv") / "points.csv"
     np.savetxt(path, np.column_stack([X, y]), delimiter=",",
                header="a,b,c,d,e,f,label", comments="")
-    return data.load(path)
+    return data.load(path, label_column="label")
 
 
 @pytest.fixture(scope="module")

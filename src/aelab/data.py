@@ -8,10 +8,15 @@ kept in ``image_shape`` so that convolutional models and plots can restore it.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import math
 import numbers
+import os
 import struct
 import warnings
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +66,7 @@ class Dataset:
     image_shape: tuple[int, int, int] | None = field(default=None)
 
     def __post_init__(self):
-        X = torch.as_tensor(self.X)
+        X = _as_real_tensor("X", self.X)
         if X.ndim != 2:
             raise ValueError(
                 f"X must be 2-D [n_samples, n_features], got shape {tuple(X.shape)}; "
@@ -69,27 +74,19 @@ class Dataset:
             )
         if len(X) < 1:
             raise ValueError("X must hold at least one sample, got 0 rows.")
+        if X.shape[1] < 1:
+            raise ValueError(f"X must have at least one feature, got shape {tuple(X.shape)}.")
+        check_finite("X", X)
         self.X = X.to(torch.float32).contiguous()
-        check_finite("X", self.X)
+        if not torch.isfinite(self.X).all():  # finite before, infinite in float32: too large
+            first = tuple(int(i) for i in (~torch.isfinite(self.X)).nonzero()[0])
+            raise ValueError(f"X has values beyond float32's range (+-3.4e38), the first at index "
+                             f"{first}; rescale the data.")
         if self.y is not None:
-            if isinstance(self.y, np.ndarray) and self.y.dtype.kind not in "biuf":
-                raise TypeError(
-                    f"y must hold integer class labels, got dtype {self.y.dtype}; encode other "
-                    "labels first, e.g. classes, y = np.unique(y, return_inverse=True)."
-                )
-            y = torch.as_tensor(self.y)
-            if y.ndim != 1 or len(y) != len(self.X):
-                raise ValueError(
-                    f"y must be 1-D with one label per row of X ({len(self.X)}), "
-                    f"got shape {tuple(y.shape)}."
-                )
-            if y.is_floating_point():
-                if not torch.equal(y, y.round()):
-                    raise ValueError("y must hold integer class labels, got non-integer values.")
-            self.y = y.to(torch.int64)
+            self.y = _as_labels(self.y, len(self.X))
         if self.image_shape is not None:
-            self.image_shape = tuple(int(s) for s in self.image_shape)
-            if len(self.image_shape) != 3 or int(np.prod(self.image_shape)) != self.n_features:
+            self.image_shape = _check_image_shape(self.image_shape)
+            if math.prod(self.image_shape) != self.n_features:
                 raise ValueError(
                     f"image_shape must be (channels, height, width) with "
                     f"channels*height*width == n_features ({self.n_features}), "
@@ -108,6 +105,72 @@ class Dataset:
         index = torch.as_tensor(index) if not isinstance(index, slice) else index
         y = None if self.y is None else self.y[index]
         return Dataset(self.X[index], y, self.name, self.image_shape)
+
+
+def _as_real_tensor(name: str, X) -> torch.Tensor:
+    """``X`` as a tensor of real numbers (bool, int or float), detached from any autograd graph."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach()  # a graph attached to the data would be kept alive and trained through
+    else:
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError) as err:  # ragged nested lists
+            raise TypeError(f"{name} must be a tensor or a numeric array, got {type(X).__name__} "
+                            f"({err}).") from None
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}; convert it "
+                            "first, e.g. np.asarray(X, dtype=float).")
+        X = torch.as_tensor(X)
+    if X.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}; keep X.real and "
+                        "X.imag as separate features if both matter.")
+    return X
+
+
+_INT64_LIMIT = 2.0**63  # labels must lie in [-2**63, 2**63)
+
+
+def _as_labels(y, n: int) -> torch.Tensor:
+    """``y`` as an int64 tensor of one class label per sample, refusing what would not survive."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu()
+        y = (y.float() if y.dtype == torch.bfloat16 else y).numpy()  # numpy has no bfloat16
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"y must hold integer class labels, got {type(y).__name__} ({err}).") from None
+    if y.dtype.kind == "O" and y.size and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                              for v in y.ravel()):
+        raise ValueError("y holds labels beyond int64's range (+-9.2e18); number the classes "
+                         "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True).")
+    if y.dtype.kind not in "biuf":
+        raise TypeError(
+            f"y must hold integer class labels, got dtype {y.dtype}; encode other "
+            "labels first, e.g. classes, y = np.unique(y, return_inverse=True)."
+        )
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"y must be 1-D with one label per row of X ({n}), got shape {y.shape}.")
+    if y.dtype.kind == "f":
+        if np.isnan(y).any():
+            raise ValueError(f"y holds NaN at index {int(np.flatnonzero(np.isnan(y))[0])}; give "
+                             "every sample a label, or leave y out.")
+        if not np.array_equal(y, np.round(y)):
+            raise ValueError("y must hold integer class labels, got non-integer values.")
+        if y.size and not (-_INT64_LIMIT <= y.min() and y.max() < _INT64_LIMIT):
+            raise ValueError("y holds labels beyond int64's range (+-9.2e18); number the classes "
+                             "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True).")
+    elif y.dtype == np.uint64 and y.size and y.max() > np.iinfo(np.int64).max:
+        raise ValueError("y holds labels beyond int64's range (+-9.2e18); number the classes "
+                         "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True).")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _check_image_shape(image_shape) -> tuple[int, int, int]:
+    if (isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence)
+            or len(image_shape) != 3):
+        raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}; "
+                         "e.g. (1, 8, 8) for digits.")
+    return tuple(check_positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))
 
 
 def rectangle(n: int, seed: int = 0) -> Dataset:
@@ -171,24 +234,68 @@ def _mnist_file(root: Path, stem: str) -> Path:
     )
 
 
+# deflate cannot compress better than about 1032:1; a gzip that claims more is damaged or hostile
+_MAX_DEFLATE_RATIO = 1032
+
+
 def _read_idx(path: Path, magic: int) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path} is too short to be an IDX file ({len(data)} bytes).")
-    found = struct.unpack(">i", data[:4])[0]
-    if found != magic:
-        raise ValueError(
-            f"{path} has IDX magic number {found}, expected {magic} "
-            f"({'images' if magic == _IDX_IMAGES else 'labels'}); is it the right file?"
-        )
-    ndim = magic & 0xFF
-    dims = struct.unpack(f">{ndim}i", data[4 : 4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise ValueError(f"{path} holds {body.size} values, its header says {dims}.")
-    return body.reshape(dims)
+    """An IDX file's array, its header read and checked against the file before the body is.
+
+    The body is read only up to the size the header declares, so a small
+    gzip that would inflate to gigabytes costs no more than the header says
+    (and a header that says more than the file can hold is refused first).
+    """
+    size = path.stat().st_size
+    gz = path.suffix == ".gz"
+    if gz:
+        with open(path, "rb") as raw:  # the gzip trailer: uncompressed size modulo 2**32 (RFC 1952)
+            raw.seek(max(size - 4, 0))
+            declared = struct.unpack("<I", raw.read(4).rjust(4, b"\0"))[0]
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise ValueError(f"{path} is too short to be an IDX file ({len(head)} bytes).")
+            found = struct.unpack(">i", head)[0]
+            if found != magic:
+                raise ValueError(
+                    f"{path} has IDX magic number {found}, expected {magic} "
+                    f"({'images' if magic == _IDX_IMAGES else 'labels'}); is it the right file?"
+                )
+            ndim = magic & 0xFF
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise ValueError(f"{path} has a short IDX header: {4 + len(raw_dims)} bytes, "
+                                 f"expected {4 + 4 * ndim}; the file is truncated.")
+            dims = struct.unpack(f">{ndim}i", raw_dims)
+            if min(dims) < 0:
+                raise ValueError(f"{path} has negative sizes {dims} in its IDX header; "
+                                 "the file is damaged.")
+            n_values = math.prod(dims)
+            total = 4 + 4 * ndim + n_values
+            if not gz and total != size:
+                raise ValueError(f"{path} is {size} bytes, but its IDX header {dims} says "
+                                 f"{total}; the file is truncated or damaged.")
+            if gz and (total > _MAX_DEFLATE_RATIO * size + 1024
+                       or declared != total % 2**32):
+                raise ValueError(
+                    f"{path}: its IDX header {dims} says {total:,} bytes, which does not fit a "
+                    f"gzip file of {size:,} bytes (its trailer says {declared:,}); the file is truncated "
+                    "or damaged. Download it again.")
+            body = f.read(n_values)  # at most what the header declares
+            if len(body) != n_values:
+                raise ValueError(f"{path} holds {len(body)} values, its header {dims} says "
+                                 f"{n_values}; the file is truncated.")
+            if f.read(1):
+                raise ValueError(f"{path} holds more data than its IDX header {dims} says; "
+                                 "is it the right file?")
+    except (EOFError, OSError, zlib.error) as err:  # a truncated or corrupt gzip stream
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} could not be read: {err}; the file is truncated or damaged. "
+                         "Download it again.") from None
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def mnist(root, train: bool = True) -> Dataset:
@@ -213,58 +320,253 @@ def mnist(root, train: bool = True) -> Dataset:
     )
 
 
-_LABEL_COLUMNS = ("y", "label", "labels", "target", "class")
+# column names that usually hold labels: suggested in a warning, never taken silently
+_LABEL_NAMES = ("y", "label", "labels", "target", "class")
+# cells read as missing (pandas' default NA markers, compared in lower case after stripping)
+_MISSING = frozenset({"", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind",
+                      "1.#qnan", "<na>", "n/a", "na", "null", "nan", "none"})
 
 
-def _load_csv(path: Path):
+def _numbers(cells: np.ndarray) -> np.ndarray:
+    """Cells (strings) as float64, NaN where a cell is not a number or is a missing marker."""
     import pandas as pd
 
-    with open(path) as f:
-        first = f.readline().strip().split(",")
+    flat = pd.to_numeric(pd.Series(cells.ravel(), dtype=object), errors="coerce")
+    return flat.to_numpy(dtype=np.float64).reshape(cells.shape)
+
+
+def _is_missing(cell: str) -> bool:
+    return cell.strip().lower() in _MISSING
+
+
+def _read_csv_rows(path: Path) -> tuple[list[list[str]], list[int]]:
+    """Non-blank rows of a UTF-8 CSV (a byte-order mark is dropped) and their line numbers."""
+    rows, lines = [], []
     try:
-        [float(v) for v in first]
-        has_header = False
-    except ValueError:
-        has_header = True
-    frame = pd.read_csv(path, header=0 if has_header else None)
-    label_cols = [c for c in frame.columns if str(c).strip().lower() in _LABEL_COLUMNS]
-    y = frame.pop(label_cols[0]).to_numpy() if label_cols else None
-    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise ValueError(
-            f"{path}: columns {non_numeric} are not numeric; a CSV needs numeric feature "
-            f"columns and at most one label column named one of {list(_LABEL_COLUMNS)}."
-        )
-    return frame.to_numpy(dtype=np.float64), y
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # a blank line
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it "
+                         "as UTF-8 CSV.") from None
+    except csv.Error as err:
+        raise ValueError(f"{path} is not a readable CSV: {err}.") from None
+    if not rows:
+        raise ValueError(f"{path} is empty: a CSV needs at least one row of numbers.")
+    width = len(rows[0])
+    for row, line in zip(rows, lines):
+        if len(row) != width:
+            raise ValueError(f"{path}: line {line} has {len(row)} fields, expected {width} "
+                             f"(as line {lines[0]}); give every row the same columns.")
+    return rows, lines
 
 
-def _load_npz(path: Path):
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.keys())
-        if "X" in keys:
-            return archive["X"], archive["y"] if "y" in keys else None
-        if len(keys) == 1:
-            return archive[keys[0]], None
-    raise ValueError(f"{path}: an .npz needs an array named 'X' (and optionally 'y'), found {keys}.")
+def _resolve_label_column(path: Path, label_column, header: list[str] | None) -> int:
+    if isinstance(label_column, bool) or not isinstance(label_column, (str, numbers.Integral)):
+        raise TypeError(f"label_column must be a column name (str) or a 0-based column position "
+                        f"(int), got {label_column!r} ({type(label_column).__name__}).")
+    width = len(header) if header is not None else None
+    if isinstance(label_column, str):
+        if header is None:
+            raise ValueError(f"label_column {label_column!r} names a column, but {path} has no "
+                             "header row; give the column's 0-based position instead.")
+        names = [h.strip() for h in header]
+        if label_column.strip() not in names:
+            raise ValueError(f"label_column {label_column!r} is not a column of {path}; its "
+                             f"columns are {', '.join(map(repr, names))}.")
+        return names.index(label_column.strip())
+    return int(label_column)
 
 
-def _load_npy(path: Path):
+def _load_csv(path: Path, label_column=None):
+    """Features and labels from a CSV; see :func:`load` for the rules."""
+    rows, lines = _read_csv_rows(path)
+    width = len(rows[0])
+    # one rule: the first row is a header if any of its cells is text (not a number, not missing)
+    first = np.array(rows[0], dtype=object)
+    header = rows[0] if any(np.isnan(_numbers(first)) & ~np.vectorize(_is_missing, otypes=[bool])(first)) \
+        else None
+    header = [h.strip() for h in header] if header is not None else None
+    body, body_lines = (rows[1:], lines[1:]) if header is not None else (rows, lines)
+    if not body:
+        raise ValueError(f"{path} has a header but no data rows.")
+    cells = np.array(body, dtype=object)  # (n, width) strings
+    n = len(cells)
+    columns = list(range(width))
+
+    def where(i: int, j: int) -> str:
+        return f"line {body_lines[i]}, column {header[j]!r}" if header else \
+            f"line {body_lines[i]}, column {j + 1}"
+
+    # a pandas index column (to_csv's default): unnamed, holding 0..n-1 in order
+    if header is not None and width > 1 and header[0] in ("", "Unnamed: 0"):
+        index = _numbers(cells[:, 0])
+        if np.array_equal(index, np.arange(n)):
+            warnings.warn(f"{path}: the first column is unnamed and holds 0..{n - 1}, a pandas index "
+                          "column (DataFrame.to_csv writes one unless index=False); it was dropped.",
+                          UserWarning, stacklevel=3)
+            columns = columns[1:]
+
+    y = None
+    if label_column is not None:
+        j = _resolve_label_column(path, label_column, header)
+        if not -width <= j < width:
+            raise ValueError(f"label_column {label_column} is out of range for {path}, which has "
+                             f"{width} columns (positions 0..{width - 1}, or negative from the end).")
+        j %= width
+        if j not in columns:
+            raise ValueError(f"label_column {label_column!r} is the dropped index column of {path}.")
+        columns.remove(j)
+        labels = cells[:, j]
+        missing = [i for i, v in enumerate(labels) if _is_missing(v)]
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} labels are missing (the first at "
+                             f"{where(missing[0], j)}); give every row a label, or drop the labels.")
+        as_numbers = _numbers(labels)
+        y = as_numbers if not np.isnan(as_numbers).any() else np.array([v.strip() for v in labels])
+    if not columns:
+        raise ValueError(f"{path} has no feature columns left besides the labels.")
+
+    X = _numbers(cells[:, columns])
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, k = (int(v) for v in np.argwhere(bad)[0])  # the first bad cell, in reading order
+        j, cell = columns[k], cells[i, columns[k]]
+        if np.isinf(X[i, k]):
+            raise ValueError(f"{path}: an infinite value ({cell.strip()!r}) at {where(i, j)} "
+                             f"({int(bad.sum())} bad cells in all); clean the data first.")
+        if _is_missing(cell):
+            raise ValueError(f"{path}: a missing value ({cell!r}) at {where(i, j)} "
+                             f"({int(bad.sum())} bad cells in all); fill or drop the rows with "
+                             "missing values first.")
+        hint = ""
+        if header is not None:
+            hint = (f" If column {header[j]!r} holds labels, pass label_column={header[j]!r} "
+                    f"(aelab --label-column {header[j]}).")
+        raise ValueError(f"{path}: {cell!r} at {where(i, j)} is not a number; every feature "
+                         f"column must be numeric.{hint}")
+    if label_column is None and header is not None:
+        for j in columns:
+            if header[j].lower() in _LABEL_NAMES and np.array_equal(X[:, columns.index(j)],
+                                                                   np.round(X[:, columns.index(j)])):
+                warnings.warn(f"{path}: column {header[j]!r} holds whole numbers and is read as a "
+                              f"feature; if it holds labels, pass label_column={header[j]!r} "
+                              f"(aelab --label-column {header[j]}).", UserWarning, stacklevel=3)
+    return X, y
+
+
+def _check_npy_header(path: Path, f, available: int, what: str) -> None:
+    """Refuse an .npy header whose declared array is larger than the bytes that follow it."""
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(f)
+        shape, _, dtype = (npy_format.read_array_header_1_0(f) if version == (1, 0)
+                           else npy_format.read_array_header_2_0(f))
+    except (ValueError, OSError, SyntaxError) as err:
+        raise ValueError(f"{path}: {what} is not a valid .npy array ({err}).") from None
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > available - f.tell():
+        raise ValueError(f"{path}: {what} declares shape {shape} ({declared:,} bytes of "
+                         f"{dtype}) but holds {max(available - f.tell(), 0):,}; the file is "
+                         "truncated or damaged.")
+
+
+def _load_npz(path: Path, label_column=None):
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
+                    raise ValueError(f"{path}: member {info.filename!r} claims {info.file_size:,} "
+                                     f"bytes from {info.compress_size:,} compressed; damaged.")
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        _check_npy_header(path, f, info.file_size, f"array {info.filename[:-4]!r}")
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            if "X" in keys:
+                X = archive["X"]
+            elif len(keys) == 1:
+                X = archive[keys[0]]
+            else:
+                raise ValueError(f"{path}: an .npz needs an array named 'X' (and optionally 'y'), "
+                                 f"found {keys}.")
+            if label_column is not None:
+                if not isinstance(label_column, str):
+                    raise TypeError(f"label_column must name an array of the .npz, got "
+                                    f"{label_column!r} ({type(label_column).__name__}).")
+                if label_column not in keys or label_column == "X":
+                    raise ValueError(f"label_column {label_column!r} is not an array of {path} "
+                                     f"besides X; its arrays are {sorted(keys)}.")
+                return X, archive[label_column]
+            if "y" in keys and "X" in keys:
+                return X, archive["y"]
+            suggest = [k for k in keys if k.lower() in _LABEL_NAMES and k != "X"]
+            if suggest:
+                warnings.warn(f"{path}: array {suggest[0]!r} is not read as labels; pass "
+                              f"label_column={suggest[0]!r} if it holds them.", UserWarning,
+                              stacklevel=3)
+            return X, None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise ValueError(f"{path} is not a readable .npz archive ({err}); the file is truncated "
+                         "or damaged.") from None
+
+
+def _load_npy(path: Path, label_column=None):
+    if label_column is not None:
+        raise ValueError(f"label_column={label_column!r} does not apply to a .npy file, which "
+                         "holds one array; save X and y together with np.savez(path, X=X, y=y).")
+    with open(path, "rb") as f:
+        _check_npy_header(path, f, os.path.getsize(path), "the file")
     return np.load(path, allow_pickle=False), None
 
 
 _LOADERS = {".csv": _load_csv, ".npz": _load_npz, ".npy": _load_npy}
 
 
-def load(path) -> Dataset:
+def load(path, *, label_column: str | int | None = None) -> Dataset:
     """Load user data from ``.npy``, ``.npz`` (arrays ``X`` and optional ``y``) or ``.csv``.
 
-    A CSV may have a header; a column named ``y``, ``label``, ``target`` or
-    ``class`` becomes the labels. Labels that are not numbers (``"cat"``,
-    ``"dog"``) are numbered 0, 1, ... in sorted order of their names:
-    ``np.unique`` of the original labels lists the names by number. Arrays with
-    more than two dimensions are treated as images: ``[n, H, W]`` or
-    ``[n, C, H, W]``, flattened, with ``image_shape`` kept. Pickled objects are
-    never loaded.
+    **CSV.** UTF-8 (a byte-order mark is fine). The first row is a header if
+    any of its cells is text, that is neither a number (quoted numbers are
+    numbers) nor a missing-value marker; otherwise it is data. Every cell of a
+    feature column must be a finite number: a missing value (an empty cell,
+    ``NA``, ``nan``, ...) or text is an error naming its line and column. An
+    unnamed first column holding 0..n-1 (what ``DataFrame.to_csv`` writes) is
+    dropped with a warning.
+
+    **Labels** come only from ``label_column``: a column name (CSV with a
+    header), a 0-based column position (any CSV), or an array name (.npz). An
+    .npz with arrays ``X`` and ``y`` takes ``y`` as labels. A CSV column named
+    like a label column (``y``, ``label``, ``target``, ``class``) is a feature
+    unless ``label_column`` names it; a warning suggests it when it holds
+    whole numbers. Labels that are not numbers (``"cat"``, ``"dog"``) are
+    numbered 0, 1, ... in sorted order of their names.
+
+    **Arrays** with more than two dimensions are images: ``[n, H, W]`` or
+    ``[n, C, H, W]``, flattened, with ``image_shape`` kept. Complex data are
+    refused; pickled objects are never loaded.
+
+    Parameters
+    ----------
+    path : str or Path
+    label_column : str or int, optional
+        Where the labels are; None (default): no labels, except an .npz's ``y``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "points.csv"
+    >>> _ = path.write_text("x,y,label\\n0.5,1.0,0\\n1.5,2.0,1\\n")
+    >>> ds = load(path, label_column="label")
+    >>> ds.X.tolist(), ds.y.tolist()
+    ([[0.5, 1.0], [1.5, 2.0]], [0, 1])
     """
     path = Path(path)
     loader = _LOADERS.get(path.suffix.lower())
@@ -274,11 +576,16 @@ def load(path) -> Dataset:
         )
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist.")
-    X, y = loader(path)
+    X, y = loader(path, label_column)
     X = np.asarray(X)
-    if not np.issubdtype(X.dtype, np.number):
+    if X.dtype.kind == "c":
+        raise TypeError(f"{path}: X holds complex numbers (dtype {X.dtype}); aelab takes real "
+                        "data: keep X.real and X.imag as separate features if both matter.")
+    if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}.")
     image_shape = None
+    if X.ndim == 0:
+        raise ValueError(f"{path}: X is a single number (0-D); save an array of samples.")
     if X.ndim == 1:
         X = X[:, None]
     elif X.ndim == 3:
@@ -287,9 +594,19 @@ def load(path) -> Dataset:
         image_shape = tuple(X.shape[1:])
     elif X.ndim != 2:
         raise ValueError(f"{path}: X has {X.ndim} dimensions; allowed 1 to 4.")
-    X = X.reshape(len(X), -1).astype(np.float32)
-    y = None if y is None else torch.as_tensor(_encode_labels(path, y))
-    return Dataset(torch.from_numpy(X), y, name=path.stem, image_shape=image_shape)
+    if len(X) < 1:
+        raise ValueError(f"{path}: X must hold at least one sample, got shape {X.shape}.")
+    if math.prod(X.shape[1:]) < 1:
+        raise ValueError(f"{path}: X must have at least one feature, got shape {X.shape}.")
+    X = X.reshape(len(X), -1)
+    if not X.flags.writeable:  # arrays from an .npz are read-only; torch wants its own memory
+        X = X.copy()
+    y = None if y is None else _encode_labels(path, y)
+    try:
+        return Dataset(torch.from_numpy(X), y, name=path.stem,
+                       image_shape=image_shape)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{path}: {err}") from None
 
 
 def _encode_labels(path: Path, y) -> np.ndarray:

@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 import aelab
-import aelab.ensemble
+import aelab._engine.stack as engine_stack
 from aelab import data
-from aelab.ensemble import _Stack, stack_plan, train_many
+from aelab._engine.stack import Stack, stack_plan
+from aelab.ensemble import train_many
 from aelab.models import AutoencoderBase, ConvAutoencoder
 from aelab.train import TrainConfig, TrainingDiverged, train_autoencoder
 
@@ -88,8 +89,8 @@ def test_large_stacks_use_the_broadcast_kernels_and_still_match(rect, rect_test,
     # from 64 members on, tiny contractions run as broadcast multiply-adds (_outer), which
     # give the plain bmm loop's bits, so the members still match single runs exactly
     used = set()
-    real = aelab.ensemble.MATMULS["outer"]
-    monkeypatch.setitem(aelab.ensemble.MATMULS, "outer",
+    real = engine_stack.MATMULS["outer"]
+    monkeypatch.setitem(engine_stack.MATMULS, "outer",
                         lambda *a, **k: used.add("outer") or real(*a, **k))
     seeds = list(range(70))
     models = [build("mlp", s) for s in seeds]
@@ -136,7 +137,7 @@ def test_models_that_cannot_be_stacked_train_one_by_one(rect):
 
 def test_large_stacks_are_split_into_chunks_that_fit_in_cache(rect, monkeypatch):
     n_params = sum(p.numel() for p in build("mlp", 0).parameters())
-    monkeypatch.setattr(aelab.ensemble, "_STACK_BYTES", int(2.5 * 16 * n_params))
+    monkeypatch.setattr(engine_stack, "STACK_BYTES", int(2.5 * 16 * n_params))
     models = [build("mlp", s) for s in range(5)]
     alone = [copy.deepcopy(m) for m in models]
     histories = train_many(models, rect, epochs=2, batch_size=8, progress=False)
@@ -167,7 +168,7 @@ def test_zero_epochs_and_per_step_gathering(rect, monkeypatch):
     assert all(max_param_diff(m, b) == 0 for m, b in zip(models, before))
     # large data sets gather each batch on its own instead of a whole epoch at once
     whole_epoch = train_many(models, rect, epochs=2, batch_size=8, progress=False)
-    monkeypatch.setattr(aelab.ensemble, "_EPOCH_GATHER_BYTES", 0)
+    monkeypatch.setattr(engine_stack, "EPOCH_GATHER_BYTES", 0)
     per_step = train_many(before, rect, epochs=2, batch_size=8, progress=False)
     assert [h.step_loss for h in per_step] == [h.step_loss for h in whole_epoch]
     assert all(max_param_diff(m, b) == 0 for m, b in zip(models, before))
@@ -246,7 +247,7 @@ def test_stack_plan_takes_linear_relu_and_residual_models_only():
 def test_hand_written_backward_matches_autograd(kind):
     models = [build(kind, s) for s in range(3)]
     plans = [stack_plan(m) for m in models]
-    stack = _Stack(plans, [1e-3] * 3, TrainConfig(epochs=1, batch_size=5), torch.device("cpu"))
+    stack = Stack(plans, [TrainConfig(epochs=1, batch_size=5)] * 3, torch.device("cpu"))
     x = torch.randn(3, 5, 2, generator=torch.Generator().manual_seed(0))
     x_aug = torch.cat([x, torch.ones(3, 5, 1)], -1)
     acts = stack.activations(5)

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 import aelab
 from aelab.evaluate import encode
-from aelab.train import mmd_objective
+from aelab.train import MMDObjective
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +34,17 @@ def test_objective_is_mse_plus_weighted_mmd_to_fresh_normal_samples():
         model = aelab.ConvAutoencoder((1, 8, 8), 2, skip=True)  # output is not decode(encode(x))
     x = torch.rand(16, 64)
     bandwidths = (0.5, 1.0, 2.0)
+    objective = MMDObjective(weight=3.0, kernel="rbf", bandwidths=bandwidths)
+    assert objective.noise_columns(model) == 2  # one prior draw per code dimension
+    g = torch.Generator().manual_seed(7)
+    prior, other = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g)
     with torch.no_grad():
-        torch.manual_seed(7)
-        loss = mmd_objective(3.0, "rbf", bandwidths)(model, x, x)
-        torch.manual_seed(7)
+        loss = objective.loss(model, x, x, prior)
         z = model.encode(x)
-        expected = F.mse_loss(model(x), x) + 3.0 * aelab.mmd(z, torch.randn_like(z), "rbf", bandwidths)
+        expected = F.mse_loss(model(x), x) + 3.0 * aelab.mmd(z, prior, "rbf", bandwidths)
         assert float(loss) == pytest.approx(float(expected), rel=1e-6)
-        # the next call draws new normal samples
-        objective = mmd_objective(3.0, "rbf", bandwidths)
-        assert float(objective(model, x, x)) != float(objective(model, x, x))
+        # the prior sample is the noise it is given: another draw, another loss
+        assert float(objective.loss(model, x, x, other)) != float(loss)
 
 
 def test_zero_weight_matches_plain_training_in_the_first_epoch(moons):

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import aelab
-import aelab.ensemble
+import aelab._engine.stack as engine_stack
 from aelab import data
 from aelab.ensemble import train_many
-from aelab.train import TrainConfig, fit, reconstruction_objective, train_autoencoder
+from aelab.train import Reconstruction, TrainConfig, fit, train_autoencoder
 
 EPOCHS = 3
 KINDS = ("mlp", "linear", "resnet")
@@ -86,8 +86,8 @@ def test_broadcast_kernels_give_the_plain_loops_bits(kernel):
         A[:, 0] = 0.0  # a zero row: its products are +-0, and the loop's sum is +0
         expected = torch.bmm(A, B)
         out = torch.empty(70, cols, rows).transpose(1, 2)  # strided, as gradients are written
-        for result in (aelab.ensemble.MATMULS[kernel](A, B),
-                       aelab.ensemble.MATMULS[kernel](A, B, out=out)):
+        for result in (engine_stack.MATMULS[kernel](A, B),
+                       engine_stack.MATMULS[kernel](A, B, out=out)):
             assert torch.equal(result, expected)
             assert torch.equal(result.signbit(), expected.signbit())
         assert bool((expected == 0).any())  # zeros, some of them signed, were compared
@@ -100,8 +100,8 @@ def test_a_member_is_bitwise_the_same_alone_and_in_any_stack(kind, with_test, re
     test = rect_test if with_test else None
     used = set()  # K >= 64 multiplies tiny products with broadcast kernels of the same bits
     for name in ("outer",):
-        real = aelab.ensemble.MATMULS[name]
-        monkeypatch.setitem(aelab.ensemble.MATMULS, name,
+        real = engine_stack.MATMULS[name]
+        monkeypatch.setitem(engine_stack.MATMULS, name,
                             lambda *a, _r=real, _n=name, **k: used.add(_n) or _r(*a, **k))
     ref = alone(kind, rect, test=test)
     model, history = in_stack(kind, rect, 4, 2, test=test)
@@ -128,11 +128,11 @@ def test_a_member_is_bitwise_the_same_alone_and_in_any_stack(kind, with_test, re
 def test_invariance_holds_on_two_threads(monkeypatch):
     # tiny steps run on one thread whatever the setting; force these onto two, where MKL's
     # single-matrix kernel differs from its batched one and a lone member runs as a pair
-    monkeypatch.setattr(aelab.ensemble, "_PARALLEL_MACS", 0)
+    monkeypatch.setattr(engine_stack, "PARALLEL_MACS", 0)
     torch.set_num_threads(2)  # the autouse fixture restores the original count
     pairs = []
-    real = aelab.ensemble.MATMULS["pair"]
-    monkeypatch.setitem(aelab.ensemble.MATMULS, "pair",
+    real = engine_stack.MATMULS["pair"]
+    monkeypatch.setitem(engine_stack.MATMULS, "pair",
                         lambda *a, **k: pairs.append(1) or real(*a, **k))
     train, test = data.rectangle(32), data.rectangle(16, seed=1)
     ref = alone("wide", train, test=test, batch_size=16)
@@ -153,14 +153,14 @@ def test_matrix_vector_products_of_a_lone_model_match_its_stack(rect_test):
 def test_padded_batches_per_step_gathering_and_chunks_change_no_bits(rect, rect_test,
                                                                      monkeypatch):
     # batches of 7 get a zero row so that every member's products start on 16-byte boundaries
-    stack = aelab.ensemble._Stack([aelab.ensemble.stack_plan(build("mlp", 0))], [1e-3],
-                                  TrainConfig(epochs=1, batch_size=7), torch.device("cpu"))
+    stack = engine_stack.Stack([engine_stack.stack_plan(build("mlp", 0))],
+                               [TrainConfig(epochs=1, batch_size=7)], torch.device("cpu"))
     assert stack.padded_rows(7) == 8 and stack.padded_rows(8) == 8
     ref = alone("mlp", rect, test=rect_test, batch_size=7, noise_sigma=0.1)
     # large data sets gather each batch on its own; large stacks are split into chunks
-    monkeypatch.setattr(aelab.ensemble, "_EPOCH_GATHER_BYTES", 0)
+    monkeypatch.setattr(engine_stack, "EPOCH_GATHER_BYTES", 0)
     n_params = sum(p.numel() for p in build("mlp", 0).parameters())
-    monkeypatch.setattr(aelab.ensemble, "_STACK_BYTES", int(5.5 * 16 * n_params))
+    monkeypatch.setattr(engine_stack, "STACK_BYTES", int(5.5 * 16 * n_params))
     model, history = in_stack("mlp", rect, 11, 9, test=rect_test, batch_size=7,
                               noise_sigma=0.1, sigmas=[0.1, 0.2] * 5 + [0.1])
     assert history.config["ensemble_size"] == 5  # chunks of 6 and 5 members
@@ -180,7 +180,7 @@ def test_padded_batches_still_train_like_the_autograd_loop(kind):
     cfg = TrainConfig(epochs=3, batch_size=5, seed=3, drop_last=False, noise_sigma=0.1)
     fast, slow = build(kind, 0), build(kind, 0)
     before = copy.deepcopy(fast)
-    h_fast = fit(fast, train, reconstruction_objective, cfg, test=test, progress=False)
+    h_fast = fit(fast, train, Reconstruction(), cfg, test=test, progress=False)
     h_slow = fit(slow, train, autograd_objective, cfg, test=test, progress=False)
     with torch.no_grad():
         for p, q, r in zip(fast.parameters(), slow.parameters(), before.parameters()):

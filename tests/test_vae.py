@@ -4,7 +4,7 @@ import torch
 import aelab
 from aelab import VAE
 from aelab.losses import bernoulli_reconstruction, gaussian_kl, gaussian_reconstruction
-from aelab.train import vae_objective
+from aelab.train import VAEObjective
 
 
 def _points(n=64, d=6, shift=0.0):
@@ -71,12 +71,13 @@ def test_vae_kl_equals_torch_distributions():
 def test_objective_is_reconstruction_plus_beta_kl(likelihood, reconstruction):
     model = VAE(6, 2, hidden_size=8, layers=1, likelihood=likelihood)
     x = torch.rand(8, 6)
+    objective = VAEObjective(beta=2.5, likelihood=likelihood)
+    assert objective.noise_columns(model) == 2  # one standard normal per code dimension
+    eps = torch.randn(8, 2, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        torch.manual_seed(5)
-        loss = vae_objective(2.5, likelihood)(model, x, x)
-        torch.manual_seed(5)
+        loss = objective.loss(model, x, x, eps)
         mu, logvar = model.posterior(x)
-        out = model.decoder(mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
+        out = model.decoder(mu + torch.exp(0.5 * logvar) * eps)
         expected = reconstruction(out, x) + 2.5 * gaussian_kl(mu, logvar)
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
 

@@ -33,23 +33,29 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
+from aelab._engine.config import (
+    SCHEDULES,
+    TrainConfig,
+    derived_seed,
+    member_generator,
+    part,
+    progress_bar,
+    reinitialize,
+)
+from aelab._engine.loop import make_optimizer
 from aelab._engine.objectives import Objective
 
-__all__ = ["MemberResult", "train_functional", "functional_beats_loop"]
+__all__ = ["MemberResult", "train_functional", "functional_beats_loop", "stacked_loss_and_grad"]
 
 PER_MEMBER = ("lr", "seed")  # the only TrainConfig fields that may differ within a stack
-DEFAULT_BETAS = (0.9, 0.999)
-DEFAULT_EPS = 1e-8
 
 
 @dataclass
@@ -61,18 +67,6 @@ class MemberResult:
     step_loss: list[float] = field(default_factory=list)  # per optimizer step, on its batch
     seconds: list[float] = field(default_factory=list)  # cumulative wall seconds per epoch
     diverged_epoch: int | None = None  # 0-based epoch whose loss (or final weights) went bad
-
-
-def _train_api():
-    # imported on use: the engine moves under aelab.train, which will import this module
-    import aelab.train
-
-    return aelab.train
-
-
-def _derived_seed(seed: int, purpose: str) -> int:
-    """The stream aelab.train uses for ``purpose`` ("test", "reinit"): independent of ``seed``'s."""
-    return int(np.random.SeedSequence([seed, *purpose.encode()]).generate_state(1)[0])
 
 
 class _LossModule(nn.Module):
@@ -142,7 +136,6 @@ def _check_models(models) -> list[nn.Module]:
 
 
 def _check_configs(cfgs, K: int) -> list:
-    TrainConfig = _train_api().TrainConfig
     if isinstance(cfgs, TrainConfig) or not isinstance(cfgs, Sequence):
         raise TypeError(f"cfgs must be a list of {K} aelab.train.TrainConfig (one per model), "
                         f"got {type(cfgs).__name__}.")
@@ -196,14 +189,16 @@ def train_functional(models: Sequence[nn.Module], X: torch.Tensor, cfgs: Sequenc
         Training data, ``(n, features)`` shared by every member, or ``(K, n, features)``.
     cfgs : list of aelab.train.TrainConfig
         One per model. Only ``lr`` and ``seed`` may differ between members (ValueError
-        otherwise). ``betas`` and ``eps`` are read when the config has them, else
-        (0.9, 0.999) and 1e-8.
+        otherwise). ``freeze``: that part, and any parameter with
+        ``requires_grad=False``, stays fixed. ``reinit``: that part is re-initialised from
+        the member's "reinit" stream first (as aelab's other paths do; doing it twice gives
+        the same weights).
     objective : Objective
         The loss, e.g. ``Reconstruction()``, ``VAEObjective(beta=1.0)``, ``MMDObjective()``.
     test_in, test_target : Tensor, optional
         Held-out inputs (already corrupted, for denoising) and targets, shaped like ``X``;
         evaluated after every epoch. An objective's noise for them is drawn once per member
-        from the stream aelab.train uses for test draws, the same every epoch.
+        from its "test-noise" stream, the same every epoch, as the loop does.
     progress : bool, optional
         A progress bar over epochs; by default only when stderr is a terminal.
     desc : str
@@ -258,7 +253,6 @@ def train_functional(models: Sequence[nn.Module], X: torch.Tensor, cfgs: Sequenc
 
 
 def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, desc):
-    api = _train_api()
     cfg = cfgs[0]
     K = len(models)
     device = X.device
@@ -276,24 +270,23 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
     if cfg.reinit is not None:
         starts = []
         for m, c in zip(models, cfgs):
-            part = getattr(m, cfg.reinit, None)
-            if not isinstance(part, nn.Module):
-                raise ValueError(f"the model has no {cfg.reinit!r} submodule to re-initialise.")
+            part(m, cfg.reinit)  # ValueError when there is no such part
             m = copy.deepcopy(m)  # the caller's model keeps its weights until training succeeds
             # a stream of its own, as in aelab.train.fit: reusing the seed would redraw the
             # weights of a model built under that seed and re-initialise nothing
             with torch.random.fork_rng(devices=fork_devices):
-                torch.manual_seed(_derived_seed(c.seed, "reinit"))
-                api.reinitialize(getattr(m, cfg.reinit))
+                torch.manual_seed(derived_seed(c.seed, "reinit"))
+                reinitialize(part(m, cfg.reinit))
             starts.append(m)
     params, buffers = stack_module_state(starts)  # (K, ...) copies
     params = {f"model.{k}": v.detach() for k, v in params.items()}
     buffers = {f"model.{k}": v for k, v in buffers.items()}
     if cfg.freeze is not None:
-        if not isinstance(getattr(models[0], cfg.freeze, None), nn.Module):
-            raise ValueError(f"the model has no {cfg.freeze!r} submodule to freeze.")
+        part(models[0], cfg.freeze)  # ValueError when there is no such part
     frozen = f"model.{cfg.freeze}." if cfg.freeze else None
-    trainable = {k: v for k, v in params.items() if not (frozen and k.startswith(frozen))}
+    flags = {f"model.{k}": p.requires_grad for k, p in models[0].named_parameters()}
+    trainable = {k: v for k, v in params.items()
+                 if flags[k] and not (frozen and k.startswith(frozen))}
     fixed = {**{k: v for k, v in params.items() if k not in trainable}, **buffers}
     if not trainable:
         raise ValueError("the model has no trainable parameters (is everything frozen?).")
@@ -320,10 +313,10 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
             views.append((name, first, end, view))
             group.append(view)
         groups.append({"params": group, "lr": lr})
-    optimizer = _optimizer(groups, cfg)
-    scheduler = api.SCHEDULES[cfg.lr_schedule](optimizer, E) if cfg.lr_schedule else None
+    optimizer = make_optimizer(groups, cfg)  # each group's lr overrides cfg.lr
+    scheduler = SCHEDULES[cfg.lr_schedule](optimizer, E) if cfg.lr_schedule else None
 
-    generators = [torch.Generator(device=device).manual_seed(c.seed) for c in cfgs]
+    generators = [member_generator(c.seed, device) for c in cfgs]
     perm = torch.arange(n, device=device).repeat(K, 1)  # (K, n); full batch keeps this order
     in_noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if cfg.noise_sigma \
         else None
@@ -339,18 +332,13 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
             n_test = test_in.shape[-2]
             test_noise = torch.stack([
                 torch.randn(n_test, cols, dtype=X.dtype, device=device,
-                            generator=torch.Generator(device=device)
-                            .manual_seed(_derived_seed(c.seed, "test")))
+                            generator=member_generator(c.seed, device, "test-noise"))
                 for c in cfgs])  # (K, n_test, cols): the same draw every epoch
 
     step_loss = torch.empty(E, S, K, dtype=X.dtype, device=device)
     test_loss = torch.empty(E, K, dtype=X.dtype, device=device) if test_in is not None else None
     seconds: list[float] = []
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(E), desc=desc or type(models[0]).__name__, disable=not show, leave=False,
-               unit="epoch")
+    bar = progress_bar(E, progress, desc or type(models[0]).__name__)
     start = time.perf_counter()
     epochs_run = 0
     for epoch in bar:
@@ -429,22 +417,51 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
     return results
 
 
-def _optimizer(groups, cfg):
-    """torch's fused Adam or SGD over the stacked views, with the config's settings."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, betas=getattr(cfg, "betas", DEFAULT_BETAS),
-                                eps=getattr(cfg, "eps", DEFAULT_EPS),
-                                weight_decay=cfg.weight_decay, fused=True)
-    return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay, fused=True)
-
-
 # --------------------------------------------------------------------------- dispatch
 
 
-def functional_beats_loop(model: nn.Module, objective: Objective, K: int) -> bool:
-    """Whether K members of ``model``'s architecture train faster here than one by one.
+# Modules whose forward draws random numbers or updates running statistics: under vmap the
+# first raises (randomness="error") and the second cannot update a stacked buffer in place.
+_UNSTACKABLE = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                nn.FeatureAlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+                nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+          nn.ConvTranspose3d)
+# the smallest K from which the stack measured faster than the loop (module docstring);
+# None: never measured faster
+MIN_K = {"mlp": 8, "conv": None, "conv-skip": 16}
 
-    Placeholder until measured.
+
+def _family(model: nn.Module) -> str:
+    if not any(isinstance(m, _CONVS) for m in model.modules()):
+        return "mlp"
+    return "conv-skip" if getattr(model, "skip", False) else "conv"
+
+
+def functional_beats_loop(model: nn.Module, objective: Objective, K: int) -> bool:
+    """Whether K members of ``model``'s architecture under ``objective`` train faster with
+    :func:`train_functional` than one after another in the autograd loop.
+
+    False whenever the stack cannot train them the same way: an objective other than
+    aelab's three (its randomness is not drawn outside the loss), a model that samples in
+    its own forward (a VAE under plain reconstruction), dropout or normalisation layers.
+    Otherwise the measured rule of the module docstring: Linear/ResNet models (VAE, MMD)
+    from ``MIN_K["mlp"]`` members, conv autoencoders with skips from ``MIN_K["conv-skip"]``,
+    conv autoencoders without skips never.
+
+    >>> import aelab
+    >>> from aelab._engine.objectives import MMDObjective
+    >>> model = aelab.Autoencoder(2, 2, hidden_size=64, layers=2)
+    >>> [functional_beats_loop(model, MMDObjective(), K) for K in (1, 64)]
+    [False, True]
     """
-    return K >= 2
+    from aelab._engine.objectives import MMDObjective, Reconstruction, VAEObjective
+
+    if type(objective) not in (Reconstruction, VAEObjective, MMDObjective):
+        return False
+    if type(objective) is Reconstruction and callable(getattr(model, "reparameterize", None)):
+        return False  # a VAE's forward samples in train mode
+    if any(isinstance(m, _UNSTACKABLE) for m in model.modules()):
+        return False
+    threshold = MIN_K[_family(model)]
+    return threshold is not None and K >= threshold

@@ -269,3 +269,35 @@ def test_code_sampler_bad_input():
         sampler.sample(0)
     with pytest.raises(ValueError, match="Z has 1 features per sample, expected 2"):
         sampler.score_samples(torch.zeros(4, 1))
+
+
+def test_code_sampler_fit_follows_the_data_rules():
+    model = _identity_model()
+    X = _mixture_data(n_per=10)
+    X_nan = X.clone()
+    X_nan[4, 0] = float("nan")
+    cases = [
+        (X_nan, ValueError, "X contains 1 NaN"),
+        (X[:1], ValueError, "X must hold at least 2 samples to fit a mixture, got 1"),
+        (X[:0], ValueError, "X must hold at least one sample"),
+        (X[None], ValueError, "X must be 2-D"),
+        (X.to(torch.complex64), TypeError, "X must hold real numbers"),
+    ]
+    for bad, error, message in cases:
+        with pytest.raises(error, match=message):
+            CodeSampler(model).fit(bad)
+    assert CodeSampler(model, n_components=2, random_state=0).fit(aelab.data.Dataset(X)).n_components_ == 2
+
+
+def test_code_sampler_refuses_codes_that_are_not_finite():
+    class Exploding(nn.Module):
+        init_args = {"input_size": 2}
+
+        def encode(self, x):
+            return x * float("inf")
+
+        def decode(self, z):
+            return z
+
+    with pytest.raises(ValueError, match="the model's codes contain"):
+        CodeSampler(Exploding()).fit(torch.ones(10, 2))

@@ -476,3 +476,30 @@ def test_npy_whose_header_declares_more_than_the_file_holds_is_refused(tmp_path)
             f.write(bytes(64))
     with pytest.raises(ValueError, match=r"array 'X' declares shape"):
         data.load(tmp_path / "lie.npz")
+
+
+# --- issue 14, item 6: corrupt checks its clip bounds and its data ----------------------------------
+
+
+@pytest.mark.parametrize("clip, error, match", [
+    ((1, 0), ValueError, r"clip must be \(low, high\) with low < high, got \(1, 0\)"),
+    ((float("nan"), 1), ValueError, r"clip must be \(low, high\) .*got \(nan, 1\)"),
+    ((None, 1), TypeError, r"clip must be \(low, high\), two numbers"),
+    ((0,), TypeError, r"clip must be \(low, high\), two numbers"),
+    ("ab", TypeError, r"clip must be \(low, high\), two numbers"),
+    (0.5, TypeError, r"clip must be \(low, high\), two numbers"),
+])
+def test_corrupt_refuses_bad_clip_bounds(clip, error, match):
+    with pytest.raises(error, match=match):
+        data.corrupt(torch.zeros(4, 2), 0.1, clip=clip)
+
+
+def test_corrupt_refuses_nan_and_complex_data_and_clips_to_equal_bounds():
+    X = torch.zeros(4, 2)
+    X[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="X contains 1 NaN"):
+        data.corrupt(X, 0.1)
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        data.corrupt(torch.zeros(2, 2, dtype=torch.complex64), 0.1)
+    assert data.corrupt(torch.zeros(3, 2), 1.0, clip=(0, 1)).min() >= 0
+    assert data.corrupt(torch.zeros(3, 2), 1.0, clip=(np.float32(-1), np.int64(1))).abs().max() <= 1

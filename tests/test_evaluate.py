@@ -16,6 +16,7 @@ from aelab.evaluate import (
     classifier_agreement,
     encode,
     forest_report,
+    reconstruction_error,
     reconstruction_error_ci,
     reconstruction_errors,
 )
@@ -185,3 +186,53 @@ def test_as_matrix_accepts_common_inputs_and_rejects_the_rest():
         as_matrix("X", torch.zeros(0, 2))
     with pytest.raises(ValueError, match="X contains 0 NaN and 1 infinite"):
         as_matrix("X", torch.tensor([[1.0, float("inf")]]))
+
+
+# --- issue 14, item 6: metrics check the data they are given --------------------------------------
+
+
+@pytest.mark.parametrize("X, error, match", [
+    (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), ValueError, "X contains 1 NaN"),
+    (torch.tensor([[0.0, float("inf")]]), ValueError, "X contains 0 NaN and 1 infinite"),
+    (torch.zeros(0, 2), ValueError, "X must hold at least one sample, got 0 rows"),
+    (torch.zeros(3, 2, 2), ValueError, r"X must be 2-D \[n_samples, n_features\], got shape \(3, 2, 2\)"),
+    (torch.zeros(3, 1, 2), ValueError, "X must be 2-D"),
+    (torch.zeros(3, 2, dtype=torch.complex64), TypeError, "X must hold real numbers"),
+    (torch.zeros(3, 5), ValueError, "X has 5 features per sample, expected 2; the model's input_size"),
+    ("abc", TypeError, "X must be a tensor, a numeric array or an aelab.data.Dataset"),
+])
+def test_reconstruction_error_checks_its_input(X, error, match):
+    model = aelab.LinearAutoencoder(2, 1)
+    with pytest.raises(error, match=match):
+        reconstruction_error(model, X)
+    with pytest.raises(error, match=match):
+        reconstruction_errors(model, X)
+
+
+def test_reconstruction_error_accepts_a_dataset_arrays_and_images():
+    ds = aelab.data.moons(40)
+    model = aelab.LinearAutoencoder(2, 1)
+    expected = reconstruction_error(model, ds.X)
+    assert reconstruction_error(model, ds) == expected
+    assert reconstruction_error(model, ds.X.numpy()) == expected
+    conv = aelab.ConvAutoencoder((1, 4, 4), 2)
+    images = torch.rand(5, 1, 4, 4)
+    assert reconstruction_error(conv, images) == pytest.approx(reconstruction_error(conv, images.reshape(5, 16)))
+    with pytest.raises(ValueError, match=r"X has shape \(5, 1, 4, 5\); .*\[n, 1, 4, 4\]"):
+        reconstruction_error(conv, torch.rand(5, 1, 4, 5))
+    with pytest.raises(TypeError, match="model must be a model .* got str"):
+        reconstruction_error("model", ds.X)
+
+
+def test_classifier_agreement_checks_widths_and_fitting_in_aelab_words():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    ds = aelab.data.moons(40)
+    clf = KNeighborsClassifier().fit(ds.X, ds.y)
+    with pytest.raises(ValueError, match="X has 5 features per sample, expected 2; clf was fitted on 2"):
+        classifier_agreement(clf, torch.zeros(3, 5), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="clf is not fitted"):
+        classifier_agreement(KNeighborsClassifier(), ds.X, ds.X)
+    with pytest.raises(ValueError, match="X_hat contains 2 NaN"):
+        classifier_agreement(clf, ds.X, torch.where(torch.arange(40)[:, None] == 3, float("nan"), ds.X))
+    assert classifier_agreement(clf, ds, ds.X) == 1.0

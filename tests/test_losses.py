@@ -165,3 +165,25 @@ def test_bernoulli_reconstruction_is_bernoulli_nll():
 
 def test_mse_reconstruction_is_mean_over_elements():
     assert float(mse_reconstruction(torch.full((2, 4), 3.0), torch.ones(2, 4))) == 4.0
+
+
+# --- issue 14, item 6: mmd refuses data it cannot give a number for -------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", ["x", "y"])
+def test_mmd_refuses_nan_and_inf(bad, which):
+    x, y = torch.randn(5, 2), torch.randn(6, 2)
+    (x if which == "x" else y)[2, 1] = bad
+    with pytest.raises(ValueError, match=f"{which} contains"):
+        mmd(x, y)
+
+
+def test_mmd_refuses_complex_and_overflowing_samples():
+    with pytest.raises(TypeError, match="x must hold real numbers, got dtype torch.complex64"):
+        mmd(torch.zeros(3, 2, dtype=torch.complex64), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="squared distances overflow float32"):
+        mmd(torch.full((3, 2), 1e30), torch.zeros(3, 2))
+    # the same samples in float64 are fine
+    assert torch.isfinite(mmd(torch.full((3, 2), 1e30, dtype=torch.float64),
+                              torch.zeros(3, 2, dtype=torch.float64)))

@@ -110,3 +110,27 @@ def test_cli_summary_of_a_saved_model_and_bad_input(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("ConvAutoencoder on input [-1, 1, 8, 8]")
     assert main(["summary", "--model", "linear", "--input-size", "2", "--bottleneck", "3"]) == 1
     assert "bottleneck_size (3) must not exceed input_size (2)" in capsys.readouterr().err
+
+
+def test_input_shape_that_does_not_fit_the_model_is_named():
+    with pytest.raises(ValueError, match=r"input_shape \(5,\) does not fit Autoencoder, whose "
+                                         r"input_size is 2"):
+        aelab.summary(aelab.Autoencoder(2, 1), 5)
+    with pytest.raises(ValueError, match=r"input_shape \(1, 8, 9\) does not fit ConvAutoencoder"):
+        aelab.summary(aelab.ConvAutoencoder((1, 8, 8), 2), (1, 8, 9))
+
+    class Plain(nn.Module):  # no init_args: the forward pass itself finds the mismatch
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    with pytest.raises(ValueError, match=r"model could not run on input_shape \(4,\)"):
+        aelab.summary(Plain(), 4)
+
+
+def test_huge_input_shape_is_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"input_shape \(1000000, 1000000\) has 1e\+12 values"):
+        aelab.summary(aelab.Autoencoder(2, 1), (10**6, 10**6))

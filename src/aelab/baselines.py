@@ -253,6 +253,8 @@ class CodeSampler:
         random_state = _check_random_state(self.random_state)
         size = model_input_size(self.model)
         X = as_matrix("X", X, size, f"the model's input_size is {size}")
+        if len(X) < 2:
+            raise ValueError(f"X must hold at least 2 samples to fit a mixture, got {len(X)}.")
         codes = encode(self.model, X)
         if codes.ndim != 2 or len(codes) != len(X):
             raise ValueError(f"model.encode must return codes of shape [n_samples, bottleneck_size], "

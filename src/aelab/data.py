@@ -633,6 +633,20 @@ def _encode_labels(path: Path, y) -> np.ndarray:
     return codes.reshape(y.shape).astype(np.int64)
 
 
+def _check_clip(clip) -> tuple[float, float] | None:
+    if clip is None:
+        return None
+    if (isinstance(clip, (str, bytes)) or not isinstance(clip, Sequence) or len(clip) != 2
+            or not all(isinstance(c, numbers.Real) and not isinstance(c, bool) for c in clip)):
+        raise TypeError(f"clip must be (low, high), two numbers, or None, got {clip!r}; e.g. "
+                        "clip=(0, 1) for images. For one bound use +-inf: (0, float('inf')).")
+    low, high = float(clip[0]), float(clip[1])
+    if not low < high:  # also false when either is NaN
+        raise ValueError(f"clip must be (low, high) with low < high, got {tuple(clip)!r}; "
+                         "e.g. clip=(0, 1) for images.")
+    return low, high
+
+
 def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split into (train, test); stratified by label when labels exist.
 
@@ -700,12 +714,16 @@ def corrupt(X: torch.Tensor, sigma: float, seed: int = 0, clip: tuple[float, flo
                         "corrupt(ds.X, sigma).")
     if not isinstance(X, torch.Tensor):
         try:
-            X = torch.as_tensor(X, dtype=torch.float32)
+            X = torch.as_tensor(np.asarray(X, dtype=np.float32))
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"X must be a tensor or a numeric array, got {type(X).__name__} "
                             f"({err}).") from None
+    elif X.is_complex():
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")
     elif not X.is_floating_point():
         X = X.to(torch.float32)
+    check_finite("X", X.detach())
+    clip = _check_clip(clip)
     g = torch.Generator(device=X.device).manual_seed(seed)
     noisy = X + sigma * torch.randn(X.shape, generator=g, device=X.device, dtype=X.dtype)
     return noisy if clip is None else noisy.clamp(*clip)

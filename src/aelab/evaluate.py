@@ -45,13 +45,47 @@ def reconstruct(model: nn.Module, X, batch_size: int = 4096) -> torch.Tensor:
     return _batched(model, model, X, batch_size)
 
 
+def _check_model(model) -> None:
+    if not callable(model):
+        raise TypeError(f"model must be a model (a torch.nn.Module such as aelab.Autoencoder) or a "
+                        f"fitted aelab.PCA, got {type(model).__name__}.")
+
+
+def model_input(model, X) -> torch.Tensor:
+    """``X`` (tensor, array or Dataset) checked as input for ``model``: a finite float32 CPU matrix
+    with the model's width; ``[n, C, H, W]`` images are accepted (and flattened) for image models."""
+    image_shape = getattr(model, "image_shape", None)
+    if isinstance(X, torch.Tensor) and X.ndim == 4 and image_shape is not None:
+        if tuple(X.shape[1:]) != tuple(image_shape):
+            C, H, W = image_shape
+            raise ValueError(f"X has shape {tuple(X.shape)}; the model takes images [n, {C}, {H}, "
+                             f"{W}] or flat rows [n, {C * H * W}] (its image_shape is "
+                             f"{tuple(image_shape)}).")
+        X = X.reshape(len(X), -1)
+    size = model_input_size(model)
+    return as_matrix("X", X, size, f"the model's input_size is {size}")
+
+
 def reconstruction_errors(model: nn.Module, X, batch_size: int = 4096) -> torch.Tensor:
-    """Per-sample mean squared error of ``model(X)`` against ``X``, shape [n_samples]."""
+    """Per-sample mean squared error of ``model(X)`` against ``X``, shape [n_samples].
+
+    ``X`` is a tensor, array or :class:`aelab.data.Dataset` of shape
+    ``[n_samples, n_features]`` (or ``[n, C, H, W]`` for an image model), finite.
+    """
+    _check_model(model)
+    X = model_input(model, X)
     return _batched(lambda x: ((model(x) - x) ** 2).flatten(1).mean(1), model, X, batch_size)
 
 
 def reconstruction_error(model: nn.Module, X) -> float:
     """Mean squared error per sample, averaged over samples.
+
+    Parameters
+    ----------
+    model : aelab model (any ``nn.Module`` mapping ``X`` to its reconstruction) or fitted aelab.PCA
+    X : Tensor, array or Dataset, shape (n_samples, n_features)
+        At least one sample, finite, as wide as the model's input; an image model
+        also takes ``[n, C, H, W]``.
 
     >>> import aelab
     >>> reconstruction_error(aelab.LinearAutoencoder(2, 2), torch.zeros(4, 2)) >= 0
@@ -107,10 +141,15 @@ def _check_classifier(clf) -> None:
         raise TypeError(f"clf must be a fitted classifier with a predict() method, "
                         f"got {type(clf).__name__}.")
     from sklearn.base import BaseEstimator
+    from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
     if isinstance(clf, BaseEstimator):
-        check_is_fitted(clf)  # sklearn's NotFittedError (a ValueError) says to call fit first
+        try:
+            check_is_fitted(clf)
+        except NotFittedError:  # a ValueError, reworded to name the argument
+            raise NotFittedError(f"clf is not fitted: {type(clf).__name__} needs clf.fit(X_train, "
+                                 "y_train) before classifier_agreement.") from None
 
 
 def classifier_agreement(clf, X, X_hat) -> float:
@@ -136,8 +175,10 @@ def classifier_agreement(clf, X, X_hat) -> float:
     1.0
     """
     _check_classifier(clf)
-    X = as_matrix("X", X)
-    X_hat = as_matrix("X_hat", X_hat)
+    width = getattr(clf, "n_features_in_", None)
+    fix = f"clf was fitted on {width}"
+    X = as_matrix("X", X, width, fix)
+    X_hat = as_matrix("X_hat", X_hat, width, fix)
     if X.shape != X_hat.shape:
         raise ValueError(f"X and X_hat must have the same shape (one reconstruction per point), "
                          f"got {tuple(X.shape)} and {tuple(X_hat.shape)}.")

@@ -133,11 +133,17 @@ def check_bandwidths(bandwidths) -> tuple[float, ...]:
 
 
 def _check_samples(name: str, t) -> torch.Tensor:
+    from aelab._checks import check_finite
+
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}.")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with "
+                        "torch.as_tensor.")
+    if t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}.")
     if t.ndim != 2 or len(t) < 2:
         raise ValueError(f"{name} must be 2-D [n_samples, n_features] with at least 2 samples "
                          f"(the unbiased estimate leaves out i == j pairs), got shape {tuple(t.shape)}.")
+    check_finite(name, t.detach())
     return t
 
 
@@ -213,7 +219,13 @@ def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
     dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.get_default_dtype())
     x, y = x.to(dtype), y.to(dtype)
     h2 = torch.tensor(bandwidths, dtype=dtype, device=x.device).pow(2)  # (B,)
-    return mmd_unchecked(x, y, kernel, h2)
+    result = mmd_unchecked(x, y, kernel, h2)
+    if not torch.isfinite(result.detach()):  # finite inputs: only |a|^2 can have overflowed
+        raise ValueError(f"x and y are too large for {dtype}: their squared distances overflow "
+                         f"{str(dtype).removeprefix('torch.')} (largest |value| "
+                         f"{float(max(x.detach().abs().max(), y.detach().abs().max())):.3g}); "
+                         "centre and rescale both samples, or pass float64 tensors.")
+    return result
 
 
 def mmd_unchecked(x: torch.Tensor, y: torch.Tensor, kernel: str, h2: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from aelab._checks import check_positive_int
 from aelab.evaluate import eval_mode
 
 __all__ = ["LayerRow", "ModelSummary", "summary"]
+
+MAX_INPUT_VALUES = 10**8  # per sample: two samples of zeros in float32 stay under 1 GB
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,23 @@ def _check_input_shape(input_shape) -> tuple[int, ...]:
     return tuple(check_positive_int(f"input_shape[{i}]", s) for i, s in enumerate(input_shape))
 
 
+def _check_fits(model: nn.Module, input_shape: tuple) -> None:
+    """Refuse an input_shape that an aelab model says it cannot take, before running it."""
+    args = getattr(model, "init_args", None)
+    if not isinstance(args, dict):
+        return
+    image_shape = args.get("image_shape")
+    size = args.get("input_size")
+    allowed = [(size,)] if size is not None else []
+    if image_shape is not None:
+        allowed.append(tuple(image_shape))
+    if allowed and input_shape not in allowed:
+        said = (f"input_size is {size}" if image_shape is None else
+                f"image_shape is {tuple(image_shape)} (input_size {size})")
+        raise ValueError(f"input_shape {input_shape} does not fit {type(model).__name__}, whose "
+                         f"{said}; use input_shape={' or '.join(map(str, allowed))}.")
+
+
 def _shape(output) -> tuple:
     # a layer may return a tensor or a tuple/list of them (e.g. an encoder with skips)
     if isinstance(output, torch.Tensor):
@@ -118,6 +138,11 @@ def summary(model: nn.Module, input_shape) -> ModelSummary:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     input_shape = _check_input_shape(input_shape)
+    n_values = math.prod(input_shape)
+    if n_values > MAX_INPUT_VALUES:
+        raise ValueError(f"input_shape {input_shape} has {n_values:.3g} values per sample; the "
+                         f"summary runs two samples, so at most {MAX_INPUT_VALUES:.0e} are allowed.")
+    _check_fits(model, input_shape)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -142,7 +167,10 @@ def summary(model: nn.Module, input_shape) -> ModelSummary:
             if name and not any(True for _ in module.children()):
                 handles.append(module.register_forward_hook(record(name)))
         with torch.no_grad(), eval_mode(model):
-            model(x)
+            try:
+                model(x)
+            except (RuntimeError, ValueError) as err:  # e.g. a width the first layer cannot take
+                raise ValueError(f"model could not run on input_shape {input_shape}: {err}") from None
     finally:
         for h in handles:
             h.remove()

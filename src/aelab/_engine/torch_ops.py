@@ -36,7 +36,7 @@ def _probe_sgd(fn) -> bool:
     p, g, buf = torch.zeros(16), torch.ones(16), torch.zeros(16)
     fn([p], [g], [buf], weight_decay=0.0, momentum=0.5, lr=0.1, dampening=0.0,
        nesterov=False, maximize=False, is_first_step=True, grad_scale=None, found_inf=None)
-    return float(p[0]) == -0.1
+    return float(p[0]) == float(torch.tensor(-0.1))
 
 
 def _probe_threshold(fn) -> bool:

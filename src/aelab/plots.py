@@ -1,24 +1,32 @@
 """Figures, always titled and labelled (matplotlib, object-oriented API, no global state).
 
 Each function returns a ``matplotlib.figure.Figure`` and never calls ``plt.show``;
-the report embeds it and writes it as PNG.
+the report embeds it and writes it as PNG. Nothing here imports pyplot or sets
+a backend, so importing aelab leaves a notebook's inline plots alone
+(``Figure.savefig`` picks the canvas for the file type by itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)  # headless by default; an interactive backend set by the user wins
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from aelab.train import History
 
-from aelab.train import History  # noqa: E402
-
-__all__ = ["loss_curves", "reconstruction_scatter", "reconstruction_panel", "new_figure",
-           "plain_log_ticks", "confusion_matrices", "forest_report_figure",
-           "tile_images", "show_images", "image_grid"]
+__all__ = [
+    "loss_curves",
+    "reconstruction_scatter",
+    "reconstruction_panel",
+    "new_figure",
+    "plain_log_ticks",
+    "confusion_matrices",
+    "forest_report_figure",
+    "tile_images",
+    "show_images",
+    "image_grid",
+]
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 4.0, **kwargs):
@@ -28,8 +36,14 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
     return fig, axes
 
 
-def loss_curves(histories: Mapping[str, History] | History, *, per_step: bool = False,
-                log: bool = True, title: str | None = None) -> Figure:
+def loss_curves(
+    histories: Mapping[str, History] | History,
+    *,
+    per_step: bool = False,
+    log: bool = True,
+    title: str | None = None,
+    loss: str = "MSE",
+) -> Figure:
     """Training (and test) loss per epoch, or per optimizer step, for one or more runs.
 
     Parameters
@@ -39,6 +53,8 @@ def loss_curves(histories: Mapping[str, History] | History, *, per_step: bool = 
         Plot the loss of every optimizer step (on its batch) instead of the epoch means.
     log : bool
         Logarithmic loss axis.
+    loss : str
+        What the loss is, for the axis label: "MSE", or e.g. "negative ELBO" for a VAE.
     """
     if isinstance(histories, History):
         histories = {"model": histories}
@@ -49,15 +65,23 @@ def loss_curves(histories: Mapping[str, History] | History, *, per_step: bool = 
     for i, (label, h) in enumerate(histories.items()):
         color = f"C{i}"
         if per_step:
-            ax.plot(np.arange(1, len(h.step_loss) + 1), h.step_loss, color=color, lw=0.6,
-                    alpha=0.8, label=f"{label}: train (per step)")
+            ax.plot(
+                np.arange(1, len(h.step_loss) + 1),
+                h.step_loss,
+                color=color,
+                lw=0.6,
+                alpha=0.8,
+                label=f"{label}: train (per step)",
+            )
         else:
             epochs = np.arange(1, len(h.train_loss) + 1)
             ax.plot(epochs, h.train_loss, color=color, label=f"{label}: train")
             if h.test_loss:
                 ax.plot(epochs, h.test_loss, color=color, ls="--", label=f"{label}: test")
     ax.set_xlabel("optimizer step" if per_step else "epoch")
-    ax.set_ylabel("loss on the step's batch (MSE)" if per_step else "mean loss per epoch (MSE)")
+    ax.set_ylabel(
+        f"loss on the step's batch ({loss})" if per_step else f"mean loss per epoch ({loss})"
+    )
     if log:
         ax.set_yscale("log")
         plain_log_ticks(ax)
@@ -103,6 +127,7 @@ def plain_log_ticks(ax, axis: str = "y") -> None:
             keep = (2, 3, 5) if decades <= 1 + 1e-9 else (2, 5) if decades <= 2 + 1e-9 else ()
             mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
             return f"{value:g}" if mantissa in keep else ""
+
         return FuncFormatter(minor)
 
     for name in ("x", "y") if axis == "both" else (axis,):
@@ -111,8 +136,9 @@ def plain_log_ticks(ax, axis: str = "y") -> None:
         target.set_minor_formatter(minor_formatter(ax.get_xlim if name == "x" else ax.get_ylim))
 
 
-def reconstruction_panel(ax, X, X_hat, *, max_lines: int = 300,
-                         original_label: str = "original") -> None:
+def reconstruction_panel(
+    ax, X, X_hat, *, max_lines: int = 300, original_label: str = "original"
+) -> None:
     """Draw 2-D points, their reconstructions and a faint line between each pair on ``ax``.
 
     Labels the axes and keeps them at equal scale; the caller adds the title
@@ -120,8 +146,10 @@ def reconstruction_panel(ax, X, X_hat, *, max_lines: int = 300,
     """
     X, X_hat = np.asarray(X), np.asarray(X_hat)
     if X.shape[1] != 2 or X_hat.shape != X.shape:
-        raise ValueError(f"reconstruction_panel needs 2-D points and reconstructions of the same "
-                         f"shape, got X {X.shape} and X_hat {X_hat.shape}.")
+        raise ValueError(
+            f"reconstruction_panel needs 2-D points and reconstructions of the same "
+            f"shape, got X {X.shape} and X_hat {X_hat.shape}."
+        )
     for a, b in zip(X[:max_lines], X_hat[:max_lines]):
         ax.plot([a[0], b[0]], [a[1], b[1]], color="0.78", lw=0.5, zorder=1)
     ax.scatter(X[:, 0], X[:, 1], s=9, color="C0", alpha=0.6, label=original_label, zorder=2)
@@ -131,8 +159,9 @@ def reconstruction_panel(ax, X, X_hat, *, max_lines: int = 300,
     ax.set_aspect("equal", adjustable="datalim")
 
 
-def reconstruction_scatter(X, X_hat, *, title: str = "Original vs reconstructed points",
-                           max_lines: int = 300) -> Figure:
+def reconstruction_scatter(
+    X, X_hat, *, title: str = "Original vs reconstructed points", max_lines: int = 300
+) -> Figure:
     """2-D data and its reconstruction, with a faint line from each point to its reconstruction."""
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:
@@ -151,8 +180,15 @@ def _confusion_panel(ax, matrix, labels, title):
     shares = matrix / np.maximum(totals, 1)  # each true label's row sums to 1
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i, j in zip(*np.nonzero(matrix)):
-        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize="x-small",
-                color="white" if shares[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            str(matrix[i, j]),
+            ha="center",
+            va="center",
+            fontsize="x-small",
+            color="white" if shares[i, j] > 0.5 else "black",
+        )
     ticks = np.arange(len(labels))
     ax.set_xticks(ticks, [str(lab) for lab in labels])
     ax.set_yticks(ticks, [str(lab) for lab in labels])
@@ -163,8 +199,9 @@ def _confusion_panel(ax, matrix, labels, title):
     return image
 
 
-def confusion_matrices(matrices: Mapping[str, np.ndarray], labels, *,
-                       title: str = "Confusion matrices") -> Figure:
+def confusion_matrices(
+    matrices: Mapping[str, np.ndarray], labels, *, title: str = "Confusion matrices"
+) -> Figure:
     """One panel per confusion matrix (rows: true label, columns: predicted label).
 
     Cells show counts; their colour is the share of the row's true label, so
@@ -178,8 +215,10 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], labels, *,
         raise ValueError("matrices must hold at least one confusion matrix, got none.")
     for name, matrix in matrices.items():
         if np.shape(matrix) != (len(labels), len(labels)):
-            raise ValueError(f"confusion matrix {name!r} has shape {np.shape(matrix)}, expected "
-                             f"({len(labels)}, {len(labels)}) for {len(labels)} labels.")
+            raise ValueError(
+                f"confusion matrix {name!r} has shape {np.shape(matrix)}, expected "
+                f"({len(labels)}, {len(labels)}) for {len(labels)} labels."
+            )
     fig, axes = new_figure(ncols=len(matrices), width=4.6, height=4.2)
     for ax, (name, matrix) in zip(axes[0], matrices.items()):
         image = _confusion_panel(ax, matrix, labels, name)
@@ -189,17 +228,21 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], labels, *,
 
 
 def forest_report_figure(report, *, title: str = "Random forest trained on real data") -> Figure:
-    """Confusion matrices on the test set and its reconstruction, and the labels given to synthetic data.
+    """Confusion matrices on the test set and its reconstruction, and synthetic data's labels.
 
     ``report`` is an :class:`aelab.evaluate.ForestReport`.
     """
-    panels = {"test set": report.confusion_test,
-              "reconstructed test set": report.confusion_reconstructed}
+    panels = {
+        "test set": report.confusion_test,
+        "reconstructed test set": report.confusion_reconstructed,
+    }
     synthetic = report.synthetic_counts is not None
     fig, axes = new_figure(ncols=len(panels) + synthetic, width=4.6, height=4.2)
     for ax, (name, matrix) in zip(axes[0], panels.items()):
         image = _confusion_panel(ax, matrix, report.labels, name)
-    fig.colorbar(image, ax=axes[0, :len(panels)].tolist(), label="share of the true label", shrink=0.8)
+    fig.colorbar(
+        image, ax=axes[0, : len(panels)].tolist(), label="share of the true label", shrink=0.8
+    )
     if synthetic:
         ax = axes[0, -1]
         counts = np.asarray(report.synthetic_counts)
@@ -237,8 +280,10 @@ def tile_images(images, image_shape, *, gap: int = 1, row_gap: int | None = None
     images = np.asarray(images, dtype=float)
     C, H, W = (int(s) for s in image_shape)
     if images.ndim != 3 or images.shape[2] != C * H * W:
-        raise ValueError(f"images must have shape (rows, cols, C*H*W) = (rows, cols, {C * H * W}) "
-                         f"for image_shape={tuple(image_shape)}, got {images.shape}.")
+        raise ValueError(
+            f"images must have shape (rows, cols, C*H*W) = (rows, cols, {C * H * W}) "
+            f"for image_shape={tuple(image_shape)}, got {images.shape}."
+        )
     row_gap = gap if row_gap is None else row_gap
     rows, cols = images.shape[:2]
     mosaic = np.full((rows * (H + row_gap) - row_gap, cols * (W + gap) - gap, C), np.nan)
@@ -246,7 +291,7 @@ def tile_images(images, image_shape, *, gap: int = 1, row_gap: int | None = None
     for r in range(rows):
         for c in range(cols):
             top, left = r * (H + row_gap), c * (W + gap)
-            mosaic[top:top + H, left:left + W] = cells[r, c]
+            mosaic[top : top + H, left : left + W] = cells[r, c]
     return mosaic[..., 0] if C == 1 else mosaic
 
 
@@ -259,13 +304,30 @@ def show_images(ax, mosaic: np.ndarray, *, value_range=(0.0, 1.0), cmap: str = "
     if mosaic.ndim == 3:  # RGB: imshow takes no colour map, so clip by hand
         mosaic = np.clip((mosaic - low) / (high - low), 0, 1)
         mosaic = np.where(np.isnan(mosaic), 1.0, mosaic)
-    return ax.imshow(np.ma.masked_invalid(mosaic), cmap=colormap, vmin=low, vmax=high,
-                     interpolation="nearest", **kwargs)
+    return ax.imshow(
+        np.ma.masked_invalid(mosaic),
+        cmap=colormap,
+        vmin=low,
+        vmax=high,
+        interpolation="nearest",
+        **kwargs,
+    )
 
 
-def image_grid(rows, image_shape, *, title: str, n: int = 10, col_labels=None,
-               cell_labels=None, xlabel: str = "image", ylabel: str = "",
-               value_range=(0.0, 1.0), cmap: str = "gray", colorbar: bool = True) -> Figure:
+def image_grid(
+    rows,
+    image_shape,
+    *,
+    title: str,
+    n: int = 10,
+    col_labels=None,
+    cell_labels=None,
+    xlabel: str = "image",
+    ylabel: str = "",
+    value_range=(0.0, 1.0),
+    cmap: str = "gray",
+    colorbar: bool = True,
+) -> Figure:
     """Rows of images in one panel, each row labelled, e.g. originals above their reconstructions.
 
     Parameters
@@ -305,30 +367,41 @@ def image_grid(rows, image_shape, *, title: str, n: int = 10, col_labels=None,
     for r, images in enumerate(rows.values()):
         images = np.asarray(images, dtype=float).reshape(len(images), -1)[:n]
         if images.shape[1] != C * H * W:
-            raise ValueError(f"row {list(rows)[r]!r} has images of {images.shape[1]} values, "
-                             f"image_shape={tuple(image_shape)} needs {C * H * W}.")
-        grid[r, :len(images)] = images
+            raise ValueError(
+                f"row {list(rows)[r]!r} has images of {images.shape[1]} values, "
+                f"image_shape={tuple(image_shape)} needs {C * H * W}."
+            )
+        grid[r, : len(images)] = images
     gap = max(1, H // 8)
     row_gap = gap + (int(np.ceil(0.3 * H)) if cell_labels else 0)  # room for the captions
     mosaic = tile_images(grid, image_shape, gap=gap, row_gap=row_gap)
     cell = 0.62 if H <= 16 else 0.8  # inches per image
     label_width = 0.09 * max(len(str(k)) for k in rows) + 0.4
-    fig, axes = new_figure(width=cell * n + label_width + (1.0 if colorbar else 0.3),
-                           height=cell * len(rows) * (H + row_gap) / (H + gap) + 1.3)
+    fig, axes = new_figure(
+        width=cell * n + label_width + (1.0 if colorbar else 0.3),
+        height=cell * len(rows) * (H + row_gap) / (H + gap) + 1.3,
+    )
     ax = axes[0, 0]
     image = show_images(ax, mosaic, value_range=value_range, cmap=cmap)
     centres_x = np.arange(n) * (W + gap) + (W - 1) / 2
     centres_y = np.arange(len(rows)) * (H + row_gap) + (H - 1) / 2
     ax.set_yticks(centres_y, [str(k) for k in rows])
     if col_labels is not None:
-        ax.set_xticks(centres_x[:len(col_labels)], [str(c) for c in col_labels][:n])
+        ax.set_xticks(centres_x[: len(col_labels)], [str(c) for c in col_labels][:n])
     else:
         ax.set_xticks([])
     ax.tick_params(length=0)
     for r, key in enumerate(rows):
         for c, text in enumerate(list((cell_labels or {}).get(key, []))[:n]):
-            ax.text(centres_x[c], r * (H + row_gap) + H - 0.5 + 0.03 * H, str(text),
-                    ha="center", va="top", fontsize="x-small", color="C3")
+            ax.text(
+                centres_x[c],
+                r * (H + row_gap) + H - 0.5 + 0.03 * H,
+                str(text),
+                ha="center",
+                va="top",
+                fontsize="x-small",
+                color="C3",
+            )
     if cell_labels:  # room under the last row for its captions
         ax.set_ylim(mosaic.shape[0] - 0.5 + row_gap - gap, -0.5)
     for spine in ax.spines.values():

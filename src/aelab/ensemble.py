@@ -231,7 +231,7 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
     members = []
     for i, model in enumerate(models):
         o = {name: values[i] for name, values in options.items()}
-        where = f" (models[{i}])" if K > 1 else ""
+        where = f"models[{i}]: " if K > 1 else ""
         try:
             cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=o["lr"], seed=o["seed"],
                               optimizer=o["optimizer"], momentum=o["momentum"],
@@ -239,7 +239,7 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
                               lr_schedule=o["lr_schedule"], noise_sigma=o["noise_sigma"],
                               freeze=o["freeze"], reinit=o["reinit"], drop_last=o["drop_last"])
         except (TypeError, ValueError) as error:
-            raise type(error)(f"{error}{where}") from None
+            raise type(error)(f"{where}{error}") from None
         train_i, test_i = o["train"], o["test"]
         check_data(f"train[{i}]" if train_i is not train else "train", train_i, model)
         if test_i is not None:
@@ -249,6 +249,6 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
                                     likelihood=o["likelihood"], mmd_weight=o["mmd_weight"],
                                     kernel=o["kernel"], bandwidths=o["bandwidths"])
         except (TypeError, ValueError) as error:
-            raise type(error)(f"{error}{where}") from None
+            raise type(error)(f"{where}{error}") from None
         members.append(Member(model, train_i, test_i, cfg, built))
     return train_members(members, device=device, progress=progress, on_diverge=on_diverge)

@@ -296,3 +296,59 @@ def test_a_dead_worker_process_is_one_clear_error_and_the_rerun_resumes(definiti
     assert 3 <= stored < 18
     resumed = definition.run(store=path)
     assert (resumed.trained, resumed.reused) == (18 - stored, stored)
+
+
+# --------------------------------------------------------------------------- where models are built
+
+
+def test_stack_errors_equal_reconstruction_error_bit_for_bit():
+    train, test = aelab.data.split(aelab.data.moons(64, seed=0), seed=0)
+    with aelab.seeded(1):
+        model = aelab.Autoencoder(2, 1, 6, 1).train()
+    errors = store_module.reconstruction_errors(model, {"train_mse": train, "test_mse": test})
+    assert errors == {"train_mse": aelab.reconstruction_error(model, train.X),
+                      "test_mse": aelab.reconstruction_error(model, test.X)}
+    assert model.training  # its mode is given back
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context(store_module._start_method())
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        yield pool
+
+
+def test_workers_build_the_models_and_the_coordinator_only_when_it_must(
+        definition, uninterrupted, one_worker, monkeypatch, caplog):
+    built = []
+    original = store_module.build_models
+    monkeypatch.setattr(store_module, "build_models",  # counts builds in this process only
+                        lambda *a: built.append(len(a[1])) or original(*a))
+    caplog.set_level("INFO", logger="aelab.experiments")
+    runs = definition.run(executor=one_worker)
+    assert built == [] and "building them here" not in caplog.text  # all built there
+    same_table(runs, uninterrupted)
+    assert isinstance(runs.models, store_module.LazyModels)  # rebuilt here when looked at
+    same_weights(runs, uninterrupted)
+
+    # a factory the worker cannot load: the coordinator builds and sends the models
+    monkeypatch.setattr(store_module, "factory_bytes", lambda factory: b"not a pickle")
+    built.clear()
+    runs = definition.run(executor=one_worker)
+    assert "building them here" in caplog.text and sum(built) == 18
+    same_table(runs, uninterrupted)
+    same_weights(runs, uninterrupted)
+
+
+def test_metrics_on_workers_equal_metrics_in_process(definition, one_worker):
+    train = aelab.data.moons(64)
+    kwargs = dict(grid={"hidden_size": [3, 5]}, seeds=2, stack_size=2, epochs=2, batch_size=16,
+                  device="cpu", keep_models=False,
+                  metrics={"w": lambda model, context: model.encoder[0].weight.detach().sum().item()})
+    local = aelab.sweep(definition.mlp, train, **kwargs)
+    remote = aelab.sweep(definition.mlp, train, executor=one_worker, **kwargs)
+    same_table(local, remote)
+    assert remote.models == [None] * 4

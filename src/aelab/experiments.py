@@ -221,7 +221,8 @@ class _Trial:
     train: Dataset
     validation: Dataset | None
     test: Dataset | None
-    model: nn.Module | None = None  # built when its stack is sent
+    prototype: nn.Module | None = None  # the point's model for its first seed, untrained
+    model: nn.Module | None = None  # trained (or a loader of it), or built when sent
     key: str | None = None  # in the store
     data_fp: str | None = None  # fingerprint of its train/validation/test data
     history: History | None = None
@@ -291,52 +292,36 @@ def _build(model: Callable, trial: _Trial) -> nn.Module:
 def _build_seeded(model: Callable, model_args: dict, seed: int) -> nn.Module:
     with seeded(seed):
         built = model(**model_args)
-    return _checked_model(built, model_args)
-
-
-def _checked_model(built, model_args: dict) -> nn.Module:
-    if not isinstance(built, nn.Module):
-        raise TypeError(f"model({setting_label(model_args)}) returned "
-                        f"{type(built).__name__}; it must return a torch.nn.Module.")
-    return built
+    return _store.checked_model(built, model_args)
 
 
 def _build_all(model: Callable, trials: list[_Trial]) -> None:
     """Build the trials' models, each exactly as under ``seeded(trial.seed)``."""
-    if torch.accelerator.is_available():
-        for t in trials:
-            t.model = _build(model, t)
-        return
-    # Without an accelerator, seeded() changes only the CPU generator, and its
-    # torch.manual_seed spends ~0.3 ms per call queueing accelerator seeds for later
-    # (a third of the coordinator's time in a sweep of tiny models): seed the CPU
-    # generator alone, inside one fork that restores the caller's state.
-    with torch.random.fork_rng(devices=[]):
-        for t in trials:
-            torch.default_generator.manual_seed(t.seed)
-            t.model = _checked_model(model(**t.model_args), t.model_args)
+    built = _store.build_models(model, [t.model_args for t in trials], [t.seed for t in trials])
+    for t, m in zip(trials, built):
+        t.model = m
 
 
 def _plan(model, data, validation, test, points, seeds, training, to_model) -> list[_Trial]:
     """Every trial of the sweep, in table order; each grid point's model is built once
-    (for its first seed) to learn its shape, the others when their stack is sent."""
+    (for its first seed) to learn its shape, the trials' own where their stack trains."""
     trials = []
     for params in points:
         settings = _settings(training, params)
         model_args = {k: v for k, v in params.items() if k in to_model}
-        identity = point = None
+        identity = point = prototype = None
         for seed in seeds:
             trial = _Trial(params, seed, settings, model_args, {}, {},
                            _dataset("data", data, params, seed, True),
                            _dataset("validation", validation, params, seed, False),
                            _dataset("test", test, params, seed, False))
             if identity is None:
-                trial.model = _build(model, trial)
-                identity = _identity(trial.model, model_args)
+                prototype = _build(model, trial)
+                identity = _identity(prototype, model_args)
                 point = {"params": _store.dumps(_encode_params(params)),
                          "settings": _store.dumps(_encode_params(settings)),
                          "identity": _store.dumps(identity)}
-            trial.identity, trial.point = identity, point
+            trial.identity, trial.point, trial.prototype = identity, point, prototype
             trials.append(trial)
     return trials
 
@@ -390,7 +375,7 @@ def _measure(trial: _Trial, errors: dict, metrics: dict, pcas: dict) -> dict:
         if key not in pcas:
             pcas[key] = _mean_mse(trial.train, report.X)
         row["mean_mse"] = pcas[key]
-        k = getattr(trial.model, "bottleneck_size", None)
+        k = getattr(trial.prototype, "bottleneck_size", None)
         if isinstance(k, int) and k < trial.train.n_features and trial.train.X.ndim == 2:
             key = (id(trial.train), id(report), k)
             if key not in pcas:
@@ -531,7 +516,9 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
         Builds one trial's model from its grid values that are model arguments, e.g.
         ``lambda hidden_size, layers: Autoencoder(2, 1, hidden_size, layers)``. It is
         called under :func:`aelab.seeded` with the trial's seed, so the seed fixes the
-        initial weights. It is only ever called in this process, so it may be a lambda.
+        initial weights. With worker processes or Dask, the workers call it when it
+        pickles (cloudpickle, when installed, takes lambdas too) and one model they build
+        equals this process's; otherwise this process builds every model and sends it.
     data : Dataset or callable
         The training set, or ``f(params, seed) -> Dataset`` when it varies with the
         grid (size, noise) or the seed.
@@ -592,8 +579,8 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
     objectives and options train one after another. A trial whose loss stops
     being finite is kept with ``diverged=True`` and NaN metrics. The stacks depend
     on the sweep only (not on the executor or on what the store holds), and a
-    worker trains from pickled copies of the models built here, so every executor
-    gives the same numbers. Workers use one torch thread; so does this process for
+    worker builds each model as this process would (or trains a pickled copy of the
+    one built here), so every executor gives the same numbers. Workers use one torch thread; so does this process for
     the small models where a second thread would only spin (see :mod:`aelab.ensemble`).
 
     Examples
@@ -684,7 +671,6 @@ def _match_store(opened, trials: list[_Trial], names, seeds, training, metrics) 
         stored = found.get(t.key)
         if stored is not None and all(m in stored.result for m in metrics):
             t.stored = stored
-            t.model = None  # the untrained model built to learn the shape
     reused = sum(t.stored is not None for t in trials)
     others = len(found) - reused
     logger.info("store %s: %d of %d trials already done%s; training %d", opened.path, reused,
@@ -709,10 +695,18 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
         return
     with _store.open_executor(executor) as plan:
         pending: dict = {}
+        # where the models are built: in process, by the stack itself; for workers, there
+        # too when they can load the factory and build the same weights, else here
+        blob = _factory_for_workers(model, chunks[0][0], plan) if plan.remote else None
+        built_there = not plan.remote or blob is not None
 
         def submit(chunk):
-            _build_all(model, [t for t in chunk if t.model is None])
-            task = _task(chunk, device, plan, bars)
+            if built_there:
+                recipe = _store.ModelRecipe(model, [t.model_args for t in chunk], blob)
+                task = _task(chunk, device, plan, bars, recipe)
+            else:
+                _build_all(model, chunk)
+                task = _task(chunk, device, plan, bars)
             pending[plan.executor.submit(_store.run_stack, task)] = chunk
 
         def finish():
@@ -731,7 +725,7 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
                         f"a worker of executor={plan.name!r} died (killed, or out of memory: "
                         f"{type(err).__name__}); the {trained} trials finished before it "
                         f"{kept}.") from None
-                _record(chunk, result, metrics, pcas, opened, keep_models, plan.name)
+                _record(chunk, result, metrics, pcas, opened, keep_models, plan.name, model)
                 trained += len(chunk)
                 if report is not None:
                     report(SweepProgress(reused + trained, total, trained, to_train, reused,
@@ -751,8 +745,39 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
             raise
 
 
-def _task(chunk: list[_Trial], device, plan, bars) -> _store.StackTask:
-    """One stack as picklable inputs: built models, data, seeds, training arguments."""
+def _factory_for_workers(model: Callable, trial: _Trial, plan) -> bytes | None:
+    """The pickled factory when the executor's workers can build models with it, else None.
+
+    Workers that build their stacks' models spare the coordinator building and
+    sending them (measured: about half its time in a sweep of small models). One
+    model is built there first and must equal this process's build bit for bit: a
+    factory that does not pickle, that a worker cannot import (a function of an
+    interactive session), or that builds other weights there, is used here only.
+    """
+    blob = _store.factory_bytes(model)
+    if blob is None:
+        return None
+    try:
+        theirs = plan.executor.submit(_store.probe_factory, blob, trial.model_args,
+                                      trial.seed).result()
+    except Exception as err:  # noqa: BLE001 - any failure there means: build here
+        if _store.is_worker_lost(err):
+            raise
+        logger.info("workers cannot build this sweep's models (%s: %s); building them here",
+                    type(err).__name__, err)
+        return None
+    ours = _build_seeded(model, trial.model_args, trial.seed).state_dict()
+    if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k]) for k in ours):
+        logger.info("a worker built other initial weights from the same factory and seed; "
+                    "building this sweep's models here")
+        return None
+    return blob
+
+
+def _task(chunk: list[_Trial], device, plan, bars,
+          recipe: _store.ModelRecipe | None = None) -> _store.StackTask:
+    """One stack as picklable inputs: a recipe for its models (or the built models), data,
+    seeds, training arguments."""
     first = chunk[0]
     if first.stackable():  # per-member lr and noise; the rest is shared by the group
         s = first.settings
@@ -764,10 +789,10 @@ def _task(chunk: list[_Trial], device, plan, bars) -> _store.StackTask:
             train_fn, extra = OBJECTIVES[t.settings["objective"]]
             jobs.append((train_fn, {k: t.settings[k] for k in
                                     ("epochs", "batch_size", *_CONFIG_DEFAULTS, *extra)}))
-    return _store.StackTask([t.model for t in chunk], [t.train for t in chunk],
-                            [t.monitor for t in chunk], [t.seed for t in chunk], jobs,
-                            [_errors_wanted(t) for t in chunk], device,
-                            False if plan.remote else bars, plan.threads)
+    return _store.StackTask(None if recipe else [t.model for t in chunk],
+                            [t.train for t in chunk], [t.monitor for t in chunk],
+                            [t.seed for t in chunk], jobs, [_errors_wanted(t) for t in chunk],
+                            device, False if plan.remote else bars, plan.threads, recipe)
 
 
 def _write_stack(opened, chunk: list[_Trial], result, keep_models: bool, executor_name: str):
@@ -785,17 +810,27 @@ def _write_stack(opened, chunk: list[_Trial], result, keep_models: bool, executo
 
 
 def _record(chunk: list[_Trial], result: _store.StackResult, metrics, pcas, opened, keep_models,
-            executor_name: str) -> None:
-    """Take a finished stack in: weights into the models built here (when they are kept or
-    measured here), metrics, store."""
-    if keep_models or metrics:
-        if isinstance(result.states, dict):
-            _store.load_stacked([t.model for t in chunk], result.states)
-        elif result.states is not None:
-            for t, state in zip(chunk, result.states):
-                t.model.load_state_dict(state)
+            executor_name: str, model: Callable | None = None) -> None:
+    """Take a finished stack in: its trained models (or loaders of them), metrics, store."""
+    if result.models is not None:  # trained in this process
+        for t, trained in zip(chunk, result.models):
+            t.model = trained
+    elif keep_models or metrics:
+        if chunk[0].model is None and not metrics and isinstance(result.states, dict):
+            # built and trained by a worker: rebuild here only when a model is looked at
+            for j, t in enumerate(chunk):
+                t.model = _trained_model_loader(model, t.model_args, t.seed, result.states, j)
+        else:
+            if chunk[0].model is None:  # the user's metrics need the models now
+                _build_all(model, chunk)
+            if isinstance(result.states, dict):
+                _store.load_stacked([t.model for t in chunk], result.states)
+            else:
+                for t, state in zip(chunk, result.states):
+                    t.model.load_state_dict(state)
     first = chunk[0]
-    with _store.small_ops_on_one_thread(first.model, (first.train, first.validation, first.test)):
+    with _store.small_ops_on_one_thread(first.prototype,
+                                        (first.train, first.validation, first.test)):
         for t, history, diverged, errors in zip(chunk, result.histories, result.diverged,
                                                 result.errors):
             t.history, t.diverged = history, diverged
@@ -805,6 +840,17 @@ def _record(chunk: list[_Trial], result: _store.StackResult, metrics, pcas, open
     if not keep_models:
         for t in chunk:
             t.model = None
+
+
+def _trained_model_loader(model: Callable, model_args: dict, seed: int, states: dict, j: int):
+    """A loader of member ``j`` of a stack trained elsewhere: build it, load its weights."""
+
+    def load() -> nn.Module:
+        built = _build_seeded(model, model_args, seed)
+        built.load_state_dict({name: value[j] for name, value in states.items()})
+        return built
+
+    return load
 
 
 # --------------------------------------------------------------------------- Runs

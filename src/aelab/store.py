@@ -531,35 +531,146 @@ class LazyModels(Sequence):
         return f"LazyModels({len(self)} models)"
 
 
+# --------------------------------------------------------------------------- building models
+
+
+def checked_model(built, model_args: dict) -> torch.nn.Module:
+    """``built``, unless the factory returned something that is not a module."""
+    if not isinstance(built, torch.nn.Module):
+        label = ", ".join(f"{k}={v}" for k, v in model_args.items())
+        raise TypeError(f"model({label}) returned {type(built).__name__}; it must return a "
+                        "torch.nn.Module.")
+    return built
+
+
+def build_models(factory, model_args: Sequence[dict], seeds: Sequence[int]) -> list:
+    """``factory(**model_args[j])`` under seed ``seeds[j]``, each exactly as inside
+    :func:`aelab.seeded`, with the caller's random state left as it was.
+
+    >>> import aelab
+    >>> a, b = build_models(lambda: aelab.LinearAutoencoder(2, 1), [{}, {}], [0, 0])
+    >>> bool((a.encoder.weight == b.encoder.weight).all())
+    True
+    """
+    from aelab._seed import seeded
+
+    if torch.accelerator.is_available():
+        out = []
+        for args, seed in zip(model_args, seeds):
+            with seeded(seed):
+                out.append(checked_model(factory(**args), args))
+        return out
+    # Without an accelerator, seeded() changes only the CPU generator, and its
+    # torch.manual_seed spends ~0.3 ms per call queueing accelerator seeds for later
+    # (a third of the coordinator's time in a sweep of tiny models): seed the CPU
+    # generator alone, inside one fork that restores the caller's state.
+    with torch.random.fork_rng(devices=[]):
+        out = []
+        for args, seed in zip(model_args, seeds):
+            torch.default_generator.manual_seed(int(seed))
+            out.append(checked_model(factory(**args), args))
+        return out
+
+
+# a factory larger than this when pickled (a closure over a dataset, say) is not sent with
+# every stack: its models are built by the coordinator and sent instead
+_FACTORY_BYTES = 1 << 20
+
+
+def factory_bytes(factory) -> bytes | None:
+    """``factory`` pickled for workers (cloudpickle when installed, so that lambdas and
+    closures travel too), or None when it does not pickle or is too large to send with
+    every stack."""
+    try:
+        import cloudpickle
+        dump = cloudpickle.dumps
+    except ImportError:
+        import pickle
+        dump = pickle.dumps
+    try:
+        blob = dump(factory)
+    except Exception as err:  # noqa: BLE001 - any pickling failure means: build here instead
+        logger.debug("model factory does not pickle (%s); the coordinator builds models", err)
+        return None
+    return blob if len(blob) <= _FACTORY_BYTES else None
+
+
+_FACTORIES: dict = {}
+
+
+def load_factory(blob: bytes):
+    """The factory pickled in ``blob``, unpickled once per process."""
+    factory = _FACTORIES.get(blob)
+    if factory is None:
+        import pickle
+
+        factory = _FACTORIES[blob] = pickle.loads(blob)
+    return factory
+
+
+def probe_factory(blob: bytes, model_args: dict, seed: int) -> dict:
+    """Where it runs: unpickle the factory, build one model, return its initial weights
+    (the coordinator compares them with its own build before trusting workers to build)."""
+    (model,) = build_models(load_factory(blob), [model_args], [seed])
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+class ModelRecipe:
+    """How to build a stack's models where it trains: the factory and each member's
+    arguments (the seeds are the stack's). Pickled, the factory travels as the bytes
+    :func:`factory_bytes` made, and is unpickled inside :func:`run_stack`, so that a
+    factory a worker cannot load is an error of one task, not a dead worker."""
+
+    def __init__(self, factory, model_args: Sequence[dict], blob: bytes | None = None):
+        self.factory, self.model_args, self.blob = factory, list(model_args), blob
+
+    def __getstate__(self):
+        if self.blob is None:
+            raise TypeError("this ModelRecipe has no pickled factory; it can only run in "
+                            "the process that made it.")
+        return {"factory": None, "model_args": self.model_args, "blob": self.blob}
+
+    def build(self, seeds: Sequence[int]) -> list:
+        factory = self.factory if self.factory is not None else load_factory(self.blob)
+        return build_models(factory, self.model_args, seeds)
+
+
 # --------------------------------------------------------------------------- one stack
 
 
 class StackTask:
-    """What a worker needs to train one stack: built models, data, seeds, training arguments.
+    """What a worker needs to train one stack: its models (or how to build them), data,
+    seeds, training arguments.
 
-    ``jobs`` is a dict of :func:`aelab.train_many` arguments for a stack trained
-    together, or one ``(training function, keyword arguments)`` per model for
-    models trained one after another. ``evaluate`` names, per model, the
-    datasets whose reconstruction error to measure once trained (``{"test_mse":
-    test, ...}``). Pickled (for a worker process or a Dask worker), the models
-    travel as one model plus the stacked weights of all, much cheaper than K
-    pickled modules; run where it was made (``"local"``), it trains the
-    coordinator's models in place.
+    ``recipe`` (a :class:`ModelRecipe`) builds the models where the stack trains,
+    so the coordinator neither builds nor sends them; without it, ``models`` are
+    the coordinator's built models. ``jobs`` is a dict of :func:`aelab.train_many`
+    arguments for a stack trained together, or one ``(training function, keyword
+    arguments)`` per model for models trained one after another. ``evaluate``
+    names, per model, the datasets whose reconstruction error to measure once
+    trained (``{"test_mse": test, ...}``). Pickled (for a worker process or a Dask
+    worker), built models travel as one model plus the stacked weights of all,
+    much cheaper than K pickled modules; run where it was made (``"local"``), it
+    trains the coordinator's models in place.
     """
 
     def __init__(self, models, trains, monitors, seeds, jobs, evaluate=None, device=None,
-                 progress=False, threads=None):
+                 progress=False, threads=None, recipe: ModelRecipe | None = None):
+        if (models is None) == (recipe is None):
+            raise ValueError("StackTask needs either built models or a recipe, not both.")
         self.models, self.trains, self.monitors, self.seeds = models, trains, monitors, seeds
         self.jobs, self.device, self.progress, self.threads = jobs, device, progress, threads
-        self.evaluate = evaluate or [{} for _ in models]
+        self.recipe = recipe
+        self.evaluate = evaluate or [{} for _ in seeds]
         self.unpickled = False
         self.token = uuid.uuid4().hex
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        states = stacked_states(self.models)
-        if states is not None:
-            state["models"] = (self.models[0], states, len(self.models))
+        if self.models is not None:
+            states = stacked_states(self.models)
+            if states is not None:
+                state["models"] = (self.models[0], states, len(self.models))
         return state
 
     def __setstate__(self, state):
@@ -607,14 +718,15 @@ def _shells(first, K: int, pooled: bool) -> list:
 @dataclass
 class StackResult:
     """What a worker sends back: Histories, divergence flags, reconstruction errors and
-    the trained weights."""
+    the trained weights (stacked), or, in process, the trained models themselves."""
 
     histories: list
     diverged: list
     errors: list  # per model: {name: reconstruction error}, empty when it diverged
-    states: dict | list | None  # name -> (K, ...) weights, or state dicts; None: in place
+    states: dict | list | None  # name -> (K, ...) weights, or state dicts; None: in process
     seconds: float
     worker: str
+    models: list | None = None  # the trained models, when the stack ran in this process
 
 
 # below this many multiply-adds per forward pass, a second torch thread only waits on the
@@ -657,6 +769,34 @@ def load_stacked(models, states: dict) -> None:
                 tensor.copy_(states[name][j])
 
 
+# evaluate.reconstruction_errors' batch size: the same batches give the same numbers
+_EVAL_BATCH = 4096
+
+
+def reconstruction_errors(model, wanted: dict) -> dict:
+    """``{name: aelab.reconstruction_error(model, ds.X)}`` for ``wanted``'s datasets,
+    the same numbers bit for bit (tested), with the model switched to eval mode once for
+    all of them: each switch walks every submodule, and measured here the two switches
+    per call took longer than the forward pass of a tiny model.
+    """
+    if not wanted:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters(), torch.empty(0)).device
+        out = {}
+        with torch.no_grad():
+            for name, ds in wanted.items():
+                X = torch.as_tensor(ds.X, dtype=torch.float32)
+                per_sample = [((model(x) - x) ** 2).flatten(1).mean(1).cpu()
+                              for x in X.to(device).split(_EVAL_BATCH)]
+                out[name] = float(torch.cat(per_sample).mean())
+        return out
+    finally:
+        model.train(was_training)
+
+
 def run_stack(task: StackTask) -> StackResult:
     """Train one stack, in a worker or in process; return what the coordinator records."""
     from aelab.ensemble import train_many
@@ -665,15 +805,16 @@ def run_stack(task: StackTask) -> StackResult:
     if task.threads:
         torch.set_num_threads(task.threads)
     start = time.perf_counter()
+    models = task.models if task.recipe is None else task.recipe.build(task.seeds)
     if isinstance(task.jobs, dict):
-        histories = train_many(task.models, task.trains, seeds=task.seeds, test=task.monitors,
+        histories = train_many(models, task.trains, seeds=task.seeds, test=task.monitors,
                                device=task.device, progress=task.progress,
                                on_diverge="restore", **task.jobs)
         diverged = ["diverged" in h.config for h in histories]
     else:
         histories, diverged = [], []
         for model, train, monitor, seed, (train_fn, kwargs) in zip(
-                task.models, task.trains, task.monitors, task.seeds, task.jobs):
+                models, task.trains, task.monitors, task.seeds, task.jobs):
             try:
                 history, bad = train_fn(model, train, test=monitor, seed=seed,
                                         device=task.device, progress=task.progress,
@@ -683,22 +824,18 @@ def run_stack(task: StackTask) -> StackResult:
             histories.append(history)
             diverged.append(bad)
     seconds = time.perf_counter() - start
-    errors = [{} for _ in task.models]
-    if task.models:
-        from aelab.evaluate import reconstruction_error
-
-        with small_ops_on_one_thread(task.models[0], [ds for e in task.evaluate[:1]
-                                                      for ds in e.values()]):
-            for model, wanted, bad, out in zip(task.models, task.evaluate, diverged, errors):
+    errors = [{} for _ in models]
+    if models:
+        with small_ops_on_one_thread(models[0], [ds for e in task.evaluate[:1]
+                                                 for ds in e.values()]):
+            for model, wanted, bad, out in zip(models, task.evaluate, diverged, errors):
                 if not bad:
-                    out.update({name: reconstruction_error(model, ds.X)
-                                for name, ds in wanted.items()})
-    states = None
-    if task.unpickled:
-        states = stacked_states(task.models)
-        if states is None:
-            states = [{k: v.detach().cpu() for k, v in m.state_dict().items()}
-                      for m in task.models]
+                    out.update(reconstruction_errors(model, wanted))
+    if not task.unpickled:
+        return StackResult(histories, diverged, errors, None, seconds, worker_name(), models)
+    states = stacked_states(models)
+    if states is None:
+        states = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
     return StackResult(histories, diverged, errors, states, seconds, worker_name())
 
 

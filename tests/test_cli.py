@@ -30,10 +30,12 @@ def test_run_one_study_writes_report_under_out(tmp_path, capsys, monkeypatch):
     assert metrics["studies"]["moons-autoencoder"]["test_mse"] > 0
 
 
-def test_unknown_study_exits_nonzero_listing_valid_names(capsys):
+def test_unknown_study_is_bad_usage_with_a_suggestion(capsys):
     assert main(["run", "no-such-study"]) == 2
     err = capsys.readouterr().err
-    assert "no-such-study" in err and "moons-autoencoder" in err
+    assert "no-such-study" in err and "aelab list" in err and err.count("\n") == 1
+    assert main(["run", "sheet6-pcaa"]) == 2
+    assert "did you mean sheet6-pca" in capsys.readouterr().err
 
 
 def test_train_on_a_user_csv(tmp_path, capsys):
@@ -86,7 +88,7 @@ def test_missing_mnist_files_fail_before_any_training_and_leave_no_folder(tmp_pa
                  "--out", str(out)]) == 1
     assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
     assert not out.exists()
-    assert main(["run", "digits-bottleneck", "--dataset", "mnist", "--out", str(out)]) == 1
+    assert main(["run", "digits-bottleneck", "--dataset", "mnist", "--out", str(out)]) == 2
     assert "needs --mnist-root" in capsys.readouterr().err
 
 
@@ -122,7 +124,7 @@ def test_run_on_user_data_with_set(tmp_path, capsys):
 
 def test_data_with_a_study_tied_to_its_data_names_those_that_can(tmp_path, capsys):
     csv = write_points_csv(tmp_path / "points.csv")
-    assert main(["run", "sheet6-pca", "--data", str(csv), "--out", str(tmp_path / "o")]) == 1
+    assert main(["run", "sheet6-pca", "--data", str(csv), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "sheet6-pca" in err and "hyperparameters" in err and "ae-vs-pca" in err
     assert not (tmp_path / "o").exists()
@@ -130,10 +132,10 @@ def test_data_with_a_study_tied_to_its_data_names_those_that_can(tmp_path, capsy
 
 def test_set_checks_names_and_types_against_the_settings(tmp_path, capsys):
     out = str(tmp_path / "o")
-    assert main(["run", "moons-autoencoder", "--set", "widthh=3", "--out", out]) == 1
+    assert main(["run", "moons-autoencoder", "--set", "widthh=3", "--out", out]) == 2
     err = capsys.readouterr().err
     assert "widthh" in err and "hidden_size" in err and "epochs" in err
-    assert main(["run", "moons-autoencoder", "--set", "epochs=many", "--out", out]) == 1
+    assert main(["run", "moons-autoencoder", "--set", "epochs=many", "--out", out]) == 2
     assert "epochs" in capsys.readouterr().err
     assert main(["run", "moons-autoencoder", "--set", "epochs=0", "--out", out]) == 1
     assert "epochs" in capsys.readouterr().err
@@ -148,7 +150,7 @@ def test_set_overrides_the_setting(tmp_path, capsys):
 
 
 def test_a_study_named_twice_is_an_error(tmp_path, capsys):
-    assert main(["run", "sheet6-pca", "sheet6-pca", "--out", str(tmp_path / "o")]) == 1
+    assert main(["run", "sheet6-pca", "sheet6-pca", "--out", str(tmp_path / "o")]) == 2
     assert "named twice" in capsys.readouterr().err
 
 
@@ -161,4 +163,5 @@ def test_run_without_names_runs_each_question_once():
     image = aelab.data.digits()
     points = aelab.data.moons(50)
     assert "denoising" in _default_studies(image)
-    assert "denoising" not in _default_studies(points) and "hyperparameters" in _default_studies(points)
+    assert "denoising" not in _default_studies(points)
+    assert "hyperparameters" in _default_studies(points)

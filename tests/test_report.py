@@ -70,7 +70,7 @@ def test_report_embeds_every_figure_and_escapes_text(tmp_path, moons_result):
     html = path.read_text(encoding="utf-8")
     assert "<script>" not in html and "<b>bold</b>" not in html and "<i>x</i>" not in html
     parsed = parse(path)
-    assert len(parsed.sections) == 2 and "moons-autoencoder" in parsed.sections
+    assert parsed.sections[:2] == ["moons-autoencoder", "script-alert-1-script"]
     assert len(parsed.images) == 3
     for src in parsed.images:
         assert decode_image(src).shape[0] > 100
@@ -91,7 +91,7 @@ def test_report_rejects_empty_and_wrong_input(tmp_path):
 
 
 def test_interrupted_write_leaves_no_report(tmp_path, monkeypatch):
-    def boom(fig):
+    def boom(fig, dpi=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(report, "_png", boom)

@@ -1,81 +1,294 @@
-"""The ``aelab`` command line: run studies, list them, train one model, summarise a model.
+"""The ``aelab`` command line: run studies, list them, train one model, encode or
+reconstruct data with it, summarise a model, run a sweep.
 
-Only this module prints. Every command prints where it wrote its results.
+Only this module prints. Every command prints where it wrote its results. A
+user's mistake is one line on stderr, ``aelab COMMAND: error: what went wrong;
+what to do``, never a traceback (``--debug`` shows it). Exit status: 0 done,
+1 failed, 2 bad usage, 130 interrupted by Ctrl-C, 143 by SIGTERM (128 + the
+signal's number, as shells report it); an interrupted ``aelab run`` still
+writes the report of the studies that finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import gzip
+import inspect
+import io
+import json
+import os
+import pickle
+import signal
+import struct
 import sys
+import threading
 import time
+import traceback
+import warnings
+import zipfile
+import zlib
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from aelab import data, models, plots, report
+from aelab import __version__, data, models, plots, report
+from aelab._files import write_bytes, write_text
 from aelab._seed import seeded
 from aelab.checkpoint import load as load_model
 from aelab.checkpoint import save
-from aelab.evaluate import reconstruct, reconstruction_error
-from aelab.models import Autoencoder
+from aelab.evaluate import encode, reconstruct, reconstruction_errors
 from aelab.studies import REGISTRY, StudyResult
 from aelab.studies._base import data_studies, parse_setting
-from aelab.train import train_autoencoder
+from aelab.train import train_autoencoder, train_vae
+
+EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
 
 BUILTIN_DATA = {
     "moons": lambda n, seed: data.moons(n, noise=0.1, seed=seed),
     "rectangle": lambda n, seed: data.rectangle(n, seed=seed),
     "digits": lambda n, seed: data.digits(),
 }
+# Limits checked before anything is allocated, so that a typo (--hidden 100000000)
+# is a one-line refusal, not minutes of swapping. 50 million float32 parameters are
+# 200 MB, 800 MB with Adam's state and the gradients; far beyond what these
+# experiments need.
+MAX_PARAMETERS = 50_000_000
+MAX_POINTS = 1_000_000  # --n for moons and rectangle (16 MB of points)
+MAX_DEPTH = 100  # --layers / --blocks: each is a module built in Python
+
+LABEL_RULE = ("labels come only from --label-column NAME (a CSV column name or 0-based "
+              "position, or an .npz array name; an .npz's array y is its labels); a CSV column "
+              "called y, label or target is otherwise a feature")
+THREADS_HELP = ("CPU threads for torch (default 1: aelab's models are tiny, and a second "
+                "thread mostly spin-waits, which on a busy machine slows small convolutions "
+                "many-fold)")
 
 
-def _new_run_dir(out: str | None) -> Path:
-    """A new, empty output folder: ``out`` if given, else runs/<timestamp> (suffixed if taken).
+class UsageError(ValueError):
+    """Options that contradict each other or do not apply: exit status 2, as argparse's own."""
 
-    Checked and created before any training, so a bad ``--out`` costs no work, and
-    refused if it already holds files, so two runs' files never mix.
-    """
-    if out:
-        path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"--out {out!r} is a file; give a folder for the results.")
-        if path.is_dir() and any(path.iterdir()):
-            raise ValueError(f"--out {out!r} already holds files; choose a new or empty folder "
-                             "so that this run's results do not mix with another's.")
-    else:
-        base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        path, i = base, 1
-        while path.exists():
-            path, i = Path(f"{base}-{i}"), i + 1
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does: finished
+    work is kept and temporary files are removed."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _interrupt_code(err: BaseException) -> int:
+    return EXIT_SIGTERM if isinstance(err, Terminated) else EXIT_SIGINT
+
+
+def _interrupt_name(err: BaseException) -> str:
+    return "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
 
 
 @contextlib.contextmanager
-def _removed_if_empty_on_error(path: Path):
-    """Leave no empty output folder behind when a command fails."""
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` for the block (signal handlers live in the main
+    thread only; elsewhere, e.g. main() called from a worker thread, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+# exceptions that mean a file is truncated or not what its name says
+_DAMAGED_FILE = (EOFError, zlib.error, struct.error, zipfile.BadZipFile, pickle.UnpicklingError,
+                 gzip.BadGzipFile)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _error_line(command: str, err: BaseException) -> str:
+    """What went wrong and what to do, in one line."""
+    text, start = _one_line(err), f"aelab {command}: error: "
+    if isinstance(err, UsageError):
+        return f"{start}{text.rstrip('.')}; see aelab {command} --help."
+    if isinstance(err, FloatingPointError):  # aelab.TrainingDiverged
+        where = (f" Set it with --lr; aelab train's default is {TRAIN_DEFAULTS['lr']:g}."
+                 if command == "train"
+                 else " Set it with --set lr=VALUE." if command == "run" else "")
+        return f"{start}{text}{where}"
+    if isinstance(err, MemoryError):
+        return (f"{start}out of memory ({text}); use a smaller model or less data, or free "
+                "memory on this machine.")
+    if isinstance(err, _DAMAGED_FILE):
+        return (f"{start}a file could not be read: it is truncated or damaged "
+                f"({type(err).__name__}: {text}); check the file, or copy or download it again.")
+    if isinstance(err, (ValueError, TypeError, OSError)):
+        return start + text
+    return (f"aelab {command}: unexpected error ({type(err).__name__}: {text}); this may be a "
+            "bug in aelab: rerun with --debug to see the traceback, and report it.")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _claim(out: str | None) -> tuple[Path, bool]:
+    """A new or empty output folder, claimed with a lock file created with O_EXCL.
+
+    Two commands given the same ``--out`` at the same time cannot both claim it:
+    exactly one creates the lock. Returns the folder and whether this call created it.
+    """
+    if out:
+        path, created = Path(out), False
+        try:
+            path.mkdir(parents=True)
+            created = True
+        except FileExistsError:
+            if not path.is_dir():
+                raise ValueError(f"--out {out!r} is a file; give a folder for the results.") \
+                    from None
+    else:  # runs/<timestamp>, suffixed when taken; mkdir is the atomic claim
+        base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        path, i = base, 1
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                path, i = Path(f"{base}-{i}"), i + 1
+        created = True
+    lock = path / _LOCK
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        owner = ""
+        with contextlib.suppress(OSError, ValueError):
+            owner = f" by process {int(lock.read_text().split()[0])}"
+        raise ValueError(
+            f"--out {str(path)!r} is in use{owner}: another aelab command is writing there "
+            f"(lock file {lock}); wait for it or choose another folder; if no aelab command "
+            f"is running, delete {lock}.") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    if any(p.name != _LOCK for p in path.iterdir()):
+        lock.unlink()
+        raise ValueError(f"--out {str(path)!r} already holds files; choose a new or empty folder "
+                         "so that this run's results do not mix with another's.")
+    return path, created
+
+
+_LOCK = ".aelab-lock"
+
+
+@contextlib.contextmanager
+def _claimed_out_dir(out: str | None):
+    """The claimed output folder for the block; released after it, and removed when the
+    block fails and this command created it and left it empty."""
+    path, created = _claim(out)
     try:
         yield path
-    except BaseException:
-        if path.is_dir() and not any(path.iterdir()):
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (path / _LOCK).unlink()
+        if created and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
+
+
+def _check_count(option: str, value: int, limit: int, what: str) -> int:
+    if value > limit:
+        raise UsageError(f"{option} {value} is above the limit of {limit:,} {what}; choose "
+                         f"{option} <= {limit:,}.")
+    return value
+
+
+def _built_within_limit(build, what: str, seed: int | None = None):
+    """``build()`` if the model it makes has at most MAX_PARAMETERS parameters.
+
+    The model is first built on the meta device, which allocates nothing, to count them.
+    """
+    with torch.device("meta"):
+        probe = build()
+    n_params = sum(p.numel() for p in probe.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise UsageError(
+            f"{what} makes a model of {n_params:,} parameters ({4 * n_params / 1e9:.3g} GB of "
+            f"float32 weights), above the limit of {MAX_PARAMETERS:,}; choose smaller sizes.")
+    if seed is None:
+        return build()
+    with seeded(seed):
+        return build()
+
+
+def _load_data(path: str, option: str = "--data", label_column: str | None = None):
+    """``aelab.data.load`` with the option named in errors that do not name the file."""
+    kwargs = {}
+    if label_column is not None:
+        if "label_column" not in inspect.signature(data.load).parameters:
+            raise UsageError("--label-column needs a newer aelab.data.load; it is not "
+                             "supported here.")
+        # a number is a 0-based column position (a CSV without a header has no names)
+        kwargs["label_column"] = int(label_column) if label_column.isdigit() else label_column
+    try:
+        return data.load(path, **kwargs)
+    except (FileNotFoundError, MemoryError):
         raise
+    except (ValueError, TypeError, OSError, *_DAMAGED_FILE) as err:
+        text = _one_line(err)
+        if isinstance(err, (ValueError, TypeError)) and str(path) in text:
+            raise
+        raise ValueError(f"{option} {path}: could not be loaded: {text}"
+                         + ("" if isinstance(err, (ValueError, TypeError)) else
+                            f" ({type(err).__name__}; is the file truncated or damaged?)")) \
+            from err
 
 
-def _check_mnist_files(root) -> None:
-    """Fail before any training when an MNIST study would not find its files."""
-    if root is None:
-        raise ValueError("--dataset mnist needs --mnist-root DIR, the folder with the MNIST IDX files.")
-    for prefix in ("train", "t10k"):
-        for kind in ("images-idx3", "labels-idx1"):
-            data._mnist_file(Path(root), f"{prefix}-{kind}-ubyte")
+def _load_saved_model(path: str, device=None):
+    """``aelab.load``, any failure to read the file said as 'not an aelab model file'."""
+    try:
+        return load_model(path, device=device or "cpu")
+    except (ValueError, TypeError, FileNotFoundError, MemoryError):
+        raise
+    except Exception as err:  # torch's own errors on zips that are not torch files
+        raise ValueError(f"--load {path} is not an aelab model file: torch could not read it "
+                         f"({type(err).__name__}); give a file saved by aelab train or "
+                         "aelab.save.") from err
+
+
+def _check_device(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text!r} is not a device name; use cpu, cuda, cuda:N or "
+                         "mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: CUDA is not available with this torch "
+                         f"({torch.__version__}); use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {text}: MPS is not available on this machine; use "
+                         "--device cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {text!r}: aelab trains on cpu, cuda or mps.")
+    return text
 
 
 def _show_progress(args) -> bool | None:
     return True if args.progress else (False if args.no_progress else None)
+
+
+def _note(command: str, text: str) -> None:
+    print(f"aelab {command}: note: {text}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- aelab list / run
 
 
 def cmd_list(args) -> int:
@@ -85,12 +298,31 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _study_options(func, args) -> dict:
-    """``--dataset``/``--mnist-root`` as keyword arguments, for the studies whose signature takes them."""
-    import inspect
+def _check_mnist_files(root) -> None:
+    """Fail before any training when an MNIST study would not find or not read its files."""
+    if root is None:
+        raise UsageError("--dataset mnist needs --mnist-root DIR, the folder with the MNIST "
+                         "IDX files.")
+    for prefix in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            data._mnist_file(Path(root), f"{prefix}-{kind}-ubyte")
+    for train in (True, False):  # read them: a truncated file fails now, not mid-run
+        try:
+            data.mnist(root, train=train)
+        except (FileNotFoundError, MemoryError):
+            raise
+        except (ValueError, TypeError, OSError, *_DAMAGED_FILE) as err:
+            raise ValueError(f"--mnist-root {root}: the MNIST files could not be read: "
+                             f"{_one_line(err)} ({type(err).__name__}); copy or download "
+                             "them again.") from err
 
+
+def _study_options(func, args) -> dict:
+    """``--dataset``/``--mnist-root``/``--device`` as keyword arguments, for the studies
+    whose signature takes them."""
     dataset = args.dataset or ("mnist" if args.mnist_root else None)
-    options = {"dataset": dataset, "mnist_root": args.mnist_root}
+    options = {"dataset": dataset, "mnist_root": args.mnist_root,
+               "device": getattr(args, "device", None)}
     accepted = inspect.signature(func).parameters
     return {k: v for k, v in options.items() if v is not None and k in accepted}
 
@@ -113,121 +345,449 @@ def _settings_overrides(names, pairs) -> dict[str, dict]:
         for name in names:
             cls = REGISTRY[name].settings
             if cls is None:
-                raise ValueError(f"--set {text}: study {name!r} has no settings to set.")
+                raise UsageError(f"--set {text}: study {name!r} has no settings to set.")
             try:
                 key, value = parse_setting(cls, text)
             except ValueError as err:
-                raise ValueError(f"--set for study {name!r}: {err}") from None
+                raise UsageError(f"--set for study {name!r}: {err}") from None
             overrides[name][key] = value
     return overrides
 
 
-def cmd_run(args) -> int:
-    user_data = data.load(args.data) if args.data else None
-    names = args.studies or _default_studies(user_data)
+def _check_study_names(names) -> None:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        print(f"aelab run: unknown study {', '.join(map(repr, unknown))}. Valid names:\n  "
-              + "\n  ".join(REGISTRY), file=sys.stderr)
-        return 2
-    if len(set(names)) != len(names):
-        raise ValueError(f"a study is named twice: {' '.join(names)}; name each once.")
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, REGISTRY, n=3)
+            hints.append(f"{n!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        raise UsageError(f"unknown study {', '.join(hints)}; `aelab list` shows the "
+                         f"{len(REGISTRY)} studies")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"study {', '.join(twice)} is named twice: {' '.join(names)}; name "
+                         "each once.")
+
+
+def cmd_run(args) -> int:
+    if args.studies:
+        _check_study_names(args.studies)
+    user_data = _load_data(args.data) if args.data else None
+    names = args.studies or _default_studies(user_data)
     if user_data is not None:
         refusing = [n for n in names if REGISTRY[n].data is None]
         if refusing:
-            raise ValueError(f"--data: {', '.join(refusing)} cannot run on your data; studies "
+            raise UsageError(f"--data: {', '.join(refusing)} cannot run on your data; studies "
                              f"that can: {', '.join(data_studies())}.")
     show = _show_progress(args)
     options = {name: _study_options(REGISTRY[name].run, args) for name in names}
-    if (args.dataset or args.mnist_root) and not any(options.values()):
-        print("aelab run: note: --dataset/--mnist-root apply to the image studies only; "
-              "none of the chosen studies uses them.", file=sys.stderr)
+    if (args.dataset or args.mnist_root) and not any(
+            {"dataset", "mnist_root"} & set(o) for o in options.values()):
+        _note("run", "--dataset/--mnist-root apply to the image studies only; none of the "
+                     "chosen studies uses them.")
+    if args.device and not any("device" in o for o in options.values()):
+        _note("run", f"--device {args.device} is ignored: none of the chosen studies takes a "
+                     "device; they run on the CPU.")
     if any(o.get("dataset") == "mnist" for o in options.values()):
         _check_mnist_files(args.mnist_root)
     for name, settings in _settings_overrides(names, args.set).items():
         options[name].update(settings)
         if user_data is not None:
             options[name]["data"] = user_data
-    with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
+    with _claimed_out_dir(args.out) as out_dir:
         return _run_studies(names, options, args, show, out_dir)
 
 
 def _run_studies(names, options, args, show, out_dir) -> int:
+    """Run the studies in order; write the report of those that finished, also when one
+    fails or the run is interrupted (marked incomplete, naming those that did not run)."""
     from tqdm.auto import tqdm
 
-    results = []
-    bar = tqdm(names, unit="study", disable=not (sys.stderr.isatty() if show is None else show))
-    for name in bar:
-        bar.set_description(name)
-        start = time.perf_counter()
-        result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
-        result.config.setdefault("seconds", round(time.perf_counter() - start, 2))
-        results.append(result)
+    results, stopped = [], None
+    bar_wanted = sys.stderr.isatty() if show is None else show
+    lines = show is None and not bar_wanted  # no terminal: one line per finished study
+    bar = tqdm(total=len(names), unit="study", file=sys.stderr) if bar_wanted else None
+    try:
+        for i, name in enumerate(names, 1):
+            if bar is not None:
+                bar.set_description(name)
+            start = time.perf_counter()
+            result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
+            seconds = time.perf_counter() - start
+            result.config.setdefault("seconds", round(seconds, 2))
+            results.append(result)
+            if bar is not None:
+                bar.update()
+            elif lines:
+                print(f"[{i}/{len(names)}] {name} {seconds:.1f} s", file=sys.stderr, flush=True)
+    except (KeyboardInterrupt, Exception) as err:
+        stopped = err
+    finally:
+        if bar is not None:
+            bar.close()
     which = (f"all {len(names)} studies" if not args.studies and not args.data
              else ", ".join(names) if len(names) <= 3 else f"{len(names)} studies")
     settings = "full (course) settings" if args.full else "quick settings"
-    path = report.write(results, out_dir, title=f"aelab run: {which}, {settings}, seed {args.seed}")
-    print(f"Report: {path.resolve()}")
-    return 0
+    title = f"aelab run: {which}, {settings}, seed {args.seed}"
+    if stopped is None:
+        path = report.write(results, out_dir, title=title)
+        print(f"Report: {path.resolve()}")
+        return 0
+    if not results:
+        raise stopped
+    not_run = names[len(results):]
+    running = not_run[0]
+    why = (f"interrupted ({_interrupt_name(stopped)}) while running {running}"
+           if isinstance(stopped, KeyboardInterrupt)
+           else f"{running} failed: {_one_line(stopped)}")
+    incomplete = (f"{len(results)} of {len(names)} studies finished; the run was {why}. "
+                  f"Rerun the rest with: aelab run {' '.join(not_run)}")
+    path = report.write(results, out_dir, title=f"{title} (incomplete)", incomplete=incomplete,
+                        not_run=not_run)
+    print(f"Report (incomplete, {len(results)} of {len(names)} studies): {path.resolve()}")
+    if isinstance(stopped, KeyboardInterrupt):
+        print(f"aelab run: interrupted ({_interrupt_name(stopped)}); not run: "
+              f"{', '.join(not_run)}. The report holds the {len(results)} that finished.",
+              file=sys.stderr)
+        return _interrupt_code(stopped)
+    raise stopped
 
 
-def _train_result(args) -> tuple[StudyResult, object]:
+# --------------------------------------------------------------------------- aelab train
+
+TRAIN_DEFAULTS = {"model": "mlp", "n": 1000, "bottleneck": 1, "hidden": 64, "layers": 2,
+                  "blocks": 2, "epochs": 200, "batch_size": 32, "lr": 3e-3, "test_size": 0.2}
+# --model -> builder(input size, image shape, options); which size options each family uses
+TRAIN_MODELS = {
+    "mlp": (lambda d, shape, o: models.Autoencoder(d, o["bottleneck"], o["hidden"], o["layers"]),
+            ("hidden", "layers")),
+    "linear": (lambda d, shape, o: models.LinearAutoencoder(d, o["bottleneck"]), ()),
+    "resnet": (lambda d, shape, o: models.ResNetAutoencoder(d, o["bottleneck"], o["hidden"],
+                                                            o["blocks"]), ("hidden", "blocks")),
+    "conv": (lambda d, shape, o: models.ConvAutoencoder(shape, o["bottleneck"]), ()),
+    "vae": (lambda d, shape, o: models.VAE(d, o["bottleneck"], o["hidden"], o["layers"]),
+            ("hidden", "layers")),
+}
+_SIZE_OPTIONS = ("hidden", "layers", "blocks")
+
+
+def _train_options(args) -> dict:
+    """The train options with their defaults filled in; an option that the chosen family
+    or data would ignore is a UsageError."""
+    family = args.model or TRAIN_DEFAULTS["model"]
+    used = TRAIN_MODELS[family][1]
+    for name in _SIZE_OPTIONS:
+        if getattr(args, name) is not None and name not in used:
+            raise UsageError(f"--{name} does not apply to --model {family}"
+                             + (f" (it uses {', '.join('--' + u for u in used)})" if used
+                                else "") + f"; drop --{name}.")
+    if family == "vae" and args.noise_sigma is not None:
+        raise UsageError("--noise-sigma does not apply to --model vae; drop it.")
+    options = {k: getattr(args, k) if getattr(args, k) is not None else v
+               for k, v in TRAIN_DEFAULTS.items()}
+    options["model"] = family
+    for name in ("layers", "blocks"):
+        _check_count(f"--{name}", options[name], MAX_DEPTH, name)
+    return options
+
+
+def _train_data(args, n: int):
     if args.data in BUILTIN_DATA:
-        ds = BUILTIN_DATA[args.data](args.n, args.seed)
+        if args.label_column is not None:
+            raise UsageError(f"--label-column applies to data files; --data {args.data} brings "
+                             "its own labels (if any); drop --label-column.")
+        if args.data == "digits" and args.n is not None:
+            raise UsageError(f"--n {args.n} does not apply to --data digits, which has its "
+                             "fixed 1,797 images; --n sets the size of moons and rectangle.")
+        _check_count("--n", n, MAX_POINTS, "points")
+        return BUILTIN_DATA[args.data](n, args.seed)
+    if args.n is not None:
+        raise UsageError(f"--n {args.n} does not apply to a data file, which brings its own "
+                         "rows; --n sets the size of moons and rectangle.")
+    return _load_data(args.data, "--data", args.label_column)
+
+
+def _standardized(train, test):
+    """Both splits scaled by the training split's mean and standard deviation (sklearn's
+    StandardScaler: a constant feature keeps scale 1)."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train.X.numpy())
+    scaled = [data.Dataset(torch.from_numpy(scaler.transform(d.X.numpy())).float(), d.y, d.name,
+                           d.image_shape) for d in (train, test)]
+    return scaled[0], scaled[1], scaler
+
+
+def _scaler_path(model_path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".scaler.json")
+
+
+def _paired_verdict(name: str, errors, other_errors) -> str:
+    """Whether the model's per-point test errors are lower than ``name``'s: a paired t-test
+    over the test points (one trained model, so training-seed spread is not in it)."""
+    from scipy.stats import ttest_rel
+
+    diff = (errors - other_errors).numpy().astype(float)
+    n = len(diff)
+    if n < 2 or not np.any(diff):
+        return f"the same as {name}'s" if n >= 2 else f"not tested against {name}'s (1 point)"
+    with warnings.catch_warnings():  # a near-constant difference: scipy warns, p stays valid
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_rel(errors.numpy(), other_errors.numpy()).pvalue)
+    p_text = "p < 1e-4" if p < 1e-4 else f"p = {p:.2g}"
+    if p < 0.05:
+        word = "lower" if diff.mean() < 0 else "higher"
+        return f"{word} than {name}'s (paired t-test over {n} test points, {p_text})"
+    return f"not distinguishable from {name}'s (paired t-test over {n} test points, {p_text})"
+
+
+def _codes_figure(codes: np.ndarray, labels: np.ndarray, title: str):
+    """Codes coloured by label: the first two code dimensions, or for a 1-D code, the code
+    against the label."""
+    fig, axes = plots.new_figure(width=6.0, height=4.5)
+    ax = axes[0, 0]
+    classes = np.unique(labels)
+    colours = [f"C{i % 10}" for i in range(len(classes))] if len(classes) <= 10 else None
+    if codes.shape[1] >= 2:
+        x, y, ylabel = codes[:, 0], codes[:, 1], "code $z_2$"
     else:
-        ds = data.load(args.data)
-    train, test = data.split(ds, test_size=0.2, seed=args.seed)
-    with seeded(args.seed):
-        model = Autoencoder(ds.n_features, args.bottleneck, args.hidden, args.layers)
-    history = train_autoencoder(
-        model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, test=test,
-        seed=args.seed, optimizer=args.optimizer, noise_sigma=args.noise_sigma,
-        progress=_show_progress(args))
-    errors = {"train": reconstruction_error(model, train.X), "test": reconstruction_error(model, test.X)}
-    figures = {"loss": plots.loss_curves({ds.name: history},
-                                         title=f"{ds.name}: loss per epoch")}
+        x, y, ylabel = codes[:, 0], labels.astype(float), "label"
+    if colours is None:  # many classes: one colour scale
+        points = ax.scatter(x, y, c=labels, s=8, cmap="viridis")
+        fig.colorbar(points, ax=ax, label="label")
+    else:
+        for c, colour in zip(classes, colours):
+            keep = labels == c
+            ax.scatter(x[keep], y[keep], s=8, color=colour, alpha=0.7, label=str(c))
+        ax.legend(title="label", fontsize="small", ncols=2 if len(classes) > 5 else 1,
+                  markerscale=2)
+    ax.set_xlabel("code $z_1$")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+def _train_setup(args):
+    """Options, data, splits and the untrained model: every check that needs no training,
+    done before the output folder is claimed."""
+    options = _train_options(args)
+    family = options["model"]
+    ds = _train_data(args, options["n"])
+    if family == "conv" and ds.image_shape is None:
+        raise UsageError(f"--model conv needs image data (digits, or a .npy/.npz array of shape "
+                         f"[n, H, W] or [n, C, H, W]); {args.data} holds flat rows of "
+                         f"{ds.n_features} features.")
+    train, test = data.split(ds, test_size=options["test_size"], seed=args.seed)
+    scaler = None
+    if args.standardize:
+        train, test, scaler = _standardized(train, test)
+    build = TRAIN_MODELS[family][0]
+    sizes = " ".join(f"--{k} {options[k]}" for k in ("bottleneck", *TRAIN_MODELS[family][1]))
+    model = _built_within_limit(lambda: build(ds.n_features, ds.image_shape, options),
+                                f"--model {family} {sizes} on {ds.n_features} features",
+                                seed=args.seed)
+    return options, ds, train, test, scaler, model, sizes
+
+
+def _train_result(args, options, ds, train, test, scaler, model, sizes):
+    family = options["model"]
+    common = dict(epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
+                  test=test, seed=args.seed, optimizer=args.optimizer, device=args.device,
+                  progress=_show_progress(args))
+    if family == "vae":
+        history = train_vae(model, train, **common)
+    else:
+        history = train_autoencoder(model, train, noise_sigma=args.noise_sigma, **common)
+    model = model.cpu()
+
+    from aelab.baselines import PCA
+
+    k = options["bottleneck"]
+    pca = PCA(k).fit(train.X)
+    mean = train.X.mean(0)
+    per_point = {"train": {}, "test": {}}
+    for split, part in (("train", train), ("test", test)):
+        per_point[split] = {
+            "autoencoder": reconstruction_errors(model, part.X),
+            "PCA": reconstruction_errors(pca, part.X),
+            "mean predictor": ((part.X - mean) ** 2).mean(1),
+        }
+    label = f"{family} autoencoder"
+    rows = {label: "autoencoder", f"PCA ({k} component{'s' if k > 1 else ''})": "PCA",
+            "mean predictor": "mean predictor"}
+    table = pd.DataFrame({
+        "model": list(rows),
+        "train MSE": [float(per_point["train"][v].mean()) for v in rows.values()],
+        "test MSE": [float(per_point["test"][v].mean()) for v in rows.values()],
+    })
+    mse = {v: float(per_point["test"][v].mean()) for v in rows.values()}
+    test_errors = per_point["test"]
+    units = " (standardized units)" if scaler is not None else ""
+    vs_pca = _paired_verdict("PCA", test_errors["autoencoder"], test_errors["PCA"])
+    vs_mean = _paired_verdict("the mean predictor", test_errors["autoencoder"],
+                              test_errors["mean predictor"])
+    comparison = (
+        f"Test MSE{units} {mse['autoencoder']:.3g} vs PCA {mse['PCA']:.3g} (same bottleneck, "
+        f"{k}) vs mean predictor {mse['mean predictor']:.3g}: the autoencoder's per-point "
+        f"errors are {vs_pca} and {vs_mean}; "
+        "one trained model, so the spread over training seeds is not included.")
+    seconds = history.seconds[-1] if history.seconds else 0.0
+    findings = [comparison,
+                f"{type(model).__name__} {ds.n_features}-{k} ({sizes}) trained "
+                f"{options['epochs']} epochs on {len(train)} points in {seconds:.1f} s."]
+
+    figures = {"loss": plots.loss_curves({ds.name or "data": history},
+                                         title=f"{ds.name or args.data}: loss per epoch")}
+    if family == "vae":
+        figures["loss"].axes[0].set_ylabel("negative ELBO per sample")
+    X_hat = reconstruct(model, test.X)
     if ds.n_features == 2:
         figures["reconstruction"] = plots.reconstruction_scatter(
-            test.X, reconstruct(model, test.X),
-            title=f"{ds.name}: test points and reconstructions")
-    table = pd.DataFrame({"split": list(errors), "n_samples": [len(train), len(test)],
-                          "reconstruction MSE": list(errors.values())})
-    findings = [f"{model.__class__.__name__} {ds.n_features}-{args.bottleneck} with "
-                f"{args.layers} hidden layers of {args.hidden} reached test MSE "
-                f"{errors['test']:.4g} (train {errors['train']:.4g}) after {args.epochs} epochs "
-                f"in {history.seconds[-1] if history.seconds else 0:.1f} s."]
-    result = StudyResult(f"train: {ds.name}", {"errors": table}, figures, findings,
-                         {**history.config, "data": args.data},
-                         {"train_mse": errors["train"], "test_mse": errors["test"]})
-    return result, model
+            test.X, X_hat, title=f"{ds.name or args.data}: test points and reconstructions")
+    if ds.image_shape is not None:
+        originals, rebuilt = test.X[:10], X_hat[:10]
+        if scaler is not None:  # show pixels, not standardized values
+            originals, rebuilt = (torch.from_numpy(scaler.inverse_transform(a.numpy()))
+                                  for a in (originals, rebuilt))
+        low, high = float(ds.X.min()), float(ds.X.max())
+        figures["images"] = plots.image_grid(
+            {"test image": originals, "reconstructed": rebuilt}, ds.image_shape,
+            title=f"{ds.name or args.data}: test images and their reconstructions",
+            value_range=(low, high) if high > low else (low, low + 1))
+    if test.y is not None:
+        figures["codes"] = _codes_figure(encode(model, test.X).numpy(), test.y.numpy(),
+                                         f"{ds.name or args.data}: test codes by label")
+    config = {**history.config, "data": args.data, "model": family, "standardize":
+              bool(args.standardize), "test_size": options["test_size"]}
+    metrics = {"train_mse": float(table["train MSE"].iloc[0]), "test_mse": mse["autoencoder"],
+               "pca_test_mse": mse["PCA"], "mean_test_mse": mse["mean predictor"]}
+    result = StudyResult(f"train: {ds.name or args.data}", {"errors": table}, figures, findings,
+                         config, metrics, answer=comparison)
+    return result, model, scaler, table
 
 
 def cmd_train(args) -> int:
-    with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
-        result, model = _train_result(args)
+    setup = _train_setup(args)
+    with _claimed_out_dir(args.out) as out_dir:
+        result, model, scaler, table = _train_result(args, *setup)
         model_path = save(model, out_dir / "model.pt")
+        if scaler is not None:
+            write_text(_scaler_path(model_path), json.dumps(
+                {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}))
         path = report.write(result, out_dir, title=f"aelab train: {args.data}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(result.findings[0])
     print(f"Model: {model_path.resolve()}\nReport: {path.resolve()}")
     return 0
 
 
-# --model name -> builder from the parsed arguments; conv takes --image-shape, not --input-size
+# --------------------------------------------------------------------------- encode / reconstruct
+
+
+def _read_scaler(model_path):
+    path = _scaler_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text())
+        return np.asarray(values["mean"], float), np.asarray(values["scale"], float)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} (the standardization saved with the model) is damaged: "
+                         f"{_one_line(err)}; retrain, or delete it if the model was trained "
+                         "without --standardize.") from None
+
+
+def _output_path(out: str | None, data_path: str, what: str) -> Path:
+    if out is None:
+        path = Path(f"{Path(data_path).stem}.{what}.csv")
+        if path.exists():
+            raise ValueError(f"{path} exists; give --out FILE.csv or FILE.npy to choose where "
+                             "to write.")
+        return path
+    path = Path(out)
+    if path.suffix.lower() not in (".csv", ".npy"):
+        raise UsageError(f"--out {out!r} must end in .csv or .npy.")
+    if path.is_dir():
+        raise ValueError(f"--out {out!r} is a folder; give a file name ending in .csv or .npy.")
+    return path
+
+
+def _apply_model(args, what: str) -> int:
+    model = _load_saved_model(args.load, device=args.device)
+    ds = _load_data(args.data, "--data", args.label_column)
+    width = model.input_size
+    if ds.n_features != width:
+        raise ValueError(f"--data {args.data} has {ds.n_features} features per sample, but the "
+                         f"model in {args.load} takes {width}; give data of width {width}, or "
+                         "the model trained on this kind of data.")
+    X = ds.X
+    scaler = _read_scaler(args.load)
+    if scaler is not None:
+        X = torch.from_numpy((X.numpy() - scaler[0]) / scaler[1]).float()
+    if what == "codes":
+        values = encode(model, X).numpy()
+        columns = [f"z{i + 1}" for i in range(values.shape[1])]
+    else:
+        values = reconstruct(model, X).numpy()
+        if scaler is not None:  # back to the data's units
+            values = (values * scaler[1] + scaler[0]).astype(np.float32)
+        columns = [f"x{i + 1}" for i in range(values.shape[1])]
+    path = _output_path(args.out, args.data, what)
+    if path.suffix.lower() == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, values)
+        write_bytes(path, buffer.getvalue())
+    else:
+        write_text(path, pd.DataFrame(values, columns=columns).to_csv(index=False))
+    scaled = f"; standardized with {_scaler_path(args.load).name}" if scaler is not None else ""
+    print(f"{what.capitalize()}: {path.resolve()} ({values.shape[0]} rows x {values.shape[1]} "
+          f"columns{scaled})")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    return _apply_model(args, "codes")
+
+
+def cmd_reconstruct(args) -> int:
+    return _apply_model(args, "reconstructions")
+
+
+# --------------------------------------------------------------------------- aelab summary
+
+# --model name -> builder from the parsed options; conv takes --image-shape, not --input-size
 SUMMARY_MODELS = {
-    "autoencoder": lambda a: models.Autoencoder(a.input_size, a.bottleneck, a.hidden, a.layers),
-    "linear": lambda a: models.LinearAutoencoder(a.input_size, a.bottleneck),
-    "resnet": lambda a: models.ResNetAutoencoder(a.input_size, a.bottleneck, a.hidden, a.blocks),
-    "conv": lambda a: models.ConvAutoencoder(a.image_shape, a.bottleneck, skip=a.skip),
-    "vae": lambda a: models.VAE(a.input_size, a.bottleneck, a.hidden, a.layers),
+    "mlp": lambda a: models.Autoencoder(a["input_size"], a["bottleneck"], a["hidden"],
+                                        a["layers"]),
+    "linear": lambda a: models.LinearAutoencoder(a["input_size"], a["bottleneck"]),
+    "resnet": lambda a: models.ResNetAutoencoder(a["input_size"], a["bottleneck"], a["hidden"],
+                                                 a["blocks"]),
+    "conv": lambda a: models.ConvAutoencoder(a["image_shape"], a["bottleneck"], skip=a["skip"]),
+    "vae": lambda a: models.VAE(a["input_size"], a["bottleneck"], a["hidden"], a["layers"]),
 }
+SUMMARY_MODELS["autoencoder"] = SUMMARY_MODELS["mlp"]  # the name before --model mlp
+SUMMARY_DEFAULTS = {"model": "mlp", "input_size": 2, "image_shape": [1, 8, 8], "bottleneck": 1,
+                    "hidden": 64, "layers": 2, "blocks": 2, "skip": False}
 
 
 def cmd_summary(args) -> int:
     from aelab.summary import summary
 
+    given = [k for k in SUMMARY_DEFAULTS if getattr(args, k) not in (None, False)]
     if args.load:
-        model = load_model(args.load)
+        if given:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            raise UsageError(f"{flags} cannot be used with --load: the file decides the model; "
+                             "drop them.")
+        model = _load_saved_model(args.load)
     else:
-        model = SUMMARY_MODELS[args.model](args)
+        options = {k: getattr(args, k) if getattr(args, k) is not None else v
+                   for k, v in SUMMARY_DEFAULTS.items()}
+        for name in ("layers", "blocks"):
+            _check_count(f"--{name}", options[name], MAX_DEPTH, name)
+        model = _built_within_limit(lambda: SUMMARY_MODELS[options["model"]](options),
+                                    f"--model {options['model']}")
     shape = getattr(model, "image_shape", None) or (model.input_size,)
     print(summary(model, shape))
     return 0
@@ -615,24 +1175,25 @@ def cmd_sweep(args) -> int:
     from aelab.store import WorkerLost
 
     cfg = _SweepConfig(args.config)
-    with _removed_if_empty_on_error(_new_run_dir(args.out)) as out_dir:
+    with _claimed_out_dir(args.out) as out_dir:
         store = Path(args.store) if args.store else out_dir / "sweep.sqlite"
         bar = _SweepBar(_show_progress(args))
         options = {} if cfg.stack_size is None else {"stack_size": cfg.stack_size}
         try:
             runs = sweep(cfg.factory, cfg.train, validation=cfg.validation, test=cfg.test,
                          grid=cfg.grid, seeds=cfg.seeds, store=store, executor=args.executor,
-                         progress=bar, keep_models=cfg.keep_models, device="cpu",
+                         progress=bar, keep_models=cfg.keep_models, device=args.device or "cpu",
                          **options, **cfg.training)
         except WorkerLost as err:
             bar.close()
             print(f"aelab sweep: error: {err}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             bar.close()
-            print(f"\naelab sweep: interrupted; finished stacks are in {store.resolve()}; run "
-                  f"the same command with --store {store} to resume.", file=sys.stderr)
-            return 130
+            print(f"\naelab sweep: interrupted ({_interrupt_name(err)}); finished stacks are "
+                  f"in {store.resolve()}; run the same command with --store {store} to "
+                  "resume.", file=sys.stderr)
+            return _interrupt_code(err)
         except BaseException as err:
             if not args.store:  # nothing of this run is worth keeping in its output folder
                 _remove_if_no_trials(store)
@@ -648,26 +1209,60 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", help="output folder (default: a new runs/<timestamp>)")
+
+
+# --------------------------------------------------------------------------- the parser
+
+_GLOBAL_DEFAULTS = {"threads": 1, "seed": 0, "device": None, "debug": False}
+# the commands each global option changes; elsewhere it is noted as ignored
+_GLOBAL_USERS = {"seed": ("run", "train"),
+                 "device": ("run", "train", "sweep", "encode", "reconstruct")}
+
+
+def _add_global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """--threads, --seed, --device and --debug, accepted before and after the command.
+
+    The top-level parser holds None defaults; each command's parser uses SUPPRESS, so a
+    value given after the command overrides one given before, and no value resets it.
+    """
+    default = None if top else argparse.SUPPRESS
+    group = p.add_argument_group("global options (before or after the command)")
+    group.add_argument("--threads", type=int, default=default, help=THREADS_HELP)
+    group.add_argument("--seed", type=int, default=default,
+                       help="random seed for data, splits and initial weights (default 0)")
+    group.add_argument("--device", default=default,
+                       help="where to train: cpu (default), cuda, cuda:N or mps")
+    group.add_argument("--debug", action="store_true", default=default,
+                       help="show the full traceback of an error")
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="output folder, new or empty (default: a new runs/<timestamp>)")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", help="always show progress bars")
-    bar.add_argument("--no-progress", action="store_true", help="never show progress bars")
+    bar.add_argument("--no-progress", action="store_true", help="never show progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aelab", description="Autoencoder experiments: run studies, train models, get reports.")
-    parser.add_argument(
-        "--threads", type=int, default=1,
-        help="CPU threads for torch (default 1: aelab's models are tiny, and a second thread "
-             "mostly spin-waits, which on a busy machine slows small convolutions many-fold)")
+        prog="aelab",
+        description="Autoencoder experiments: run studies, train models, get reports.",
+        epilog="Exit status: 0 done, 1 failed, 2 bad usage, 130 Ctrl-C, 143 SIGTERM.")
+    parser.add_argument("--version", action="version", version=f"aelab {__version__}")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run studies (all by default) and write one HTML report",
-                       description="Run the named studies (all when none is named) in quick "
-                                   "settings, or the course sizes with --full.")
+    def command(name, func, **kwargs):
+        p = sub.add_parser(name, **kwargs)
+        _add_global_options(p, top=False)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("run", cmd_run, help="run studies (all by default) and write one HTML report",
+                description="Run the named studies (all when none is named) in quick settings, "
+                            "or the course sizes with --full. Without a terminal, prints one "
+                            "line per finished study. Ctrl-C writes the report of the studies "
+                            "that finished.")
     p.add_argument("studies", nargs="*", metavar="STUDY", help="study ids (see `aelab list`)")
     p.add_argument("--full", action="store_true", help="the course sizes instead of quick settings")
     p.add_argument("--dataset", choices=["digits", "mnist"], default=None,
@@ -677,60 +1272,86 @@ def build_parser() -> argparse.ArgumentParser:
                         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
                         "t10k-labels-idx1-ubyte.gz (gzipped or not); implies --dataset mnist")
     p.add_argument("--data", metavar="FILE",
-                   help="run on your data (.npy/.npz/.csv); without STUDY names, runs every "
-                        "study that takes it")
+                   help="run on your data (.npy/.npz/.csv, no labels); without STUDY names, "
+                        "runs every study that takes it")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a study setting (repeatable), e.g. --set seeds=10; an "
                         "unknown name lists the valid ones")
-    _add_common(p)
-    p.set_defaults(func=cmd_run)
+    _add_output(p)
 
-    p = sub.add_parser("list", help="list the studies", description="List the studies.")
-    p.set_defaults(func=cmd_list)
+    command("list", cmd_list, help="list the studies", description="List the studies.")
 
-    p = sub.add_parser("train", help="train one autoencoder and write its report",
-                       description="Train an MLP autoencoder on a built-in dataset "
-                                   f"({', '.join(BUILTIN_DATA)}) or a .npy/.npz/.csv file.")
+    p = command("train", cmd_train, help="train one autoencoder, compare it with PCA, save it",
+                description="Train one autoencoder on a built-in dataset "
+                            f"({', '.join(BUILTIN_DATA)}) or a .npy/.npz/.csv file; print its "
+                            "train and test MSE next to PCA with the same bottleneck and the "
+                            "mean predictor; save the model and a report. Labels (used to "
+                            f"colour the codes and to stratify the split): {LABEL_RULE}.")
     p.add_argument("--data", default="moons",
                    help=f"{' | '.join(BUILTIN_DATA)} | PATH (default moons)")
-    p.add_argument("--n", type=int, default=1000, help="points for moons/rectangle (default 1000)")
-    p.add_argument("--bottleneck", type=int, default=1, help="bottleneck size (default 1)")
-    p.add_argument("--hidden", type=int, default=64, help="hidden layer width (default 64)")
-    p.add_argument("--layers", type=int, default=2, help="hidden layers per side (default 2)")
-    p.add_argument("--epochs", type=int, default=200, help="epochs (default 200)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--label-column", metavar="NAME", help=LABEL_RULE)
+    p.add_argument("--n", type=int, help=f"points for moons/rectangle (default 1000, at most "
+                                         f"{MAX_POINTS:,})")
+    p.add_argument("--model", choices=list(TRAIN_MODELS),
+                   help="model family (default mlp); conv needs image data")
+    p.add_argument("--bottleneck", type=int, help="bottleneck size (default 1)")
+    p.add_argument("--hidden", type=int, help="hidden width, mlp/resnet/vae (default 64)")
+    p.add_argument("--layers", type=int, help="hidden layers per side, mlp/vae (default 2)")
+    p.add_argument("--blocks", type=int, help="residual blocks, resnet (default 2)")
+    p.add_argument("--epochs", type=int, help="epochs (default 200)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 32)")
+    p.add_argument("--lr", type=float, help="learning rate (default 3e-3)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"],
+                   help="optimizer (default adam)")
     p.add_argument("--noise-sigma", type=float, default=None,
-                   help="train as a denoising AE with this input noise")
-    _add_common(p)
-    p.set_defaults(func=cmd_train)
+                   help="train as a denoising AE with this input noise (not vae)")
+    p.add_argument("--standardize", action="store_true",
+                   help="scale each feature by the training split's mean and standard "
+                        "deviation; saved beside the model (model.scaler.json) and applied by "
+                        "encode and reconstruct; MSEs are then in standardized units")
+    p.add_argument("--test-size", type=float,
+                   help="share of the data held out as the test split (default 0.2)")
+    _add_output(p)
 
-    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts",
-                       description="Print each layer's output shape and parameter count, with "
-                                   "the total, for a model built from these options or loaded "
-                                   "from a file saved by `aelab train`.")
-    p.add_argument("--model", default="autoencoder", choices=list(SUMMARY_MODELS),
-                   help="model family (default autoencoder)")
+    for name, func, what in (("encode", cmd_encode, "codes"),
+                             ("reconstruct", cmd_reconstruct, "reconstructions")):
+        p = command(name, func, help=f"write a saved model's {what} of a data file as CSV or NPY",
+                    description=f"Write the {what} of every row of --data by the model in "
+                                f"--load (saved by aelab train) to a CSV or NPY file. "
+                                f"{LABEL_RULE[0].upper() + LABEL_RULE[1:]}; labels are not "
+                                "fed to the model.")
+        p.add_argument("--load", required=True, metavar="MODEL.pt", help="the saved model")
+        p.add_argument("--data", required=True, metavar="FILE", help=".npy, .npz or .csv")
+        p.add_argument("--label-column", metavar="NAME", help=LABEL_RULE)
+        p.add_argument("--out", metavar="FILE.csv|FILE.npy",
+                       help=f"where to write (default: the data file's name with .{what}.csv, "
+                            "in the current folder)")
+
+    p = command("summary", cmd_summary,
+                help="print a model's layers, output shapes and parameter counts",
+                description="Print each layer's output shape and parameter count, with the "
+                            "total, for a model built from these options or loaded from a "
+                            "file saved by `aelab train`.")
+    p.add_argument("--model", choices=list(SUMMARY_MODELS),
+                   help="model family (default mlp; autoencoder is the same)")
     p.add_argument("--load", metavar="PATH", help="summarise a saved model file instead")
-    p.add_argument("--input-size", type=int, default=2, help="features per sample (default 2)")
-    p.add_argument("--image-shape", type=int, nargs=3, default=[1, 8, 8], metavar=("C", "H", "W"),
+    p.add_argument("--input-size", type=int, help="features per sample (default 2)")
+    p.add_argument("--image-shape", type=int, nargs=3, metavar=("C", "H", "W"),
                    help="conv only: image shape (default 1 8 8)")
-    p.add_argument("--bottleneck", type=int, default=1, help="bottleneck size (default 1)")
-    p.add_argument("--hidden", type=int, default=64, help="hidden layer width (default 64)")
-    p.add_argument("--layers", type=int, default=2,
-                   help="hidden layers per side, autoencoder and vae (default 2)")
-    p.add_argument("--blocks", type=int, default=2, help="resnet only: residual blocks (default 2)")
+    p.add_argument("--bottleneck", type=int, help="bottleneck size (default 1)")
+    p.add_argument("--hidden", type=int, help="hidden layer width (default 64)")
+    p.add_argument("--layers", type=int,
+                   help="hidden layers per side, mlp and vae (default 2)")
+    p.add_argument("--blocks", type=int, help="resnet only: residual blocks (default 2)")
     p.add_argument("--skip", action="store_true", help="conv only: U-Net-style skip connections")
-    p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("sweep", help="train a grid of settings x seeds from a TOML config, "
-                                     "resumably; report the best setting with CIs",
-                       description="Run the sweep a TOML config describes (see "
-                                   "examples/sweep.toml), writing every finished stack of "
-                                   "trials to a results store; rerun with the same --store to "
-                                   "train only what is missing. Or, with --status FILE, say "
-                                   "what a store has done and what is missing.")
+    p = command("sweep", cmd_sweep,
+                help="train a grid of settings x seeds from a TOML config, resumably; report "
+                     "the best setting with CIs",
+                description="Run the sweep a TOML config describes (see examples/sweep.toml), "
+                            "writing every finished stack of trials to a results store; rerun "
+                            "with the same --store to train only what is missing. Or, with "
+                            "--status FILE, say what a store has done and what is missing.")
     p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the sweep's config file")
     p.add_argument("--store", metavar="FILE",
                    help="results store (SQLite) to write and resume from (default: "
@@ -746,21 +1367,43 @@ def build_parser() -> argparse.ArgumentParser:
                      help="always draw the progress bar (default: on a terminal only; "
                           "otherwise one line per finished stack)")
     bar.add_argument("--no-progress", action="store_true", help="print no progress")
-    p.set_defaults(func=cmd_sweep)
     return parser
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _apply_global_options(args, parser) -> None:
+    given = {k for k in _GLOBAL_DEFAULTS if getattr(args, k, None) not in (None, False)}
+    for key, value in _GLOBAL_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    for key, users in _GLOBAL_USERS.items():
+        if key in given and args.command not in users:
+            _note(args.command, f"--{key} does not apply to aelab {args.command}; ignored.")
+    if args.device is not None and args.command in _GLOBAL_USERS["device"]:
+        args.device = _check_device(args.device)
     torch.set_num_threads(args.threads)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError) as err:
-        print(f"aelab {args.command}: error: {err}", file=sys.stderr)
-        return 1
+
+
+def main(argv=None) -> int:
+    """Run the command line; return its exit status (argparse exits 2 on bad usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with _sigterm_as_interrupt():
+        try:
+            _apply_global_options(args, parser)
+            return args.func(args)
+        except KeyboardInterrupt as err:
+            if args.debug:
+                traceback.print_exc()
+            print(f"\naelab {args.command}: interrupted ({_interrupt_name(err)}); nothing was "
+                  "saved.", file=sys.stderr)
+            return _interrupt_code(err)
+        except Exception as err:
+            if args.debug:
+                traceback.print_exc()
+            print(_error_line(args.command, err), file=sys.stderr)
+            return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,43 +1,94 @@
 """A self-contained HTML report of study results, plus PNG, CSV and JSON files beside it.
 
-Every file is written to a temporary name and renamed, and report.html is
-written last, so an interrupted run never leaves a complete-looking report.
-Every string that goes into the HTML is escaped.
+The report opens with each study's answer, keeps its table of contents in reach
+(a sticky side bar on wide screens, a sticky bar on narrow ones), shows each
+figure at the size it was drawn for, capped by the column, and links it to a
+sharper full-size PNG beside the report. Figures are embedded as palette PNGs,
+so the file stays self-contained and small.
+
+Every file is written to a temporary name and renamed; report.html and
+metrics.json are renamed together (metrics.json first, and removed again if
+report.html cannot follow), so an interrupted run never leaves a
+complete-looking report, nor one of the two without the other. Every string
+that goes into the HTML is escaped.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import math
+import numbers
 import platform
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from html import escape
 from importlib import metadata
 from pathlib import Path
 
-from aelab._files import write_bytes, write_text
+from aelab._files import atomic_path, write_bytes, write_text
 from aelab.studies._base import REGISTRY, StudyResult
 
 __all__ = ["write", "library_versions"]
 
+# Embedded figures: one pixel per CSS pixel (96 per inch, the browser's own scale), so
+# that a figure drawn 6 inches wide shows 6 CSS inches wide and its 10-point text at
+# 13 px, unless the column is narrower. The linked PNG files are sharper, for zooming.
+EMBED_DPI = 96
+FILE_DPI = 150
+MAX_TABLE_ROWS = 40  # longer tables show their first rows; the CSV beside it has all
+
 _CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #444; } h2 { border-bottom: 1px solid #bbb; margin-top: 2.5em; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #f0f0f0; } .findings li { margin: 0.3em 0; }
+* { box-sizing: border-box; }
+html { scroll-padding-top: 3.2em; }
+body { font-family: system-ui, sans-serif; margin: 0; color: #222; line-height: 1.45; }
+.layout { display: grid; grid-template-columns: 13.5em minmax(0, 1fr); gap: 2em;
+          max-width: 1400px; margin: 0 auto; padding: 0 1.2em; }
+main { min-width: 0; padding-bottom: 3em; }
+nav.toc { position: sticky; top: 0; align-self: start; max-height: 100vh; overflow-y: auto;
+          padding: 1em 0; font-size: 0.85em; }
+nav.toc ol { list-style: none; padding: 0; margin: 0; }
+nav.toc li { margin: 0.15em 0; } nav.toc a { color: #245; text-decoration: none; }
+nav.toc a:hover { text-decoration: underline; } nav.toc .toc-title { font-weight: 600; }
+h1 { border-bottom: 2px solid #444; font-size: 1.6em; margin: 0.6em 0 0.2em; }
+h2 { border-bottom: 1px solid #bbb; margin-top: 2.2em; }
+p, li, td, th, figcaption, h1, h2, h3 { overflow-wrap: anywhere; }
+.meta { color: #555; margin: 0.2em 0 0.8em; }
+.incomplete { background: #fff3cd; border: 1px solid #e0b400; padding: 0.6em 1em;
+              margin: 0.6em 0; }
+.answers { background: #f7f9fc; border: 1px solid #cdd7e5; padding: 0.3em 1em 0.6em; }
+.answers h2 { margin: 0.3em 0; border: none; font-size: 1.2em; }
+.answers table { margin: 0; font-size: 0.92em; }
+.answers th { text-align: left; white-space: nowrap; vertical-align: top; background: none;
+              overflow-wrap: normal; }
+.answers td { text-align: left; } .answers th, .answers td { border: none;
+              border-top: 1px solid #dde3ec; padding: 0.3em 0.6em 0.3em 0; }
+.answer { font-weight: 600; } .summary { color: #555; font-style: italic; }
+figure { margin: 0.8em 0; max-width: 100%; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { color: #666; font-size: 0.8em; }
+.wide { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.4em 0 1.2em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 2px 8px; }
+th { background: #f0f0f0; white-space: nowrap; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.text { text-align: left; } .rows { color: #666; font-size: 0.85em; }
+.findings li { margin: 0.3em 0; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
-nav ul { columns: 2; } .wide { overflow-x: auto; } .summary { color: #555; font-style: italic; }
-figcaption { color: #777; font-size: 0.8em; }
-.answers { background: #f7f9fc; border: 1px solid #cdd7e5; padding: 0.6em 1em; }
-.answers th { text-align: left; white-space: nowrap; vertical-align: top; background: none; }
-.answers td { text-align: left; } .answer { font-weight: 600; } .answers h2 { margin-top: 0.4em; }
+.top { font-size: 0.85em; }
+@media (max-width: 900px) {
+  .layout { display: block; padding: 0 0.7em; }
+  nav.toc { position: sticky; top: 0; z-index: 1; background: #fff; max-height: none;
+            padding: 0.4em 0; border-bottom: 1px solid #ccc; overflow-x: auto;
+            white-space: nowrap; }
+  nav.toc ol, nav.toc li { display: inline; } nav.toc li { margin-right: 0.9em; }
+  .answers th, .answers td { display: block; white-space: normal; border: none;
+                             padding: 0.1em 0; }
+  .answers tr { display: block; border-top: 1px solid #dde3ec; padding: 0.3em 0; }
+}
 """
 
 _PACKAGES = ("aelab", "torch", "numpy", "scikit-learn", "matplotlib", "pandas")
@@ -58,10 +109,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "item"
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = FILE_DPI) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def _small_png(data: bytes) -> tuple[bytes, int, int]:
+    """``data`` as an optimised palette PNG (256 colours: plots have few, text stays
+    sharp), and its width and height in pixels."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        size = image.size
+        rgb = image.convert("RGB")  # figures are opaque: the alpha channel holds nothing
+    palette = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    small = out.getvalue()
+    return (small, *size) if len(small) < len(data) else (data, *size)
 
 
 def _jsonable(value):
@@ -79,6 +145,61 @@ def _jsonable(value):
     return str(value)
 
 
+def _is_missing(value) -> bool:
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _cell(value) -> tuple[str, str]:
+    """A table cell's text and class: numbers right-aligned with 4 significant digits,
+    missing values as a dash (never ``<NA>`` or ``nan``)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if _is_missing(value):
+        return "–", "num"
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), "text"
+    if isinstance(value, numbers.Integral):
+        return f"{value:,}" if abs(value) >= 100_000 else str(value), "num"
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isinf(value):
+            return ("∞" if value > 0 else "−∞"), "num"
+        return f"{value:.4g}", "num"
+    return str(value), "text"
+
+
+def _table_html(table, csv_name: str) -> str:
+    """``table`` as HTML: one-line headers, at most MAX_TABLE_ROWS rows (the CSV has all)."""
+    shown = table.head(MAX_TABLE_ROWS)
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in table.columns)
+    rows = []
+    for values in shown.itertuples(index=False, name=None):
+        cells = (_cell(v) for v in values)
+        rows.append("<tr>" + "".join(f'<td class="{kind}">{escape(text)}</td>'
+                                     for text, kind in cells) + "</tr>")
+    note = ""
+    if len(table) > len(shown):
+        note = (f'<p class="rows">First {len(shown)} of {len(table):,} rows; all are in '
+                f'<a href="{escape(csv_name)}">{escape(csv_name)}</a>.</p>')
+    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+            f"</tbody></table></div>{note}")
+
+
+def _figure_html(fig, key: str, sid: str, out_dir: Path) -> str:
+    name = f"{sid}/{_slug(key)}.png"
+    write_bytes(out_dir / name, _png(fig, FILE_DPI))
+    small, width, height = _small_png(_png(fig, EMBED_DPI))
+    title = fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "") or key
+    encoded = base64.b64encode(small).decode("ascii")
+    return (f'<figure><a href="{escape(name)}" title="full-size PNG">'
+            f'<img alt="{escape(title)}" width="{width}" height="{height}" '
+            f'src="data:image/png;base64,{encoded}"></a>'
+            f'<figcaption><a href="{escape(name)}">{escape(name)}</a> (full size)</figcaption>'
+            "</figure>")
+
+
 def _section(result: StudyResult, out_dir: Path) -> str:
     sid = _slug(result.name)
     parts = [f'<section id="{escape(sid)}"><h2>{escape(result.name)}</h2>']
@@ -90,27 +211,54 @@ def _section(result: StudyResult, out_dir: Path) -> str:
         items = "".join(f"<li>{escape(str(f))}</li>" for f in result.findings)
         parts.append(f'<h3>Findings</h3><ul class="findings">{items}</ul>')
     for key, fig in result.figures.items():
-        data = _png(fig)
-        write_bytes(out_dir / sid / f"{_slug(key)}.png", data)
-        title = fig.axes[0].get_title() if fig.axes else key
-        encoded = base64.b64encode(data).decode("ascii")
-        parts.append(f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{encoded}">'
-                     f"<figcaption>{escape(f'{sid}/{_slug(key)}.png')}</figcaption></figure>")
+        parts.append(_figure_html(fig, key, sid, out_dir))
     for key, table in result.tables.items():
-        write_text(out_dir / sid / f"{_slug(key)}.csv", table.to_csv(index=False))
-        html_table = table.to_html(index=False, escape=True, border=0, na_rep="–",
-                                   float_format=lambda v: f"{v:.4g}")
-        parts.append(f'<h3>{escape(key)}</h3><div class="wide">{html_table}</div>')
+        csv_name = f"{sid}/{_slug(key)}.csv"
+        write_text(out_dir / csv_name, table.to_csv(index=False))
+        parts.append(f"<h3>{escape(key)}</h3>{_table_html(table, csv_name)}")
     config = json.dumps(_jsonable(result.config), indent=1, sort_keys=True)
     parts.append(f"<details><summary>Configuration</summary><pre>{escape(config)}</pre></details>")
-    parts.append("</section>")
+    parts.append('<p class="top"><a href="#top">↑ back to the answers</a></p></section>')
     return "\n".join(parts)
 
 
-def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "aelab report") -> Path:
+def _write_together(html_path: Path, html: str, json_path: Path, json_text: str) -> None:
+    """Write both files under temporary names, then rename metrics.json and report.html;
+    if report.html's rename does not happen, metrics.json is removed again."""
+    json_renamed = []
+    try:
+        with contextlib.ExitStack() as stack:
+            html_tmp = stack.enter_context(atomic_path(html_path))
+            # runs after metrics.json's rename (or its failure), before report.html's
+            stack.push(lambda exc_type, exc, tb: json_renamed.append(exc_type is None))
+            json_tmp = stack.enter_context(atomic_path(json_path))
+            json_tmp.write_text(json_text, encoding="utf-8")
+            html_tmp.write_text(html, encoding="utf-8")
+    except BaseException:
+        if json_renamed and json_renamed[0]:
+            json_path.unlink(missing_ok=True)
+        raise
+
+
+def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "aelab report", *,
+          incomplete: str = "", not_run: Sequence[str] = ()) -> Path:
     """Write ``report.html`` (figures embedded), per-study PNG and CSV files and
     ``metrics.json`` into ``out_dir``; return the path of report.html.
 
+    Parameters
+    ----------
+    results : StudyResult or iterable of StudyResult
+    out_dir : str or Path
+        Created if missing.
+    title : str
+    incomplete : str
+        When not empty, the report is marked incomplete at the top with this
+        sentence (e.g. why the run stopped); metrics.json says so too.
+    not_run : sequence of str
+        The studies that did not run, listed in that mark.
+
+    Examples
+    --------
     >>> import tempfile
     >>> from aelab.studies import StudyResult
     >>> write(StudyResult("empty"), tempfile.mkdtemp()).name
@@ -122,16 +270,24 @@ def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "a
     for r in results:
         if not isinstance(r, StudyResult):
             raise TypeError(f"results must hold StudyResult objects, got {type(r).__name__}.")
+    if not isinstance(incomplete, str):
+        raise TypeError(f"incomplete must be a str, got {type(incomplete).__name__}.")
+    if isinstance(not_run, str) or not all(isinstance(n, str) for n in not_run):
+        raise TypeError(f"not_run must be a sequence of study names (str), got {not_run!r}.")
+    not_run = list(not_run)
+    if not_run and not incomplete:
+        raise ValueError(f"not_run={not_run!r} needs incomplete=, the sentence that says why "
+                         "those studies did not run.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     versions = library_versions()
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     sections = [_section(r, out_dir) for r in results]
-    metrics = {r.name: _jsonable(r.metrics) for r in results}
-    write_text(out_dir / "metrics.json",
-               json.dumps({"created": created, "versions": versions, "studies": metrics},
-                          indent=2, sort_keys=True))
+    metrics = {"created": created, "versions": versions,
+               "studies": {r.name: _jsonable(r.metrics) for r in results}}
+    if incomplete:
+        metrics.update(incomplete=incomplete, not_run=not_run)
 
     answers = "".join(
         f'<tr><th><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></th>'
@@ -139,19 +295,36 @@ def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "a
         for r in results)
     toc = "".join(f'<li><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></li>'
                   for r in results)
-    version_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
+    banner = ""
+    if incomplete:
+        missing = (f" Not run: {', '.join(escape(n) for n in not_run)}." if not_run else "")
+        banner = (f'<div class="incomplete" id="incomplete"><strong>Incomplete report.</strong> '
+                  f"{escape(incomplete)}{missing}</div>")
+    version_rows = "".join(f'<tr><th>{escape(k)}</th><td class="text">{escape(v)}</td></tr>'
                            for k, v in versions.items())
+    count = f'{len(results)} {"study" if len(results) == 1 else "studies"}'
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>
 <style>{_CSS}</style></head><body>
+<div class="layout">
+<nav class="toc" aria-label="Contents"><ol>
+<li class="toc-title"><a href="#top">Answers</a></li>{toc}
+<li><a href="#versions">Library versions</a></li></ol></nav>
+<main id="top">
 <h1>{escape(title)}</h1>
-<p>Created {escape(created)}; {len(results)} {"study" if len(results) == 1 else "studies"}.</p>
+<p class="meta">Created {escape(created)}; {count}. Each figure links to its full-size PNG;
+each table's CSV and metrics.json are beside this file.</p>
+{banner}
 <div class="answers" id="answers"><h2>Answers</h2>
 <table>{answers}</table></div>
-<nav><h2>Contents</h2><ul>{toc}</ul></nav>
 {"".join(sections)}
-<h2>Library versions</h2><table>{version_rows}</table>
+<section id="versions"><h2>Library versions</h2>
+<div class="wide"><table>{version_rows}</table></div></section>
+</main></div>
 </body></html>
 """
-    return write_text(out_dir / "report.html", html)
+    html_path = out_dir / "report.html"
+    _write_together(html_path, html,
+                    out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    return html_path

@@ -97,3 +97,43 @@ def test_two_aelab_model_classes_of_one_name_are_an_error():
                                         r"aelab\.models\.linear\.LinearAutoencoder"):
         type("LinearAutoencoder", (AutoencoderBase,), {"__module__": "aelab.models.other"})
     assert MODEL_CLASSES == before
+
+
+# --- issue 14, item 9: conflicting or ignored constructor arguments are errors -----------------------
+
+
+@pytest.mark.parametrize("kwargs", [dict(hidden_size="x"), dict(hidden_size=8), dict(layers=3),
+                                    dict(hidden_size=32, layers=2)])
+def test_widths_with_hidden_size_or_layers_is_an_error(kwargs):
+    with pytest.raises(ValueError, match=r"give either widths or hidden_size/layers, not both"):
+        Autoencoder(2, 1, widths=[4], **kwargs)
+
+
+@pytest.mark.parametrize("widths, error, match", [
+    ("44", TypeError, "widths must be a sequence of ints"),
+    (4, TypeError, "widths must be a sequence of ints"),
+    ([4.0], TypeError, r"widths\[0\] must be an int"),
+    ([[4]], TypeError, r"widths\[0\] must be an int"),
+])
+def test_widths_must_be_a_sequence_of_ints(widths, error, match):
+    with pytest.raises(error, match=match):
+        Autoencoder(2, 1, widths=widths)
+
+
+def test_widths_accept_arrays_and_defaults_stay_the_documented_ones():
+    import numpy as np
+
+    assert Autoencoder(2, 1, widths=np.array([4, 3])).widths == [4, 3]
+    assert Autoencoder(2, 1, widths=torch.tensor([4])).widths == [4]
+    assert Autoencoder(2, 1).init_args == dict(input_size=2, bottleneck_size=1, hidden_size=32,
+                                               layers=2)
+    assert Autoencoder(2, 1, None, None).widths == [32, 32]
+    assert Autoencoder(2, 1, widths=[]).widths == []
+
+
+def test_conv_input_size_must_be_an_int_that_matches():
+    with pytest.raises(TypeError, match="input_size must be an int"):
+        aelab.ConvAutoencoder((1, 4, 4), 2, input_size="16")
+    with pytest.raises(TypeError, match="input_size must be an int"):
+        aelab.ConvAutoencoder((1, 4, 4), 2, input_size=16.0)
+    assert aelab.ConvAutoencoder((1, 4, 4), 2, input_size=16).input_size == 16

@@ -194,6 +194,8 @@ class ConvAutoencoder(AutoencoderBase):
         super().__init__()
         image_shape = _check_image_shape(image_shape)
         flat_size = math.prod(image_shape)
+        if input_size is not None:
+            input_size = check_positive_int("input_size", input_size)
         if input_size is not None and input_size != flat_size:
             raise ValueError(f"input_size ({input_size!r}) must equal C*H*W = {flat_size} for "
                              f"image_shape={image_shape}; leave input_size out.")

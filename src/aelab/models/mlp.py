@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
@@ -28,6 +30,18 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+DEFAULT_HIDDEN_SIZE, DEFAULT_LAYERS = 32, 2
+
+
+def _check_widths(widths) -> list[int]:
+    if isinstance(widths, (torch.Tensor, np.ndarray)):
+        widths = widths.tolist() if widths.ndim == 1 else widths
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise TypeError(f"widths must be a sequence of ints >= 1 (hidden widths from the input "
+                        f"inwards), got {widths!r}; e.g. widths=[20, 10].")
+    return [check_positive_int(f"widths[{i}]", w) for i, w in enumerate(widths)]
+
+
 class Autoencoder(AutoencoderBase):
     """MLP autoencoder with a linear bottleneck.
 
@@ -42,13 +56,13 @@ class Autoencoder(AutoencoderBase):
         Features per sample.
     bottleneck_size : int
         Size of the code ``z``; at most ``input_size``.
-    hidden_size : int
-        Width of every hidden layer.
-    layers : int
-        Number of hidden layers in the encoder (and in the decoder), >= 0.
+    hidden_size : int, optional
+        Width of every hidden layer; default 32.
+    layers : int, optional
+        Number of hidden layers in the encoder (and in the decoder), >= 0; default 2.
     widths : sequence of int, optional
-        Hidden widths from the input inwards, instead of ``hidden_size``/``layers``;
-        see :meth:`from_widths`.
+        Hidden widths from the input inwards, instead of ``hidden_size``/``layers``
+        (giving both is an error); see :meth:`from_widths`.
 
     Examples
     --------
@@ -59,17 +73,23 @@ class Autoencoder(AutoencoderBase):
     torch.Size([5, 1])
     """
 
-    def __init__(self, input_size, bottleneck_size, hidden_size=32, layers=2, *, widths=None):
+    def __init__(self, input_size, bottleneck_size, hidden_size=None, layers=None, *, widths=None):
         super().__init__()
         input_size, bottleneck_size = check_sizes(input_size, bottleneck_size)
         if widths is None:
-            hidden_size = check_positive_int("hidden_size", hidden_size)
-            layers = check_int("layers", layers, 0)
+            hidden_size = check_positive_int("hidden_size", DEFAULT_HIDDEN_SIZE if hidden_size is None
+                                             else hidden_size)
+            layers = check_int("layers", DEFAULT_LAYERS if layers is None else layers, 0)
             widths = [hidden_size] * layers
             self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
                                   hidden_size=hidden_size, layers=layers)
         else:
-            widths = [check_positive_int(f"widths[{i}]", w) for i, w in enumerate(widths)]
+            if hidden_size is not None or layers is not None:
+                raise ValueError(
+                    f"give either widths or hidden_size/layers, not both: got widths={widths!r} "
+                    f"with hidden_size={hidden_size!r}, layers={layers!r}; widths lists every "
+                    "hidden layer's width, e.g. widths=[hidden_size] * layers.")
+            widths = _check_widths(widths)
             self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
                                   widths=widths)
         self.widths = list(widths)

@@ -222,7 +222,9 @@ def test_dispatch_rule():
     assert functional_beats_loop(mlp, MMDObjective(), 1) is False  # a lone model: the loop
     assert functional_beats_loop(mlp, MMDObjective(), 64) is True
     assert functional_beats_loop(vae, VAEObjective(), 64) is True
-    assert functional_beats_loop(conv, Reconstruction(), 64) is False  # measured: no gain
+    assert functional_beats_loop(mlp, MMDObjective(), 4) is False
+    assert functional_beats_loop(conv, Reconstruction(), 8) is False  # convs: from K=16
+    assert functional_beats_loop(conv, Reconstruction(), 16) is True
     assert functional_beats_loop(skip, Reconstruction(), 16) is True
     # cannot stack the same way: sampling inside forward, dropout, an unknown objective
     assert functional_beats_loop(vae, Reconstruction(), 64) is False

@@ -20,13 +20,52 @@ differently from single-model ones. tests/test_engine_functional.py measured
 at most 2e-7 relative on step losses and 7e-7 absolute on weights after 6 steps
 (MLP, ResNet, VAE, MMD, conv and conv-with-skip), and checks 1e-5 / 5e-6.
 
-When it pays (``functional_beats_loop``), measured by
-``benchmarks/functional_paths.py`` on this 2-core machine (x86_64, AVX2, torch
-2.13.0 CPU, 1 torch thread, other work running; medians of interleaved
-repetitions): per model and per step, the loop (one model after another,
-autograd, fused Adam) against this path, ratio loop / functional:
+When it pays (``functional_beats_loop``), measured 2026-12-03 by
+``benchmarks/functional_paths.py`` on this 2-core machine (x86_64, torch 2.13.0
+CPU, 1 torch thread) while other work ran: time per model and step of the
+autograd loop (one model after another, fused Adam; run A: the same loop written
+in the benchmark, B and C: ``aelab._engine.loop``) over this path's, the
+geometric mean of paired, interleaved repetitions with its 95% t-interval.
+Run A: load average 1.9-3.4, 5 repetitions; B: load 5.7-8.9, 5; C: load
+4.9-6.5, 7. Setup (stacking, the optimizer) is included.
 
-MEASUREMENTS_PLACEHOLDER
+====================  =================  =================  =================
+workload, K           run A              run B              run C
+====================  =================  =================  =================
+VAE, 1                0.38 [0.29, 0.51]  0.37 [0.31, 0.45]
+VAE, 4                1.01 [0.68, 1.50]  1.01 [0.92, 1.10]
+VAE, 8                                   1.52 [1.31, 1.77]
+VAE, 16               2.07 [1.69, 2.55]  2.22 [1.57, 3.13]
+VAE, 64               2.66 [2.15, 3.30]  2.52 [1.90, 3.35]
+MMD ResNet, 1         0.27 [0.21, 0.35]  0.34 [0.26, 0.43]
+MMD ResNet, 4         0.98 [0.61, 1.59]  1.12 [0.82, 1.53]
+MMD ResNet, 8                            1.75 [1.09, 2.79]
+MMD ResNet, 16        2.35 [1.68, 3.29]  3.97 [2.33, 6.79]
+MMD ResNet, 64        5.48 [3.43, 8.73]  7.48 [4.29, 13.0]
+MMD MLP, 4            1.24 [1.03, 1.50]  1.51 [1.26, 1.80]
+MMD MLP, 8                               2.52 [2.18, 2.92]
+MMD MLP, 64           6.93 [4.00, 12.0]  7.48 [5.98, 9.35]
+conv, 1               0.57 [0.40, 0.82]  0.70 [0.58, 0.85]  0.65 [0.56, 0.75]
+conv, 4               0.97 [0.67, 1.41]  1.27 [1.05, 1.55]  1.21 [0.99, 1.47]
+conv, 16              0.99 [0.64, 1.53]  1.72 [1.39, 2.13]  1.54 [1.10, 2.14]
+conv, 64              0.79 [0.61, 1.03]  1.64 [1.37, 1.96]  1.39 [0.87, 2.22]
+conv + skips, 4       1.10 [0.85, 1.41]  1.28 [1.04, 1.57]  1.20 [1.08, 1.34]
+conv + skips, 16      1.58 [1.26, 1.97]  2.01 [1.27, 3.18]  1.59 [1.47, 1.72]
+conv + skips, 64      1.71 [1.04, 2.80]  1.90 [1.13, 3.19]  1.54 [1.35, 1.76]
+====================  =================  =================  =================
+
+Workloads: VAE 64-128-128-(2+2)-128-128-64 on digits, batch 64; MMD (IMQ) with
+moons-mmd's ResNet autoencoder (2 blocks of width 64) or MLP 2-64-64-2-64-64-2 on
+1200 moons, batch 32; ConvAutoencoder((1, 8, 8), 2) with channels 16-32 on
+digits, denoising, batch 128. The rule (``MIN_K``): a lone model keeps the loop
+(the vmapped step costs 1.4-3.7x a plain one); Linear/ResNet models stack from
+K = 8, where every run that measured it found the stack faster; conv autoencoders
+from K = 16: with skips the stack was faster in all three runs, without skips in
+the two loaded runs, and no different (0.99, interval 0.64-1.53) in the lightest
+one, so the stack costs nothing measurable there either. Per model, K = 64 was no
+faster than K = 16 for conv models. The vmapped stack is far from the hardware's
+limit for these tiny models: at K = 64 the VAE computes ~40% of the matmul peak,
+the MMD models far less (overhead per op, not arithmetic, sets their pace).
 """
 
 from __future__ import annotations
@@ -427,15 +466,12 @@ _UNSTACKABLE = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDr
                 nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
           nn.ConvTranspose3d)
-# the smallest K from which the stack measured faster than the loop (module docstring);
-# None: never measured faster
-MIN_K = {"mlp": 8, "conv": None, "conv-skip": 16}
+# the smallest K from which the stack measured faster than the loop (module docstring)
+MIN_K = {"mlp": 8, "conv": 16}
 
 
 def _family(model: nn.Module) -> str:
-    if not any(isinstance(m, _CONVS) for m in model.modules()):
-        return "mlp"
-    return "conv-skip" if getattr(model, "skip", False) else "conv"
+    return "conv" if any(isinstance(m, _CONVS) for m in model.modules()) else "mlp"
 
 
 def functional_beats_loop(model: nn.Module, objective: Objective, K: int) -> bool:
@@ -445,9 +481,9 @@ def functional_beats_loop(model: nn.Module, objective: Objective, K: int) -> boo
     False whenever the stack cannot train them the same way: an objective other than
     aelab's three (its randomness is not drawn outside the loss), a model that samples in
     its own forward (a VAE under plain reconstruction), dropout or normalisation layers.
-    Otherwise the measured rule of the module docstring: Linear/ResNet models (VAE, MMD)
-    from ``MIN_K["mlp"]`` members, conv autoencoders with skips from ``MIN_K["conv-skip"]``,
-    conv autoencoders without skips never.
+    Otherwise the measured rule of the module docstring: models of Linear (and residual)
+    layers from ``MIN_K["mlp"]`` = 8 members, models with convolutions from
+    ``MIN_K["conv"]`` = 16.
 
     >>> import aelab
     >>> from aelab._engine.objectives import MMDObjective

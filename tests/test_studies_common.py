@@ -77,3 +77,64 @@ def test_reconstruction_panel_draws_both_sets_and_checks_shapes():
     assert len(ax.lines) == 5 and ax.get_legend() is not None
     with pytest.raises(ValueError, match="same shape"):
         plots.reconstruction_panel(ax, X, X_hat[:3])
+
+
+# --- issue 14, item 8: zero is a value, never "the default" ------------------------------------------
+
+
+def _settings_classes():
+    import dataclasses
+
+    from aelab.studies._base import REGISTRY
+
+    seen = {}
+    for study in REGISTRY.values():
+        if study.settings is not None:
+            seen.setdefault(study.settings.__name__, study.settings)
+    assert len(seen) >= 10
+    return [seen[k] for k in sorted(seen)], dataclasses
+
+
+def test_every_numeric_setting_keeps_zero_or_refuses_it_by_name():
+    import typing
+
+    classes, dataclasses = _settings_classes()
+    checked = 0
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        base = cls.quick()
+        for f in dataclasses.fields(cls):
+            kinds = {hints[f.name], *typing.get_args(hints[f.name])}
+            if not kinds & {int, float}:
+                continue
+            checked += 1
+            try:
+                s = dataclasses.replace(base, **{f.name: 0})
+            except (ValueError, TypeError) as err:
+                assert f.name in str(err), (cls.__name__, f.name, str(err))
+            else:  # accepted: it must be used as 0, not swapped for a default
+                assert getattr(s, f.name) == 0, (cls.__name__, f.name)
+    assert checked > 40
+
+
+def test_every_sequence_setting_refuses_a_bare_number_by_name():
+    import typing
+
+    classes, dataclasses = _settings_classes()
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        base = cls.quick()
+        for f in dataclasses.fields(cls):
+            if typing.get_origin(hints[f.name]) not in (tuple, list):
+                continue
+            with pytest.raises((TypeError, ValueError), match=f.name):
+                dataclasses.replace(base, **{f.name: 3})
+
+
+@pytest.mark.parametrize("overrides, name", [(dict(n=0, epochs=1), "n"), (dict(epochs=0), "epochs"),
+                                             (dict(batch_size=0, epochs=1), "batch_size")])
+def test_moons_autoencoder_refuses_zero_by_name(overrides, name):
+    from aelab.studies import moons_autoencoder
+
+    with pytest.raises(ValueError, match=rf"{name} must be an int >= 1, got 0"):
+        moons_autoencoder(**overrides)

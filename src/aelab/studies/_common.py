@@ -5,6 +5,8 @@ Private to :mod:`aelab.studies`; a study module keeps what only it uses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -16,6 +18,15 @@ from aelab.evaluate import encode, eval_mode
 # nothing: it answers (nearly) the data mean for every input. 0.9 leaves room for a model
 # that collapsed but still tracks the data a little; every study reports such members.
 COLLAPSE_SHARE = 0.9
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def check_sequence(name: str, value, example: str) -> None:
+    """Refuse a settings field that should list values but is a bare value (or a string)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of values, got {value!r}; e.g. {name}={example}.")
 
 
 # --- data ------------------------------------------------------------------------------------

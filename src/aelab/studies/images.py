@@ -29,7 +29,8 @@ from aelab.evaluate import encode, eval_mode, reconstruct
 from aelab.experiments import Runs, p_value_text, sweep
 from aelab.models import Autoencoder
 from aelab.studies._base import StudyResult, check_study_data, preset, resolve_settings, study
-from aelab.studies._common import collapsed, mean_predictor_mse, nearest_labels, split3
+from aelab.studies._common import (check_sequence, collapsed, mean_predictor_mse, nearest_labels,
+                                   split3)
 
 DATASETS = ("digits", "mnist")
 
@@ -406,10 +407,11 @@ class AeVsPcaSettings:
     grid_span: float = 2.0  # decoded grids reach this many standard deviations from the centre
 
     def __post_init__(self):
+        check_sequence("bottlenecks", self.bottlenecks, "(2, 8)")
         if not self.bottlenecks:
             raise ValueError("bottlenecks must list at least two code sizes, got none.")
-        for b in self.bottlenecks:
-            check_positive_int("bottlenecks[i]", b)
+        for i, b in enumerate(self.bottlenecks):
+            check_positive_int(f"bottlenecks[{i}]", b)
         if len(set(self.bottlenecks)) < 2:
             raise ValueError(f"bottlenecks must list at least two different sizes (an elbow "
                              f"needs a curve), got {self.bottlenecks}.")
@@ -744,10 +746,11 @@ class BottleneckSettings:
     # a size counts as not converged (a verdict more training could overturn is withheld)
 
     def __post_init__(self):
+        check_sequence("bottlenecks", self.bottlenecks, "(2, 8)")
         if not self.bottlenecks:
             raise ValueError("bottlenecks must list at least one code size, got none.")
-        for b in self.bottlenecks:
-            check_positive_int("bottlenecks[i]", b)
+        for i, b in enumerate(self.bottlenecks):
+            check_positive_int(f"bottlenecks[{i}]", b)
         for name in ("hidden_size", "epochs", "batch_size", "seeds", "n_estimators",
                      "n_synthetic"):
             check_positive_int(name, getattr(self, name))

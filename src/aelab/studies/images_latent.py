@@ -13,6 +13,7 @@ codes and the device choice come from :mod:`aelab.studies.images`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -602,11 +603,14 @@ class DenoisingSettings:
         for name in ("epochs", "batch_size", "hidden_size", "seeds"):
             check_positive_int(name, getattr(self, name))
         check_positive_float("lr", self.lr)
-        if isinstance(self.bottlenecks, (str, bytes)) or not len(self.bottlenecks):
+        if isinstance(self.bottlenecks, (str, bytes)) or not isinstance(self.bottlenecks, Sequence):
+            raise TypeError(f"bottlenecks must be a sequence of code sizes, got "
+                            f"{self.bottlenecks!r}; e.g. bottlenecks=(2, 16).")
+        if not self.bottlenecks:
             raise ValueError(f"bottlenecks must list at least one code size, got "
                              f"{self.bottlenecks!r}; e.g. bottlenecks=(2, 16).")
-        for b in self.bottlenecks:
-            check_positive_int("bottlenecks[i]", b)
+        for i, b in enumerate(self.bottlenecks):
+            check_positive_int(f"bottlenecks[{i}]", b)
         if len(set(self.bottlenecks)) != len(self.bottlenecks):
             raise ValueError(f"bottlenecks lists a size twice: {self.bottlenecks!r}; list each "
                              "code size once.")

@@ -14,6 +14,7 @@ builder, the convergence measure and the drawing helpers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -148,7 +149,12 @@ def val_fall(model, context) -> float:
 def check_fields(s, minimums: dict, positive=(), tuples=()) -> None:
     """Validate a frozen settings dataclass: ints >= their minimum, positive floats, tuples."""
     for name in tuples:  # lists (Python callers) become tuples, so settings stay hashable
-        object.__setattr__(s, name, tuple(getattr(s, name)))
+        value = getattr(s, name)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+            raise TypeError(f"{name} must be a sequence of values, got {value!r}; e.g. "
+                            f"{name}=({value!r},) for a single value.")
+        object.__setattr__(s, name, tuple(np.asarray(value).tolist()
+                                          if isinstance(value, np.ndarray) else value))
     for name, minimum in minimums.items():
         for v in (getattr(s, name) if name in tuples else (getattr(s, name),)):
             check_int(name, v, minimum)

@@ -28,7 +28,7 @@ from aelab.models import Autoencoder, ResNetAutoencoder
 from aelab.plots import new_figure, plain_log_ticks, reconstruction_panel
 from aelab.quality import mmd2, sample_quality
 from aelab.studies._base import StudyResult, check_study_data, preset, resolve_settings, study
-from aelab.studies._common import COLLAPSE_SHARE, split3
+from aelab.studies._common import COLLAPSE_SHARE, check_sequence, split3
 
 # a validation loss whose median still fell by more than this share from the second-last
 # tenth of the epochs to the last has not converged: its comparisons are not drawn
@@ -387,6 +387,7 @@ class MoonsMmdSettings:
             raise ValueError(f"batch_size must be >= 2 (MMD compares pairs), got "
                              f"{self.batch_size}.")
         for name in ("weights", "kernels", "bandwidths"):
+            check_sequence(name, getattr(self, name), repr(getattr(type(self), name, None)))
             if not getattr(self, name):
                 raise ValueError(f"{name} must list at least one value, got "
                                  f"{getattr(self, name)!r}.")

@@ -38,7 +38,17 @@ from sklearn.base import (
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
+
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError as error:  # scikit-learn < 1.6 has neither it nor __sklearn_tags__
+    import sklearn
+
+    raise ImportError(
+        f"aelab.sklearn needs scikit-learn >= 1.6, found {sklearn.__version__}; "
+        "upgrade with: pip install 'scikit-learn>=1.6'"
+    ) from error
 
 from aelab import (
     VAE,

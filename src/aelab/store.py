@@ -737,7 +737,8 @@ _PARALLEL_MACS = 4_000_000
 
 @contextlib.contextmanager
 def small_ops_on_one_thread(model, datasets):
-    """Evaluate a small model on one torch thread, restoring the caller's count after."""
+    """Train or evaluate a small model on one torch thread, restoring the caller's count
+    after (``datasets`` may hold None)."""
     rows = max((len(ds) for ds in datasets if ds is not None), default=0)
     threads = torch.get_num_threads()
     if threads == 1 or rows * sum(p.numel() for p in model.parameters()) >= _PARALLEL_MACS:
@@ -798,45 +799,55 @@ def reconstruction_errors(model, wanted: dict) -> dict:
 
 
 def run_stack(task: StackTask) -> StackResult:
-    """Train one stack, in a worker or in process; return what the coordinator records."""
-    from aelab.ensemble import train_many
-    from aelab.train import History, TrainingDiverged
+    """Train one stack, in a worker or in process; return what the coordinator records.
 
+    Small models train and are measured on one torch thread wherever the stack runs
+    (workers have one; in process, measured under load here, a second thread made a
+    stack of 125 small models cost 3-5 times the CPU time), so every executor runs
+    them alike.
+    """
     if task.threads:
         torch.set_num_threads(task.threads)
     start = time.perf_counter()
     models = task.models if task.recipe is None else task.recipe.build(task.seeds)
-    if isinstance(task.jobs, dict):
-        histories = train_many(models, task.trains, seeds=task.seeds, test=task.monitors,
-                               device=task.device, progress=task.progress,
-                               on_diverge="restore", **task.jobs)
-        diverged = ["diverged" in h.config for h in histories]
-    else:
-        histories, diverged = [], []
-        for model, train, monitor, seed, (train_fn, kwargs) in zip(
-                models, task.trains, task.monitors, task.seeds, task.jobs):
-            try:
-                history, bad = train_fn(model, train, test=monitor, seed=seed,
-                                        device=task.device, progress=task.progress,
-                                        **kwargs), False
-            except TrainingDiverged as error:
-                history, bad = History(config={"diverged": str(error)}), True
-            histories.append(history)
-            diverged.append(bad)
-    seconds = time.perf_counter() - start
-    errors = [{} for _ in models]
-    if models:
-        with small_ops_on_one_thread(models[0], [ds for e in task.evaluate[:1]
-                                                 for ds in e.values()]):
-            for model, wanted, bad, out in zip(models, task.evaluate, diverged, errors):
-                if not bad:
-                    out.update(reconstruction_errors(model, wanted))
+    if not models:
+        return StackResult([], [], [], None, 0.0, worker_name(), models)
+    datasets = [task.trains[0], task.monitors[0], *task.evaluate[0].values()]
+    with small_ops_on_one_thread(models[0], datasets):
+        histories, diverged = _train(models, task)
+        seconds = time.perf_counter() - start
+        errors = [{} if bad else reconstruction_errors(model, wanted)
+                  for model, wanted, bad in zip(models, task.evaluate, diverged)]
     if not task.unpickled:
         return StackResult(histories, diverged, errors, None, seconds, worker_name(), models)
     states = stacked_states(models)
     if states is None:
         states = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
     return StackResult(histories, diverged, errors, states, seconds, worker_name())
+
+
+def _train(models: list, task: StackTask) -> tuple[list, list]:
+    """The stack's Histories and divergence flags, training ``models`` in place."""
+    from aelab.ensemble import train_many
+    from aelab.train import History, TrainingDiverged
+
+    if isinstance(task.jobs, dict):
+        histories = train_many(models, task.trains, seeds=task.seeds, test=task.monitors,
+                               device=task.device, progress=task.progress,
+                               on_diverge="restore", **task.jobs)
+        return histories, ["diverged" in h.config for h in histories]
+    histories, diverged = [], []
+    for model, train, monitor, seed, (train_fn, kwargs) in zip(
+            models, task.trains, task.monitors, task.seeds, task.jobs):
+        try:
+            history, bad = train_fn(model, train, test=monitor, seed=seed,
+                                    device=task.device, progress=task.progress,
+                                    **kwargs), False
+        except TrainingDiverged as error:
+            history, bad = History(config={"diverged": str(error)}), True
+        histories.append(history)
+        diverged.append(bad)
+    return histories, diverged
 
 
 # --------------------------------------------------------------------------- executors

@@ -40,7 +40,7 @@ from aelab.train import (
 
 __version__ = "0.1.0"
 
-_LAZY = ("studies", "report", "plots", "experiments")
+_LAZY = ("studies", "report", "plots", "experiments", "sklearn")
 # names re-exported from a lazily imported module (it loads pandas and scipy)
 _LAZY_NAMES = {"sweep": "experiments", "Runs": "experiments"}
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from matplotlib.figure import Figure
 
+from aelab._html import study_html
 from aelab.data import Dataset
 
 # what data a study accepts through ``data=`` / ``--data``
@@ -46,6 +47,8 @@ class StudyResult:
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     answer: str = ""
+
+    _repr_html_ = study_html  # a study called in a notebook shows its answer and evidence
 
 
 @dataclass(frozen=True)

@@ -312,9 +312,10 @@ def _check_mnist_files(root) -> None:
         except (FileNotFoundError, MemoryError):
             raise
         except (ValueError, TypeError, OSError, *_DAMAGED_FILE) as err:
-            raise ValueError(f"--mnist-root {root}: the MNIST files could not be read: "
-                             f"{_one_line(err)} ({type(err).__name__}); copy or download "
-                             "them again.") from err
+            own = isinstance(err, (ValueError, TypeError))  # aelab's message says what to do
+            raise ValueError(f"--mnist-root {root}: " + (_one_line(err) if own else
+                             f"the MNIST files could not be read ({type(err).__name__}: "
+                             f"{_one_line(err)}); copy or download them again.")) from err
 
 
 def _study_options(func, args) -> dict:
@@ -628,9 +629,10 @@ def _train_result(args, options, ds, train, test, scaler, model, sizes):
     vs_mean = _paired_verdict("the mean predictor", test_errors["autoencoder"],
                               test_errors["mean predictor"])
     comparison = (
-        f"Test MSE{units} {mse['autoencoder']:.3g} vs PCA {mse['PCA']:.3g} (same bottleneck, "
-        f"{k}) vs mean predictor {mse['mean predictor']:.3g}: the autoencoder's per-point "
-        f"errors are {vs_pca} and {vs_mean}; "
+        f"Test MSE{units} {mse['autoencoder']:.3g} vs PCA {mse['PCA']:.3g} ({k} component"
+        f"{'s' if k > 1 else ''}, the same bottleneck) vs mean predictor "
+        f"{mse['mean predictor']:.3g}: the autoencoder's per-point errors are {vs_pca} and "
+        f"{vs_mean}; "
         "one trained model, so the spread over training seeds is not included.")
     seconds = history.seconds[-1] if history.seconds else 0.0
     findings = [comparison,
@@ -662,7 +664,8 @@ def _train_result(args, options, ds, train, test, scaler, model, sizes):
               bool(args.standardize), "test_size": options["test_size"]}
     metrics = {"train_mse": float(table["train MSE"].iloc[0]), "test_mse": mse["autoencoder"],
                "pca_test_mse": mse["PCA"], "mean_test_mse": mse["mean predictor"]}
-    result = StudyResult(f"train: {ds.name or args.data}", {"errors": table}, figures, findings,
+    source = args.data if args.data in BUILTIN_DATA else Path(args.data).stem
+    result = StudyResult(f"train: {source}", {"errors": table}, figures, findings,
                          config, metrics, answer=comparison)
     return result, model, scaler, table
 
@@ -741,8 +744,9 @@ def _apply_model(args, what: str) -> int:
     else:
         write_text(path, pd.DataFrame(values, columns=columns).to_csv(index=False))
     scaled = f"; standardized with {_scaler_path(args.load).name}" if scaler is not None else ""
-    print(f"{what.capitalize()}: {path.resolve()} ({values.shape[0]} rows x {values.shape[1]} "
-          f"columns{scaled})")
+    n_rows, n_columns = values.shape
+    print(f"{what.capitalize()}: {path.resolve()} ({n_rows} row{'s' if n_rows != 1 else ''} x "
+          f"{n_columns} column{'s' if n_columns != 1 else ''}{scaled})")
     return 0
 
 
@@ -767,6 +771,13 @@ SUMMARY_MODELS = {
     "vae": lambda a: models.VAE(a["input_size"], a["bottleneck"], a["hidden"], a["layers"]),
 }
 SUMMARY_MODELS["autoencoder"] = SUMMARY_MODELS["mlp"]  # the name before --model mlp
+# the options each family is built from (the rest would be ignored, so they are refused)
+SUMMARY_USES = {"mlp": ("input_size", "bottleneck", "hidden", "layers"),
+                "linear": ("input_size", "bottleneck"),
+                "resnet": ("input_size", "bottleneck", "hidden", "blocks"),
+                "conv": ("image_shape", "bottleneck", "skip"),
+                "vae": ("input_size", "bottleneck", "hidden", "layers")}
+SUMMARY_USES["autoencoder"] = SUMMARY_USES["mlp"]
 SUMMARY_DEFAULTS = {"model": "mlp", "input_size": 2, "image_shape": [1, 8, 8], "bottleneck": 1,
                     "hidden": 64, "layers": 2, "blocks": 2, "skip": False}
 
@@ -779,15 +790,25 @@ def cmd_summary(args) -> int:
         if given:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
             raise UsageError(f"{flags} cannot be used with --load: the file decides the model; "
-                             "drop them.")
+                             f"drop {'it' if len(given) == 1 else 'them'}.")
         model = _load_saved_model(args.load)
     else:
         options = {k: getattr(args, k) if getattr(args, k) is not None else v
                    for k, v in SUMMARY_DEFAULTS.items()}
+        family = options["model"]
+        uses = SUMMARY_USES[family]
+        ignored = [k for k in given if k != "model" and k not in uses]
+        if ignored:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in ignored)
+            raise UsageError(f"{flags} do{'es' if len(ignored) == 1 else ''} not apply to "
+                             f"--model {family}, which takes "
+                             f"{', '.join('--' + k.replace('_', '-') for k in uses)}.")
         for name in ("layers", "blocks"):
             _check_count(f"--{name}", options[name], MAX_DEPTH, name)
-        model = _built_within_limit(lambda: SUMMARY_MODELS[options["model"]](options),
-                                    f"--model {options['model']}")
+        sizes = " ".join(f"--{k.replace('_', '-')} {options[k]}" for k in uses
+                         if k not in ("skip", "image_shape"))
+        model = _built_within_limit(lambda: SUMMARY_MODELS[family](options),
+                                    f"--model {family} {sizes}")
     shape = getattr(model, "image_shape", None) or (model.input_size,)
     print(summary(model, shape))
     return 0

@@ -242,3 +242,47 @@ def test_conv_skips_reconstruct_better_than_no_skips(digits_split):
         aelab.train_autoencoder(model, train, epochs=8, batch_size=64, lr=3e-3, progress=False)
         errors[skip] = aelab.reconstruction_error(model, test.X)
     assert errors[True] < 0.25 * errors[False], errors
+
+
+# --- issue 14: a constructor refuses a model too large to build, before allocating it --------------
+
+
+@pytest.mark.parametrize("build", [
+    lambda: aelab.Autoencoder(3, 1, 5, 2), lambda: aelab.Autoencoder.from_widths([20, 10], 1, 2),
+    lambda: aelab.LinearAutoencoder(5, 2), lambda: aelab.ResNetAutoencoder(2, 1, 64, 2),
+    lambda: aelab.VAE(64, 2, 32, 1), lambda: aelab.ConvAutoencoder((1, 8, 8), 4),
+    lambda: aelab.ConvAutoencoder((3, 28, 20), 2, skip=True, channels=(4, 8, 16)),
+])
+def test_parameter_count_guard_counts_exactly(build, monkeypatch):
+    from aelab.models import _base
+
+    n = sum(p.numel() for p in build().parameters())
+    monkeypatch.setattr(_base, "MAX_MODEL_PARAMETERS", n)
+    build()  # exactly at the cap: built
+    monkeypatch.setattr(_base, "MAX_MODEL_PARAMETERS", n - 1)
+    with pytest.raises(ValueError, match=f"would have {n:,} parameters"):
+        build()
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda: aelab.Autoencoder(2, 1, hidden_size=10**5), "hidden_size=100000"),
+    (lambda: aelab.LinearAutoencoder(10**12, 1), "input_size=1000000000000"),
+    (lambda: aelab.ResNetAutoencoder(2, 1, hidden_size=10**9), "hidden_size=1000000000"),
+    (lambda: aelab.VAE(10**6, 2, hidden_size=10**4), "input_size=1000000"),
+    (lambda: aelab.ConvAutoencoder((1, 10**5, 10**5), 2), r"image_shape=\[1, 100000, 100000\]"),
+])
+def test_huge_models_are_refused_naming_their_arguments(build, name):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=name):
+        build()
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("build", [lambda: aelab.Autoencoder(2, 1, 1, 10**12),
+                                   lambda: aelab.VAE(2, 1, 1, 10**12),
+                                   lambda: aelab.ResNetAutoencoder(2, 1, 1, 10**12)])
+def test_a_huge_layer_count_is_refused_without_building_a_list(build):
+    with pytest.raises(ValueError, match="1000000000000"):
+        build()

@@ -6,6 +6,12 @@ from torch import nn
 
 from aelab._checks import check_positive_int
 
+# the most parameters a constructor builds: a billion is 4 GB of float32 weights (16 GB with
+# Adam's state and gradients), beyond any autoencoder aelab is for; a typo such as
+# hidden_size=100000 is refused in microseconds instead of exhausting memory. Raise it
+# (aelab.models._base.MAX_MODEL_PARAMETERS) for a model you really want.
+MAX_MODEL_PARAMETERS = 1_000_000_000
+
 # name -> class; aelab.load only builds classes listed here. Only aelab's own models are
 # listed: a saved file names its class by bare name, so a user's subclass of the same name
 # must neither replace aelab's entry nor be built by aelab.load.
@@ -54,6 +60,28 @@ class AutoencoderBase(nn.Module):
 
 def _where(cls) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def linear_parameters(sizes) -> int:
+    """Parameters of Linear layers through ``sizes`` (weights and biases): sum of (a + 1) * b."""
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def stack_parameters(n_in: int, width: int, depth: int, n_out: int) -> int:
+    """:func:`linear_parameters` of ``[n_in, width (depth times), n_out]``, without the list."""
+    if depth == 0:
+        return (n_in + 1) * n_out
+    return (n_in + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * n_out
+
+
+def check_parameter_count(model_name: str, count: int, args: dict) -> None:
+    """Refuse, before anything is allocated, a model larger than :data:`MAX_MODEL_PARAMETERS`."""
+    if count > MAX_MODEL_PARAMETERS:
+        given = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        raise ValueError(
+            f"{model_name}({given}) would have {count:,} parameters ({4 * count / 2**30:.3g} GiB "
+            f"in float32), more than the {MAX_MODEL_PARAMETERS:.0e} aelab builds; choose smaller "
+            "sizes (is one of them a typo?).")
 
 
 def check_sizes(input_size, bottleneck_size) -> tuple[int, int]:

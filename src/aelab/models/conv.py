@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
-from aelab.models._base import AutoencoderBase, check_sizes
+from aelab.models._base import (AutoencoderBase, check_parameter_count, check_sizes,
+                                linear_parameters)
 
 # every encoder level is a 3x3 convolution with stride 2 and padding 1: it halves
 # the height and width (rounding up), ceil(n / 2) = conv_output_size(n, 3, 2, 1)
@@ -212,6 +213,14 @@ class ConvAutoencoder(AutoencoderBase):
                                    for n in map_sizes[-1]))
         self._skip_shapes = [(c, *hw) for c, hw in zip(channels[:-1], map_sizes[1:-1])]
         last_map_size = channels[-1] * math.prod(map_sizes[-1])
+        # every 3x3 convolution down, every transposed one up (its input doubled by a skip),
+        # and the two linear layers around the code
+        c_in, levels = [image_shape[0], *channels[:-1]], len(channels)
+        down = sum((a * KERNEL_SIZE**2 + 1) * b for a, b in zip(c_in, channels))
+        up = sum(channels[i] * (2 if skip and i < levels - 1 else 1) * c_in[i] * KERNEL_SIZE**2
+                 + c_in[i] for i in range(levels))
+        check_parameter_count("ConvAutoencoder", down + up + linear_parameters(
+            [last_map_size, bottleneck_size, last_map_size]), self.init_args)
         self.encoder = _ConvEncoder(image_shape[0], channels, last_map_size, bottleneck_size, skip)
         self.decoder = _ConvDecoder(image_shape[0], channels, map_sizes, bottleneck_size, skip)
 

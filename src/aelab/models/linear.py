@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from aelab.models._base import AutoencoderBase, check_sizes
+from aelab.models._base import AutoencoderBase, check_parameter_count, check_sizes
 
 
 class LinearAutoencoder(AutoencoderBase):
@@ -21,5 +21,7 @@ class LinearAutoencoder(AutoencoderBase):
         super().__init__()
         input_size, bottleneck_size = check_sizes(input_size, bottleneck_size)
         self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size)
+        check_parameter_count("LinearAutoencoder", 2 * input_size * bottleneck_size + input_size
+                              + bottleneck_size, self.init_args)
         self.encoder = nn.Linear(input_size, bottleneck_size)
         self.decoder = nn.Linear(bottleneck_size, input_size)

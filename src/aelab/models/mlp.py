@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
-from aelab.models._base import AutoencoderBase, check_sizes
+from aelab.models._base import (AutoencoderBase, check_parameter_count, check_sizes,
+                                linear_parameters, stack_parameters)
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -80,9 +81,13 @@ class Autoencoder(AutoencoderBase):
             hidden_size = check_positive_int("hidden_size", DEFAULT_HIDDEN_SIZE if hidden_size is None
                                              else hidden_size)
             layers = check_int("layers", DEFAULT_LAYERS if layers is None else layers, 0)
-            widths = [hidden_size] * layers
             self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
                                   hidden_size=hidden_size, layers=layers)
+            # counted before the list of widths exists: layers=10**12 must not build it
+            check_parameter_count("Autoencoder", stack_parameters(
+                input_size, hidden_size, layers, bottleneck_size) + stack_parameters(
+                bottleneck_size, hidden_size, layers, input_size), self.init_args)
+            widths = [hidden_size] * layers
         else:
             if hidden_size is not None or layers is not None:
                 raise ValueError(
@@ -94,6 +99,8 @@ class Autoencoder(AutoencoderBase):
                                   widths=widths)
         self.widths = list(widths)
         sizes = [input_size, *widths, bottleneck_size]
+        check_parameter_count("Autoencoder", linear_parameters(sizes)
+                              + linear_parameters(sizes[::-1]), self.init_args)
         self.encoder = mlp(sizes)
         self.decoder = mlp(sizes[::-1])
 

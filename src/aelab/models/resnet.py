@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
-from aelab.models._base import AutoencoderBase, check_sizes
+from aelab.models._base import (AutoencoderBase, check_parameter_count, check_sizes,
+                                linear_parameters)
 
 
 class ResidualBlock(nn.Module):
@@ -62,6 +63,9 @@ class ResNetAutoencoder(AutoencoderBase):
         blocks = check_int("blocks", blocks, 0)
         self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
                               hidden_size=hidden_size, blocks=blocks)
+        block = linear_parameters([input_size, hidden_size, input_size])
+        check_parameter_count("ResNetAutoencoder", 2 * blocks * block + linear_parameters(
+            [input_size, bottleneck_size, input_size]), self.init_args)
         self.encoder = nn.Sequential(
             *(ResidualBlock(input_size, hidden_size) for _ in range(blocks)),
             nn.Linear(input_size, bottleneck_size),

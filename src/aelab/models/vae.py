@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from aelab._checks import check_choice, check_int, check_positive_int
-from aelab.models._base import AutoencoderBase, check_sizes
+from aelab.models._base import AutoencoderBase, check_parameter_count, check_sizes, stack_parameters
 from aelab.models.mlp import mlp
 
 # "auto" is fixed to "gaussian" or "bernoulli" by the first aelab.train_vae call
@@ -65,6 +65,10 @@ class VAE(AutoencoderBase):
         check_choice("likelihood", likelihood, LIKELIHOODS)
         self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
                               hidden_size=hidden_size, layers=layers, likelihood=likelihood)
+        check_parameter_count("VAE", stack_parameters(input_size, hidden_size, layers,
+                                                      2 * bottleneck_size)
+                              + stack_parameters(bottleneck_size, hidden_size, layers, input_size),
+                              self.init_args)
         widths = [hidden_size] * layers
         self.encoder = mlp([input_size, *widths, 2 * bottleneck_size])
         self.decoder = mlp([bottleneck_size, *widths[::-1], input_size])

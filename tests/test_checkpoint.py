@@ -157,3 +157,22 @@ def test_broadcast_views_and_non_tensors_in_the_state_dict_are_refused(tmp_path)
     path = _tampered(tmp_path, state_dict=state)
     with pytest.raises(ValueError, match=r"encoder.0.weight has dtype torch.complex64"):
         aelab.load(path)
+
+
+def test_a_damaged_pickle_inside_the_zip_is_a_clear_error(tmp_path):
+    # single bytes changed inside data.pkl make torch's reader fail with IndexError,
+    # AttributeError, ...: every one of them is reported as a damaged file
+    good = aelab.save(aelab.Autoencoder(3, 1, 4, 1), tmp_path / "good.pt").read_bytes()
+    start = good.index(b"data.pkl") + len(b"data.pkl")
+    failures = 0
+    for offset in range(start, start + 400, 7):
+        raw = bytearray(good)
+        raw[offset] ^= 0xFF
+        path = tmp_path / "m.pt"
+        path.write_bytes(bytes(raw))
+        try:
+            aelab.load(path)
+        except ValueError as err:
+            assert "m.pt" in str(err)
+            failures += 1
+    assert failures > 10

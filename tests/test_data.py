@@ -503,3 +503,15 @@ def test_corrupt_refuses_nan_and_complex_data_and_clips_to_equal_bounds():
         data.corrupt(torch.zeros(2, 2, dtype=torch.complex64), 0.1)
     assert data.corrupt(torch.zeros(3, 2), 1.0, clip=(0, 1)).min() >= 0
     assert data.corrupt(torch.zeros(3, 2), 1.0, clip=(np.float32(-1), np.int64(1))).abs().max() <= 1
+
+
+def test_one_column_csv_blank_line_is_a_missing_value(tmp_path):
+    (tmp_path / "one.csv").write_text("1\n\n3\n\n")  # the trailing newlines are fine
+    with pytest.raises(ValueError, match="missing value .* line 2, column 1"):
+        data.load(tmp_path / "one.csv")
+    (tmp_path / "two.csv").write_text("1,2\n\n3,4\n")  # several columns: a blank line is skipped
+    assert data.load(tmp_path / "two.csv").X.tolist() == [[1, 2], [3, 4]]
+
+
+def test_float16_labels_are_checked_without_overflow():
+    assert Dataset(torch.zeros(2, 1), np.array([0.0, 3.0], dtype=np.float16)).y.tolist() == [0, 3]

@@ -165,8 +165,10 @@ def load(path, device="cpu", *, max_parameters: int = MAX_PARAMETERS) -> nn.Modu
             f"{path} is not a safe aelab model file: it holds objects other than weights "
             f"and plain data, and was not loaded ({err.__class__.__name__})."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
-        # a zip that is not torch's format, or a truncated one
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file makes torch's reader fail in any way
+        # a zip that is not torch's format, a truncated one, or a damaged pickle inside
         raise ValueError(f"{path} is not an aelab model file (saved with aelab.save): "
                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -151,6 +151,7 @@ def _as_labels(y, n: int) -> torch.Tensor:
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"y must be 1-D with one label per row of X ({n}), got shape {y.shape}.")
     if y.dtype.kind == "f":
+        y = y.astype(np.float64)  # float16 cannot even hold the int64 bounds compared below
         if np.isnan(y).any():
             raise ValueError(f"y holds NaN at index {int(np.flatnonzero(np.isnan(y))[0])}; give "
                              "every sample a label, or leave y out.")
@@ -340,21 +341,33 @@ def _is_missing(cell: str) -> bool:
 
 
 def _read_csv_rows(path: Path) -> tuple[list[list[str]], list[int]]:
-    """Non-blank rows of a UTF-8 CSV (a byte-order mark is dropped) and their line numbers."""
-    rows, lines = [], []
+    """Rows of a UTF-8 CSV (a byte-order mark is dropped) and their line numbers.
+
+    Blank lines are skipped, except in a one-column file, where a blank line is
+    an empty cell; trailing newlines are dropped either way.
+    """
+    rows, lines, blank = [], [], []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # a blank line
                 rows.append(row)
                 lines.append(reader.line_num)
+                blank.append(not row or (len(row) == 1 and not row[0].strip()))
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it "
                          "as UTF-8 CSV.") from None
     except csv.Error as err:
         raise ValueError(f"{path} is not a readable CSV: {err}.") from None
+    while blank and blank[-1]:  # trailing newlines
+        rows.pop(), lines.pop(), blank.pop()
+    first = next((r for r, b in zip(rows, blank) if not b), None)
+    if first is not None and len(first) == 1:
+        # one column: a blank line is an empty cell, a missing value, not a line to skip
+        rows = [r if r else [""] for r in rows]
+    else:
+        rows = [r for r, b in zip(rows, blank) if not b]
+        lines = [n for n, b in zip(lines, blank) if not b]
     if not rows:
         raise ValueError(f"{path} is empty: a CSV needs at least one row of numbers.")
     width = len(rows[0])
@@ -714,10 +727,20 @@ def corrupt(X: torch.Tensor, sigma: float, seed: int = 0, clip: tuple[float, flo
                         "corrupt(ds.X, sigma).")
     if not isinstance(X, torch.Tensor):
         try:
-            X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        except (TypeError, ValueError, RuntimeError) as err:
+            array = np.asarray(X)
+        except (TypeError, ValueError) as err:  # ragged nested lists
             raise TypeError(f"X must be a tensor or a numeric array, got {type(X).__name__} "
                             f"({err}).") from None
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"X must be a tensor or a numeric array, got {type(X).__name__} of "
+                            f"dtype {array.dtype}; corrupt takes real numbers.")
+        check_finite("X", torch.from_numpy(array.astype(np.float64)))
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError("X has values beyond float32's range (+-3.4e38); pass a float64 "
+                             "tensor to keep them, or rescale the data.")
+        X = torch.from_numpy(array)
     elif X.is_complex():
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")
     elif not X.is_floating_point():

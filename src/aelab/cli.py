@@ -169,7 +169,7 @@ def _claim(out: str | None) -> tuple[Path, bool]:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         owner = ""
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # not yet written: no pid
             owner = f" by process {int(lock.read_text().split()[0])}"
         raise ValueError(
             f"--out {str(path)!r} is in use{owner}: another aelab command is writing there "
@@ -203,7 +203,7 @@ def _claimed_out_dir(out: str | None):
 
 def _check_count(option: str, value: int, limit: int, what: str) -> int:
     if value > limit:
-        raise UsageError(f"{option} {value} is above the limit of {limit:,} {what}; choose "
+        raise ValueError(f"{option} {value} is above the limit of {limit:,} {what}; choose "
                          f"{option} <= {limit:,}.")
     return value
 
@@ -217,7 +217,7 @@ def _built_within_limit(build, what: str, seed: int | None = None):
         probe = build()
     n_params = sum(p.numel() for p in probe.parameters())
     if n_params > MAX_PARAMETERS:
-        raise UsageError(
+        raise ValueError(
             f"{what} makes a model of {n_params:,} parameters ({4 * n_params / 1e9:.3g} GB of "
             f"float32 weights), above the limit of {MAX_PARAMETERS:,}; choose smaller sizes.")
     if seed is None:

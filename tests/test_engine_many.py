@@ -169,3 +169,15 @@ def test_bad_options_raise_clear_errors(rect, kwargs, error, match):
     settings = dict(epochs=1, batch_size=8) | kwargs
     with pytest.raises(error, match=match):
         aelab.train_many([mlp(0), mlp(1)], rect, **settings)
+
+
+def test_models_with_tensor_hooks_keep_autograd(rect):
+    # a gradient hook runs only under autograd: such a model takes the loop, never a stack
+    with aelab.seeded(0):
+        models = [aelab.Autoencoder(2, 2, 8, 1) for _ in range(3)]
+    models[0].encoder[0].weight.register_hook(torch.zeros_like)
+    before = models[0].encoder[0].weight.detach().clone()
+    histories = aelab.train_many(models, rect, epochs=1, batch_size=8, objective="mmd")
+    assert histories[0].config["path"] == "loop"
+    assert torch.equal(models[0].encoder[0].weight, before)  # the hook zeroed its gradient
+    assert histories[1].config["path"] == histories[2].config["path"]

@@ -126,6 +126,11 @@ def _architecture(model: nn.Module) -> tuple:
             tuple((name, tuple(b.shape)) for name, b in model.named_buffers()))
 
 
+def _has_tensor_hooks(model: nn.Module) -> bool:
+    return any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+               for p in model.parameters())
+
+
 def _hashable(objective: Objective):
     """The objective itself when it can be a dict key (frozen dataclasses), else its id."""
     try:
@@ -144,9 +149,11 @@ def _data_key(m: Member, shared=_SHARED) -> tuple:
 def _groups(members: list[Member]) -> list[tuple[str, list[Member]]]:
     """(path, members) for every group, in order of first appearance."""
     keyed: dict[tuple, list[Member]] = {}
-    for m in members:
+    for i, m in enumerate(members):
         if m.plan is not None:
             key = ("stack", signature(m.plan), _data_key(m), bool(m.cfg.noise_sigma))
+        elif _has_tensor_hooks(m.model):  # functional_call would bypass them: autograd only
+            key = ("loop", i)
         else:
             # the vmapped stack shares every setting but the learning rate and the seed
             key = ("other", _architecture(m.model), _hashable(m.objective),
@@ -156,7 +163,7 @@ def _groups(members: list[Member]) -> list[tuple[str, list[Member]]]:
     for key, group in keyed.items():
         if key[0] == "stack":
             groups.append(("stack", group))
-        elif vmap_path(group) is not None:
+        elif key[0] == "other" and vmap_path(group) is not None:
             groups.append(("vmap", group))
         else:
             groups.extend(("loop", [m]) for m in group)

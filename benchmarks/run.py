@@ -10,13 +10,20 @@ Rows, on each workload, all under the same torch thread count:
 * ``train_autoencoder``: one model, aelab's trainer.
 * ``train_many K=...``: K models of the workload trained together; the time
   reported is per model (the whole run divided by K).
+* ``torch.func K=...``: the standard PyTorch way to train K models at once, as a user
+  would write it: ``stack_module_state``, ``vmap(grad_and_value(functional_call))``, one
+  ``Adam(fused=True)`` over the stacked tensors, each member with its own data order.
 * ``train_many K=... (before)``, with ``--baseline REV``: the same, with the
   engine (``src/aelab/ensemble.py``) as it was at git revision REV, timed in the
   same run, interleaved; a section compares the two with confidence intervals.
 
 Workloads: "course" is sheet 6 (100 rectangle points, batch 8, 1000 epochs,
 2-20-10-1-10-20-2); "digits" is sklearn's 8x8 digits (1797 x 64, batch 64, 50
-epochs, 64-128-128-8-128-128-64). Every row is timed ``--reps`` times,
+epochs, 64-128-128-8-128-128-64). Objectives beyond reconstruction, each with a
+plain loop, aelab's one-model function, ``torch.func`` and ``train_many`` rows:
+"vae" (vae-vs-ae's VAE on digits), "mmd" (moons-mmd's ResNet autoencoder with
+the MMD penalty on 1200 moons), "conv" and "conv-skip" (denoising's conv
+autoencoders on digits). Every row is timed ``--reps`` times,
 interleaved so that load on a shared machine hits all rows alike; the table
 gives medians and ratios to the plain loop. The matmul peak is a 2048x2048
 float32 matmul at the same thread count; a K=256 run in a fresh process gives
@@ -28,12 +35,18 @@ Usage::
     python benchmarks/run.py --write docs/benchmarks.md   # the full run behind the docs
     python benchmarks/run.py --workloads course --ks 1,64,256 --no-lightning --reps 7 \
         --baseline REV --section invariance --write docs/benchmarks.md   # an engine change
+    python benchmarks/run.py --workloads course,vae,mmd --no-lightning --ks 1,64,256 \
+        --func-ks 64,256 --epochs-scale 0.1 --reps 2 --section objectives \
+        --write docs/benchmarks.md   # the objective workloads and torch.func rows
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import datetime
+import inspect
 import json
 import logging
 import math
@@ -52,9 +65,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import stats
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.utils.flop_counter import FlopCounterMode
 
 import aelab
-from aelab.ensemble import train_many
+from aelab import train_many
+from aelab._engine.objectives import MMDObjective, Reconstruction, VAEObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,32 +81,92 @@ class Workload:
     epochs: int
     batch_size: int
     description: str
+    lr: float = 1e-3
+    noise_sigma: float | None = None  # denoising: inputs corrupted, clean targets
+    max_k: int | None = None  # the largest K timed (memory is still probed at the largest --ks)
 
     def data(self) -> aelab.data.Dataset:
-        return aelab.data.rectangle(100) if self.name == "course" else aelab.data.digits()
+        if self.name == "course":
+            return aelab.data.rectangle(100)
+        if self.name == "mmd":
+            return aelab.data.moons(1200, seed=0)  # moons-mmd full: 60% of 2000 points
+        return aelab.data.digits()
 
     def model(self) -> torch.nn.Module:
-        if self.name == "course":
-            return aelab.Autoencoder.from_widths([20, 10], bottleneck_size=1, input_size=2)
-        return aelab.Autoencoder(64, 8, hidden_size=128, layers=2)
+        return MODELS[self.name]()
+
+    def objective(self):
+        """The loss as an aelab objective (the plain loop and torch.func rows use it)."""
+        return OBJECTIVES.get(self.name, Reconstruction())
+
+    def train_kwargs(self) -> dict:
+        """The objective's keywords for aelab.train_many and the one-model functions."""
+        return {"lr": self.lr, "noise_sigma": self.noise_sigma, **TRAIN_KWARGS.get(self.name, {})}
 
     def flops_per_model(self, n_samples: int) -> float:
         """Matmul arithmetic of one training run: 2 flops per multiply-add, forward plus
-        the two backward products (weights and inputs), so 6 per weight per sample."""
+        the two backward products (weights and inputs), so 6 per weight per sample; for the
+        objective workloads, torch.utils.flop_counter's count of one step (matmuls and
+        convolutions, forward and backward) times the steps."""
+        used = n_samples - n_samples % self.batch_size
+        if self.name in OBJECTIVES:
+            return flops_per_step(self) * (used // self.batch_size) * self.epochs
         weights = sum(m.weight.numel() for m in self.model().modules()
                       if isinstance(m, torch.nn.Linear))
-        used = n_samples - n_samples % self.batch_size
         return 6.0 * weights * used * self.epochs
 
 
+MODELS = {
+    "course": lambda: aelab.Autoencoder.from_widths([20, 10], bottleneck_size=1, input_size=2),
+    "digits": lambda: aelab.Autoencoder(64, 8, hidden_size=128, layers=2),
+    "vae": lambda: aelab.VAE(64, 2, hidden_size=128, layers=2, likelihood="bernoulli"),
+    "mmd": lambda: aelab.ResNetAutoencoder(2, 2, hidden_size=64, blocks=2),
+    "conv": lambda: aelab.ConvAutoencoder((1, 8, 8), 2),
+    "conv-skip": lambda: aelab.ConvAutoencoder((1, 8, 8), 2, skip=True),
+}
+OBJECTIVES = {"vae": VAEObjective(beta=1.0, likelihood="bernoulli"),
+              "mmd": MMDObjective(weight=1.0, kernel="imq"),
+              "conv": Reconstruction(), "conv-skip": Reconstruction()}
+TRAIN_KWARGS = {"vae": {"objective": "vae", "beta": 1.0, "likelihood": "bernoulli"},
+                "mmd": {"objective": "mmd", "mmd_weight": 1.0, "kernel": "imq"}}
+ONE_MODEL = {"vae": "train_vae", "mmd": "train_mmd_autoencoder"}  # else train_autoencoder
+
 COURSE = "100 rectangle points, batch 8, 2-20-10-1-10-20-2, Adam lr 1e-3"
 DIGITS = "sklearn digits (1797 x 64), batch 64, 64-128-128-8-128-128-64, Adam lr 1e-3"
+VAE = ("VAE 64-128-128-(2+2)-128-128-64 on digits (1797 x 64), Bernoulli likelihood, beta 1, "
+       "batch 64, Adam lr 1e-3 (vae-vs-ae's model)")
+MMD = ("ResNet autoencoder 2-2 (2 blocks of width 64) + MMD to N(0, I) (IMQ, weight 1) on 1200 "
+       "moons, batch 32, Adam lr 3e-3 (moons-mmd's model)")
+CONV = ("ConvAutoencoder((1, 8, 8), 2), channels 16-32, denoising at sigma 0.3 on digits, "
+        "batch 128, Adam lr 5e-3 (denoising's model)")
 
 
-def workloads(quick: bool) -> list[Workload]:
+def workloads(quick: bool, scale: float = 1.0) -> list[Workload]:
+    """Every workload; ``scale`` multiplies the epochs (at least 1)."""
     if quick:
-        return [Workload("course", 50, 8, COURSE), Workload("digits", 3, 64, DIGITS)]
-    return [Workload("course", 1000, 8, COURSE), Workload("digits", 50, 64, DIGITS)]
+        found = [Workload("course", 50, 8, COURSE), Workload("digits", 3, 64, DIGITS),
+                 Workload("vae", 1, 64, VAE), Workload("mmd", 1, 32, MMD, lr=3e-3),
+                 Workload("conv", 1, 128, CONV, lr=5e-3, noise_sigma=0.3, max_k=64),
+                 Workload("conv-skip", 1, 128, CONV + ", with skips", lr=5e-3,
+                          noise_sigma=0.3, max_k=64)]
+    else:
+        found = [Workload("course", 1000, 8, COURSE), Workload("digits", 50, 64, DIGITS),
+                 Workload("vae", 10, 64, VAE), Workload("mmd", 10, 32, MMD, lr=3e-3),
+                 Workload("conv", 5, 128, CONV, lr=5e-3, noise_sigma=0.3, max_k=64),
+                 Workload("conv-skip", 5, 128, CONV + ", with skips", lr=5e-3,
+                          noise_sigma=0.3, max_k=64)]
+    return [dataclasses.replace(w, epochs=max(1, round(w.epochs * scale))) for w in found]
+
+
+def flops_per_step(w: Workload) -> float:
+    """Flops torch counts for one training step of one model (forward and backward)."""
+    model, objective = w.model(), w.objective()
+    x = w.data().X[:w.batch_size]
+    columns = objective.noise_columns(model)
+    noise = torch.randn(len(x), columns) if columns else None
+    with FlopCounterMode(display=False) as counter:
+        objective.loss(model, x, x, noise).backward()
+    return float(counter.get_total_flops())
 
 
 # ---------------------------------------------------------------- the ways of training
@@ -115,13 +191,27 @@ def run_plain_loop(w: Workload, ds) -> float:
 
     model = w.model()
     loader = DataLoader(TensorDataset(ds.X), batch_size=w.batch_size, shuffle=True, drop_last=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=w.lr)
     losses = []
+    if w.name not in OBJECTIVES:
+        with Timer() as timer:
+            for _ in range(w.epochs):
+                for (x,) in loader:
+                    optimizer.zero_grad()
+                    loss = F.mse_loss(model(x), x)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(loss.item())
+        return timer.per()
+    objective = w.objective()
+    columns = objective.noise_columns(model)
     with Timer() as timer:
         for _ in range(w.epochs):
-            for (x,) in loader:
+            for (x,) in loader:  # the notebooks draw the noise where it is used
+                inputs = x + w.noise_sigma * torch.randn_like(x) if w.noise_sigma else x
+                eps = torch.randn(len(x), columns) if columns else None
                 optimizer.zero_grad()
-                loss = F.mse_loss(model(x), x)
+                loss = objective.loss(model, inputs, x, eps)
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
@@ -162,20 +252,97 @@ def run_lightning(w: Workload, ds) -> float:
     return timer.per()
 
 
+def one_model_name(w: Workload) -> str:
+    return ONE_MODEL.get(w.name, "train_autoencoder")
+
+
 def run_train_autoencoder(w: Workload, ds) -> float:
+    """aelab's one-model function for the workload's objective (train_vae, ...)."""
     model = w.model()
+    kwargs = {k: v for k, v in w.train_kwargs().items() if k != "objective"}
+    if w.name not in OBJECTIVES:
+        kwargs = {}  # the course and digits rows as they always ran: every default
     with Timer() as timer:
-        aelab.train_autoencoder(model, ds, epochs=w.epochs, batch_size=w.batch_size,
-                                progress=False)
+        getattr(aelab, one_model_name(w))(model, ds, epochs=w.epochs, batch_size=w.batch_size,
+                                          progress=False, **kwargs)
     return timer.per()
+
+
+def train_many_takes_objectives() -> bool:
+    return "objective" in inspect.signature(train_many).parameters
+
+
+class _Loss(torch.nn.Module):
+    """``forward`` is the objective's loss of ``model``, for functional_call."""
+
+    def __init__(self, model, objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, x, target, noise):
+        return self.objective.loss(self.model, x, target, noise)
+
+
+def torch_func_ensemble(models: list[torch.nn.Module], w: Workload, ds, epochs: int) -> None:
+    """The standard torch.func ensemble, as a user would write it: stacked weights,
+    vmap(grad_and_value(functional_call)), one fused Adam over the stacked tensors; each
+    member has its own data order and noise (from torch's global generator)."""
+    K = len(models)
+    objective = w.objective()
+    columns = objective.noise_columns(models[0])
+    X = ds.X
+    n = len(X)
+    n_used = n - n % w.batch_size
+    if True:  # (the body as a user would write it, unindented)
+        params, buffers = stack_module_state(models)
+        params = {k: v.detach() for k, v in params.items()}  # leaves the optimizer updates
+        base = _Loss(copy.deepcopy(models[0]).to("meta"), objective)
+
+        def loss(p, b, x, target, noise):
+            return functional_call(base, ({f"model.{k}": v for k, v in p.items()},
+                                          {f"model.{k}": v for k, v in b.items()}),
+                                   (x, target, noise))
+
+        step = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0, 0 if columns else None))
+        optimizer = torch.optim.Adam(list(params.values()), lr=w.lr, fused=True)
+        losses = []
+        for _ in range(epochs):
+            order = torch.rand(K, n).argsort(1)[:, :n_used]  # a permutation per member
+            target = X[order]  # (K, n_used, d)
+            inputs = target + w.noise_sigma * torch.randn_like(target) if w.noise_sigma \
+                else target
+            noise = torch.randn(K, n_used, columns).split(w.batch_size, 1) if columns \
+                else [None] * (n_used // w.batch_size)
+            for x, t, e in zip(inputs.split(w.batch_size, 1), target.split(w.batch_size, 1),
+                               noise):
+                grads, values = step(params, buffers, x, t, e)
+                for name, p in params.items():
+                    p.grad = grads[name]
+                optimizer.step()
+                losses.append(values)
+            torch.stack(losses[-(n_used // w.batch_size):]).tolist()  # one host sync per epoch
+
+
+def run_torch_func(w: Workload, ds, K: int) -> tuple[float, float]:
+    models = [w.model() for _ in range(K)]
+    with Timer() as timer:
+        torch_func_ensemble(models, w, ds, w.epochs)
+    return timer.per(K)
 
 
 def run_train_many(w: Workload, ds, K: int, engine=None) -> float:
     models = [w.model() for _ in range(K)]
     fn = train_many if engine is None else engine.train_many
+    kwargs = w.train_kwargs() if w.name in OBJECTIVES else {}
     with Timer() as timer:
-        fn(models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False)
+        histories = fn(models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False,
+                       **kwargs)
+    if engine is None:
+        PATHS_TAKEN[w.name, K] = histories[0].config.get("path", "?")
     return timer.per(K)
+
+
+PATHS_TAKEN: dict = {}  # (workload, K) -> the path train_many's dispatcher chose
 
 
 BEFORE = " (before)"  # suffix of the rows timed with the --baseline engine
@@ -215,22 +382,34 @@ def _status_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_probe(workload: str, K: int) -> None:
+def memory_epochs(w: Workload) -> int:
+    """Epochs of a memory probe: 2, or 1 for the objective workloads (the peak comes in the
+    first epoch, and a conv epoch at K=256 takes most of a minute here)."""
+    return 1 if w.name in OBJECTIVES else 2
+
+
+def memory_probe(workload: str, K: int, way: str = "train_many") -> None:
     """Child process: resident memory (MiB) with data and K models built, and its peak while
-    training them for 2 epochs. (ru_maxrss would not do: it survives exec from the parent.)"""
+    training them (``way``: "train_many" or "torch.func") for :func:`memory_epochs`.
+    (ru_maxrss would not do: it survives exec from the parent.)"""
     w = next(w for w in workloads(quick=False) if w.name == workload)
     ds = w.data()
     models = [w.model() for _ in range(K)]
     before = _status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    train_many(models, ds, epochs=2, batch_size=w.batch_size, progress=False)
+    if way == "torch.func":
+        torch_func_ensemble(models, w, ds, memory_epochs(w))
+    else:
+        kwargs = w.train_kwargs() if w.name in OBJECTIVES else {}
+        train_many(models, ds, epochs=memory_epochs(w), batch_size=w.batch_size, progress=False,
+                   **kwargs)
     print(json.dumps({"before": before, "after": _status_mib("VmHWM")}))
 
 
-def peak_memory(workload: str, K: int) -> tuple[float, float]:
+def peak_memory(workload: str, K: int, way: str = "train_many") -> tuple[float, float]:
     """(RSS once data and K models exist, peak RSS while training them), in MiB."""
     result = subprocess.run(
-        [sys.executable, __file__, "--memory-probe", workload, str(K)],
+        [sys.executable, __file__, "--memory-probe", workload, str(K), way],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     found = json.loads(result.stdout.strip().splitlines()[-1])
@@ -241,24 +420,34 @@ def peak_memory(workload: str, K: int) -> tuple[float, float]:
 
 
 def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log,
-            baseline=None) -> dict:
+            baseline=None, func_Ks: list[int] = ()) -> dict:
     """Per row, the wall and CPU seconds per model of each repetition (lists, in rep order)."""
     ds = w.data()
     rows = {}
+    with_lightning = with_lightning and w.name not in OBJECTIVES
+    with_many = w.name not in OBJECTIVES or train_many_takes_objectives()
     if with_lightning:
         rows["lightning"] = lambda: run_lightning(w, ds)
     rows["plain loop"] = lambda: run_plain_loop(w, ds)
-    rows["train_autoencoder"] = lambda: run_train_autoencoder(w, ds)
+    rows[one_model_name(w)] = lambda: run_train_autoencoder(w, ds)
     for K in Ks:
+        if (w.max_k is not None and K > w.max_k) or not with_many:
+            continue
         rows[f"train_many K={K}"] = (lambda K=K: run_train_many(w, ds, K))
         if baseline is not None:
             rows[f"train_many K={K}{BEFORE}"] = (lambda K=K: run_train_many(w, ds, K, baseline))
-    warm = Workload(w.name, 1, w.batch_size, w.description)  # first calls pay for lazy setup
+    for K in func_Ks:
+        if w.max_k is None or K <= w.max_k:
+            rows[f"torch.func K={K}"] = (lambda K=K: run_torch_func(w, ds, K))
+    warm = dataclasses.replace(w, epochs=1)  # first calls pay for lazy setup
     if with_lightning:
         run_lightning(warm, ds)
     run_plain_loop(warm, ds)
     run_train_autoencoder(warm, ds)
-    run_train_many(warm, ds, 2)
+    if with_many:
+        run_train_many(warm, ds, 2)
+    if func_Ks:
+        run_torch_func(warm, ds, 2)
     if baseline is not None:
         run_train_many(warm, ds, 2, baseline)
     walls = {name: [] for name in rows}
@@ -331,36 +520,49 @@ def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
     raw_results = results
     results = {name: {row: (statistics.median(w), statistics.median(c))
                       for row, (w, c) in rows.items()} for name, rows in results.items()}
-    for w in workloads(args.quick):
+    for w in workloads(args.quick, args.epochs_scale):
         if w.name not in results:
             continue
         med = results[w.name]
         base_wall, base_cpu = med["plain loop"]
         flops = w.flops_per_model(len(w.data()))
-        lines += [f"### {w.name}: {w.description}, {w.epochs} epochs", "",
+        lines += [f"### {w.name}: {w.description}, {w.epochs} epochs", ""]
+        if w.name in OBJECTIVES and not train_many_takes_objectives():
+            lines += ["No train_many rows: this aelab.train_many has no `objective` keyword.", ""]
+        lines += [
                   "| way of training | wall seconds per model | speed-up over the plain loop "
                   "| CPU seconds per model | speed-up in CPU time | fraction of matmul peak |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, (t, cpu) in med.items():
             share = flops / t / 1e9 / peak
-            lines.append(f"| {name} | {fmt_seconds(t)} | {base_wall / t:.1f}x | {fmt_seconds(cpu)} "
-                         f"| {base_cpu / cpu:.1f}x | {share * 100:.2g}% |")
+            label = name
+            if name.startswith("train_many K=") and w.name in OBJECTIVES:
+                label += f" ({PATHS_TAKEN.get((w.name, int(name.split('=')[1])), '?')})"
+            lines.append(f"| {label} | {fmt_seconds(t)} | {base_wall / t:.1f}x | "
+                         f"{fmt_seconds(cpu)} | {base_cpu / cpu:.1f}x | {share * 100:.2g}% |")
+        how = ("counted by torch.utils.flop_counter for one step: matmuls and convolutions, "
+               "forward and backward" if w.name in OBJECTIVES
+               else "6 flops per weight per sample")
         lines += ["", f"One {w.name} run is {flops / 1e9:.3g} GFLOP of matmul arithmetic "
-                      f"(6 flops per weight per sample), {flops / 1e9 / peak * 1000:.3g} ms at the "
-                      "measured peak.", ""]
+                      f"({how}), {flops / 1e9 / peak * 1000:.3g} ms at the measured peak.", ""]
+        if w.name in OBJECTIVES:
+            lines += ["The path train_many's dispatcher chose is in brackets: 'vmap' is "
+                      "aelab._engine.functional, 'loop' the autograd loop one model after "
+                      "another.", ""]
         if args.baseline:
             lines += comparison(raw_results[w.name], args.Ks, args.baseline, args.reps)
     if memory:
-        lines += ["### Memory (resident set of a fresh process, 2 epochs of train_many)", "",
-                  "| workload | K | with data and models built | peak while training "
-                  "| added by training |", "|---|---:|---:|---:|---:|"]
-        for (name, K), (before, after) in memory.items():
-            lines.append(f"| {name} | {K} | {before:.0f} MiB | {after:.0f} MiB | "
-                         f"{after - before:.0f} MiB |")
+        lines += ["### Memory (resident set of a fresh process)", "",
+                  "| workload | way | K | epochs | with data and models built | peak while "
+                  "training | added by training |", "|---|---|---:|---:|---:|---:|---:|"]
+        by_name = {w.name: w for w in workloads(args.quick, args.epochs_scale)}
+        for (name, K, way), (before, after) in memory.items():
+            lines.append(f"| {name} | {way} | {K} | {memory_epochs(by_name[name])} | "
+                         f"{before:.0f} MiB | {after:.0f} MiB | {after - before:.0f} MiB |")
         lines.append("")
     targets = []
     course = results.get("course")
-    if course and not args.quick:
+    if course and not args.quick and args.epochs_scale == 1:  # targets of the full workload
         base = course["plain loop"][0]
         for name, goal in [("train_autoencoder", 4), ("train_many K=64", 100),
                            ("train_many K=256", 150)]:
@@ -369,17 +571,62 @@ def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
                 verdict = "met" if ratio >= goal else "NOT met"
                 targets.append(f"- {name}: {ratio:.1f}x faster than the plain loop in wall time "
                                f"(target {goal}x): {verdict}.")
+    if not args.quick:
+        targets += objective_targets(raw_results)
+    load = ""
+    if getattr(args, "load_start", None) is not None:
+        load = (f" (load average {args.load_start:.1f} at the start, {os.getloadavg()[0]:.1f} "
+                "at the end)")
     head = [
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} CPU cores, shared with other work), Python "
+        f"({os.cpu_count()} CPU cores, shared with other work{load}), Python "
         f"{platform.python_version()}, torch {torch.__version__}, {args.threads} torch "
         f"thread(s) for every row; float32 matmul peak at that thread count: {peak:.0f} GFLOP/s "
         f"(2048x2048). No GPU. Medians of {args.reps} interleaved runs per row; "
         f"the whole benchmark took {wall / 60:.1f} minutes.",
         "",
     ]
-    return "\n".join(head + lines + (["Targets (course workload):", ""] + targets + [""]
-                                     if targets else []))
+    return "\n".join(head + lines + (["Targets:", ""] + targets + [""] if targets else []))
+
+
+def _speedup(raw: dict, base: str, row: str) -> str:
+    """base/row in wall time: the geometric mean over paired repetitions, with its 95%
+    t-interval (or the range, under 3 repetitions)."""
+    ratio, low, high, _ = paired_ratio(raw[base][0], raw[row][0])
+    if len(raw[base][0]) >= 3 and not math.isnan(low):
+        return f"{ratio:.1f}x [95% CI {low:.1f}, {high:.1f}]"
+    each = [b / r for b, r in zip(raw[base][0], raw[row][0])]
+    return f"{ratio:.1f}x (repetitions: {', '.join(f'{x:.1f}x' for x in each)})"
+
+
+def objective_targets(raw: dict) -> list[str]:
+    """Issue 12's targets that this run measured, each with its spread."""
+    out = []
+    course = raw.get("course", {})
+    if "train_many K=256" in course and "torch.func K=256" in course:
+        out.append(f"- course, K=256: train_many per model against torch.func: "
+                   f"{_speedup(course, 'torch.func K=256', 'train_many K=256')} faster "
+                   "(target 3x).")
+    for name in ("vae", "mmd"):
+        rows = raw.get(name, {})
+        if "train_many K=64" in rows:
+            out.append(f"- {name}, K=64: train_many per model against the plain loop: "
+                       f"{_speedup(rows, 'plain loop', 'train_many K=64')}; against "
+                       f"{ONE_MODEL[name]}: {_speedup(rows, ONE_MODEL[name], 'train_many K=64')} "
+                       "(target 20x against one at a time with autograd).")
+    for name in ("conv", "conv-skip"):
+        rows = raw.get(name, {})
+        if "train_many K=16" in rows:
+            out.append(f"- {name}, K=16: train_many took the "
+                       f"'{PATHS_TAKEN.get((name, 16), '?')}' path; per model against the "
+                       f"plain loop: {_speedup(rows, 'plain loop', 'train_many K=16')}, against "
+                       f"train_autoencoder: "
+                       f"{_speedup(rows, 'train_autoencoder', 'train_many K=16')}; torch.func "
+                       "K=16 against the plain loop: "
+                       + (_speedup(rows, 'plain loop', 'torch.func K=16')
+                          if "torch.func K=16" in rows else "not measured")
+                       + " (target: faster than the loop, or the fallback takes the loop).")
+    return out
 
 
 def main(argv=None) -> int:
@@ -391,8 +638,18 @@ def main(argv=None) -> int:
                              "a second thread mostly spin-waits on tiny ops)")
     parser.add_argument("--ks", default=None, help="comma-separated K values for train_many "
                         "(default 1,8,64,256; quick 1,8,64)")
+    parser.add_argument("--func-ks", default=None,
+                        help="comma-separated K values for the torch.func rows, or 'none' "
+                             "(default: the largest --ks from 8 on; each costs minutes at the "
+                             "course's 1000 epochs)")
+    parser.add_argument("--memory-k", type=int, default=None,
+                        help="K of the peak-memory probes (default: the largest --ks)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0,
+                        help="multiply every workload's epochs by this (at least 1 epoch); "
+                             "times are per model, so ratios stay comparable")
     parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning rows")
-    parser.add_argument("--workloads", default="course,digits", help="comma-separated subset")
+    parser.add_argument("--workloads", default="course,digits",
+                        help="comma-separated subset of course,digits,vae,mmd,conv,conv-skip")
     parser.add_argument("--write", type=Path, default=None,
                         help="write the results as a Markdown section into this file")
     parser.add_argument("--section", default="",
@@ -400,17 +657,27 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", default=None, metavar="REV",
                         help="also time train_many with src/aelab/ensemble.py as it was at git "
                              "revision REV, interleaved, and compare (rows marked 'before')")
-    parser.add_argument("--memory-probe", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_probe:
-        name, K = args.memory_probe
-        memory_probe(name, int(K))
+        name, K, *way = args.memory_probe
+        memory_probe(name, int(K), *way)
         return 0
+    args.load_start = os.getloadavg()[0]
     args.reps = args.reps or (1 if args.quick else 3)
     Ks = [int(k) for k in args.ks.split(",")] if args.ks else ([1, 8, 64] if args.quick
                                                                    else [1, 8, 64, 256])
     args.Ks = Ks
+    if args.func_ks == "none":
+        func_Ks = []
+    else:
+        func_Ks = ([int(k) for k in args.func_ks.split(",")] if args.func_ks
+                   else [k for k in Ks if k >= 8][-1:])
+    known = [w.name for w in workloads(args.quick)]
+    for name in args.workloads.split(","):
+        if name not in known:
+            parser.error(f"--workloads: unknown workload {name!r}; choose from {', '.join(known)}")
     baseline = load_engine(args.baseline) if args.baseline else None
     with_lightning = not args.no_lightning and lightning_available()
     if not with_lightning:
@@ -425,13 +692,22 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     peak = matmul_gflops()
     log(f"matmul peak: {peak:.0f} GFLOP/s")
-    chosen = [w for w in workloads(args.quick) if w.name in args.workloads.split(",")]
-    results = {w.name: measure(w, Ks, args.reps, with_lightning, log, baseline) for w in chosen}
+    chosen = [w for w in workloads(args.quick, args.epochs_scale)
+              if w.name in args.workloads.split(",")]
+    results = {w.name: measure(w, Ks, args.reps, with_lightning, log, baseline, func_Ks)
+               for w in chosen}
     memory = {}
     if not args.quick:
-        for name in results:
-            memory[(name, max(Ks))] = peak_memory(name, max(Ks))
-            log(f"memory {name} K={max(Ks)}: {memory[(name, max(Ks))]}")
+        for w in chosen:
+            ways = []
+            if w.name not in OBJECTIVES or train_many_takes_objectives():
+                ways.append("train_many")
+            if func_Ks:
+                ways.append("torch.func")
+            K = args.memory_k or max(Ks)
+            for way in ways:
+                memory[w.name, K, way] = peak_memory(w.name, K, way)
+                log(f"memory {w.name} {way} K={K}: {memory[w.name, K, way]}")
     text = report(results, args, peak, memory, time.perf_counter() - start)
     print(text)
     if args.write:

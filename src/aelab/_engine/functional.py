@@ -64,8 +64,9 @@ from K = 16: with skips the stack was faster in all three runs, without skips in
 the two loaded runs, and no different (0.99, interval 0.64-1.53) in the lightest
 one, so the stack costs nothing measurable there either. Per model, K = 64 was no
 faster than K = 16 for conv models. The vmapped stack is far from the hardware's
-limit for these tiny models: at K = 64 the VAE computes ~40% of the matmul peak,
-the MMD models far less (overhead per op, not arithmetic, sets their pace).
+limit for these tiny models: stacked, the VAE computed 27-34% of the matmul peak
+and the MMD model 1-2% (docs/benchmarks.md: overhead per op, not arithmetic, sets
+their pace).
 """
 
 from __future__ import annotations

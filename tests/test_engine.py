@@ -290,3 +290,18 @@ def test_reconstruction_gradients_of_a_lone_stack_match_autograd():
         grad_weight, grad_bias = stack.weight_and_bias(l, 0, grad=True)
         assert torch.allclose(grad_weight, layer.weight.grad, atol=1e-6)
         assert torch.allclose(grad_bias, layer.bias.grad, atol=1e-6)
+
+
+def test_the_stacks_final_loss_is_the_models_error_on_its_training_set(rect, monkeypatch):
+    import aelab._engine.dispatch as dispatch
+
+    seen = {}
+    real = dispatch._final_check
+    monkeypatch.setattr(dispatch, "_final_check",
+                        lambda m, device: seen.setdefault(id(m.model), m.final_loss)
+                        and real(m, device))
+    models = [mlp(0), mlp(1)]
+    aelab.train_many(models, rect, epochs=2, batch_size=16, drop_last=False)
+    for model in models:  # 40 samples in batches of 16, 16 and 8: every sample counts
+        assert seen[id(model)] == pytest.approx(aelab.reconstruction_error(model, rect.X),
+                                                rel=1e-5)

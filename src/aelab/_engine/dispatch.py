@@ -71,6 +71,7 @@ class Member:
     objective: Objective
     history: History | None = None
     diverged: str | None = None
+    final_loss: float | None = None  # on the whole training set, when the path computed it
     plan: tuple | None = None
     grad_flags: list = field(default_factory=list)
 
@@ -231,15 +232,17 @@ def _final_check(m: Member, device) -> str | None:
     if not cfg.epochs or not history.step_loss:
         return None
     X = m.train.X.to(device)
-    columns = m.objective.noise_columns(m.model)
-    noise = None
-    if columns:
-        noise = torch.randn(len(X), columns, device=device, dtype=X.dtype,
-                            generator=member_generator(cfg.seed, device, "final"))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(derived_seed(cfg.seed, "final"))
-        final = evaluate_loss(m.model, m.objective, X, X, noise,
-                              chunk=max(cfg.batch_size, FINAL_CHECK_ROWS))
+    final = m.final_loss
+    if final is None:
+        columns = m.objective.noise_columns(m.model)
+        noise = None
+        if columns:
+            noise = torch.randn(len(X), columns, device=device, dtype=X.dtype,
+                                generator=member_generator(cfg.seed, device, "final"))
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(derived_seed(cfg.seed, "final"))
+            final = evaluate_loss(m.model, m.objective, X, X, noise,
+                                  chunk=max(cfg.batch_size, FINAL_CHECK_ROWS))
     initial = history.step_loss[0]  # the loss at the initial weights, on the first batch
     baseline = m.objective.baseline_loss(X)
     if baseline is None:  # an objective without a known mean predictor: the initial loss only
@@ -270,12 +273,12 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
         logger.debug("path 'stack': %s", desc)
         for m in chunk_:
             m.model.train()
-        diverged = train_stack([m.plan for m in chunk_], X, [m.cfg for m in chunk_], histories,
+        diverged, final = train_stack([m.plan for m in chunk_], X, [m.cfg for m in chunk_], histories,
                                generators=generators, test_in=test_in, test_target=test_target,
                                progress=progress, desc=desc, on_diverge=on_diverge)
-        for m, history, message in zip(chunk_, histories, diverged):
+        for m, history, message, loss in zip(chunk_, histories, diverged, final):
             m.model.eval()
-            m.history, m.diverged = history, message
+            m.history, m.diverged, m.final_loss = history, message, loss
 
 
 def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> None:

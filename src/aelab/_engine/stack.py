@@ -674,7 +674,8 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
     ``randperm(n)`` (none for a full batch) and then its input noise, exactly as the
     autograd loop does. Returns, per member, None or the message
     of the epoch where its loss stopped being finite (with ``on_diverge="restore"``;
-    with ``"raise"`` that raises :class:`TrainingDiverged` and no model changes).
+    with ``"raise"`` that raises :class:`TrainingDiverged` and no model changes), and
+    per member its final loss on the whole training set (None without epochs).
     A member's weights and History are the same, bit for bit, in any stack (at a
     fixed torch thread count).
     """
@@ -816,6 +817,7 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
             if not bar.disable:
                 loss = _epoch_losses(step_losses(step_norm[epoch:epoch + 1]), weights)
                 bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
+        final_loss = _final_losses(stack, X_aug, X, batch_size) if E else [None] * K
     bar.close()
 
     losses = step_losses(step_norm)  # (E, S, K)
@@ -853,7 +855,24 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
             history.test_loss.extend(test_loss_lists[k][:e])
         history.seconds.extend(seconds[:e])
     stack.write_back(plans, [k for k in range(K) if diverged[k] is None])
-    return diverged
+    return diverged, final_loss
+
+
+def _final_losses(stack: Stack, X_aug: torch.Tensor, X: torch.Tensor,
+                  batch_size: int) -> list[float]:
+    """Each member's mean squared error on all its training samples (clean inputs) with its
+    final weights, for the divergence rule: one stacked forward pass over the data."""
+    K = stack.K
+    n, d = X.shape[-2:]
+    total = torch.zeros(K, dtype=torch.float64, device=X.device)
+    for first in range(0, n, batch_size):
+        rows = min(batch_size, n - first)
+        x = X_aug[..., first:first + rows, :d + 1]
+        x = x if x.ndim == 3 else x.expand(K, rows, d + 1)
+        target = X[..., first:first + rows, :]
+        y = stack.forward(x, stack.batch(rows)).sub_(target)
+        total += y.square().sum((1, 2), dtype=torch.float64)
+    return (total / (n * d)).tolist()
 
 
 # --------------------------------------------------------------------------- grouping

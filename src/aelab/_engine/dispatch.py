@@ -273,9 +273,10 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
         logger.debug("path 'stack': %s", desc)
         for m in chunk_:
             m.model.train()
-        diverged, final = train_stack([m.plan for m in chunk_], X, [m.cfg for m in chunk_], histories,
-                               generators=generators, test_in=test_in, test_target=test_target,
-                               progress=progress, desc=desc, on_diverge=on_diverge)
+        diverged, final = train_stack(
+            [m.plan for m in chunk_], X, [m.cfg for m in chunk_], histories,
+            generators=generators, test_in=test_in, test_target=test_target, progress=progress,
+            desc=desc, on_diverge=on_diverge)
         for m, history, message, loss in zip(chunk_, histories, diverged, final):
             m.model.eval()
             m.history, m.diverged, m.final_loss = history, message, loss

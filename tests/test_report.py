@@ -4,6 +4,7 @@ import json
 from html.parser import HTMLParser
 
 import matplotlib.image as mpimg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,3 +113,72 @@ def test_report_leads_with_each_studys_answer(tmp_path):
     # without an answer, the first finding stands in for it
     assert html.index("only a finding") < html.index('<section id="second"')
     assert 'name="viewport"' in html
+
+
+def test_tables_show_missing_values_as_a_dash_and_long_tables_in_part(tmp_path):
+    table = pd.DataFrame({"x": [1.0, np.nan], "count": pd.array([1, None], dtype="Int64"),
+                          "name": ["a", None], "p": [0.5, pd.NA]})
+    long = pd.DataFrame({"i": range(report.MAX_TABLE_ROWS + 25)})
+    html = report.write(StudyResult("t", {"missing": table, "long": long}), tmp_path) \
+        .read_text(encoding="utf-8")
+    start = html.index('<section id="t">')
+    body = html[start:html.index("</section>", start)]
+    assert "&lt;NA&gt;" not in body and "nan" not in body and "None" not in body
+    assert body.count("<td class=\"num\">–</td>") == 4
+    assert "<td class=\"num\">1</td>" in body  # the Int64 count keeps its integer form
+    assert body.count("<tr>") == 1 + 2 + 1 + report.MAX_TABLE_ROWS  # header rows + rows
+    assert f"First {report.MAX_TABLE_ROWS} of {len(long)} rows" in body
+    assert '<a href="t/long.csv">' in body
+    assert pd.read_csv(tmp_path / "t" / "long.csv").shape[0] == len(long)
+
+
+def test_each_figure_is_embedded_small_and_linked_to_its_full_size_png(tmp_path):
+    fig = titled_figure("a figure")
+    path = report.write(StudyResult("s", figures={"f": fig}), tmp_path)
+    html = path.read_text(encoding="utf-8")
+    assert '<a href="s/f.png"' in html
+    full = mpimg.imread(tmp_path / "s" / "f.png")
+    src = parse(path).images[0]
+    small = decode_image(src)
+    # drawn 5 x 4 inches: the file at FILE_DPI, the embedded image at one pixel per CSS px
+    assert full.shape[:2] == (4 * report.FILE_DPI, 5 * report.FILE_DPI)
+    assert small.shape[:2] == (4 * report.EMBED_DPI, 5 * report.EMBED_DPI)
+    assert f'width="{5 * report.EMBED_DPI}" height="{4 * report.EMBED_DPI}"' in html
+    embedded = len(base64.b64decode(src.split(",", 1)[1]))
+    assert embedded < (tmp_path / "s" / "f.png").stat().st_size / 2
+
+
+def test_an_incomplete_report_says_so_at_the_top(tmp_path):
+    path = report.write([StudyResult("done", findings=["f"])], tmp_path,
+                        incomplete="1 of 3 studies finished; the run was interrupted.",
+                        not_run=["later", "last"])
+    html = path.read_text(encoding="utf-8")
+    assert html.index("Incomplete report") < html.index('id="answers"')
+    assert "Not run: later, last." in html
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["not_run"] == ["later", "last"] and "interrupted" in metrics["incomplete"]
+    with pytest.raises(ValueError, match="needs incomplete="):
+        report.write(StudyResult("x"), tmp_path / "b", not_run=["y"])
+    with pytest.raises(TypeError, match="not_run"):
+        report.write(StudyResult("x"), tmp_path / "c", incomplete="why", not_run="y")
+
+
+def test_report_and_metrics_are_never_one_without_the_other(tmp_path, monkeypatch):
+    """Interrupted between the two renames: metrics.json is taken back."""
+    import aelab._files
+
+    real_replace = aelab._files.os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("report.html"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(aelab._files.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        report.write(StudyResult("x", findings=["f"]), tmp_path)
+    assert not (tmp_path / "report.html").exists() and not (tmp_path / "metrics.json").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    monkeypatch.undo()
+    report.write(StudyResult("x", findings=["f"]), tmp_path)
+    assert (tmp_path / "report.html").exists() and (tmp_path / "metrics.json").exists()

@@ -36,7 +36,8 @@ __all__ = ["write", "library_versions"]
 
 # Embedded figures: one pixel per CSS pixel (96 per inch, the browser's own scale), so
 # that a figure drawn 6 inches wide shows 6 CSS inches wide and its 10-point text at
-# 13 px, unless the column is narrower. The linked PNG files are sharper, for zooming.
+# 13 px, unless the column is narrower. The linked PNG files (150 dpi) are sharper,
+# for zooming; the embedded image is scaled down from them.
 EMBED_DPI = 96
 FILE_DPI = 150
 MAX_TABLE_ROWS = 40  # longer tables show their first rows; the CSV beside it has all
@@ -55,7 +56,7 @@ nav.toc li { margin: 0.15em 0; } nav.toc a { color: #245; text-decoration: none;
 nav.toc a:hover { text-decoration: underline; } nav.toc .toc-title { font-weight: 600; }
 h1 { border-bottom: 2px solid #444; font-size: 1.6em; margin: 0.6em 0 0.2em; }
 h2 { border-bottom: 1px solid #bbb; margin-top: 2.2em; }
-p, li, td, th, figcaption, h1, h2, h3 { overflow-wrap: anywhere; }
+p, li, figcaption, h1, h2, h3, .answers td { overflow-wrap: anywhere; }
 .meta { color: #555; margin: 0.2em 0 0.8em; }
 .incomplete { background: #fff3cd; border: 1px solid #e0b400; padding: 0.6em 1em;
               margin: 0.6em 0; }
@@ -116,18 +117,24 @@ def _png(fig, dpi: int = FILE_DPI) -> bytes:
 
 
 def _small_png(data: bytes) -> tuple[bytes, int, int]:
-    """``data`` as an optimised palette PNG (256 colours: plots have few, text stays
-    sharp), and its width and height in pixels."""
+    """The FILE_DPI PNG ``data`` scaled to EMBED_DPI as a 256-colour palette PNG (plots
+    have few colours; text stays sharp), and its width and height in pixels.
+
+    Scaling the one rendering, rather than drawing the figure again, halves the time
+    the report takes.
+    """
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        size = image.size
         rgb = image.convert("RGB")  # figures are opaque: the alpha channel holds nothing
-    palette = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    scale = EMBED_DPI / FILE_DPI
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    small = rgb.resize(size, Image.Resampling.LANCZOS)
+    palette = small.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                             dither=Image.Dither.NONE)
     out = io.BytesIO()
-    palette.save(out, format="PNG", optimize=True)
-    small = out.getvalue()
-    return (small, *size) if len(small) < len(data) else (data, *size)
+    palette.save(out, format="PNG")
+    return (out.getvalue(), *size)
 
 
 def _jsonable(value):
@@ -189,8 +196,9 @@ def _table_html(table, csv_name: str) -> str:
 
 def _figure_html(fig, key: str, sid: str, out_dir: Path) -> str:
     name = f"{sid}/{_slug(key)}.png"
-    write_bytes(out_dir / name, _png(fig, FILE_DPI))
-    small, width, height = _small_png(_png(fig, EMBED_DPI))
+    full = _png(fig, FILE_DPI)
+    write_bytes(out_dir / name, full)
+    small, width, height = _small_png(full)
     title = fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "") or key
     encoded = base64.b64encode(small).decode("ascii")
     return (f'<figure><a href="{escape(name)}" title="full-size PNG">'

@@ -552,8 +552,11 @@ def _codes_figure(codes: np.ndarray, labels: np.ndarray, title: str):
     colours = [f"C{i % 10}" for i in range(len(classes))] if len(classes) <= 10 else None
     if codes.shape[1] >= 2:
         x, y, ylabel = codes[:, 0], codes[:, 1], "code $z_2$"
-    else:
-        x, y, ylabel = codes[:, 0], labels.astype(float), "label"
+    else:  # one row per label, spread a little so that equal codes stay visible
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(labels))
+        x, y, ylabel = codes[:, 0], labels.astype(float) + jitter, "label"
+        if len(classes) <= 20:
+            ax.set_yticks(classes, [str(c) for c in classes])
     if colours is None:  # many classes: one colour scale
         points = ax.scatter(x, y, c=labels, s=8, cmap="viridis")
         fig.colorbar(points, ax=ax, label="label")

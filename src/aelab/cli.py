@@ -438,11 +438,11 @@ def _run_studies(names, options, args, show, out_dir) -> int:
         raise stopped
     not_run = names[len(results):]
     running = not_run[0]
-    why = (f"interrupted ({_interrupt_name(stopped)}) while running {running}"
+    why = (f"the run was interrupted ({_interrupt_name(stopped)}) while running {running}"
            if isinstance(stopped, KeyboardInterrupt)
-           else f"{running} failed: {_one_line(stopped)}")
-    incomplete = (f"{len(results)} of {len(names)} studies finished; the run was {why}. "
-                  f"Rerun the rest with: aelab run {' '.join(not_run)}")
+           else f"{running} failed: {_one_line(stopped).rstrip('.')}")
+    incomplete = (f"{len(results)} of {len(names)} studies finished; {why} "
+                  f"(rerun the rest with: aelab run {' '.join(not_run)}).")
     path = report.write(results, out_dir, title=f"{title} (incomplete)", incomplete=incomplete,
                         not_run=not_run)
     print(f"Report (incomplete, {len(results)} of {len(names)} studies): {path.resolve()}")

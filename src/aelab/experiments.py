@@ -243,10 +243,10 @@ class _Trial:
     def group(self) -> tuple:
         """Trials of one group may share a stack: one shape, the same shared settings."""
         s = self.settings
-        shared = (tuple(s[k] for k in _STACK_SHARED) if self.stackable()
-                  else self.point["settings"])
+        stackable = self.stackable()
+        shared = tuple(s[k] for k in _STACK_SHARED) if stackable else self.point["settings"]
         monitor = self.monitor
-        return (self.stackable(), shared, self.point["identity"], len(self.train),
+        return (stackable, shared, self.point["identity"], len(self.train),
                 self.train.n_features, None if monitor is None else len(monitor))
 
 

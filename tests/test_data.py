@@ -515,3 +515,14 @@ def test_one_column_csv_blank_line_is_a_missing_value(tmp_path):
 
 def test_float16_labels_are_checked_without_overflow():
     assert Dataset(torch.zeros(2, 1), np.array([0.0, 3.0], dtype=np.float16)).y.tolist() == [0, 3]
+
+
+def test_label_column_text_is_a_name_first_then_a_position(tmp_path):
+    named = tmp_path / "named.csv"
+    named.write_text("a,3,b\n1,0,2\n3,1,4\n5,0,6\n")
+    ds = data.load(named, label_column="3")  # a header names a column "3"
+    assert ds.y.tolist() == [0, 1, 0] and ds.X.shape == (3, 2)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("1,2,0\n3,4,1\n5,6,1\n")
+    assert data.load(plain, label_column="2").y.tolist() == [0, 1, 1]  # text from the CLI
+    assert data.load(plain, label_column="-1").y.tolist() == [0, 1, 1]

@@ -103,6 +103,8 @@ def test_status_says_what_is_done_and_missing(tmp_path, capsys):
     (("family = \"autoencoder\"", "family = \"gan\""), r"line 6: \[model\] family: unknown"),
     (("stack_size = 3", "stacks = 3"), r"line 3: stacks: unknown key; allowed: title, seeds"),
     (("[training]", "[training]\n[training]"), r"not valid TOML"),
+    (("n = 120", "n = 120\nlabel_column = \"y\""),
+     r"line 13: \[data\] label_column: only applies to data from a file"),
 ])
 def test_config_mistakes_name_the_key_and_line(tmp_path, capsys, edit, match):
     config = write(tmp_path, SMALL.replace(*edit))

@@ -228,15 +228,9 @@ def _built_within_limit(build, what: str, seed: int | None = None):
 
 def _load_data(path: str, option: str = "--data", label_column: str | None = None):
     """``aelab.data.load`` with the option named in errors that do not name the file."""
-    kwargs = {}
-    if label_column is not None:
-        if "label_column" not in inspect.signature(data.load).parameters:
-            raise UsageError("--label-column needs a newer aelab.data.load; it is not "
-                             "supported here.")
-        # a number is a 0-based column position (a CSV without a header has no names)
-        kwargs["label_column"] = int(label_column) if label_column.isdigit() else label_column
     try:
-        return data.load(path, **kwargs)
+        # a header's name first, else a number is a 0-based column position
+        return data.load(path, label_column=label_column)
     except (FileNotFoundError, MemoryError):
         raise
     except (ValueError, TypeError, OSError, *_DAMAGED_FILE) as err:
@@ -833,7 +827,7 @@ SWEEP_TRAINING = {"epochs": int, "batch_size": int, "lr": float, "optimizer": st
                   "momentum": float, "weight_decay": float, "lr_schedule": str,
                   "noise_sigma": float, "objective": str, "beta": float, "likelihood": str,
                   "mmd_weight": float, "kernel": str}
-SWEEP_DATA = {"name": str, "file": str, "n": int, "noise": float, "seed": int, "test": float,
+SWEEP_DATA = {"name": str, "file": str, "label_column": str, "n": int, "noise": float, "seed": int, "test": float,
               "validation": float, "split_seed": int}
 SWEEP_METRICS = ("train_mse", "val_mse", "test_mse", "mean_mse", "pca_mse")
 SWEEP_REPORT = {"select": str, "metrics": list}
@@ -997,8 +991,11 @@ class _SweepConfig:
             if extra:
                 raise self.error("data", extra[0], "only applies to built-in data",
                                  "file, seed, test, validation, split_seed")
-            ds = data.load(self.path.parent / cfg["file"])
+            ds = data.load(self.path.parent / cfg["file"], label_column=cfg.get("label_column"))
         else:
+            if "label_column" in cfg:
+                raise self.error("data", "label_column", "only applies to data from a file",
+                                 "file = PATH with label_column = NAME")
             name = cfg["name"]
             if name not in BUILTIN_DATA:
                 raise self.error("data", "name", f"unknown data {name!r}",

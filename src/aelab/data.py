@@ -378,16 +378,28 @@ def _read_csv_rows(path: Path) -> tuple[list[list[str]], list[int]]:
     return rows, lines
 
 
+def _is_int_text(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _resolve_label_column(path: Path, label_column, header: list[str] | None) -> int:
     if isinstance(label_column, bool) or not isinstance(label_column, (str, numbers.Integral)):
         raise TypeError(f"label_column must be a column name (str) or a 0-based column position "
                         f"(int), got {label_column!r} ({type(label_column).__name__}).")
     width = len(header) if header is not None else None
     if isinstance(label_column, str):
+        # a name first (a header may name a column "3"), else an integer is a position: the
+        # command line passes every label column as text
+        names = [h.strip() for h in header] if header is not None else []
+        if label_column.strip() not in names and _is_int_text(label_column):
+            return int(label_column)
         if header is None:
             raise ValueError(f"label_column {label_column!r} names a column, but {path} has no "
                              "header row; give the column's 0-based position instead.")
-        names = [h.strip() for h in header]
         if label_column.strip() not in names:
             raise ValueError(f"label_column {label_column!r} is not a column of {path}; its "
                              f"columns are {', '.join(map(repr, names))}.")

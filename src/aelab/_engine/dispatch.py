@@ -241,8 +241,10 @@ def _final_check(m: Member, device) -> str | None:
                                 generator=member_generator(cfg.seed, device, "final"))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(derived_seed(cfg.seed, "final"))
-            final = evaluate_loss(m.model, m.objective, X, X, noise,
-                                  chunk=max(cfg.batch_size, FINAL_CHECK_ROWS))
+            # an objective that compares samples (MMD) costs rows^2 per piece: measure it
+            # in pieces of the batch size it was trained on, as its steps saw it
+            chunk = cfg.batch_size if columns else max(cfg.batch_size, FINAL_CHECK_ROWS)
+            final = evaluate_loss(m.model, m.objective, X, X, noise, chunk=chunk)
     initial = history.step_loss[0]  # the loss at the initial weights, on the first batch
     baseline = m.objective.baseline_loss(X)
     if baseline is None:  # an objective without a known mean predictor: the initial loss only

@@ -38,6 +38,7 @@ from aelab._checks import (
     check_positive_float,
     check_positive_int,
 )
+from aelab._html import history_html
 from aelab.data import Dataset
 
 __all__ = ["TrainConfig", "History", "TrainingDiverged", "SCHEDULES", "OPTIMIZERS", "PARTS",
@@ -169,6 +170,8 @@ class History:
     examples_seen: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+
+    _repr_html_ = history_html  # the curves and the run's settings in a notebook
 
     @property
     def epochs(self) -> int:

@@ -329,16 +329,87 @@ def test_workers_build_the_models_and_the_coordinator_only_when_it_must(
                         lambda *a: built.append(len(a[1])) or original(*a))
     caplog.set_level("INFO", logger="aelab.experiments")
     runs = definition.run(executor=one_worker)
-    assert built == [] and "building them here" not in caplog.text  # all built there
-    same_table(runs, uninterrupted)
+    assert built == [1] * 6  # each stack's first model, for the worker to check its own
+    assert "building the models here" not in caplog.text
     assert isinstance(runs.models, store_module.LazyModels)  # rebuilt here when looked at
+    same_table(runs, uninterrupted)
     same_weights(runs, uninterrupted)
 
     # a factory the worker cannot load: the coordinator builds and sends the models
     monkeypatch.setattr(store_module, "factory_bytes", lambda factory: b"not a pickle")
     built.clear()
     runs = definition.run(executor=one_worker)
-    assert "building them here" in caplog.text and sum(built) == 18
+    assert "does not build here" in caplog.text
+    assert built[:2] == [1, 1] and sum(built[2:]) == 18  # two stacks went out before
+    same_table(runs, uninterrupted)
+    same_weights(runs, uninterrupted)
+
+
+def test_a_worker_that_builds_other_weights_trains_the_coordinators(one_worker, caplog):
+    # _pid_model shifts a weight in any process but ours: the worker's models differ
+    train = aelab.data.moons(64)
+    kwargs = dict(grid={"pid": [os.getpid()]}, seeds=2, epochs=1, batch_size=16, device="cpu")
+    caplog.set_level("INFO", logger="aelab.experiments")
+    local = aelab.sweep(_pid_model, train, **kwargs)
+    remote = aelab.sweep(_pid_model, train, executor=one_worker, **kwargs)
+    assert "other initial weights" in caplog.text
+    same_table(local, remote)
+    same_weights(local, remote)
+
+
+def _pid_model(pid):
+    model = aelab.LinearAutoencoder(2, 1)
+    if os.getpid() != pid:
+        with torch.no_grad():
+            model.encoder.bias.add_(1.0)
+    return model
+
+
+def test_the_coordinator_trains_while_the_workers_start(definition, uninterrupted, monkeypatch):
+    import concurrent.futures
+    import contextlib
+    import pickle
+    import queue
+    import threading
+
+    class SlowToStart(concurrent.futures.Executor):
+        """Runs pickled copies of its calls, one at a time, from a second after it starts."""
+
+        def __init__(self):
+            self.calls, self.ran = queue.SimpleQueue(), 0
+            threading.Timer(1.0, self.work).start()
+
+        def submit(self, fn, *args):
+            future = concurrent.futures.Future()
+            self.calls.put((future, fn, pickle.dumps(args)))
+            return future
+
+        def work(self):
+            while (call := self.calls.get()) is not None:
+                future, fn, args = call
+                if future.set_running_or_notify_cancel():
+                    future.set_result(fn(*pickle.loads(args)))
+                    self.ran += 1
+
+        def shutdown(self, wait=True, **kwargs):
+            self.calls.put(None)
+
+    executor = SlowToStart()
+
+    @contextlib.contextmanager
+    def slow_plan(spec):
+        yield store_module.ExecutorPlan(executor, 2, 1, True, "slow", helps=True)
+
+    here = []
+    original = aelab.experiments._run_here
+    monkeypatch.setattr(store_module, "open_executor", slow_plan)
+    monkeypatch.setattr(aelab.experiments, "_run_here",
+                        lambda *a: here.append(1) or original(*a))
+    try:
+        runs = definition.run(executor="processes:2")
+    finally:
+        executor.shutdown()
+    assert len(here) >= 1 and executor.ran >= 2 and len(here) + executor.ran == 6
     same_table(runs, uninterrupted)
     same_weights(runs, uninterrupted)
 

@@ -17,6 +17,7 @@ results of the others.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import functools
 import inspect
@@ -24,6 +25,7 @@ import itertools
 import logging
 import math
 import numbers
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -693,85 +695,119 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
         report(SweepProgress(reused, total, 0, to_train, reused, 0, 0.0, 0.0))
     if not chunks:
         return
+    queue = collections.deque(chunks)
     with _store.open_executor(executor) as plan:
         pending: dict = {}
-        # where the models are built: in process, by the stack itself; for workers, there
-        # too when they can load the factory and build the same weights, else here
-        blob = _factory_for_workers(model, chunks[0][0], plan) if plan.remote else None
-        built_there = not plan.remote or blob is not None
+        # Models are built where their stack trains: by the stack itself in process, and
+        # in workers when the factory pickles and a worker builds the same weights (each
+        # stack checks its first model, see _recipe); otherwise here, and sent
+        blob = _store.factory_bytes(model) if plan.remote else None
+        building = {"there": not plan.remote or blob is not None}
 
-        def submit(chunk):
-            if built_there:
-                recipe = _store.ModelRecipe(model, [t.model_args for t in chunk], blob)
-                task = _task(chunk, device, plan, bars, recipe)
-            else:
-                _build_all(model, chunk)
-                task = _task(chunk, device, plan, bars)
-            pending[plan.executor.submit(_store.run_stack, task)] = chunk
+        def task(chunk) -> _store.StackTask:
+            if building["there"]:
+                return _task(chunk, device, plan, bars, _recipe(model, chunk, blob))
+            _build_all(model, chunk)
+            return _task(chunk, device, plan, bars)
+
+        def record(chunk, result):
+            nonlocal trained
+            _record(chunk, result, metrics, pcas, opened, keep_models, plan.name, model)
+            trained += len(chunk)
+            if report is not None:
+                report(SweepProgress(reused + trained, total, trained, to_train, reused,
+                                     len(chunk), result.seconds, time.perf_counter() - start))
 
         def finish():
-            nonlocal trained
             done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
-            for future in done:
+            for future in sorted(done, key=lambda f: f.exception() is not None):  # kept first
                 chunk = pending.pop(future)
                 try:
                     result = future.result()
-                except Exception as err:
-                    if not _store.is_worker_lost(err):
-                        raise
-                    kept = ("are in the store; rerun the same sweep to train the rest"
-                            if opened is not None else "are lost (give store= to keep them)")
-                    raise _store.WorkerLost(
-                        f"a worker of executor={plan.name!r} died (killed, or out of memory: "
-                        f"{type(err).__name__}); the {trained} trials finished before it "
-                        f"{kept}.") from None
-                _record(chunk, result, metrics, pcas, opened, keep_models, plan.name, model)
-                trained += len(chunk)
-                if report is not None:
-                    report(SweepProgress(reused + trained, total, trained, to_train, reused,
-                                         len(chunk), result.seconds,
-                                         time.perf_counter() - start))
+                except _store.FactoryUnavailable as err:
+                    if building["there"]:
+                        logger.info("%s; building the models here and sending them", err)
+                        building["there"] = False
+                    queue.appendleft(chunk)
+                    continue
+                record(chunk, result)
 
         try:
-            for chunk in chunks:
-                while len(pending) >= plan.in_flight:
+            if plan.helps:
+                _train_while_workers_start(queue, pending, task, record, model, device, plan)
+            while queue or pending:
+                if queue and len(pending) < plan.in_flight:
+                    chunk = queue.popleft()
+                    pending[plan.executor.submit(_store.run_stack, task(chunk))] = chunk
+                else:
                     finish()
-                submit(chunk)
-            while pending:
-                finish()
-        except BaseException:
+        except BaseException as err:
             for future in pending:
                 future.cancel()
-            raise
+            if not isinstance(err, Exception) or not _store.is_worker_lost(err):
+                raise
+            # a broken pool answers a pending stack or refuses the next one
+            kept = ("are in the store; rerun the same sweep to train the rest"
+                    if opened is not None else "are lost (give store= to keep them)")
+            raise _store.WorkerLost(
+                f"a worker of executor={plan.name!r} died (killed, or out of memory: "
+                f"{type(err).__name__}); the {trained} trials finished before it "
+                f"{kept}.") from None
 
 
-def _factory_for_workers(model: Callable, trial: _Trial, plan) -> bytes | None:
-    """The pickled factory when the executor's workers can build models with it, else None.
+def _train_while_workers_start(queue, pending: dict, task, record, model, device,
+                               plan) -> None:
+    """Send the first stacks from a thread, and train stacks here until a worker answers.
 
-    Workers that build their stacks' models spare the coordinator building and
-    sending them (measured: about half its time in a sweep of small models). One
-    model is built there first and must equal this process's build bit for bit: a
-    factory that does not pickle, that a worker cannot import (a function of an
-    interactive session), or that builds other weights there, is used here only.
+    Workers on this machine take seconds to start (a forkserver, or each Dask worker,
+    imports torch first), and sending the first stack waits for that. Meanwhile this
+    process trains stacks from the end of the queue itself, as a worker would (same
+    recipe, same thread count), and stops when the first worker's stack comes back.
     """
-    blob = _store.factory_bytes(model)
-    if blob is None:
-        return None
+    first = [queue.popleft() for _ in range(min(plan.in_flight, len(queue)))]
+    tasks = [task(chunk) for chunk in first]
+    futures: list = []
+    failed: list = []
+
+    def send():
+        try:
+            for chunk, prepared in zip(first, tasks):
+                futures.append((plan.executor.submit(_store.run_stack, prepared), chunk))
+        except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(err)
+
+    sender = threading.Thread(target=send, name="aelab-send-first-stacks", daemon=True)
+    sender.start()
+    while queue and not failed and (sender.is_alive()
+                                    or not any(f.done() for f, _ in futures)):
+        chunk = queue.pop()
+        record(chunk, _run_here(model, chunk, device, plan))
+    sender.join()
+    pending.update((future, chunk) for future, chunk in futures)
+    queue.extendleft(reversed(first[len(futures):]))  # never sent: a failed submit
+    if failed:
+        raise failed[0]
+
+
+def _recipe(model: Callable, chunk: list[_Trial], blob: bytes | None) -> _store.ModelRecipe:
+    """How a stack's models are built where it trains; a stack sent to workers carries its
+    first model's initial weights as built here, which the worker checks its own against."""
+    first = chunk[0]
+    expected = None
+    if blob is not None:
+        built = _store.build_models(model, [first.model_args], [first.seed])[0]
+        expected = {k: v.detach().cpu() for k, v in built.state_dict().items()}
+    return _store.ModelRecipe(model, [t.model_args for t in chunk], blob, expected)
+
+
+def _run_here(model: Callable, chunk: list[_Trial], device, plan) -> _store.StackResult:
+    """One stack trained in this process exactly as a worker of ``plan`` would (its torch
+    thread count), the caller's thread count restored after."""
+    threads = torch.get_num_threads()
     try:
-        theirs = plan.executor.submit(_store.probe_factory, blob, trial.model_args,
-                                      trial.seed).result()
-    except Exception as err:  # noqa: BLE001 - any failure there means: build here
-        if _store.is_worker_lost(err):
-            raise
-        logger.info("workers cannot build this sweep's models (%s: %s); building them here",
-                    type(err).__name__, err)
-        return None
-    ours = _build_seeded(model, trial.model_args, trial.seed).state_dict()
-    if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k]) for k in ours):
-        logger.info("a worker built other initial weights from the same factory and seed; "
-                    "building this sweep's models here")
-        return None
-    return blob
+        return _store.run_stack(_task(chunk, device, plan, False, _recipe(model, chunk, None)))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _task(chunk: list[_Trial], device, plan, bars,

@@ -608,31 +608,49 @@ def load_factory(blob: bytes):
     return factory
 
 
-def probe_factory(blob: bytes, model_args: dict, seed: int) -> dict:
-    """Where it runs: unpickle the factory, build one model, return its initial weights
-    (the coordinator compares them with its own build before trusting workers to build)."""
-    (model,) = build_models(load_factory(blob), [model_args], [seed])
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+class FactoryUnavailable(RuntimeError):
+    """A worker could not build a stack's models as the coordinator does (the factory
+    does not load there, fails there, or gives other initial weights); the coordinator
+    then builds the models and sends them."""
 
 
 class ModelRecipe:
     """How to build a stack's models where it trains: the factory and each member's
-    arguments (the seeds are the stack's). Pickled, the factory travels as the bytes
-    :func:`factory_bytes` made, and is unpickled inside :func:`run_stack`, so that a
-    factory a worker cannot load is an error of one task, not a dead worker."""
+    arguments (the seeds are the stack's).
 
-    def __init__(self, factory, model_args: Sequence[dict], blob: bytes | None = None):
+    Pickled, the factory travels as the bytes :func:`factory_bytes` made and is
+    unpickled inside :func:`run_stack`, so that a factory a worker cannot load is an
+    error of one task, not a dead worker. ``expected`` holds the first member's
+    initial weights as the coordinator built them; a worker that builds other
+    weights raises :class:`FactoryUnavailable` instead of training them.
+    """
+
+    def __init__(self, factory, model_args: Sequence[dict], blob: bytes | None = None,
+                 expected: dict | None = None):
         self.factory, self.model_args, self.blob = factory, list(model_args), blob
+        self.expected = expected
 
     def __getstate__(self):
         if self.blob is None:
             raise TypeError("this ModelRecipe has no pickled factory; it can only run in "
                             "the process that made it.")
-        return {"factory": None, "model_args": self.model_args, "blob": self.blob}
+        return {**self.__dict__, "factory": None}
 
     def build(self, seeds: Sequence[int]) -> list:
-        factory = self.factory if self.factory is not None else load_factory(self.blob)
-        return build_models(factory, self.model_args, seeds)
+        if self.factory is not None:
+            return build_models(self.factory, self.model_args, seeds)
+        try:
+            models = build_models(load_factory(self.blob), self.model_args, seeds)
+        except Exception as err:  # noqa: BLE001 - the coordinator built it: this place differs
+            raise FactoryUnavailable(f"the model factory does not build here "
+                                     f"({type(err).__name__}: {err})") from err
+        if self.expected is not None:
+            built = models[0].state_dict()
+            if built.keys() != self.expected.keys() or not all(
+                    torch.equal(built[k].cpu(), v) for k, v in self.expected.items()):
+                raise FactoryUnavailable("the model factory builds other initial weights "
+                                         "here than in the coordinator")
+        return models
 
 
 # --------------------------------------------------------------------------- one stack
@@ -897,6 +915,9 @@ class ExecutorPlan:
     threads: int | None  # torch threads a stack sets where it runs (None: leave as is)
     remote: bool  # stacks run in another process (inputs are pickled)
     name: str  # for the store's stacks table and messages
+    # workers on this machine that take seconds to start: until one answers, the
+    # coordinator trains stacks itself (with `threads`, as they would)
+    helps: bool = False
 
 
 def _start_method(*preload: str) -> str:
@@ -1002,7 +1023,7 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         pool = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(
             _start_method()), initializer=_one_thread)
         try:
-            yield ExecutorPlan(pool, 2 * n, 1, True, spec)
+            yield ExecutorPlan(pool, 2 * n, 1, True, spec, helps=True)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     elif kind == "dask" and arg:
@@ -1033,20 +1054,20 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ",
                                                     {}).items()
                    if k != "MALLOC_TRIM_THRESHOLD_"}
+        # the settings stay for the cluster's life: its nannies start (and restart) their
+        # workers in this process, reading them then
         with dask.config.set({"distributed.worker.multiprocessing-method":
                               _start_method("distributed"),
-                              "distributed.nanny.pre-spawn-environ": environ}):
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1,
-                                               processes=True, dashboard_address=None,
-                                               silence_logs=logging.ERROR)
-        try:
-            client = distributed.Client(cluster, set_as_default=False)
-            try:
-                yield ExecutorPlan(client.get_executor(pure=False), 2 * n, 1, True, spec)
-            finally:
-                client.close()
-        finally:
-            cluster.close()
+                              "distributed.nanny.pre-spawn-environ": environ}), \
+                distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                                         dashboard_address=None,
+                                         silence_logs=logging.ERROR) as cluster, \
+                distributed.Client(cluster, set_as_default=False) as client:
+            # started without waiting for them (seconds: each imports torch), so that
+            # this process trains while they start
+            cluster.scale(n)
+            yield ExecutorPlan(client.get_executor(pure=False), 2 * n, 1, True, spec,
+                               helps=True)
     else:
         raise ValueError(f"executor={spec!r} is not one aelab knows; allowed: "
                          f"{', '.join(EXECUTOR_FORMS)}.")

@@ -67,6 +67,7 @@ class Autoencoder(AutoencoderBase):
 
     Examples
     --------
+    >>> import torch
     >>> model = Autoencoder.from_widths([20, 10], bottleneck_size=1, input_size=2)
     >>> sum(p.numel() for p in model.parameters())
     563

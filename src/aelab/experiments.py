@@ -64,10 +64,13 @@ OBJECTIVES = {
 }
 TRAINING_NAMES = ("epochs", "batch_size", *_CONFIG_DEFAULTS, "objective",
                   *(name for _, extra in OBJECTIVES.values() for name in extra))
-# settings train_many takes per member; a trial with any other setting away from its default
-# (or another objective) is trained on its own with its objective's training function
-_PER_MEMBER = ("lr", "noise_sigma")
-_STACK_SHARED = ("epochs", "batch_size", "optimizer", "lr_schedule")
+# every trial trains through train_many, which groups what can share a stack itself; a
+# stack's trials share these settings, and every other one is given per member
+_STACK_SHARED = ("epochs", "batch_size", "optimizer", "lr_schedule", "drop_last", "freeze",
+                 "reinit", "objective", "likelihood", "kernel", "bandwidths")
+# settings added to TrainConfig after stores were first written: left out of a trial's key
+# while at their default, so that a store written before them still resumes
+_KEY_OPTIONAL = {"betas": (0.9, 0.999), "eps": 1e-8}
 _BUILT_IN = ("train_mse", "val_mse", "test_mse", "mean_mse", "pca_mse")
 # trials per unit of work: large enough that stacking pays (tiny models train ~2x faster
 # per trial at 128 than at 16), small enough that a crash loses little and that a sweep
@@ -236,20 +239,12 @@ class _Trial:
     def monitor(self) -> Dataset | None:  # evaluated after every epoch: validation, else test
         return self.validation if self.validation is not None else self.test
 
-    def stackable(self) -> bool:
-        s = self.settings
-        return (s["objective"] == "reconstruction"
-                and all(s[k] == _CONFIG_DEFAULTS[k] for k in _CONFIG_DEFAULTS
-                        if k not in _PER_MEMBER and k not in _STACK_SHARED))
-
     def group(self) -> tuple:
         """Trials of one group may share a stack: one shape, the same shared settings."""
-        s = self.settings
-        stackable = self.stackable()
-        shared = tuple(s[k] for k in _STACK_SHARED) if stackable else self.point["settings"]
+        shared = _store.dumps(_encode_params({k: self.settings.get(k) for k in _STACK_SHARED}))
         monitor = self.monitor
-        return (stackable, shared, self.point["identity"], len(self.train),
-                self.train.n_features, None if monitor is None else len(monitor))
+        return (shared, self.point["identity"], len(self.train), self.train.n_features,
+                None if monitor is None else len(monitor))
 
 
 def _settings(training: dict, params: dict) -> dict:
@@ -320,8 +315,11 @@ def _plan(model, data, validation, test, points, seeds, training, to_model) -> l
             if identity is None:
                 prototype = _build(model, trial)
                 identity = _identity(prototype, model_args)
+                keyed = {k: v for k, v in settings.items()
+                         if k not in _KEY_OPTIONAL or tuple(np.atleast_1d(v)) !=
+                         tuple(np.atleast_1d(_KEY_OPTIONAL[k]))}
                 point = {"params": _store.dumps(_encode_params(params)),
-                         "settings": _store.dumps(_encode_params(settings)),
+                         "settings": _store.dumps(_encode_params(keyed)),
                          "identity": _store.dumps(identity)}
             trial.identity, trial.point, trial.prototype = identity, point, prototype
             trials.append(trial)
@@ -814,17 +812,15 @@ def _task(chunk: list[_Trial], device, plan, bars,
           recipe: _store.ModelRecipe | None = None) -> _store.StackTask:
     """One stack as picklable inputs: a recipe for its models (or the built models), data,
     seeds, training arguments."""
-    first = chunk[0]
-    if first.stackable():  # per-member lr and noise; the rest is shared by the group
-        s = first.settings
-        jobs = {**{k: s[k] for k in _STACK_SHARED}, "lr": [t.settings["lr"] for t in chunk],
-                "noise_sigma": [t.settings["noise_sigma"] for t in chunk]}
-    else:
-        jobs = []
-        for t in chunk:
-            train_fn, extra = OBJECTIVES[t.settings["objective"]]
-            jobs.append((train_fn, {k: t.settings[k] for k in
-                                    ("epochs", "batch_size", *_CONFIG_DEFAULTS, *extra)}))
+    s = chunk[0].settings
+    objective = s["objective"]
+    names = [*_CONFIG_DEFAULTS, *OBJECTIVES[objective][1]]
+    jobs = {k: s[k] for k in _STACK_SHARED if k in ("epochs", "batch_size", *names)}
+    jobs["objective"] = objective
+    for k in names:  # the rest per member: train_many groups them as they can share a stack
+        if k not in jobs:
+            values = [t.settings[k] for t in chunk]
+            jobs[k] = values[0] if all(v == values[0] for v in values) else values
     return _store.StackTask(None if recipe else [t.model for t in chunk],
                             [t.train for t in chunk], [t.monitor for t in chunk],
                             [t.seed for t in chunk], jobs, [_errors_wanted(t) for t in chunk],

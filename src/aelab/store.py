@@ -695,7 +695,9 @@ class StackTask:
         models = state["models"]
         if isinstance(models, tuple):
             first, states, K = models
-            models = _shells(first, K, pooled=isinstance(state["jobs"], dict))
+            # a VAE's training writes its likelihood into init_args: only reconstruction
+            # leaves a module as it was apart from its weights
+            models = _shells(first, K, pooled=state["jobs"].get("objective") == "reconstruction")
             load_stacked(models, states)
         state["models"] = models
         self.__dict__.update(state, unpickled=True)
@@ -707,8 +709,8 @@ class StackTask:
 # A worker keeps the model objects of the stacks it trained and loads the next stack's
 # weights into them: rebuilding K modules per stack (copy.deepcopy) was measured at ~0.9 ms
 # per tiny model, more than training it for a few epochs. Only aelab's own classes are
-# pooled (their structure is fixed by class and init_args), and only for train_many, which
-# changes nothing in a module but its weights.
+# pooled (their structure is fixed by class and init_args), and only for the reconstruction
+# objective, whose training changes nothing in a module but its weights.
 _SHELLS: dict = {}
 
 
@@ -850,25 +852,11 @@ def run_stack(task: StackTask) -> StackResult:
 def _train(models: list, task: StackTask) -> tuple[list, list]:
     """The stack's Histories and divergence flags, training ``models`` in place."""
     from aelab.ensemble import train_many
-    from aelab.train import History, TrainingDiverged
 
-    if isinstance(task.jobs, dict):
-        histories = train_many(models, task.trains, seeds=task.seeds, test=task.monitors,
-                               device=task.device, progress=task.progress,
-                               on_diverge="restore", **task.jobs)
-        return histories, ["diverged" in h.config for h in histories]
-    histories, diverged = [], []
-    for model, train, monitor, seed, (train_fn, kwargs) in zip(
-            models, task.trains, task.monitors, task.seeds, task.jobs):
-        try:
-            history, bad = train_fn(model, train, test=monitor, seed=seed,
-                                    device=task.device, progress=task.progress,
-                                    **kwargs), False
-        except TrainingDiverged as error:
-            history, bad = History(config={"diverged": str(error)}), True
-        histories.append(history)
-        diverged.append(bad)
-    return histories, diverged
+    histories = train_many(models, task.trains, seeds=task.seeds, test=task.monitors,
+                           device=task.device, progress=task.progress,
+                           on_diverge="restore", **task.jobs)
+    return histories, ["diverged" in h.config for h in histories]
 
 
 # --------------------------------------------------------------------------- executors

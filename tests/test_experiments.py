@@ -250,3 +250,19 @@ def test_best_keeps_none_values_and_constant_differences_do_not_warn():
     same = Runs(table, [None] * 6, [None] * 6, ["lr_schedule"]).best("err")
     assert same.indistinguishable == [{"lr_schedule": "step"}] or same.indistinguishable == [
         {"lr_schedule": None}]
+
+
+def test_new_settings_at_their_default_keep_old_trial_keys(moons, tmp_path):
+    # stores written before betas/eps existed must resume: at their defaults they are not keyed
+    import sqlite3
+
+    train, val = moons
+    path = tmp_path / "s.sqlite"
+    build = lambda: aelab.Autoencoder(2, 1, 8, 1)  # noqa: E731
+    aelab.sweep(build, train, validation=val, seeds=1, epochs=1, batch_size=32, store=path)
+    aelab.sweep(build, train, validation=val, seeds=1, epochs=1, batch_size=32, store=path,
+                eps=1e-6)
+    with sqlite3.connect(path) as db:
+        settings = [row[0] for row in db.execute("SELECT settings FROM trials")]
+    assert len(settings) == 2
+    assert sum('"eps"' in s for s in settings) == 1 and not any('"betas"' in s for s in settings)

@@ -20,6 +20,7 @@ __all__ = [
     "reconstruction_scatter",
     "reconstruction_panel",
     "new_figure",
+    "wrapped_suptitle",
     "plain_log_ticks",
     "confusion_matrices",
     "forest_report_figure",
@@ -34,6 +35,27 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes
+
+
+def wrapped_suptitle(fig, text: str, **kwargs):
+    """``fig.suptitle(text)``, broken into lines that fit the figure's width.
+
+    A long title on a figure sized for the report column would otherwise run
+    past both edges; the width per character is a conservative estimate for
+    the default font (0.6 of the font size).
+
+    >>> fig, _ = new_figure(width=3.0)
+    >>> wrapped_suptitle(fig, "a title that is much too long for a figure three inches wide"
+    ...                  ).get_text().count("\\n") >= 1
+    True
+    """
+    import textwrap
+
+    from matplotlib.font_manager import FontProperties
+
+    size = FontProperties(size=kwargs.get("fontsize", "large")).get_size_in_points()
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * size)))
+    return fig.suptitle(textwrap.fill(text, chars, break_on_hyphens=False), **kwargs)
 
 
 def loss_curves(
@@ -186,7 +208,7 @@ def _confusion_panel(ax, matrix, labels, title):
             str(matrix[i, j]),
             ha="center",
             va="center",
-            fontsize="x-small",
+            fontsize="small",
             color="white" if shares[i, j] > 0.5 else "black",
         )
     ticks = np.arange(len(labels))
@@ -205,7 +227,8 @@ def confusion_matrices(
     """One panel per confusion matrix (rows: true label, columns: predicted label).
 
     Cells show counts; their colour is the share of the row's true label, so
-    classes of different sizes compare fairly.
+    classes of different sizes compare fairly. The panels fill rows of at most
+    two, so that the figure fits a report column without shrinking its text.
 
     >>> fig = confusion_matrices({"test": np.eye(3, dtype=int) * 5}, labels=[0, 1, 2])
     >>> fig.axes[0].get_title()
@@ -219,11 +242,16 @@ def confusion_matrices(
                 f"confusion matrix {name!r} has shape {np.shape(matrix)}, expected "
                 f"({len(labels)}, {len(labels)}) for {len(labels)} labels."
             )
-    fig, axes = new_figure(ncols=len(matrices), width=4.6, height=4.2)
-    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+    ncols = min(2, len(matrices))
+    nrows = -(-len(matrices) // ncols)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.6, height=4.2)
+    for ax, (name, matrix) in zip(axes.flat, matrices.items()):
         image = _confusion_panel(ax, matrix, labels, name)
-    fig.colorbar(image, ax=axes[0].tolist(), label="share of the true label", shrink=0.8)
-    fig.suptitle(title)
+    for ax in axes.flat[len(matrices):]:  # an odd count leaves one cell empty
+        ax.remove()
+    fig.colorbar(image, ax=axes.ravel()[: len(matrices)].tolist(),
+                 label="share of the true label", shrink=0.8 if nrows == 1 else 0.5)
+    wrapped_suptitle(fig, title)
     return fig
 
 
@@ -237,21 +265,21 @@ def forest_report_figure(report, *, title: str = "Random forest trained on real 
         "reconstructed test set": report.confusion_reconstructed,
     }
     synthetic = report.synthetic_counts is not None
-    fig, axes = new_figure(ncols=len(panels) + synthetic, width=4.6, height=4.2)
+    # the synthetic labels go below the matrices, so the figure fits a report column
+    fig, axes = new_figure(ncols=len(panels), nrows=1 + synthetic, width=4.6, height=4.2)
     for ax, (name, matrix) in zip(axes[0], panels.items()):
         image = _confusion_panel(ax, matrix, report.labels, name)
-    fig.colorbar(
-        image, ax=axes[0, : len(panels)].tolist(), label="share of the true label", shrink=0.8
-    )
+    fig.colorbar(image, ax=axes[0].tolist(), label="share of the true label", shrink=0.8)
     if synthetic:
-        ax = axes[0, -1]
+        axes[1, 1].remove()
+        ax = axes[1, 0]
         counts = np.asarray(report.synthetic_counts)
         ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), color="C1")
         ax.set_xticks(np.arange(len(counts)), [str(lab) for lab in report.labels])
         ax.set_xlabel("predicted label")
         ax.set_ylabel("share of synthetic points")
         ax.set_title(f"labels of {counts.sum()} synthetic points")
-    fig.suptitle(f"{title}: {report.agreement:.1%} of reconstructions keep their label")
+    wrapped_suptitle(fig, f"{title}: {report.agreement:.1%} of reconstructions keep their label")
     return fig
 
 

@@ -40,6 +40,10 @@ __all__ = ["write", "library_versions"]
 # for zooming; the embedded image is scaled down from them.
 EMBED_DPI = 96
 FILE_DPI = 150
+# The widest the main column gets (1400 px layout, less 2 x 1.2em padding, the 13.5em
+# contents bar and the 2em gap, at 16 px an em, and the image's border), rounded
+# down: a figure wider than this at EMBED_DPI is shrunk, and its text with it.
+COLUMN_PX = 1100
 MAX_TABLE_ROWS = 40  # longer tables show their first rows; the CSV beside it has all
 
 _CSS = """

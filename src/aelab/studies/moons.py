@@ -29,7 +29,7 @@ from aelab._seed import seeded
 from aelab.evaluate import reconstruct
 from aelab.experiments import Best, Runs, compare_sentence, p_value_text, sweep
 from aelab.models import Autoencoder
-from aelab.plots import new_figure, plain_log_ticks, reconstruction_panel
+from aelab.plots import new_figure, plain_log_ticks, reconstruction_panel, wrapped_suptitle
 from aelab.quality import MOON_CENTRES, distance_to_moons
 from aelab.studies._base import StudyResult, check_study_data, preset, resolve_settings, study
 from aelab.studies._common import COLLAPSE_SHARE, collapsed, decoded_curve, split3
@@ -393,7 +393,8 @@ def hyperparameter_figures(runs: Runs, s: HyperparameterSettings, test,
     star = ("selected on validation" if verdict.converged
             else "lowest validation MSE, but not converged")
     val_of = val.set_index("setting")["mean"]
-    fig, axs = new_figure(3, 2, width=4.8, height=3.9)
+    # two panels a row, so the six fit a report column at full size
+    fig, axs = new_figure(2, 3, width=5.2, height=3.6)
     for j, (ax, name) in enumerate(zip(axs.flat, AXES)):
         def label(text):  # the legend of the first panel serves all six
             return text if j == 0 else None
@@ -424,9 +425,9 @@ def hyperparameter_figures(runs: Runs, s: HyperparameterSettings, test,
         ax.set_ylabel("reconstruction MSE")
         ax.set_title(f"MSE vs {AXIS_TITLES[name]}")
         ax.grid(True, axis="y", alpha=0.3)
-    axs[0, 0].legend(fontsize="x-small")
-    fig.suptitle(f"{test.name}: one setting changed at a time around the default; means over "
-                 f"{table['seed'].nunique()} seeds; ★ {star} ({selected})")
+    axs[0, 0].legend(fontsize="small")
+    wrapped_suptitle(fig, f"{test.name}: one setting changed at a time around the default; "
+                     f"means over {table['seed'].nunique()} seeds; ★ {star} ({selected})")
     figures = {"sweeps": fig}
     shown = ["default"] + ([selected] if selected != "default" else [])
     fig_c, axc = new_figure(1, 1, width=7.5, height=4.5)

@@ -575,7 +575,7 @@ def _normal_circles(ax) -> None:
 
 
 def mmd_figures(runs: Runs, chosen: str, test) -> dict:
-    fig_m, axm = new_figure(3, 1, width=5.0, height=4.6)
+    fig_m, axm = new_figure(3, 1, width=3.8, height=4.4)  # fits a report column
     ci = {m: runs.summary(m, by="model") for m in ("test_mse", "code_mmd2", "sample_precision",
                                                    "sample_recall")}
     _ci_panel(axm[0, 0], {"mean and 95% CI": ci["test_mse"]}, "Test reconstruction error",

@@ -856,8 +856,8 @@ def _curve_panel(fig, ax, X, curve: torch.Tensor, low: float, high: float, data_
         inset.update_datalim(points)
         inset.autoscale_view()
         inset.margins(0.15)
-        inset.tick_params(labelsize=6)
-        inset.set_title(f"enlarged, {extent:.2g} wide", fontsize=7)
+        inset.tick_params(labelsize=7)
+        inset.set_title(f"enlarged, {extent:.2g} wide", fontsize=8)
         ax.indicate_inset_zoom(inset, edgecolor="0.3")
     fig.colorbar(lines, ax=ax, label="code z", shrink=0.85)
     ax.set_title(f"{title}, z from {low:.2f} to {high:.2f}", fontsize="medium")
@@ -875,7 +875,7 @@ def _curve_legend(fig) -> None:
                Line2D([], [], color=colour, lw=0.8,
                       label="decoded codes outside them (rest of the common interval)"),
                Line2D([], [], color="k", marker="o", ls="", ms=5, label="start of the interval")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
 
 
 
@@ -917,14 +917,15 @@ def sheet6_decoder_curves(quick: bool = True, seed: int = 0, data=None, progress
     findings, answer, tests = curves_findings(runs, s, quick)
     long = curves_by_state(runs)
     X = train.X
-    fig, axes = plots.new_figure(ncols=3, nrows=2, width=5.2, height=3.3)
-    for col, arch in enumerate(ARCHITECTURES):
+    # one row per architecture, before and after side by side: fits a report column
+    fig, axes = plots.new_figure(ncols=2, nrows=len(ARCHITECTURES), width=5.2, height=3.4)
+    for row, arch in enumerate(ARCHITECTURES):
         trial = runs.where(architecture=arch, seed=seed)
         low, high = trial.table[["code_low", "code_high"]].iloc[0]
-        for row, model in enumerate((build(arch, seed), trial.models[0])):
+        for col, model in enumerate((build(arch, seed), trial.models[0])):
             z = codes(model, X)
             _curve_panel(fig, axes[row, col], X, decode_line(model, low, high), low, high,
-                         (z.min(), z.max()), f"{label(arch)}\n{STATES[row]}")
+                         (z.min(), z.max()), f"{label(arch)}\n{STATES[col]}")
     _curve_legend(fig)
     fig.suptitle(f"Decoded code interval, the same before and after training (seed {seed}), "
                  f"over the {s.n} training points")

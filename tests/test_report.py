@@ -92,10 +92,10 @@ def test_report_rejects_empty_and_wrong_input(tmp_path):
 
 
 def test_interrupted_write_leaves_no_report(tmp_path, monkeypatch):
-    def boom(fig, dpi=None):
+    def boom(fig):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "_png", boom)
+    monkeypatch.setattr(report, "_render", boom)
     result = StudyResult("x", figures={"f": titled_figure("t")})
     with pytest.raises(KeyboardInterrupt):
         report.write(result, tmp_path)

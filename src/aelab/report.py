@@ -114,31 +114,50 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "item"
 
 
-def _png(fig, dpi: int = FILE_DPI) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+def _render(fig):
+    """``fig`` drawn once at FILE_DPI, as an RGB PIL image.
+
+    ``savefig`` draws a figure with a layout engine twice (once to lay it out,
+    once to paint it); a canvas draw runs the layout inside its one pass, which
+    gives the same pixels for a figure not drawn before, in about half the time.
+    The figure keeps its own canvas and dpi.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas, dpi = fig.canvas, fig.dpi
+    try:
+        agg = FigureCanvasAgg(fig)
+        fig.set_dpi(FILE_DPI)
+        agg.draw()
+        rgba = np.asarray(agg.buffer_rgba())
+    finally:
+        fig.set_dpi(dpi)
+        fig.set_canvas(canvas)
+    # figures are opaque: the alpha channel holds nothing
+    return Image.fromarray(rgba[..., :3].copy(), mode="RGB")
 
 
-def _small_png(data: bytes) -> tuple[bytes, int, int]:
-    """The FILE_DPI PNG ``data`` scaled to EMBED_DPI as a 256-colour palette PNG (plots
-    have few colours; text stays sharp), and its width and height in pixels.
+def _pngs(fig) -> tuple[bytes, bytes, int, int]:
+    """The full-size PNG (FILE_DPI), the embedded one (EMBED_DPI, a 256-colour palette
+    PNG: plots have few colours, text stays sharp) and the embedded one's width and height.
 
-    Scaling the one rendering, rather than drawing the figure again, halves the time
-    the report takes.
+    The embedded image is scaled down from the one rendering, not drawn again.
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")  # figures are opaque: the alpha channel holds nothing
+    image = _render(fig)
+    full = io.BytesIO()
+    image.save(full, format="PNG")
     scale = EMBED_DPI / FILE_DPI
-    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-    small = rgb.resize(size, Image.Resampling.LANCZOS)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(size, Image.Resampling.LANCZOS)
     palette = small.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
                              dither=Image.Dither.NONE)
     out = io.BytesIO()
     palette.save(out, format="PNG")
-    return (out.getvalue(), *size)
+    return (full.getvalue(), out.getvalue(), *size)
 
 
 def _jsonable(value):
@@ -200,9 +219,8 @@ def _table_html(table, csv_name: str) -> str:
 
 def _figure_html(fig, key: str, sid: str, out_dir: Path) -> str:
     name = f"{sid}/{_slug(key)}.png"
-    full = _png(fig, FILE_DPI)
+    full, small, width, height = _pngs(fig)
     write_bytes(out_dir / name, full)
-    small, width, height = _small_png(full)
     title = fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "") or key
     encoded = base64.b64encode(small).decode("ascii")
     return (f'<figure><a href="{escape(name)}" title="full-size PNG">'

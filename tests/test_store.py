@@ -20,7 +20,7 @@ from aelab.experiments import Runs
 from aelab.store import ResultsStore
 
 # one definition for the sweep a child process runs and this process checks against
-SWEEP_MODULE = textwrap.dedent('''
+SWEEP_MODULE = textwrap.dedent("""
     import sys, time
     import aelab
 
@@ -42,7 +42,7 @@ SWEEP_MODULE = textwrap.dedent('''
     if __name__ == "__main__":
         run(store=sys.argv[1], progress=slow_progress)
         print("finished", flush=True)
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,7 @@ def uninterrupted(definition):
 
 
 def same_table(a: Runs, b: Runs) -> None:
-    pd.testing.assert_frame_equal(a.table.drop(columns="seconds"),
-                                  b.table.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(a.table.drop(columns="seconds"), b.table.drop(columns="seconds"))
 
 
 def same_weights(a: Runs, b: Runs) -> None:
@@ -74,8 +73,9 @@ def same_weights(a: Runs, b: Runs) -> None:
 
 def test_resume_after_sigkill_trains_only_what_is_missing(definition, uninterrupted, tmp_path):
     path = tmp_path / "sweep.sqlite"
-    with subprocess.Popen([sys.executable, str(definition.path), str(path)],
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, str(definition.path), str(path)], stdout=subprocess.PIPE, text=True
+    ) as child:
         for line in child.stdout:  # kill the coordinator after its second stored stack
             if line.startswith("stored") and int(line.split()[1]) >= 6:
                 break
@@ -107,8 +107,10 @@ def test_a_changed_grid_reuses_the_trials_it_shares(definition, tmp_path):
     wider = definition.run(store=path, grid={"hidden_size": [4, 5, 3]}, keep_models=False)
     assert (wider.trained, wider.reused) == (3, 6)
     assert list(wider.table["hidden_size"]) == [4] * 3 + [5] * 3 + [3] * 3
-    pd.testing.assert_frame_equal(wider.where(hidden_size=3).table.drop(columns="seconds"),
-                                  first.where(hidden_size=3).table.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        wider.where(hidden_size=3).table.drop(columns="seconds"),
+        first.where(hidden_size=3).table.drop(columns="seconds"),
+    )
     with ResultsStore(path, writable=False) as opened:
         status = opened.status()
     assert (status["n_trials"], status["done"], status["missing"]) == (9, 9, [])
@@ -134,10 +136,13 @@ def test_killing_a_dask_worker_loses_nothing(definition, uninterrupted, tmp_path
 
     # workers forked from a server that has imported aelab: seconds faster than spawn
     method = store_module._start_method("distributed")
-    with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                                     silence_logs=50) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
+    with (
+        dask.config.set({"distributed.worker.multiprocessing-method": method}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
         killed = []
 
         def kill_one_worker(p):
@@ -146,8 +151,11 @@ def test_killing_a_dask_worker_loses_nothing(definition, uninterrupted, tmp_path
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
-        runs = definition.run(store=tmp_path / "sweep.sqlite", progress=kill_one_worker,
-                              executor=client.get_executor())
+        runs = definition.run(
+            store=tmp_path / "sweep.sqlite",
+            progress=kill_one_worker,
+            executor=client.get_executor(),
+        )
     assert killed and runs.trained == 18
     same_table(runs, uninterrupted)
     same_weights(runs, uninterrupted)
@@ -212,19 +220,23 @@ def test_sqlite_write_errors_are_explained(tmp_path):
     error = opened._write_error(sqlite3.OperationalError("attempt to write a readonly database"))
     assert isinstance(error, PermissionError) and "read-only" in str(error)
     assert "locked by another process" in str(
-        opened._write_error(sqlite3.OperationalError("database is locked")))
+        opened._write_error(sqlite3.OperationalError("database is locked"))
+    )
     opened.close()
 
 
 # --------------------------------------------------------------------------- executors
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("threads:2", "not one aelab knows"),
-    ("processes:0", "N must be a whole number >= 1"),
-    ("dask-local:two", "N must be a whole number >= 1"),
-    ("dask", "not one aelab knows"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("threads:2", "not one aelab knows"),
+        ("processes:0", "N must be a whole number >= 1"),
+        ("dask-local:two", "N must be a whole number >= 1"),
+        ("dask", "not one aelab knows"),
+    ],
+)
 def test_bad_executor_specs_are_named(definition, spec, match):
     with pytest.raises(ValueError, match=match):
         definition.run(executor=spec)
@@ -247,8 +259,15 @@ def test_a_dask_address_that_does_not_answer_fails_fast(definition, monkeypatch)
 
 def test_models_start_from_the_weights_seeded_builds_give(definition):
     train = aelab.data.moons(64)
-    runs = aelab.sweep(definition.mlp, train, grid={"hidden_size": [3, 5]}, seeds=[4, 9],
-                       epochs=0, batch_size=16, device="cpu")  # epochs=0: nothing trains
+    runs = aelab.sweep(
+        definition.mlp,
+        train,
+        grid={"hidden_size": [3, 5]},
+        seeds=[4, 9],
+        epochs=0,
+        batch_size=16,
+        device="cpu",
+    )  # epochs=0: nothing trains
     for model, (width, seed) in zip(runs.models, [(3, 4), (3, 9), (5, 4), (5, 9)]):
         with aelab.seeded(seed):
             expected = definition.mlp(width)
@@ -263,8 +282,9 @@ def test_frozen_layers_stay_frozen_in_workers(definition):
         return built
 
     train = aelab.data.moons(64)
-    kwargs = dict(grid={"frozen": [False, True, False]}, seeds=2, epochs=2, batch_size=16,
-                  device="cpu")
+    kwargs = dict(
+        grid={"frozen": [False, True, False]}, seeds=2, epochs=2, batch_size=16, device="cpu"
+    )
     local = aelab.sweep(model, train, **kwargs)
     pooled = aelab.sweep(model, train, executor="processes:1", **kwargs)
     same_table(local, pooled)
@@ -306,8 +326,10 @@ def test_stack_errors_equal_reconstruction_error_bit_for_bit():
     with aelab.seeded(1):
         model = aelab.Autoencoder(2, 1, 6, 1).train()
     errors = store_module.reconstruction_errors(model, {"train_mse": train, "test_mse": test})
-    assert errors == {"train_mse": aelab.reconstruction_error(model, train.X),
-                      "test_mse": aelab.reconstruction_error(model, test.X)}
+    assert errors == {
+        "train_mse": aelab.reconstruction_error(model, train.X),
+        "test_mse": aelab.reconstruction_error(model, test.X),
+    }
     assert model.training  # its mode is given back
 
 
@@ -322,11 +344,15 @@ def one_worker():
 
 
 def test_workers_build_the_models_and_the_coordinator_only_when_it_must(
-        definition, uninterrupted, one_worker, monkeypatch, caplog):
+    definition, uninterrupted, one_worker, monkeypatch, caplog
+):
     built = []
     original = store_module.build_models
-    monkeypatch.setattr(store_module, "build_models",  # counts builds in this process only
-                        lambda *a: built.append(len(a[1])) or original(*a))
+    monkeypatch.setattr(
+        store_module,
+        "build_models",  # counts builds in this process only
+        lambda *a: built.append(len(a[1])) or original(*a),
+    )
     caplog.set_level("INFO", logger="aelab.experiments")
     runs = definition.run(executor=one_worker)
     assert built == [1] * 6  # each stack's first model, for the worker to check its own
@@ -403,8 +429,7 @@ def test_the_coordinator_trains_while_the_workers_start(definition, uninterrupte
     here = []
     original = aelab.experiments._run_here
     monkeypatch.setattr(store_module, "open_executor", slow_plan)
-    monkeypatch.setattr(aelab.experiments, "_run_here",
-                        lambda *a: here.append(1) or original(*a))
+    monkeypatch.setattr(aelab.experiments, "_run_here", lambda *a: here.append(1) or original(*a))
     try:
         runs = definition.run(executor="processes:2")
     finally:
@@ -416,10 +441,34 @@ def test_the_coordinator_trains_while_the_workers_start(definition, uninterrupte
 
 def test_metrics_on_workers_equal_metrics_in_process(definition, one_worker):
     train = aelab.data.moons(64)
-    kwargs = dict(grid={"hidden_size": [3, 5]}, seeds=2, stack_size=2, epochs=2, batch_size=16,
-                  device="cpu", keep_models=False,
-                  metrics={"w": lambda model, context: model.encoder[0].weight.detach().sum().item()})
+    kwargs = dict(
+        grid={"hidden_size": [3, 5]},
+        seeds=2,
+        stack_size=2,
+        epochs=2,
+        batch_size=16,
+        device="cpu",
+        keep_models=False,
+        metrics={"w": lambda model, context: model.encoder[0].weight.detach().sum().item()},
+    )
     local = aelab.sweep(definition.mlp, train, **kwargs)
     remote = aelab.sweep(definition.mlp, train, executor=one_worker, **kwargs)
     same_table(local, remote)
     assert remote.models == [None] * 4
+
+
+def test_the_forkserver_preloads_the_main_script_by_its_module_name(tmp_path, monkeypatch):
+    import types
+
+    script = tmp_path / "my_sweep_script.py"
+    script.write_text("import aelab\n")
+    main = types.ModuleType("__main__")
+    main.__file__, main.__spec__ = str(script), None
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert store_module._main_module() is None  # its folder is not on the path
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert store_module._main_module() == "my_sweep_script"
+    shadowing = tmp_path / "json.py"  # would import the standard library's json instead
+    shadowing.write_text("")
+    main.__file__ = str(shadowing)
+    assert store_module._main_module() is None

@@ -410,13 +410,6 @@ def _table(rows: list[dict], names: Sequence[str], metrics: Sequence[str]) -> pd
 # --------------------------------------------------------------------------- stored trials
 
 
-def _history_summary(h: History) -> dict:
-    """What the store keeps of a History: everything but the per-step losses."""
-    return {"train_loss": h.train_loss, "test_loss": h.test_loss,
-            "examples_seen": h.examples_seen, "seconds": h.seconds, "config": h.config,
-            "steps": len(h.step_loss)}
-
-
 def _history_from(summary: dict) -> History:
     return History(train_loss=summary["train_loss"], test_loss=summary["test_loss"],
                    examples_seen=summary["examples_seen"], seconds=summary["seconds"],
@@ -837,7 +830,7 @@ def _write_stack(opened, chunk: list[_Trial], result, keep_models: bool, executo
     opened.write_stack(
         [{"key": t.key, "seed": t.seed, "params": t.point["params"],
           "model": t.point["identity"], "settings": t.point["settings"], "data": t.data_fp,
-          "result": t.result, "history": _history_summary(t.history)} for t in chunk],
+          "result": t.result, "history": history} for t, history in zip(chunk, result.stored)],
         seconds=result.seconds, executor=executor_name, worker=result.worker, weights=weights)
 
 

@@ -383,9 +383,11 @@ class ResultsStore:
         """Record one finished stack and its trials in one transaction.
 
         ``trials`` hold ``key``, ``seed``, ``params``, ``model``, ``settings``,
-        ``data``, ``result`` and ``history``. ``weights``, when given, is
-        ``{"keys": [...], "state": {name: Tensor(K, ...)}}`` and is written to
-        the models folder (atomically) before the transaction that names it.
+        ``data``, ``result`` and ``history`` (``params``, ``model``, ``settings``,
+        ``result`` and ``history`` as dicts or as their :func:`dumps` JSON).
+        ``weights``, when given, is ``{"keys": [...], "state": {name: Tensor(K,
+        ...)}}`` and is written to the models folder (atomically) before the
+        transaction that names it.
         """
         file = None
         if weights is not None:
@@ -406,7 +408,7 @@ class ResultsStore:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?)",
                     ((t["key"], int(t["seed"]), _json(t["params"]), _json(t["model"]),
-                      _json(t["settings"]), t["data"], dumps(t["result"]), dumps(t["history"]),
+                      _json(t["settings"]), t["data"], _json(t["result"]), _json(t["history"]),
                       file, stack) for t in trials))
         except sqlite3.OperationalError as err:
             raise self._write_error(err) from None
@@ -747,6 +749,7 @@ class StackResult:
     seconds: float
     worker: str
     models: list | None = None  # the trained models, when the stack ran in this process
+    stored: list | None = None  # per model, the JSON of what the store keeps of its History
 
 
 # below this many multiply-adds per forward pass, a second torch thread only waits on the
@@ -834,19 +837,30 @@ def run_stack(task: StackTask) -> StackResult:
     start = time.perf_counter()
     models = task.models if task.recipe is None else task.recipe.build(task.seeds)
     if not models:
-        return StackResult([], [], [], None, 0.0, worker_name(), models)
+        return StackResult([], [], [], None, 0.0, worker_name(), models, [])
     datasets = [task.trains[0], task.monitors[0], *task.evaluate[0].values()]
     with small_ops_on_one_thread(models[0], datasets):
         histories, diverged = _train(models, task)
         seconds = time.perf_counter() - start
         errors = [{} if bad else reconstruction_errors(model, wanted)
                   for model, wanted, bad in zip(models, task.evaluate, diverged)]
+    # encoded here, where stacks run in parallel, not in the one coordinator
+    stored = [dumps(history_summary(h)) for h in histories]
     if not task.unpickled:
-        return StackResult(histories, diverged, errors, None, seconds, worker_name(), models)
+        return StackResult(histories, diverged, errors, None, seconds, worker_name(), models,
+                           stored)
     states = stacked_states(models)
     if states is None:
         states = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
-    return StackResult(histories, diverged, errors, states, seconds, worker_name())
+    return StackResult(histories, diverged, errors, states, seconds, worker_name(),
+                       stored=stored)
+
+
+def history_summary(h) -> dict:
+    """What the store keeps of a History: everything but the per-step losses."""
+    return {"train_loss": h.train_loss, "test_loss": h.test_loss,
+            "examples_seen": h.examples_seen, "seconds": h.seconds, "config": h.config,
+            "steps": len(h.step_loss)}
 
 
 def _train(models: list, task: StackTask) -> tuple[list, list]:
@@ -920,9 +934,42 @@ def _start_method(*preload: str) -> str:
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
         return "spawn"
+    main = _main_module()
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["__main__", "aelab.store", *preload])  # "__main__": the default preload
+        ["__main__", "aelab.store", *([main] if main else []), *preload])
     return "forkserver"
+
+
+def _main_module() -> str | None:
+    """The main script as a module the forkserver can import by name, or None.
+
+    Each worker runs the main script's top level again (so that functions defined
+    there unpickle), importing what it imports. The forkserver's own preload of
+    ``"__main__"`` does nothing on Python 3.11 (it looks for a key its caller never
+    sets), so every worker imported those modules itself: measured here, 1.2 s of CPU
+    per worker for a script importing aelab.experiments (pandas, scipy), 0.01 s once
+    the server had imported the script by name.
+    """
+    import importlib.util
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":  # python -m NAME
+        return spec.name
+    path = getattr(main, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return None
+    name = Path(path).stem
+    if not name.isidentifier() or name in sys.modules:
+        return None
+    try:  # only when that name finds this very file (not a module it shadows)
+        found = importlib.util.find_spec(name)
+        same = found is not None and found.origin is not None and os.path.samefile(
+            found.origin, path)
+    except (ImportError, ValueError, OSError):
+        return None
+    return name if same else None
 
 
 def _positive_count(spec: str, text: str) -> int:
@@ -1042,10 +1089,17 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ",
                                                     {}).items()
                    if k != "MALLOC_TRIM_THRESHOLD_"}
+        method = _start_method("distributed")
+        if method == "forkserver":
+            # started now, with aelab's preload: the nannies would start it with Dask's
+            # own list (Dask's packages, not torch), and each worker then imported torch
+            # itself (measured: 2-3 s of CPU per worker before its first stack)
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
         # the settings stay for the cluster's life: its nannies start (and restart) their
         # workers in this process, reading them then
-        with dask.config.set({"distributed.worker.multiprocessing-method":
-                              _start_method("distributed"),
+        with dask.config.set({"distributed.worker.multiprocessing-method": method,
                               "distributed.nanny.pre-spawn-environ": environ}), \
                 distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
                                          dashboard_address=None,

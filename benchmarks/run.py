@@ -111,8 +111,9 @@ class Workload:
         used = n_samples - n_samples % self.batch_size
         if self.name in OBJECTIVES:
             return flops_per_step(self) * (used // self.batch_size) * self.epochs
-        weights = sum(m.weight.numel() for m in self.model().modules()
-                      if isinstance(m, torch.nn.Linear))
+        weights = sum(
+            m.weight.numel() for m in self.model().modules() if isinstance(m, torch.nn.Linear)
+        )
         return 6.0 * weights * used * self.epochs
 
 
@@ -124,44 +125,65 @@ MODELS = {
     "conv": lambda: aelab.ConvAutoencoder((1, 8, 8), 2),
     "conv-skip": lambda: aelab.ConvAutoencoder((1, 8, 8), 2, skip=True),
 }
-OBJECTIVES = {"vae": VAEObjective(beta=1.0, likelihood="bernoulli"),
-              "mmd": MMDObjective(weight=1.0, kernel="imq"),
-              "conv": Reconstruction(), "conv-skip": Reconstruction()}
-TRAIN_KWARGS = {"vae": {"objective": "vae", "beta": 1.0, "likelihood": "bernoulli"},
-                "mmd": {"objective": "mmd", "mmd_weight": 1.0, "kernel": "imq"}}
+OBJECTIVES = {
+    "vae": VAEObjective(beta=1.0, likelihood="bernoulli"),
+    "mmd": MMDObjective(weight=1.0, kernel="imq"),
+    "conv": Reconstruction(),
+    "conv-skip": Reconstruction(),
+}
+TRAIN_KWARGS = {
+    "vae": {"objective": "vae", "beta": 1.0, "likelihood": "bernoulli"},
+    "mmd": {"objective": "mmd", "mmd_weight": 1.0, "kernel": "imq"},
+}
 ONE_MODEL = {"vae": "train_vae", "mmd": "train_mmd_autoencoder"}  # else train_autoencoder
 
 COURSE = "100 rectangle points, batch 8, 2-20-10-1-10-20-2, Adam lr 1e-3"
 DIGITS = "sklearn digits (1797 x 64), batch 64, 64-128-128-8-128-128-64, Adam lr 1e-3"
-VAE = ("VAE 64-128-128-(2+2)-128-128-64 on digits (1797 x 64), Bernoulli likelihood, beta 1, "
-       "batch 64, Adam lr 1e-3 (vae-vs-ae's model)")
-MMD = ("ResNet autoencoder 2-2 (2 blocks of width 64) + MMD to N(0, I) (IMQ, weight 1) on 1200 "
-       "moons, batch 32, Adam lr 3e-3 (moons-mmd's model)")
-CONV = ("ConvAutoencoder((1, 8, 8), 2), channels 16-32, denoising at sigma 0.3 on digits, "
-        "batch 128, Adam lr 5e-3 (denoising's model)")
+VAE = (
+    "VAE 64-128-128-(2+2)-128-128-64 on digits (1797 x 64), Bernoulli likelihood, beta 1, "
+    "batch 64, Adam lr 1e-3 (vae-vs-ae's model)"
+)
+MMD = (
+    "ResNet autoencoder 2-2 (2 blocks of width 64) + MMD to N(0, I) (IMQ, weight 1) on 1200 "
+    "moons, batch 32, Adam lr 3e-3 (moons-mmd's model)"
+)
+CONV = (
+    "ConvAutoencoder((1, 8, 8), 2), channels 16-32, denoising at sigma 0.3 on digits, "
+    "batch 128, Adam lr 5e-3 (denoising's model)"
+)
 
 
 def workloads(quick: bool, scale: float = 1.0) -> list[Workload]:
     """Every workload; ``scale`` multiplies the epochs (at least 1)."""
     if quick:
-        found = [Workload("course", 50, 8, COURSE), Workload("digits", 3, 64, DIGITS),
-                 Workload("vae", 1, 64, VAE), Workload("mmd", 1, 32, MMD, lr=3e-3),
-                 Workload("conv", 1, 128, CONV, lr=5e-3, noise_sigma=0.3, max_k=64),
-                 Workload("conv-skip", 1, 128, CONV + ", with skips", lr=5e-3,
-                          noise_sigma=0.3, max_k=64)]
+        found = [
+            Workload("course", 50, 8, COURSE),
+            Workload("digits", 3, 64, DIGITS),
+            Workload("vae", 1, 64, VAE),
+            Workload("mmd", 1, 32, MMD, lr=3e-3),
+            Workload("conv", 1, 128, CONV, lr=5e-3, noise_sigma=0.3, max_k=64),
+            Workload(
+                "conv-skip", 1, 128, CONV + ", with skips", lr=5e-3, noise_sigma=0.3, max_k=64
+            ),
+        ]
     else:
-        found = [Workload("course", 1000, 8, COURSE), Workload("digits", 50, 64, DIGITS),
-                 Workload("vae", 10, 64, VAE), Workload("mmd", 10, 32, MMD, lr=3e-3),
-                 Workload("conv", 5, 128, CONV, lr=5e-3, noise_sigma=0.3, max_k=64),
-                 Workload("conv-skip", 5, 128, CONV + ", with skips", lr=5e-3,
-                          noise_sigma=0.3, max_k=64)]
+        found = [
+            Workload("course", 1000, 8, COURSE),
+            Workload("digits", 50, 64, DIGITS),
+            Workload("vae", 10, 64, VAE),
+            Workload("mmd", 10, 32, MMD, lr=3e-3),
+            Workload("conv", 5, 128, CONV, lr=5e-3, noise_sigma=0.3, max_k=64),
+            Workload(
+                "conv-skip", 5, 128, CONV + ", with skips", lr=5e-3, noise_sigma=0.3, max_k=64
+            ),
+        ]
     return [dataclasses.replace(w, epochs=max(1, round(w.epochs * scale))) for w in found]
 
 
 def flops_per_step(w: Workload) -> float:
     """Flops torch counts for one training step of one model (forward and backward)."""
     model, objective = w.model(), w.objective()
-    x = w.data().X[:w.batch_size]
+    x = w.data().X[: w.batch_size]
     columns = objective.noise_columns(model)
     noise = torch.randn(len(x), columns) if columns else None
     with FlopCounterMode(display=False) as counter:
@@ -243,9 +265,15 @@ def run_lightning(w: Workload, ds) -> float:
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
     loader = DataLoader(TensorDataset(ds.X), batch_size=w.batch_size, shuffle=True, drop_last=True)
-    trainer = L.Trainer(max_epochs=w.epochs, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=w.epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     module = Module(w.model())
     with Timer() as timer:
         trainer.fit(module, loader)
@@ -263,8 +291,9 @@ def run_train_autoencoder(w: Workload, ds) -> float:
     if w.name not in OBJECTIVES:
         kwargs = {}  # the course and digits rows as they always ran: every default
     with Timer() as timer:
-        getattr(aelab, one_model_name(w))(model, ds, epochs=w.epochs, batch_size=w.batch_size,
-                                          progress=False, **kwargs)
+        getattr(aelab, one_model_name(w))(
+            model, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False, **kwargs
+        )
     return timer.per()
 
 
@@ -299,9 +328,11 @@ def torch_func_ensemble(models: list[torch.nn.Module], w: Workload, ds, epochs: 
         base = _Loss(copy.deepcopy(models[0]).to("meta"), objective)
 
         def loss(p, b, x, target, noise):
-            return functional_call(base, ({f"model.{k}": v for k, v in p.items()},
-                                          {f"model.{k}": v for k, v in b.items()}),
-                                   (x, target, noise))
+            return functional_call(
+                base,
+                ({f"model.{k}": v for k, v in p.items()}, {f"model.{k}": v for k, v in b.items()}),
+                (x, target, noise),
+            )
 
         step = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0, 0 if columns else None))
         optimizer = torch.optim.Adam(list(params.values()), lr=w.lr, fused=True)
@@ -309,18 +340,19 @@ def torch_func_ensemble(models: list[torch.nn.Module], w: Workload, ds, epochs: 
         for _ in range(epochs):
             order = torch.rand(K, n).argsort(1)[:, :n_used]  # a permutation per member
             target = X[order]  # (K, n_used, d)
-            inputs = target + w.noise_sigma * torch.randn_like(target) if w.noise_sigma \
-                else target
-            noise = torch.randn(K, n_used, columns).split(w.batch_size, 1) if columns \
+            inputs = target + w.noise_sigma * torch.randn_like(target) if w.noise_sigma else target
+            noise = (
+                torch.randn(K, n_used, columns).split(w.batch_size, 1)
+                if columns
                 else [None] * (n_used // w.batch_size)
-            for x, t, e in zip(inputs.split(w.batch_size, 1), target.split(w.batch_size, 1),
-                               noise):
+            )
+            for x, t, e in zip(inputs.split(w.batch_size, 1), target.split(w.batch_size, 1), noise):
                 grads, values = step(params, buffers, x, t, e)
                 for name, p in params.items():
                     p.grad = grads[name]
                 optimizer.step()
                 losses.append(values)
-            torch.stack(losses[-(n_used // w.batch_size):]).tolist()  # one host sync per epoch
+            torch.stack(losses[-(n_used // w.batch_size) :]).tolist()  # one host sync per epoch
 
 
 def run_torch_func(w: Workload, ds, K: int) -> tuple[float, float]:
@@ -335,8 +367,9 @@ def run_train_many(w: Workload, ds, K: int, engine=None) -> float:
     fn = train_many if engine is None else engine.train_many
     kwargs = w.train_kwargs() if w.name in OBJECTIVES else {}
     with Timer() as timer:
-        histories = fn(models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False,
-                       **kwargs)
+        histories = fn(
+            models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False, **kwargs
+        )
     if engine is None:
         PATHS_TAKEN[w.name, K] = histories[0].config.get("path", "?")
     return timer.per(K)
@@ -351,8 +384,13 @@ BEFORE = " (before)"  # suffix of the rows timed with the --baseline engine
 def load_engine(rev: str) -> types.ModuleType:
     """``src/aelab/ensemble.py`` as it was at git revision ``rev``, as a module of its own (it
     imports the rest of aelab as it is now)."""
-    source = subprocess.run(["git", "show", f"{rev}:src/aelab/ensemble.py"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{rev}:src/aelab/ensemble.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     module = types.ModuleType(f"aelab_ensemble_before_{abs(hash(rev))}")
     module.__file__ = f"{rev}:src/aelab/ensemble.py"
     sys.modules[module.__name__] = module  # dataclasses look their module up there
@@ -401,8 +439,9 @@ def memory_probe(workload: str, K: int, way: str = "train_many") -> None:
         torch_func_ensemble(models, w, ds, memory_epochs(w))
     else:
         kwargs = w.train_kwargs() if w.name in OBJECTIVES else {}
-        train_many(models, ds, epochs=memory_epochs(w), batch_size=w.batch_size, progress=False,
-                   **kwargs)
+        train_many(
+            models, ds, epochs=memory_epochs(w), batch_size=w.batch_size, progress=False, **kwargs
+        )
     print(json.dumps({"before": before, "after": _status_mib("VmHWM")}))
 
 
@@ -410,7 +449,10 @@ def peak_memory(workload: str, K: int, way: str = "train_many") -> tuple[float, 
     """(RSS once data and K models exist, peak RSS while training them), in MiB."""
     result = subprocess.run(
         [sys.executable, __file__, "--memory-probe", workload, str(K), way],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     found = json.loads(result.stdout.strip().splitlines()[-1])
     return found["before"], found["after"]
@@ -419,8 +461,15 @@ def peak_memory(workload: str, K: int, way: str = "train_many") -> tuple[float, 
 # ---------------------------------------------------------------- the run
 
 
-def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log,
-            baseline=None, func_Ks: list[int] = ()) -> dict:
+def measure(
+    w: Workload,
+    Ks: list[int],
+    reps: int,
+    with_lightning: bool,
+    log,
+    baseline=None,
+    func_Ks: list[int] = (),
+) -> dict:
     """Per row, the wall and CPU seconds per model of each repetition (lists, in rep order)."""
     ds = w.data()
     rows = {}
@@ -433,12 +482,12 @@ def measure(w: Workload, Ks: list[int], reps: int, with_lightning: bool, log,
     for K in Ks:
         if (w.max_k is not None and K > w.max_k) or not with_many:
             continue
-        rows[f"train_many K={K}"] = (lambda K=K: run_train_many(w, ds, K))
+        rows[f"train_many K={K}"] = lambda K=K: run_train_many(w, ds, K)
         if baseline is not None:
-            rows[f"train_many K={K}{BEFORE}"] = (lambda K=K: run_train_many(w, ds, K, baseline))
+            rows[f"train_many K={K}{BEFORE}"] = lambda K=K: run_train_many(w, ds, K, baseline)
     for K in func_Ks:
         if w.max_k is None or K <= w.max_k:
-            rows[f"torch.func K={K}"] = (lambda K=K: run_torch_func(w, ds, K))
+            rows[f"torch.func K={K}"] = lambda K=K: run_torch_func(w, ds, K)
     warm = dataclasses.replace(w, epochs=1)  # first calls pay for lazy setup
     if with_lightning:
         run_lightning(warm, ds)
@@ -490,12 +539,16 @@ def fmt_seconds(s: float) -> str:
 
 def comparison(raw: dict, Ks: list[int], rev: str, reps: int) -> list[str]:
     """The before/after rows of one workload as a Markdown table with paired statistics."""
-    lines = [f"Per model, `train_many` now against the engine at `{rev}`, interleaved in the "
-             f"same run, {reps} paired repetitions. Ratios are after/before: the geometric mean "
-             "over repetitions with its 95% t-interval, and the paired t-test's p-value on log "
-             "times.", "",
-             "| K | wall before | wall after | wall ratio [95% CI] | p | CPU before | CPU after "
-             "| CPU ratio [95% CI] | p |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Per model, `train_many` now against the engine at `{rev}`, interleaved in the "
+        f"same run, {reps} paired repetitions. Ratios are after/before: the geometric mean "
+        "over repetitions with its 95% t-interval, and the paired t-test's p-value on log "
+        "times.",
+        "",
+        "| K | wall before | wall after | wall ratio [95% CI] | p | CPU before | CPU after "
+        "| CPU ratio [95% CI] | p |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     verdicts = []
     for K in Ks:
         now, then = raw.get(f"train_many K={K}"), raw.get(f"train_many K={K}{BEFORE}")
@@ -504,13 +557,18 @@ def comparison(raw: dict, Ks: list[int], rev: str, reps: int) -> list[str]:
         cells = []
         for i in (0, 1):  # wall, CPU
             ratio, low, high, p = paired_ratio(now[i], then[i])
-            cells += [fmt_seconds(statistics.median(then[i])),
-                      fmt_seconds(statistics.median(now[i])),
-                      f"{ratio:.3f} [{low:.3f}, {high:.3f}]", f"{p:.2g}"]
+            cells += [
+                fmt_seconds(statistics.median(then[i])),
+                fmt_seconds(statistics.median(now[i])),
+                f"{ratio:.3f} [{low:.3f}, {high:.3f}]",
+                f"{p:.2g}",
+            ]
             if i == 1:
-                verdicts.append(f"- K={K}, CPU time: {verdict(low, high)}; the change is "
-                                + ("significant" if p < 0.05 else "not significant")
-                                + f" at the 5% level (p={p:.2g}, n={reps}).")
+                verdicts.append(
+                    f"- K={K}, CPU time: {verdict(low, high)}; the change is "
+                    + ("significant" if p < 0.05 else "not significant")
+                    + f" at the 5% level (p={p:.2g}, n={reps})."
+                )
         lines.append(f"| {K} | " + " | ".join(cells) + " |")
     return lines + [""] + verdicts + [""]
 
@@ -518,8 +576,10 @@ def comparison(raw: dict, Ks: list[int], rev: str, reps: int) -> list[str]:
 def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
     lines = []
     raw_results = results
-    results = {name: {row: (statistics.median(w), statistics.median(c))
-                      for row, (w, c) in rows.items()} for name, rows in results.items()}
+    results = {
+        name: {row: (statistics.median(w), statistics.median(c)) for row, (w, c) in rows.items()}
+        for name, rows in results.items()
+    }
     for w in workloads(args.quick, args.epochs_scale):
         if w.name not in results:
             continue
@@ -530,53 +590,79 @@ def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
         if w.name in OBJECTIVES and not train_many_takes_objectives():
             lines += ["No train_many rows: this aelab.train_many has no `objective` keyword.", ""]
         lines += [
-                  "| way of training | wall seconds per model | speed-up over the plain loop "
-                  "| CPU seconds per model | speed-up in CPU time | fraction of matmul peak |",
-                  "|---|---:|---:|---:|---:|---:|"]
+            "| way of training | wall seconds per model | speed-up over the plain loop "
+            "| CPU seconds per model | speed-up in CPU time | fraction of matmul peak |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for name, (t, cpu) in med.items():
             share = flops / t / 1e9 / peak
             label = name
             if name.startswith("train_many K=") and w.name in OBJECTIVES:
                 label += f" ({PATHS_TAKEN.get((w.name, int(name.split('=')[1])), '?')})"
-            lines.append(f"| {label} | {fmt_seconds(t)} | {base_wall / t:.1f}x | "
-                         f"{fmt_seconds(cpu)} | {base_cpu / cpu:.1f}x | {share * 100:.2g}% |")
-        how = ("counted by torch.utils.flop_counter for one step: matmuls and convolutions, "
-               "forward and backward" if w.name in OBJECTIVES
-               else "6 flops per weight per sample")
-        lines += ["", f"One {w.name} run is {flops / 1e9:.3g} GFLOP of matmul arithmetic "
-                      f"({how}), {flops / 1e9 / peak * 1000:.3g} ms at the measured peak.", ""]
+            lines.append(
+                f"| {label} | {fmt_seconds(t)} | {base_wall / t:.1f}x | "
+                f"{fmt_seconds(cpu)} | {base_cpu / cpu:.1f}x | {share * 100:.2g}% |"
+            )
+        how = (
+            "counted by torch.utils.flop_counter for one step: matmuls and convolutions, "
+            "forward and backward"
+            if w.name in OBJECTIVES
+            else "6 flops per weight per sample"
+        )
+        lines += [
+            "",
+            f"One {w.name} run is {flops / 1e9:.3g} GFLOP of matmul arithmetic "
+            f"({how}), {flops / 1e9 / peak * 1000:.3g} ms at the measured peak.",
+            "",
+        ]
         if w.name in OBJECTIVES:
-            lines += ["The path train_many's dispatcher chose is in brackets: 'vmap' is "
-                      "aelab._engine.functional, 'loop' the autograd loop one model after "
-                      "another.", ""]
+            lines += [
+                "The path train_many's dispatcher chose is in brackets: 'vmap' is "
+                "aelab._engine.functional, 'loop' the autograd loop one model after "
+                "another.",
+                "",
+            ]
         if args.baseline:
             lines += comparison(raw_results[w.name], args.Ks, args.baseline, args.reps)
     if memory:
-        lines += ["### Memory (resident set of a fresh process)", "",
-                  "| workload | way | K | epochs | with data and models built | peak while "
-                  "training | added by training |", "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "### Memory (resident set of a fresh process)",
+            "",
+            "| workload | way | K | epochs | with data and models built | peak while "
+            "training | added by training |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
         by_name = {w.name: w for w in workloads(args.quick, args.epochs_scale)}
         for (name, K, way), (before, after) in memory.items():
-            lines.append(f"| {name} | {way} | {K} | {memory_epochs(by_name[name])} | "
-                         f"{before:.0f} MiB | {after:.0f} MiB | {after - before:.0f} MiB |")
+            lines.append(
+                f"| {name} | {way} | {K} | {memory_epochs(by_name[name])} | "
+                f"{before:.0f} MiB | {after:.0f} MiB | {after - before:.0f} MiB |"
+            )
         lines.append("")
     targets = []
     course = results.get("course")
     if course and not args.quick and args.epochs_scale == 1:  # targets of the full workload
         base = course["plain loop"][0]
-        for name, goal in [("train_autoencoder", 4), ("train_many K=64", 100),
-                           ("train_many K=256", 150)]:
+        for name, goal in [
+            ("train_autoencoder", 4),
+            ("train_many K=64", 100),
+            ("train_many K=256", 150),
+        ]:
             if name in course:
                 ratio = base / course[name][0]
                 verdict = "met" if ratio >= goal else "NOT met"
-                targets.append(f"- {name}: {ratio:.1f}x faster than the plain loop in wall time "
-                               f"(target {goal}x): {verdict}.")
+                targets.append(
+                    f"- {name}: {ratio:.1f}x faster than the plain loop in wall time "
+                    f"(target {goal}x): {verdict}."
+                )
     if not args.quick:
         targets += objective_targets(raw_results)
     load = ""
     if getattr(args, "load_start", None) is not None:
-        load = (f" (load average {args.load_start:.1f} at the start, {os.getloadavg()[0]:.1f} "
-                "at the end)")
+        load = (
+            f" (load average {args.load_start:.1f} at the start, {os.getloadavg()[0]:.1f} "
+            "at the end)"
+        )
     head = [
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
         f"({os.cpu_count()} CPU cores, shared with other work{load}), Python "
@@ -604,28 +690,37 @@ def objective_targets(raw: dict) -> list[str]:
     out = []
     course = raw.get("course", {})
     if "train_many K=256" in course and "torch.func K=256" in course:
-        out.append(f"- course, K=256: train_many per model against torch.func: "
-                   f"{_speedup(course, 'torch.func K=256', 'train_many K=256')} faster "
-                   "(target 3x).")
+        out.append(
+            f"- course, K=256: train_many per model against torch.func: "
+            f"{_speedup(course, 'torch.func K=256', 'train_many K=256')} faster "
+            "(target 3x)."
+        )
     for name in ("vae", "mmd"):
         rows = raw.get(name, {})
         if "train_many K=64" in rows:
-            out.append(f"- {name}, K=64: train_many per model against the plain loop: "
-                       f"{_speedup(rows, 'plain loop', 'train_many K=64')}; against "
-                       f"{ONE_MODEL[name]}: {_speedup(rows, ONE_MODEL[name], 'train_many K=64')} "
-                       "(target 20x against one at a time with autograd).")
+            out.append(
+                f"- {name}, K=64: train_many per model against the plain loop: "
+                f"{_speedup(rows, 'plain loop', 'train_many K=64')}; against "
+                f"{ONE_MODEL[name]}: {_speedup(rows, ONE_MODEL[name], 'train_many K=64')} "
+                "(target 20x against one at a time with autograd)."
+            )
     for name in ("conv", "conv-skip"):
         rows = raw.get(name, {})
         if "train_many K=16" in rows:
-            out.append(f"- {name}, K=16: train_many took the "
-                       f"'{PATHS_TAKEN.get((name, 16), '?')}' path; per model against the "
-                       f"plain loop: {_speedup(rows, 'plain loop', 'train_many K=16')}, against "
-                       f"train_autoencoder: "
-                       f"{_speedup(rows, 'train_autoencoder', 'train_many K=16')}; torch.func "
-                       "K=16 against the plain loop: "
-                       + (_speedup(rows, 'plain loop', 'torch.func K=16')
-                          if "torch.func K=16" in rows else "not measured")
-                       + " (target: faster than the loop, or the fallback takes the loop).")
+            out.append(
+                f"- {name}, K=16: train_many took the "
+                f"'{PATHS_TAKEN.get((name, 16), '?')}' path; per model against the "
+                f"plain loop: {_speedup(rows, 'plain loop', 'train_many K=16')}, against "
+                f"train_autoencoder: "
+                f"{_speedup(rows, 'train_autoencoder', 'train_many K=16')}; torch.func "
+                "K=16 against the plain loop: "
+                + (
+                    _speedup(rows, "plain loop", "torch.func K=16")
+                    if "torch.func K=16" in rows
+                    else "not measured"
+                )
+                + " (target: faster than the loop, or the fallback takes the loop)."
+            )
     return out
 
 
@@ -633,30 +728,62 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run (about a minute)")
     parser.add_argument("--reps", type=int, default=None, help="runs per row (default 3; quick 1)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for every row (default 1: on shared 2-core machines "
-                             "a second thread mostly spin-waits on tiny ops)")
-    parser.add_argument("--ks", default=None, help="comma-separated K values for train_many "
-                        "(default 1,8,64,256; quick 1,8,64)")
-    parser.add_argument("--func-ks", default=None,
-                        help="comma-separated K values for the torch.func rows, or 'none' "
-                             "(default: the largest --ks from 8 on; each costs minutes at the "
-                             "course's 1000 epochs)")
-    parser.add_argument("--memory-k", type=int, default=None,
-                        help="K of the peak-memory probes (default: the largest --ks)")
-    parser.add_argument("--epochs-scale", type=float, default=1.0,
-                        help="multiply every workload's epochs by this (at least 1 epoch); "
-                             "times are per model, so ratios stay comparable")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for every row (default 1: on shared 2-core machines "
+        "a second thread mostly spin-waits on tiny ops)",
+    )
+    parser.add_argument(
+        "--ks",
+        default=None,
+        help="comma-separated K values for train_many (default 1,8,64,256; quick 1,8,64)",
+    )
+    parser.add_argument(
+        "--func-ks",
+        default=None,
+        help="comma-separated K values for the torch.func rows, or 'none' "
+        "(default: the largest --ks from 8 on; each costs minutes at the "
+        "course's 1000 epochs)",
+    )
+    parser.add_argument(
+        "--memory-k",
+        type=int,
+        default=None,
+        help="K of the peak-memory probes (default: the largest --ks)",
+    )
+    parser.add_argument(
+        "--epochs-scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload's epochs by this (at least 1 epoch); "
+        "times are per model, so ratios stay comparable",
+    )
     parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning rows")
-    parser.add_argument("--workloads", default="course,digits",
-                        help="comma-separated subset of course,digits,vae,mmd,conv,conv-skip")
-    parser.add_argument("--write", type=Path, default=None,
-                        help="write the results as a Markdown section into this file")
-    parser.add_argument("--section", default="",
-                        help="name of the generated section to replace (default: the main one)")
-    parser.add_argument("--baseline", default=None, metavar="REV",
-                        help="also time train_many with src/aelab/ensemble.py as it was at git "
-                             "revision REV, interleaved, and compare (rows marked 'before')")
+    parser.add_argument(
+        "--workloads",
+        default="course,digits",
+        help="comma-separated subset of course,digits,vae,mmd,conv,conv-skip",
+    )
+    parser.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="write the results as a Markdown section into this file",
+    )
+    parser.add_argument(
+        "--section",
+        default="",
+        help="name of the generated section to replace (default: the main one)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also time train_many with src/aelab/ensemble.py as it was at git "
+        "revision REV, interleaved, and compare (rows marked 'before')",
+    )
     parser.add_argument("--memory-probe", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -666,14 +793,20 @@ def main(argv=None) -> int:
         return 0
     args.load_start = os.getloadavg()[0]
     args.reps = args.reps or (1 if args.quick else 3)
-    Ks = [int(k) for k in args.ks.split(",")] if args.ks else ([1, 8, 64] if args.quick
-                                                                   else [1, 8, 64, 256])
+    Ks = (
+        [int(k) for k in args.ks.split(",")]
+        if args.ks
+        else ([1, 8, 64] if args.quick else [1, 8, 64, 256])
+    )
     args.Ks = Ks
     if args.func_ks == "none":
         func_Ks = []
     else:
-        func_Ks = ([int(k) for k in args.func_ks.split(",")] if args.func_ks
-                   else [k for k in Ks if k >= 8][-1:])
+        func_Ks = (
+            [int(k) for k in args.func_ks.split(",")]
+            if args.func_ks
+            else [k for k in Ks if k >= 8][-1:]
+        )
     known = [w.name for w in workloads(args.quick)]
     for name in args.workloads.split(","):
         if name not in known:
@@ -692,10 +825,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     peak = matmul_gflops()
     log(f"matmul peak: {peak:.0f} GFLOP/s")
-    chosen = [w for w in workloads(args.quick, args.epochs_scale)
-              if w.name in args.workloads.split(",")]
-    results = {w.name: measure(w, Ks, args.reps, with_lightning, log, baseline, func_Ks)
-               for w in chosen}
+    chosen = [
+        w for w in workloads(args.quick, args.epochs_scale) if w.name in args.workloads.split(",")
+    ]
+    results = {
+        w.name: measure(w, Ks, args.reps, with_lightning, log, baseline, func_Ks) for w in chosen
+    }
     memory = {}
     if not args.quick:
         for w in chosen:

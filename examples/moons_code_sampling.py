@@ -10,8 +10,10 @@ train, test = data.split(data.moons(2000, noise=0.1, seed=0), test_size=0.25, se
 with aelab.seeded(0):
     model = aelab.Autoencoder(2, 1, hidden_size=64, layers=2)
 history = aelab.train_autoencoder(model, train, epochs=300, batch_size=32, lr=3e-3, test=test)
-print(f"test MSE {aelab.reconstruction_error(model, test.X):.4f} "
-      f"(PCA with one component: {aelab.PCA(1).fit(train.X).reconstruction_error(test.X):.4f})")
+print(
+    f"test MSE {aelab.reconstruction_error(model, test.X):.4f} "
+    f"(PCA with one component: {aelab.PCA(1).fit(train.X).reconstruction_error(test.X):.4f})"
+)
 
 sampler = aelab.CodeSampler(model, n_components="bic", random_state=0).fit(train.X)
 points, codes = sampler.sample(1000, seed=1)
@@ -22,8 +24,7 @@ fig, axes = aelab.plots.new_figure(width=6.0)
 ax = axes[0, 0]
 ax.scatter(test.X[:, 0], test.X[:, 1], s=8, color="C0", label="held-out points (real)")
 ax.scatter(points[:, 0], points[:, 1], s=8, color="C3", label="decoded GMM samples")
-ax.set(title="Two moons: points decoded from a GMM on the codes",
-       xlabel="$x_1$", ylabel="$x_2$")
+ax.set(title="Two moons: points decoded from a GMM on the codes", xlabel="$x_1$", ylabel="$x_2$")
 ax.legend()
 fig.savefig("moons_samples.png", dpi=110)
 print("Figure: moons_samples.png")

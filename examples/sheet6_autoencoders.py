@@ -8,8 +8,14 @@ import sys
 import aelab
 
 quick = "--full" not in sys.argv
-names = ["sheet6-architectures", "sheet6-pca", "sheet6-decoder-curves", "sheet6-memorize",
-         "sheet6-frozen-decoder", "sheet6-gd-vs-sgd"]
+names = [
+    "sheet6-architectures",
+    "sheet6-pca",
+    "sheet6-decoder-curves",
+    "sheet6-memorize",
+    "sheet6-frozen-decoder",
+    "sheet6-gd-vs-sgd",
+]
 results = [aelab.studies.get(name).run(quick=quick, seed=0) for name in names]
 for result in results:
     print(f"\n{result.name}")

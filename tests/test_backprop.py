@@ -23,8 +23,10 @@ def _values(table, quantity, layer, column="hand"):
 
 
 def _random_network(rng, widths):
-    weights = [rng.normal(0, 1 / np.sqrt(n_in), size=(n_out, n_in))
-               for n_in, n_out in zip(widths[:-1], widths[1:])]
+    weights = [
+        rng.normal(0, 1 / np.sqrt(n_in), size=(n_out, n_in))
+        for n_in, n_out in zip(widths[:-1], widths[1:])
+    ]
     # positive biases keep most ReLU units alive, so most gradients are not zero
     biases = [rng.uniform(0.1, 0.5, size=n) for n in widths[1:]]
     return weights, biases, rng.normal(size=widths[0])
@@ -54,10 +56,25 @@ def test_every_quantity_is_present_once_per_layer():
     weights, biases, x = _random_network(np.random.default_rng(0), [3, 4, 5, 2])
     table = backprop_table(weights, biases, x, y=[0.2, 0.7])
     counts = table.groupby(["quantity", "layer"]).size().to_dict()
-    assert counts == {("z", 2): 4, ("z", 3): 5, ("z", 4): 2, ("a", 2): 4, ("a", 3): 5, ("a", 4): 2,
-                      ("C", 4): 1, ("delta", 2): 4, ("delta", 3): 5, ("delta", 4): 2,
-                      ("dC/dW", 2): 12, ("dC/dW", 3): 20, ("dC/dW", 4): 10,
-                      ("dC/db", 2): 4, ("dC/db", 3): 5, ("dC/db", 4): 2, ("dC/dx", 1): 3}
+    assert counts == {
+        ("z", 2): 4,
+        ("z", 3): 5,
+        ("z", 4): 2,
+        ("a", 2): 4,
+        ("a", 3): 5,
+        ("a", 4): 2,
+        ("C", 4): 1,
+        ("delta", 2): 4,
+        ("delta", 3): 5,
+        ("delta", 4): 2,
+        ("dC/dW", 2): 12,
+        ("dC/dW", 3): 20,
+        ("dC/dW", 4): 10,
+        ("dC/db", 2): 4,
+        ("dC/db", 3): 5,
+        ("dC/db", 4): 2,
+        ("dC/dx", 1): 3,
+    }
     # W index is "row,column", 1-based as in the course's w_jk
     assert table[(table["quantity"] == "dC/dW") & (table["layer"] == 2)]["index"].iloc[1] == "1,2"
 
@@ -82,8 +99,9 @@ def test_random_networks_match_autograd(widths, activation, loss):
 def test_cross_entropy_with_a_tanh_output_uses_the_general_output_error():
     # outputs in (0, 1) from tanh: delta^L = dC/da * f'(z) without the sigmoid shortcut
     weights = [np.array([[0.3, -0.2], [0.1, 0.4]])]
-    table = backprop_table(weights, [[0.2, 0.3]], x=[0.5, 0.7], y=[0.0, 1.0],
-                           activation="tanh", loss="cross_entropy")
+    table = backprop_table(
+        weights, [[0.2, 0.3]], x=[0.5, 0.7], y=[0.0, 1.0], activation="tanh", loss="cross_entropy"
+    )
     a = _values(table, "a", 2)
     z = _values(table, "z", 2)
     expected = (a - [0.0, 1.0]) / (a * (1 - a)) * (1 - np.tanh(z) ** 2)
@@ -93,14 +111,19 @@ def test_cross_entropy_with_a_tanh_output_uses_the_general_output_error():
 
 def test_mse_is_half_the_sum_of_squares():
     table = backprop_table([[[1.0]]], [[0.0]], x=[2.0], y=[0.5], activation="identity", loss="mse")
-    assert _values(table, "C", 2)[0] == pytest.approx(0.5 * 1.5 ** 2)
+    assert _values(table, "C", 2)[0] == pytest.approx(0.5 * 1.5**2)
     assert _values(table, "delta", 2)[0] == pytest.approx(1.5)
     assert _values(table, "dC/dx", 1)[0] == pytest.approx(1.5)
 
 
 def test_relu_derivative_at_zero_agrees_with_torch():
-    table = backprop_table([[[1.0, -1.0]], [[2.0]]], [[0.0], [0.1]], x=[0.5, 0.5], y=[1.0],
-                           activation=["relu", "sigmoid"])
+    table = backprop_table(
+        [[[1.0, -1.0]], [[2.0]]],
+        [[0.0], [0.1]],
+        x=[0.5, 0.5],
+        y=[1.0],
+        activation=["relu", "sigmoid"],
+    )
     assert _values(table, "z", 2)[0] == 0.0
     assert table["difference"].abs().max() < 1e-12
 
@@ -117,24 +140,34 @@ def test_does_not_change_torch_global_state():
 # --- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(x=[0.05, 0.1, 0.2]), r"layer 2.*\(2, 2\).*x has shape \(3,\)"),
-    (dict(y=[0.5, 0.5, 0.5]), r"output layer 3.*y has shape \(3,\).*\(2, 2\)"),
-    (dict(weights=[[[0.15, 0.25], [0.2, 0.3]], [[0.4, 0.5, 0.1]]]),
-     r"layer 3.*weights\[1\].*\(1, 3\).*\(2, 2\)"),
-    (dict(biases=[[0.35, 0.35], [0.6, 0.6, 0.6]]), r"layer 3.*biases\[1\].*\(3,\).*\(2, 2\)"),
-    (dict(biases=[[0.35, 0.35]]), r"biases has 1 entries but weights has 2"),
-    (dict(weights=[[0.15, 0.25], [0.2, 0.3]]), r"weights\[0\].*2-D.*wrap it in a list"),
-    (dict(x=[[0.05, 0.1], [0.1, 0.2]]), r"x must be one input example.*\(2, 2\)"),
-    (dict(x=[0.05, float("nan")]), r"x contains NaN"),
-    (dict(activation="softplus"),
-     r"activation must be one of.*'identity'.*'relu'.*'sigmoid'.*'tanh'.*'softplus'"),
-    (dict(activation=["sigmoid"]), r"activation has 1 names but the network has 2 layers"),
-    (dict(activation=["sigmoid", "gelu"]), r"activation\[1\] must be one of.*'relu'"),
-    (dict(loss="hinge"), r"loss must be one of.*'cross_entropy'.*'mse'"),
-    (dict(y=[0.5, 1.5]), r"cross_entropy.*targets y in \[0, 1\].*1\.5"),
-    (dict(activation=["sigmoid", "identity"]), r"cross_entropy.*\(0, 1\).*'identity'.*loss='mse'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=[0.05, 0.1, 0.2]), r"layer 2.*\(2, 2\).*x has shape \(3,\)"),
+        (dict(y=[0.5, 0.5, 0.5]), r"output layer 3.*y has shape \(3,\).*\(2, 2\)"),
+        (
+            dict(weights=[[[0.15, 0.25], [0.2, 0.3]], [[0.4, 0.5, 0.1]]]),
+            r"layer 3.*weights\[1\].*\(1, 3\).*\(2, 2\)",
+        ),
+        (dict(biases=[[0.35, 0.35], [0.6, 0.6, 0.6]]), r"layer 3.*biases\[1\].*\(3,\).*\(2, 2\)"),
+        (dict(biases=[[0.35, 0.35]]), r"biases has 1 entries but weights has 2"),
+        (dict(weights=[[0.15, 0.25], [0.2, 0.3]]), r"weights\[0\].*2-D.*wrap it in a list"),
+        (dict(x=[[0.05, 0.1], [0.1, 0.2]]), r"x must be one input example.*\(2, 2\)"),
+        (dict(x=[0.05, float("nan")]), r"x contains NaN"),
+        (
+            dict(activation="softplus"),
+            r"activation must be one of.*'identity'.*'relu'.*'sigmoid'.*'tanh'.*'softplus'",
+        ),
+        (dict(activation=["sigmoid"]), r"activation has 1 names but the network has 2 layers"),
+        (dict(activation=["sigmoid", "gelu"]), r"activation\[1\] must be one of.*'relu'"),
+        (dict(loss="hinge"), r"loss must be one of.*'cross_entropy'.*'mse'"),
+        (dict(y=[0.5, 1.5]), r"cross_entropy.*targets y in \[0, 1\].*1\.5"),
+        (
+            dict(activation=["sigmoid", "identity"]),
+            r"cross_entropy.*\(0, 1\).*'identity'.*loss='mse'",
+        ),
+    ],
+)
 def test_bad_input_raises_naming_the_problem(kwargs, match):
     args = {**COURSE, **kwargs}
     with pytest.raises(ValueError, match=match):

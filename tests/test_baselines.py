@@ -34,18 +34,35 @@ def test_pca_matches_sklearn(k):
     theirs = SklearnPCA(k, svd_solver="full").fit(X.double().numpy())
     signs = _signs(ours.components_, theirs.components_)
     assert signs.abs().min() == 1
-    torch.testing.assert_close(ours.components_.double() * signs[:, None],
-                               torch.from_numpy(theirs.components_), atol=1e-5, rtol=0)
-    torch.testing.assert_close(ours.mean_.double(), torch.from_numpy(theirs.mean_), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        ours.components_.double() * signs[:, None],
+        torch.from_numpy(theirs.components_),
+        atol=1e-5,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        ours.mean_.double(), torch.from_numpy(theirs.mean_), atol=1e-5, rtol=0
+    )
     for attr in ("explained_variance_", "explained_variance_ratio_", "singular_values_"):
-        torch.testing.assert_close(getattr(ours, attr).double(),
-                                   torch.from_numpy(getattr(theirs, attr)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            getattr(ours, attr).double(),
+            torch.from_numpy(getattr(theirs, attr)),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     Z = ours.transform(X)
-    torch.testing.assert_close(Z.double() * signs, torch.from_numpy(theirs.transform(X.double().numpy())),
-                               atol=1e-4, rtol=0)
-    torch.testing.assert_close(ours.inverse_transform(Z).double(),
-                               torch.from_numpy(theirs.inverse_transform(theirs.transform(X.double().numpy()))),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        Z.double() * signs,
+        torch.from_numpy(theirs.transform(X.double().numpy())),
+        atol=1e-4,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        ours.inverse_transform(Z).double(),
+        torch.from_numpy(theirs.inverse_transform(theirs.transform(X.double().numpy()))),
+        atol=1e-4,
+        rtol=0,
+    )
     assert ours.n_components_ == k and ours.n_features_in_ == 6 and ours.n_samples_ == 200
 
 
@@ -70,7 +87,9 @@ def test_pca_eigendecomposition_route_of_the_course_gives_the_same_subspace():
         pca = PCA(k).fit(X)
         W = pca.components_.double().T  # (d, k)
         torch.testing.assert_close(W @ W.T, V @ V.T, atol=1e-5, rtol=0)  # same projection
-        torch.testing.assert_close(pca.explained_variance_.double(), eigenvalues[:k], rtol=1e-5, atol=0)
+        torch.testing.assert_close(
+            pca.explained_variance_.double(), eigenvalues[:k], rtol=1e-5, atol=0
+        )
 
 
 def test_pca_reconstruction_error_is_the_discarded_variance():
@@ -83,7 +102,9 @@ def test_pca_reconstruction_error_is_the_discarded_variance():
         assert pca.reconstruction_error(X) == pytest.approx(expected, rel=1e-4)
         assert pca.reconstruction_errors(X).shape == (n,)
         # the package-wide metric treats a fitted PCA like a model
-        assert aelab.reconstruction_error(pca, X) == pytest.approx(pca.reconstruction_error(X), rel=1e-6)
+        assert aelab.reconstruction_error(pca, X) == pytest.approx(
+            pca.reconstruction_error(X), rel=1e-6
+        )
     assert PCA(6).fit(X).reconstruction_error(X) < 1e-8
 
 
@@ -115,7 +136,9 @@ def test_pca_bad_input():
     with pytest.raises(NotFittedError, match="not fitted"):
         PCA(1).inverse_transform(torch.zeros(2, 1))
     pca = PCA(2).fit(X)
-    with pytest.raises(ValueError, match="X has 4 features per sample, expected 3; the PCA was fitted on 3"):
+    with pytest.raises(
+        ValueError, match="X has 4 features per sample, expected 3; the PCA was fitted on 3"
+    ):
         pca.transform(torch.zeros(5, 4))
     with pytest.raises(ValueError, match="Z has 3 features per sample, expected 2"):
         pca.inverse_transform(torch.zeros(5, 3))
@@ -246,9 +269,17 @@ def test_code_sampler_bad_input():
     CodeSampler(model, n_components=0)  # __init__ only stores
     cases = [
         (dict(n_components=0), ValueError, "n_components must be an int >= 1, got 0"),
-        (dict(n_components="aic"), TypeError, "n_components must be 'bic' or an int >= 1, got 'aic'"),
+        (
+            dict(n_components="aic"),
+            TypeError,
+            "n_components must be 'bic' or an int >= 1, got 'aic'",
+        ),
         (dict(n_components=2.0), TypeError, "n_components must be 'bic' or an int"),
-        (dict(n_components=31), ValueError, r"n_components \(31\) must not exceed the number of samples \(30\)"),
+        (
+            dict(n_components=31),
+            ValueError,
+            r"n_components \(31\) must not exceed the number of samples \(30\)",
+        ),
         (dict(covariance_type="bogus"), ValueError, "covariance_type must be one of"),
         (dict(random_state=-1), ValueError, "random_state must be an int >= 0"),
         (dict(random_state="a"), TypeError, "random_state must be None or an int"),
@@ -256,9 +287,13 @@ def test_code_sampler_bad_input():
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):
             CodeSampler(model, **kwargs).fit(X)
-    with pytest.raises(TypeError, match="model must have encode\\(\\) and decode\\(\\).*without decode"):
+    with pytest.raises(
+        TypeError, match="model must have encode\\(\\) and decode\\(\\).*without decode"
+    ):
         CodeSampler(_NoDecode()).fit(X)
-    with pytest.raises(ValueError, match="X has 3 features per sample, expected 2; the model's input_size is 2"):
+    with pytest.raises(
+        ValueError, match="X has 3 features per sample, expected 2; the model's input_size is 2"
+    ):
         CodeSampler(model).fit(torch.zeros(10, 3))
     with pytest.raises(NotFittedError, match="CodeSampler is not fitted yet"):
         CodeSampler(model).sample(5)
@@ -286,7 +321,10 @@ def test_code_sampler_fit_follows_the_data_rules():
     for bad, error, message in cases:
         with pytest.raises(error, match=message):
             CodeSampler(model).fit(bad)
-    assert CodeSampler(model, n_components=2, random_state=0).fit(aelab.data.Dataset(X)).n_components_ == 2
+    assert (
+        CodeSampler(model, n_components=2, random_state=0).fit(aelab.data.Dataset(X)).n_components_
+        == 2
+    )
 
 
 def test_code_sampler_refuses_codes_that_are_not_finite():

@@ -23,8 +23,10 @@ from aelab.studies import StudyResult, moons_autoencoder, sheet6_pca
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((path for path in map(shutil.which, BROWSERS) if path), None)
 pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no Chromium on PATH (tried chromium, chromium-browser, "
-                            "google-chrome); install it with apt-get install chromium")
+    BROWSER is None,
+    reason="no Chromium on PATH (tried chromium, chromium-browser, "
+    "google-chrome); install it with apt-get install chromium",
+)
 
 SIZES = ((1400, 900), (420, 900))
 
@@ -81,11 +83,23 @@ def browser_check(page, tmp_path) -> dict:
     harness = page.parent / "_harness.html"
     harness.write_text(HARNESS.replace("SIZES", json.dumps(SIZES)).replace("PAGE", page.name))
     done = subprocess.run(
-        [BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--allow-file-access-from-files",  # the harness reads the report in its iframes
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1500,1000",
-         "--virtual-time-budget=15000", "--dump-dom", harness.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            BROWSER,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--allow-file-access-from-files",  # the harness reads the report in its iframes
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1500,1000",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            harness.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     harness.unlink()
     match = re.search(r'<pre id="aelab-check">(.*?)</pre>', done.stdout, re.S)
     assert match and match.group(1), f"the harness wrote nothing: {done.stderr[-2000:]}"
@@ -107,19 +121,29 @@ def report_page(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     odd = StudyResult(
         "odd-tables",
-        tables={"missing and long names": pd.DataFrame({
-            "a_rather_long_column_name_for_a_metric": [1.0, np.nan, 3.0],
-            "nullable count": pd.array([1, None, 3], dtype="Int64"),
-            "setting": ["hidden_size=16", None, "lr_schedule=cosine"],
-            "p_holm": [0.01, 0.5, pd.NA]}),
-            "long": pd.DataFrame({"i": range(200), "value": np.linspace(0, 1, 200)})},
+        tables={
+            "missing and long names": pd.DataFrame(
+                {
+                    "a_rather_long_column_name_for_a_metric": [1.0, np.nan, 3.0],
+                    "nullable count": pd.array([1, None, 3], dtype="Int64"),
+                    "setting": ["hidden_size=16", None, "lr_schedule=cosine"],
+                    "p_holm": [0.01, 0.5, pd.NA],
+                }
+            ),
+            "long": pd.DataFrame({"i": range(200), "value": np.linspace(0, 1, 200)}),
+        },
         figures={"panels": wide_table_figure()},
         findings=["A finding with a long unbroken token: " + "x" * 120 + "."],
-        answer="An answer sentence long enough to wrap on a phone " * 3)
+        answer="An answer sentence long enough to wrap on a phone " * 3,
+    )
     results = [moons_autoencoder(quick=True, n=300, epochs=20), sheet6_pca(quick=True), odd]
-    return report.write(results, out, title="aelab run: three studies, quick settings, seed 0",
-                        incomplete="3 of 4 studies finished; the run was interrupted.",
-                        not_run=["moons-mmd"])
+    return report.write(
+        results,
+        out,
+        title="aelab run: three studies, quick settings, seed 0",
+        incomplete="3 of 4 studies finished; the run was interrupted.",
+        not_run=["moons-mmd"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +175,12 @@ def test_the_answers_are_visible_without_scrolling(checked):
 def test_the_check_sees_an_overflowing_page(tmp_path):
     """The harness can fail: a 2000-px element and a broken image are reported."""
     page = tmp_path / "bad.html"
-    page.write_text('<!DOCTYPE html><html><head><meta name="viewport" '
-                    'content="width=device-width"></head><body><div id="answers"><table><tr>'
-                    '<td>x</td></tr></table></div><div style="width:2000px">wide</div>'
-                    '<img alt="missing" src="missing.png"></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><head><meta name="viewport" '
+        'content="width=device-width"></head><body><div id="answers"><table><tr>'
+        '<td>x</td></tr></table></div><div style="width:2000px">wide</div>'
+        '<img alt="missing" src="missing.png"></body></html>'
+    )
     result = browser_check(page, tmp_path)["420x900"]
     assert any(item.startswith("div ") for item in result["overflowing"])
     assert result["scrollWidth"] > 420

@@ -7,9 +7,14 @@ import torch
 import aelab
 
 
-@pytest.mark.parametrize("model", [aelab.Autoencoder(3, 1, 5, 2),
-                                   aelab.Autoencoder.from_widths([20, 10], 1, 2),
-                                   aelab.LinearAutoencoder(4, 2)])
+@pytest.mark.parametrize(
+    "model",
+    [
+        aelab.Autoencoder(3, 1, 5, 2),
+        aelab.Autoencoder.from_widths([20, 10], 1, 2),
+        aelab.LinearAutoencoder(4, 2),
+    ],
+)
 def test_save_load_round_trip(tmp_path, model):
     path = aelab.save(model, tmp_path / "sub" / "model.pt")
     loaded = aelab.load(path)
@@ -41,8 +46,16 @@ def test_loading_a_malicious_pickle_never_runs_its_code(tmp_path):
 
 
 def test_load_refuses_unknown_classes_and_foreign_files(tmp_path):
-    torch.save({"format": "aelab-model", "version": 1, "class": "Sequential",
-                "init_args": {}, "state_dict": {}}, tmp_path / "a.pt")
+    torch.save(
+        {
+            "format": "aelab-model",
+            "version": 1,
+            "class": "Sequential",
+            "init_args": {},
+            "state_dict": {},
+        },
+        tmp_path / "a.pt",
+    )
     with pytest.raises(ValueError, match="model class 'Sequential'"):
         aelab.load(tmp_path / "a.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "b.pt")
@@ -64,23 +77,36 @@ def _tampered(tmp_path, **changes):
 
 def test_load_names_the_file_and_the_mismatch(tmp_path):
     path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, width=5))
-    with pytest.raises(ValueError, match=r"model\.pt: its init_args .*'width': 5.* do not fit "
-                                         r"Autoencoder: .*unexpected keyword argument 'width'"):
+    with pytest.raises(
+        ValueError,
+        match=r"model\.pt: its init_args .*'width': 5.* do not fit "
+        r"Autoencoder: .*unexpected keyword argument 'width'",
+    ):
         aelab.load(path)
     path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=4))
-    with pytest.raises(ValueError, match=r"model\.pt: its init_args .* do not fit Autoencoder: "
-                                         r"bottleneck_size \(4\) must not exceed"):
+    with pytest.raises(
+        ValueError,
+        match=r"model\.pt: its init_args .* do not fit Autoencoder: "
+        r"bottleneck_size \(4\) must not exceed",
+    ):
         aelab.load(path)
-    path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=6,
-                                              layers=2))
-    with pytest.raises(ValueError, match=r"(?s)model\.pt: its state_dict does not match "
-                                         r"Autoencoder\(input_size=3, .*hidden_size=6.*size mismatch"):
+    path = _tampered(
+        tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=6, layers=2)
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)model\.pt: its state_dict does not match "
+        r"Autoencoder\(input_size=3, .*hidden_size=6.*size mismatch",
+    ):
         aelab.load(path)
     state = aelab.Autoencoder(3, 1, 5, 2).state_dict()
     del state["decoder.2.bias"]
     path = _tampered(tmp_path, state_dict=state)
-    with pytest.raises(ValueError, match=r"(?s)model\.pt: its state_dict does not match .*Missing "
-                                         r"key\(s\): decoder.2.bias"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)model\.pt: its state_dict does not match .*Missing "
+        r"key\(s\): decoder.2.bias",
+    ):
         aelab.load(path)
     path = _tampered(tmp_path, state_dict=[1, 2])
     with pytest.raises(ValueError, match=r"model\.pt is damaged: .*got dict and list"):
@@ -93,13 +119,17 @@ def test_load_names_the_file_and_the_mismatch(tmp_path):
 def test_a_small_file_declaring_a_huge_model_is_refused_before_building_it(tmp_path):
     import time
 
-    path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=20000,
-                                              layers=2))
+    path = _tampered(
+        tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=20000, layers=2)
+    )
     assert path.stat().st_size < 8000
     start = time.perf_counter()
-    with pytest.raises(ValueError, match=r"(?s)model\.pt: its state_dict does not match .*size "
-                                         r"mismatch for encoder.0.weight: the file stores \(5, 3\), "
-                                         r"the model needs \(20000, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)model\.pt: its state_dict does not match .*size "
+        r"mismatch for encoder.0.weight: the file stores \(5, 3\), "
+        r"the model needs \(20000, 3\)",
+    ):
         aelab.load(path)
     assert time.perf_counter() - start < 1.0
 
@@ -109,11 +139,15 @@ def test_a_long_widths_list_is_refused_before_building_its_layers(tmp_path):
 
     path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, widths=[1] * 200000))
     start = time.perf_counter()
-    with pytest.raises(ValueError, match=r"init_args declare 200000 widths, but the file stores "
-                                         r"only 12 tensors"):
+    with pytest.raises(
+        ValueError,
+        match=r"init_args declare 200000 widths, but the file stores "
+        r"only 12 tensors",
+    ):
         aelab.load(path)
-    path = _tampered(tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=5,
-                                              layers=10**9))
+    path = _tampered(
+        tmp_path, init_args=dict(input_size=3, bottleneck_size=1, hidden_size=5, layers=10**9)
+    )
     with pytest.raises(ValueError, match=r"init_args declare layers=1000000000"):
         aelab.load(path)
     assert time.perf_counter() - start < 1.0
@@ -123,8 +157,11 @@ def test_max_parameters_caps_what_is_loaded_and_can_be_raised(tmp_path):
     model = aelab.Autoencoder(3, 1, 5, 2)  # 3-5-5-1-5-5-3: 20 + 30 + 6 + 10 + 30 + 18 = 114
     n_params = sum(p.numel() for p in model.parameters())
     path = aelab.save(model, tmp_path / "model.pt")
-    with pytest.raises(ValueError, match=rf"model\.pt holds {n_params} parameters, more than "
-                                         r"max_parameters=100; pass max_parameters="):
+    with pytest.raises(
+        ValueError,
+        match=rf"model\.pt holds {n_params} parameters, more than "
+        r"max_parameters=100; pass max_parameters=",
+    ):
         aelab.load(path, max_parameters=100)
     assert aelab.load(path, max_parameters=n_params).init_args == model.init_args
     with pytest.raises(ValueError, match="max_parameters must be an int >= 1, got 0"):
@@ -138,8 +175,11 @@ def test_the_cap_is_checked_from_the_zip_directory_before_unpickling(tmp_path, m
         raise AssertionError("torch.load ran before the size check")
 
     monkeypatch.setattr(torch, "load", must_not_run)
-    with pytest.raises(ValueError, match=r"model\.pt stores .* bytes, more than max_parameters=100 "
-                                         r"allows"):
+    with pytest.raises(
+        ValueError,
+        match=r"model\.pt stores .* bytes, more than max_parameters=100 "
+        r"allows",
+    ):
         aelab.load(path, max_parameters=100)
 
 
@@ -151,7 +191,9 @@ def test_broadcast_views_and_non_tensors_in_the_state_dict_are_refused(tmp_path)
         aelab.load(path)
     state["encoder.0.weight"] = [[0.0] * 3] * 5
     path = _tampered(tmp_path, state_dict=state)
-    with pytest.raises(ValueError, match=r"state_dict\['encoder.0.weight'\] is a list, not a tensor"):
+    with pytest.raises(
+        ValueError, match=r"state_dict\['encoder.0.weight'\] is a list, not a tensor"
+    ):
         aelab.load(path)
     state["encoder.0.weight"] = torch.zeros(5, 3, dtype=torch.complex64)
     path = _tampered(tmp_path, state_dict=state)

@@ -54,8 +54,10 @@ def test_train_on_a_user_csv(tmp_path, capsys):
     t = rng.uniform(-1, 1, 200)
     np.savetxt(tmp_path / "line.csv", np.c_[t, 2 * t], delimiter=",", header="a,b", comments="")
     out = tmp_path / "out"
-    assert main(["train", "--data", str(tmp_path / "line.csv"), "--epochs", "5",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["train", "--data", str(tmp_path / "line.csv"), "--epochs", "5", "--out", str(out)])
+        == 0
+    )
     assert (out / "report.html").exists() and (out / "model.pt").exists()
     model = aelab.load(out / "model.pt")
     assert model.init_args["input_size"] == 2
@@ -79,8 +81,11 @@ def test_help_exits_zero(capsys):
 def test_a_bad_out_fails_before_any_training(tmp_path, capsys, monkeypatch):
     ran = []
     study = aelab.studies.REGISTRY["moons-autoencoder"]
-    monkeypatch.setitem(aelab.studies.REGISTRY, "moons-autoencoder",
-                        study.__class__(study.name, study.summary, lambda **k: ran.append(k)))
+    monkeypatch.setitem(
+        aelab.studies.REGISTRY,
+        "moons-autoencoder",
+        study.__class__(study.name, study.summary, lambda **k: ran.append(k)),
+    )
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert main(["run", "moons-autoencoder", "--out", str(a_file)]) == 1
@@ -95,8 +100,20 @@ def test_a_bad_out_fails_before_any_training(tmp_path, capsys, monkeypatch):
 
 def test_missing_mnist_files_fail_before_any_training_and_leave_no_folder(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "sheet6-pca", "digits-bottleneck", "--mnist-root", str(tmp_path / "none"),
-                 "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "run",
+                "sheet6-pca",
+                "digits-bottleneck",
+                "--mnist-root",
+                str(tmp_path / "none"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
     assert not out.exists()
     assert main(["run", "digits-bottleneck", "--dataset", "mnist", "--out", str(out)]) == 2
@@ -126,8 +143,20 @@ def write_points_csv(path, n=120, seed=0):
 def test_run_on_user_data_with_set(tmp_path, capsys):
     csv = write_points_csv(tmp_path / "points.csv")
     out = tmp_path / "out"
-    code = main(["run", "reproducibility", "--data", str(csv), "--out", str(out),
-                 "--set", "runs=3", "--set", "epochs=10"])
+    code = main(
+        [
+            "run",
+            "reproducibility",
+            "--data",
+            str(csv),
+            "--out",
+            str(out),
+            "--set",
+            "runs=3",
+            "--set",
+            "epochs=10",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert "reproducibility" in metrics["studies"]
@@ -154,8 +183,10 @@ def test_set_checks_names_and_types_against_the_settings(tmp_path, capsys):
 
 def test_set_overrides_the_setting(tmp_path, capsys):
     out = tmp_path / "o"
-    assert main(["run", "moons-autoencoder", "--set", "epochs=3", "--set", "n=200",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["run", "moons-autoencoder", "--set", "epochs=3", "--set", "n=200", "--out", str(out)])
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["studies"]["moons-autoencoder"]["epochs"] == 3
 
@@ -296,13 +327,30 @@ def test_ctrl_c_and_sigterm_interrupt_cleanly(tmp_path):
     runs = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / f"out-{signum}"
-        runs[signum] = out, subprocess.Popen(
-            [sys.executable, "-m", "aelab", "train", "--n", "200", "--epochs", "100000",
-             "--no-progress", "--out", str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            # a shell's background job inherits an ignored SIGINT; Ctrl-C reaches a
-            # foreground one, whose SIGINT is not ignored
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        runs[signum] = (
+            out,
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "aelab",
+                    "train",
+                    "--n",
+                    "200",
+                    "--epochs",
+                    "100000",
+                    "--no-progress",
+                    "--out",
+                    str(out),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                # a shell's background job inherits an ignored SIGINT; Ctrl-C reaches a
+                # foreground one, whose SIGINT is not ignored
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            ),
+        )
     deadline = time.monotonic() + 120
     for out, process in runs.values():
         while not (out / ".aelab-lock").exists():  # claimed just before training starts
@@ -330,19 +378,27 @@ def _fake_studies(monkeypatch, behaviours):
         def run(quick=True, seed=0):
             if isinstance(outcome, BaseException):
                 raise outcome
-            return aelab.studies.StudyResult(name, findings=[f"{name} found {seed + 1}"],
-                                             metrics={"value": seed + 1})
+            return aelab.studies.StudyResult(
+                name, findings=[f"{name} found {seed + 1}"], metrics={"value": seed + 1}
+            )
+
         return Study(name, f"fake {name}", run)
 
     for name, outcome in behaviours.items():
         monkeypatch.setitem(REGISTRY, name, make(name, outcome))
 
 
-@pytest.mark.parametrize("stop, status", [(KeyboardInterrupt(), 130),
-                                          (__import__("aelab.cli").cli.Terminated(), 143),
-                                          (ValueError("bad settings"), 1)])
-def test_a_stopped_run_reports_the_studies_that_finished(tmp_path, capsys, monkeypatch, stop,
-                                                         status):
+@pytest.mark.parametrize(
+    "stop, status",
+    [
+        (KeyboardInterrupt(), 130),
+        (__import__("aelab.cli").cli.Terminated(), 143),
+        (ValueError("bad settings"), 1),
+    ],
+)
+def test_a_stopped_run_reports_the_studies_that_finished(
+    tmp_path, capsys, monkeypatch, stop, status
+):
     _fake_studies(monkeypatch, {"fake-a": None, "fake-b": stop, "fake-c": None})
     out = tmp_path / "out"
     assert main(["run", "fake-a", "fake-b", "fake-c", "--out", str(out)]) == status
@@ -398,10 +454,17 @@ def test_a_second_run_into_a_claimed_folder_fails_clearly(tmp_path, capsys, monk
 # --------------------------------------------------------------------------- options
 
 
-@pytest.mark.parametrize("argv, seed, threads", [
-    (["--seed", "3", "run"], 3, None), (["run", "--seed", "4"], 4, None),
-    (["--seed", "3", "run", "--seed", "5"], 5, None), (["--threads", "2", "list"], None, 2),
-    (["list", "--threads", "2"], None, 2), (["run"], None, None)])
+@pytest.mark.parametrize(
+    "argv, seed, threads",
+    [
+        (["--seed", "3", "run"], 3, None),
+        (["run", "--seed", "4"], 4, None),
+        (["--seed", "3", "run", "--seed", "5"], 5, None),
+        (["--threads", "2", "list"], None, 2),
+        (["list", "--threads", "2"], None, 2),
+        (["run"], None, None),
+    ],
+)
 def test_global_options_before_or_after_the_command(argv, seed, threads):
     from aelab.cli import build_parser
 
@@ -422,7 +485,8 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == (
-        f"aelab {aelab.__version__}")
+        f"aelab {aelab.__version__}"
+    )
     # python -m aelab runs in test_ctrl_c_and_sigterm_interrupt_cleanly
 
 
@@ -440,8 +504,23 @@ def test_help_states_the_label_rule_and_thread_default(capsys):
 
 def test_train_compares_with_pca_and_the_mean_predictor(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["train", "--n", "300", "--epochs", "40", "--bottleneck", "1", "--out",
-                 str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--n",
+                "300",
+                "--epochs",
+                "40",
+                "--bottleneck",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "PCA (1 component)" in printed and "mean predictor" in printed
     metrics = json.loads((out / "metrics.json").read_text())["studies"]["train: moons"]
@@ -457,15 +536,31 @@ def test_train_compares_with_pca_and_the_mean_predictor(tmp_path, capsys):
     assert f"{metrics['test_mse']:.3g} vs PCA {metrics['pca_test_mse']:.3g}" in printed
 
 
-@pytest.mark.parametrize("argv, cls, figures", [
-    (["--model", "linear", "--data", "rectangle"], "LinearAutoencoder", {"loss", "reconstruction"}),
-    (["--model", "resnet", "--blocks", "1", "--hidden", "8"], "ResNetAutoencoder",
-     {"loss", "reconstruction", "codes"}),
-    (["--model", "vae", "--layers", "1", "--hidden", "8"], "VAE",
-     {"loss", "reconstruction", "codes"}),
-    (["--model", "conv", "--data", "digits", "--bottleneck", "2", "--test-size", "0.5"],
-     "ConvAutoencoder", {"loss", "images", "codes"}),
-])
+@pytest.mark.parametrize(
+    "argv, cls, figures",
+    [
+        (
+            ["--model", "linear", "--data", "rectangle"],
+            "LinearAutoencoder",
+            {"loss", "reconstruction"},
+        ),
+        (
+            ["--model", "resnet", "--blocks", "1", "--hidden", "8"],
+            "ResNetAutoencoder",
+            {"loss", "reconstruction", "codes"},
+        ),
+        (
+            ["--model", "vae", "--layers", "1", "--hidden", "8"],
+            "VAE",
+            {"loss", "reconstruction", "codes"},
+        ),
+        (
+            ["--model", "conv", "--data", "digits", "--bottleneck", "2", "--test-size", "0.5"],
+            "ConvAutoencoder",
+            {"loss", "images", "codes"},
+        ),
+    ],
+)
 def test_train_each_family(tmp_path, capsys, argv, cls, figures):
     out = tmp_path / "out"
     n = [] if "digits" in argv else ["--n", "200"]
@@ -486,16 +581,60 @@ def test_label_column_colours_codes_and_encode_reconstruct_round_trip(tmp_path, 
     csv = tmp_path / "points.csv"
     pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "label": labels}).to_csv(csv, index=False)
     out = tmp_path / "out"
-    assert main(["train", "--data", str(csv), "--label-column", "label", "--model", "linear",
-                 "--standardize", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(csv),
+                "--label-column",
+                "label",
+                "--model",
+                "linear",
+                "--standardize",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (out / "train-points" / "codes.png").exists()
     assert (out / "model.scaler.json").exists()
-    assert main(["encode", "--load", str(out / "model.pt"), "--data", str(csv),
-                 "--label-column", "label", "--out", str(tmp_path / "z.csv")]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--load",
+                str(out / "model.pt"),
+                "--data",
+                str(csv),
+                "--label-column",
+                "label",
+                "--out",
+                str(tmp_path / "z.csv"),
+            ]
+        )
+        == 0
+    )
     codes = pd.read_csv(tmp_path / "z.csv")
     assert list(codes.columns) == ["z1"] and len(codes) == 150
-    assert main(["reconstruct", "--load", str(out / "model.pt"), "--data", str(csv),
-                 "--label-column", "label", "--out", str(tmp_path / "r.npy")]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                "--load",
+                str(out / "model.pt"),
+                "--data",
+                str(csv),
+                "--label-column",
+                "label",
+                "--out",
+                str(tmp_path / "r.npy"),
+            ]
+        )
+        == 0
+    )
     X_hat = np.load(tmp_path / "r.npy")
     # by hand: standardize with the saved scaler, run the model, undo the scaling
     scaler = json.loads((out / "model.scaler.json").read_text())

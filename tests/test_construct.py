@@ -78,8 +78,9 @@ def test_decoder_interpolates_linearly_between_neighbouring_codes():
     assert torch.allclose(mid, (X[order[2]] + X[order[3]]) / 2, atol=1e-12)
 
 
-@pytest.mark.parametrize("n, d, expected", [(2, 1, 2), (2, 784, 2), (3, 2, 2), (64, 2, 63),
-                                            (200, 8, 199)])
+@pytest.mark.parametrize(
+    "n, d, expected", [(2, 1, 2), (2, 784, 2), (3, 2, 2), (64, 2, 63), (200, 8, 199)]
+)
 def test_construction_width(n, d, expected):
     assert construction_width(n, d) == expected
 
@@ -88,8 +89,9 @@ def test_construction_width(n, d, expected):
 def test_default_width_is_the_construction_width(n, d):
     X = uniform_points(n, d, seed=3)
     model = memorizing_autoencoder(X)
-    assert model.init_args == dict(input_size=d, bottleneck_size=1,
-                                   hidden_size=construction_width(n, d), layers=1)
+    assert model.init_args == dict(
+        input_size=d, bottleneck_size=1, hidden_size=construction_width(n, d), layers=1
+    )
     assert mse(model, X) < 1e-6
 
 
@@ -127,16 +129,22 @@ def test_saved_and_loaded_model_keeps_its_reconstruction(tmp_path):
     assert aelab.reconstruction_error(loaded, X) == aelab.reconstruction_error(model, X)
 
 
-@pytest.mark.parametrize("points, error, match", [
-    (np.zeros((1, 2)), ValueError, "at least 2 rows"),
-    (np.zeros(5), ValueError, r"2-D \(n, d\)"),
-    (np.array([[0.0, 1.0], [np.nan, 0.0]]), ValueError, "NaN"),
-    (np.array([[0.0, 1.0], [np.inf, 0.0]]), ValueError, "infinite"),
-    (np.array([[0.0, 1.0], [2.0, 3.0], [0.0, 1.0]]), ValueError,
-     r"duplicate rows \[0, 2\].*no projection separates"),
-    (np.array([[True, False], [False, True]]), TypeError, "real numbers"),
-    ([["a", "b"], ["c", "d"]], TypeError, "points must be"),
-])
+@pytest.mark.parametrize(
+    "points, error, match",
+    [
+        (np.zeros((1, 2)), ValueError, "at least 2 rows"),
+        (np.zeros(5), ValueError, r"2-D \(n, d\)"),
+        (np.array([[0.0, 1.0], [np.nan, 0.0]]), ValueError, "NaN"),
+        (np.array([[0.0, 1.0], [np.inf, 0.0]]), ValueError, "infinite"),
+        (
+            np.array([[0.0, 1.0], [2.0, 3.0], [0.0, 1.0]]),
+            ValueError,
+            r"duplicate rows \[0, 2\].*no projection separates",
+        ),
+        (np.array([[True, False], [False, True]]), TypeError, "real numbers"),
+        ([["a", "b"], ["c", "d"]], TypeError, "points must be"),
+    ],
+)
 def test_bad_points_raise(points, error, match):
     with pytest.raises(error, match=match):
         memorizing_autoencoder(points)
@@ -149,22 +157,28 @@ def test_points_distinct_only_in_float64_are_refused_in_float32():
         memorizing_autoencoder(X)  # float32 rounds rows 1 and 2 to the same point
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(hidden_size=1), ValueError, r"hidden_size=1 .*>= 4"),
-    (dict(hidden_size=0), ValueError, "hidden_size must be an int >= 1"),
-    (dict(hidden_size=4.0), TypeError, "hidden_size must be an int"),
-    (dict(dtype=torch.float16), ValueError, "dtype must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(hidden_size=1), ValueError, r"hidden_size=1 .*>= 4"),
+        (dict(hidden_size=0), ValueError, "hidden_size must be an int >= 1"),
+        (dict(hidden_size=4.0), TypeError, "hidden_size must be an int"),
+        (dict(dtype=torch.float16), ValueError, "dtype must be one of"),
+    ],
+)
 def test_bad_options_raise(kwargs, error, match):
     with pytest.raises(error, match=match):
         memorizing_autoencoder(uniform_points(5, 2, seed=6), **kwargs)
 
 
-@pytest.mark.parametrize("n, d, error, match", [
-    (1, 2, ValueError, "n must be an int >= 2, got 1"),
-    (5, 0, ValueError, "d must be an int >= 1, got 0"),
-    (5.0, 2, TypeError, "n must be an int"),
-])
+@pytest.mark.parametrize(
+    "n, d, error, match",
+    [
+        (1, 2, ValueError, "n must be an int >= 2, got 1"),
+        (5, 0, ValueError, "d must be an int >= 1, got 0"),
+        (5.0, 2, TypeError, "n must be an int"),
+    ],
+)
 def test_construction_width_bad_input(n, d, error, match):
     with pytest.raises(error, match=match):
         construction_width(n, d)

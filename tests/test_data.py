@@ -150,23 +150,40 @@ def test_split_warns_when_it_cannot_stratify():
     with pytest.warns(UserWarning, match=r"did not stratify: classes \[1\] have a single member"):
         train, test = data.split(ds, test_size=0.2)
     assert len(train) == 16 and len(test) == 4
-    with pytest.warns(UserWarning, match="did not stratify: 10 classes do not fit in 5 test samples"):
+    with pytest.warns(
+        UserWarning, match="did not stratify: 10 classes do not fit in 5 test samples"
+    ):
         data.split(Dataset(torch.zeros(40, 1), list(range(10)) * 4), test_size=5)
 
 
-@pytest.mark.parametrize("test_size, n_test", [(np.float32(0.2), 20), (np.float64(0.25), 25),
-                                               (np.int32(7), 7), (np.int64(30), 30), (0.1, 10)])
+@pytest.mark.parametrize(
+    "test_size, n_test",
+    [
+        (np.float32(0.2), 20),
+        (np.float64(0.25), 25),
+        (np.int32(7), 7),
+        (np.int64(30), 30),
+        (0.1, 10),
+    ],
+)
 def test_split_accepts_any_real_fraction_and_integral_count(test_size, n_test):
     train, test = data.split(data.moons(100), test_size=test_size)
     assert len(test) == n_test and len(train) == 100 - n_test
 
 
-@pytest.mark.parametrize("test_size, error, match", [
-    ("0.2", TypeError, "test_size must be a fraction in \\(0, 1\\) or a count of samples, got '0.2'"),
-    (True, TypeError, "got True"),
-    (np.float32(1.0), ValueError, r"fraction must be in \(0, 1\), got 1.0"),
-    (np.int64(100), ValueError, r"count must be in \[1, 99\], got 100"),
-])
+@pytest.mark.parametrize(
+    "test_size, error, match",
+    [
+        (
+            "0.2",
+            TypeError,
+            "test_size must be a fraction in \\(0, 1\\) or a count of samples, got '0.2'",
+        ),
+        (True, TypeError, "got True"),
+        (np.float32(1.0), ValueError, r"fraction must be in \(0, 1\), got 1.0"),
+        (np.int64(100), ValueError, r"count must be in \[1, 99\], got 100"),
+    ],
+)
 def test_split_rejects_bad_test_sizes(test_size, error, match):
     with pytest.raises(error, match=match):
         data.split(data.moons(100), test_size=test_size)
@@ -180,8 +197,11 @@ def test_load_encodes_string_labels_in_sorted_order(tmp_path):
     np.savez(tmp_path / "b.npz", X=np.zeros((3, 2)), y=np.array(["b", "a", "b"]))
     assert data.load(tmp_path / "b.npz").y.tolist() == [1, 0, 1]
     (tmp_path / "c.csv").write_text("x,label\n0,dog\n1,\n")
-    with pytest.raises(ValueError, match=r"c.csv: 1 labels are missing \(the first at line 3, "
-                                         r"column 'label'"):
+    with pytest.raises(
+        ValueError,
+        match=r"c.csv: 1 labels are missing \(the first at line 3, "
+        r"column 'label'",
+    ):
         data.load(tmp_path / "c.csv", label_column="label")
     with pytest.raises(TypeError, match="y must hold integer class labels, got dtype <U1"):
         Dataset(torch.zeros(2, 1), np.array(["a", "b"]))
@@ -212,11 +232,14 @@ def test_corrupt_accepts_array_likes_and_checks_its_arguments():
         data.corrupt(data.rectangle(3), sigma=0.1)
 
 
-@pytest.mark.parametrize("noise, error, match", [
-    ("a", TypeError, "noise must be a number, got 'a'"),
-    (-0.1, ValueError, "noise must be a finite number >= 0, got -0.1"),
-    (float("nan"), ValueError, "noise must be a finite number >= 0, got nan"),
-])
+@pytest.mark.parametrize(
+    "noise, error, match",
+    [
+        ("a", TypeError, "noise must be a number, got 'a'"),
+        (-0.1, ValueError, "noise must be a finite number >= 0, got -0.1"),
+        (float("nan"), ValueError, "noise must be a finite number >= 0, got nan"),
+    ],
+)
 def test_moons_checks_noise(noise, error, match):
     with pytest.raises(error, match=match):
         data.moons(10, noise=noise)
@@ -231,11 +254,14 @@ def test_loaders_reject_sizes_below_one(n):
 # --- issue 14, item 5: one header rule, missing values, labels only when asked for ---------------
 
 
-@pytest.mark.parametrize("text", [
-    "\ufeffa,b\n1,2\n3,4\n",            # a UTF-8 byte-order mark before the header
-    '"1","2"\n3,4\n',                   # quoted numbers are numbers: no header
-    "1,2\n3,4\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeffa,b\n1,2\n3,4\n",  # a UTF-8 byte-order mark before the header
+        '"1","2"\n3,4\n',  # quoted numbers are numbers: no header
+        "1,2\n3,4\n",
+    ],
+)
 def test_csv_header_rule_keeps_every_data_row(tmp_path, text):
     path = tmp_path / "p.csv"
     path.write_text(text, encoding="utf-8")
@@ -250,14 +276,17 @@ def test_csv_header_with_a_bom_names_its_first_column(tmp_path):
     assert ds.y.tolist() == [0, 1] and ds.X.tolist() == [[1.5], [2.5]]
 
 
-@pytest.mark.parametrize("text, line, column", [
-    (",2\n3,4\n", 1, 1),                 # an empty cell in the first row is missing, not a header
-    ("NA,2\n3,4\n", 1, 1),
-    ("1,2\n3,\n", 2, 2),
-    ("a,b\n1,2\n3,NA\n", 3, "'b'"),
-    ("a,b\n1,2\nnan,4\n", 3, "'a'"),
-    ("a,b\n1,2\n , 4\n", 3, "'a'"),
-])
+@pytest.mark.parametrize(
+    "text, line, column",
+    [
+        (",2\n3,4\n", 1, 1),  # an empty cell in the first row is missing, not a header
+        ("NA,2\n3,4\n", 1, 1),
+        ("1,2\n3,\n", 2, 2),
+        ("a,b\n1,2\n3,NA\n", 3, "'b'"),
+        ("a,b\n1,2\nnan,4\n", 3, "'a'"),
+        ("a,b\n1,2\n , 4\n", 3, "'a'"),
+    ],
+)
 def test_csv_missing_values_are_errors_naming_row_and_column(tmp_path, text, line, column):
     path = tmp_path / "m.csv"
     path.write_text(text)
@@ -299,7 +328,9 @@ def test_csv_labels_come_only_from_label_column(tmp_path):
     assert ds.y is None and ds.n_features == 3
     ds = data.load(labelled, label_column="label")
     assert ds.y.tolist() == [0, 1, 1] and ds.X.tolist() == [[0, 1], [2, 3], [4, 5]]
-    with pytest.raises(ValueError, match=r"label_column 'nope' is not a column .*'a', 'b', 'label'"):
+    with pytest.raises(
+        ValueError, match=r"label_column 'nope' is not a column .*'a', 'b', 'label'"
+    ):
         data.load(labelled, label_column="nope")
     strings = tmp_path / "s.csv"
     strings.write_text("a,class\n0,cat\n1,dog\n")
@@ -331,12 +362,15 @@ def test_npz_labels_from_y_or_from_label_column(tmp_path):
         data.load(tmp_path / "a.npz", label_column="z")
 
 
-@pytest.mark.parametrize("array, match", [
-    (np.ones((3, 2), dtype=np.complex64), "complex"),
-    (np.ones((3, 0)), "at least one feature"),
-    (np.ones((0, 2)), "at least one sample"),
-    (np.array([[1e39, 0.0]]), "float32"),
-])
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.ones((3, 2), dtype=np.complex64), "complex"),
+        (np.ones((3, 0)), "at least one feature"),
+        (np.ones((0, 2)), "at least one sample"),
+        (np.array([[1e39, 0.0]]), "float32"),
+    ],
+)
 def test_load_refuses_complex_empty_and_overflowing_arrays(tmp_path, array, match):
     np.save(tmp_path / "a.npy", array)
     with pytest.raises((ValueError, TypeError), match=match):
@@ -355,38 +389,51 @@ def test_csv_with_only_a_header_or_nothing_is_refused(tmp_path):
         data.load(tmp_path / "r.csv")
 
 
-@pytest.mark.parametrize("X, error, match", [
-    (np.ones((2, 2), dtype=np.complex128), TypeError, "X must hold real numbers, got dtype complex"),
-    (torch.ones(2, 2, dtype=torch.complex64), TypeError, "X must hold real numbers"),
-    (np.ones((2, 0)), ValueError, "X must have at least one feature"),
-    (np.array([["a", "b"]]), TypeError, "X must hold real numbers"),
-    (np.array([[1e300, 0.0]]), ValueError, "X has values beyond float32's range"),
-])
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (
+            np.ones((2, 2), dtype=np.complex128),
+            TypeError,
+            "X must hold real numbers, got dtype complex",
+        ),
+        (torch.ones(2, 2, dtype=torch.complex64), TypeError, "X must hold real numbers"),
+        (np.ones((2, 0)), ValueError, "X must have at least one feature"),
+        (np.array([["a", "b"]]), TypeError, "X must hold real numbers"),
+        (np.array([[1e300, 0.0]]), ValueError, "X has values beyond float32's range"),
+    ],
+)
 def test_dataset_refuses_bad_X(X, error, match):
     with pytest.raises(error, match=match):
         Dataset(X)
 
 
-@pytest.mark.parametrize("image_shape, error, match", [
-    ((1, 2.5, 1.6), TypeError, r"image_shape\[1\] must be an int"),
-    ((1, -2, -2), ValueError, r"image_shape\[1\] must be an int >= 1, got -2"),
-    ((4, 1, 1, 1), ValueError, "image_shape must be"),
-    ("abc", ValueError, "image_shape must be"),
-])
+@pytest.mark.parametrize(
+    "image_shape, error, match",
+    [
+        ((1, 2.5, 1.6), TypeError, r"image_shape\[1\] must be an int"),
+        ((1, -2, -2), ValueError, r"image_shape\[1\] must be an int >= 1, got -2"),
+        ((4, 1, 1, 1), ValueError, "image_shape must be"),
+        ("abc", ValueError, "image_shape must be"),
+    ],
+)
 def test_dataset_refuses_bad_image_shapes(image_shape, error, match):
     with pytest.raises(error, match=match):
         Dataset(torch.zeros(3, 4), image_shape=image_shape)
 
 
-@pytest.mark.parametrize("y, error, match", [
-    (np.array([2**64 - 1, 0], dtype=np.uint64), ValueError, "y holds labels beyond int64"),
-    (np.array([1e30, 0.0]), ValueError, "y holds labels beyond int64"),
-    ([2**70, 0], ValueError, "y holds labels beyond int64"),
-    (np.array([np.nan, 0.0]), ValueError, "y holds NaN"),
-    (np.array([0.5, 1.0]), ValueError, "integer class labels"),
-    (np.array([1 + 1j, 0]), TypeError, "y must hold integer class labels"),
-    (["a", "b"], TypeError, "y must hold integer class labels"),
-])
+@pytest.mark.parametrize(
+    "y, error, match",
+    [
+        (np.array([2**64 - 1, 0], dtype=np.uint64), ValueError, "y holds labels beyond int64"),
+        (np.array([1e30, 0.0]), ValueError, "y holds labels beyond int64"),
+        ([2**70, 0], ValueError, "y holds labels beyond int64"),
+        (np.array([np.nan, 0.0]), ValueError, "y holds NaN"),
+        (np.array([0.5, 1.0]), ValueError, "integer class labels"),
+        (np.array([1 + 1j, 0]), TypeError, "y must hold integer class labels"),
+        (["a", "b"], TypeError, "y must hold integer class labels"),
+    ],
+)
 def test_dataset_refuses_bad_labels(y, error, match):
     with pytest.raises(error, match=match):
         Dataset(torch.zeros(2, 1), y)
@@ -433,12 +480,15 @@ def test_mnist_reads_no_more_than_its_header_declares(tmp_path):
         data.mnist(tmp_path)
 
 
-@pytest.mark.parametrize("payload, match", [
-    (struct.pack(">ii", 2051, 2), "short IDX header"),
-    (struct.pack(">iiii", 2051, 2, 3, 3) + bytes(5), "truncated"),
-    (struct.pack(">iiii", 2051, -2, 3, 3), "negative sizes"),
-    (b"\x00\x00", "too short to be an IDX file"),
-])
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        (struct.pack(">ii", 2051, 2), "short IDX header"),
+        (struct.pack(">iiii", 2051, 2, 3, 3) + bytes(5), "truncated"),
+        (struct.pack(">iiii", 2051, -2, 3, 3), "negative sizes"),
+        (b"\x00\x00", "too short to be an IDX file"),
+    ],
+)
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_refuses_short_and_damaged_headers(tmp_path, payload, match, gz):
     suffix = ".gz" if gz else ""
@@ -463,7 +513,8 @@ def test_npy_whose_header_declares_more_than_the_file_holds_is_refused(tmp_path)
     path = tmp_path / "big.npy"
     with open(path, "wb") as f:  # 64 TB declared, 64 bytes present
         np.lib.format.write_array_header_1_0(
-            f, {"descr": "<f8", "fortran_order": False, "shape": (4000000, 2000000)})
+            f, {"descr": "<f8", "fortran_order": False, "shape": (4000000, 2000000)}
+        )
         f.write(bytes(64))
     with pytest.raises(ValueError, match=r"declares shape \(4000000, 2000000\)"):
         data.load(path)
@@ -472,7 +523,8 @@ def test_npy_whose_header_declares_more_than_the_file_holds_is_refused(tmp_path)
     with zipfile.ZipFile(tmp_path / "lie.npz", "w") as zf:
         with zf.open("X.npy", "w") as f:
             np.lib.format.write_array_header_1_0(
-                f, {"descr": "<f8", "fortran_order": False, "shape": (4000000, 2000000)})
+                f, {"descr": "<f8", "fortran_order": False, "shape": (4000000, 2000000)}
+            )
             f.write(bytes(64))
     with pytest.raises(ValueError, match=r"array 'X' declares shape"):
         data.load(tmp_path / "lie.npz")
@@ -481,14 +533,17 @@ def test_npy_whose_header_declares_more_than_the_file_holds_is_refused(tmp_path)
 # --- issue 14, item 6: corrupt checks its clip bounds and its data ----------------------------------
 
 
-@pytest.mark.parametrize("clip, error, match", [
-    ((1, 0), ValueError, r"clip must be \(low, high\) with low < high, got \(1, 0\)"),
-    ((float("nan"), 1), ValueError, r"clip must be \(low, high\) .*got \(nan, 1\)"),
-    ((None, 1), TypeError, r"clip must be \(low, high\), two numbers"),
-    ((0,), TypeError, r"clip must be \(low, high\), two numbers"),
-    ("ab", TypeError, r"clip must be \(low, high\), two numbers"),
-    (0.5, TypeError, r"clip must be \(low, high\), two numbers"),
-])
+@pytest.mark.parametrize(
+    "clip, error, match",
+    [
+        ((1, 0), ValueError, r"clip must be \(low, high\) with low < high, got \(1, 0\)"),
+        ((float("nan"), 1), ValueError, r"clip must be \(low, high\) .*got \(nan, 1\)"),
+        ((None, 1), TypeError, r"clip must be \(low, high\), two numbers"),
+        ((0,), TypeError, r"clip must be \(low, high\), two numbers"),
+        ("ab", TypeError, r"clip must be \(low, high\), two numbers"),
+        (0.5, TypeError, r"clip must be \(low, high\), two numbers"),
+    ],
+)
 def test_corrupt_refuses_bad_clip_bounds(clip, error, match):
     with pytest.raises(error, match=match):
         data.corrupt(torch.zeros(4, 2), 0.1, clip=clip)

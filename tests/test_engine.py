@@ -49,9 +49,15 @@ def rect():
 
 def test_entry_points_import_alone_in_fresh_processes():
     # one process per entry point, started together: an import cycle fails the first import
-    processes = [subprocess.Popen([sys.executable, "-c", f"import {module}"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for module in ("aelab.train", "aelab.ensemble")]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", f"import {module}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for module in ("aelab.train", "aelab.ensemble")
+    ]
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
@@ -93,10 +99,13 @@ def test_only_torch_ops_calls_private_torch_functions():
 # ------------------------------------------------------------------ private torch fallbacks
 
 
-@pytest.mark.parametrize("settings", [
-    dict(optimizer="adam", betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
-    dict(optimizer="sgd", momentum=0.9, lr=0.01),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(optimizer="adam", betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
+        dict(optimizer="sgd", momentum=0.9, lr=0.01),
+    ],
+)
 def test_training_runs_without_torchs_private_functions(rect, monkeypatch, settings):
     assert all(torch_ops.PRIVATE.values())  # this torch has them, so the fast path ran before
     expected = mlp()
@@ -181,8 +190,9 @@ def test_a_finite_blow_up_is_divergence(lr):
 
 def test_a_small_learning_rate_is_not_a_blow_up():
     moons = data.moons(64, seed=0)
-    history = train_autoencoder(aelab.Autoencoder(2, 1), moons, epochs=2, batch_size=64,
-                                lr=0.3, optimizer="sgd")
+    history = train_autoencoder(
+        aelab.Autoencoder(2, 1), moons, epochs=2, batch_size=64, lr=0.3, optimizer="sgd"
+    )
     assert "diverged" not in history.config
 
 
@@ -199,12 +209,12 @@ def test_train_many_reports_a_blow_up_and_restores_only_that_member():
 
 
 def train_many_sgd(models, ds, lr):
-    return aelab.train_many(models, ds, epochs=2, batch_size=64, lr=lr, optimizer="sgd",
-                            on_diverge="restore")
+    return aelab.train_many(
+        models, ds, epochs=2, batch_size=64, lr=lr, optimizer="sgd", on_diverge="restore"
+    )
 
 
-@pytest.mark.parametrize("lr, expected", [(100, 1e-3), (1e-2, 1e-3), (1e-3, 1e-4),
-                                          (3e-4, 3e-5)])
+@pytest.mark.parametrize("lr, expected", [(100, 1e-3), (1e-2, 1e-3), (1e-3, 1e-4), (3e-4, 3e-5)])
 def test_divergence_suggests_a_real_next_learning_rate(lr, expected):
     assert suggested_lr(lr)[0] == pytest.approx(expected)
     assert f"try lr={expected:g}" in diverged_message(float("nan"), 0, 3, lr)
@@ -238,21 +248,25 @@ def test_bad_values_written_into_the_data_are_named_as_bad_data(value):
         aelab.train_many([mlp(0), mlp(1)], train, epochs=1, batch_size=8)
     test.X[0, 0] = value
     with pytest.raises(ValueError, match=r"test\.X contains"):
-        aelab.train_vae(aelab.VAE(2, 1, 8, 1), data.rectangle(40), epochs=1, batch_size=8,
-                        test=test)
+        aelab.train_vae(
+            aelab.VAE(2, 1, 8, 1), data.rectangle(40), epochs=1, batch_size=8, test=test
+        )
 
 
 # ------------------------------------------------------------------ optimizer settings
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(momentum=1.0, optimizer="sgd"), r"momentum must be a number in \[0, 1\), got 1.0"),
-    (dict(momentum=-0.1, optimizer="sgd"), "momentum must be a finite number >= 0"),
-    (dict(betas=(0.9, 1.0)), r"betas must hold two numbers in \[0, 1\)"),
-    (dict(betas=0.9), r"betas must be a pair"),
-    (dict(eps=0.0), "eps must be a finite number > 0"),
-    (dict(betas=(0.5, 0.9), optimizer="sgd"), "betas=.* only applies to optimizer='adam'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(momentum=1.0, optimizer="sgd"), r"momentum must be a number in \[0, 1\), got 1.0"),
+        (dict(momentum=-0.1, optimizer="sgd"), "momentum must be a finite number >= 0"),
+        (dict(betas=(0.9, 1.0)), r"betas must hold two numbers in \[0, 1\)"),
+        (dict(betas=0.9), r"betas must be a pair"),
+        (dict(eps=0.0), "eps must be a finite number > 0"),
+        (dict(betas=(0.5, 0.9), optimizer="sgd"), "betas=.* only applies to optimizer='adam'"),
+    ],
+)
 def test_optimizer_settings_are_validated(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         TrainConfig(epochs=1, batch_size=8, **kwargs)
@@ -297,11 +311,12 @@ def test_the_stacks_final_loss_is_the_models_error_on_its_training_set(rect, mon
 
     seen = {}
     real = dispatch._final_check
-    monkeypatch.setattr(dispatch, "_final_check",
-                        lambda m, device: seen.setdefault(id(m.model), m.final_loss)
-                        and real(m, device))
+    monkeypatch.setattr(
+        dispatch,
+        "_final_check",
+        lambda m, device: seen.setdefault(id(m.model), m.final_loss) and real(m, device),
+    )
     models = [mlp(0), mlp(1)]
     aelab.train_many(models, rect, epochs=2, batch_size=16, drop_last=False)
     for model in models:  # 40 samples in batches of 16, 16 and 8: every sample counts
-        assert seen[id(model)] == pytest.approx(aelab.reconstruction_error(model, rect.X),
-                                                rel=1e-5)
+        assert seen[id(model)] == pytest.approx(aelab.reconstruction_error(model, rect.X), rel=1e-5)

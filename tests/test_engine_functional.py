@@ -41,21 +41,56 @@ def _digits():
 
 # name -> (model factory, objective, data, batch size, noise_sigma)
 CASES = {
-    "mlp": (lambda: aelab.Autoencoder(2, 1, hidden_size=8, layers=2), Reconstruction(),
-            _moons, 16, None),
-    "mlp-denoising": (lambda: aelab.Autoencoder(2, 1, hidden_size=8, layers=2), Reconstruction(),
-                      _moons, 16, 0.2),
-    "vae": (lambda: aelab.VAE(64, 2, hidden_size=16, layers=1),
-            VAEObjective(beta=0.5, likelihood="bernoulli"), _digits, 16, None),
-    "mmd": (lambda: aelab.Autoencoder(2, 2, hidden_size=8, layers=2),
-            MMDObjective(weight=2.0, kernel="rbf"), _moons, 16, None),
+    "mlp": (
+        lambda: aelab.Autoencoder(2, 1, hidden_size=8, layers=2),
+        Reconstruction(),
+        _moons,
+        16,
+        None,
+    ),
+    "mlp-denoising": (
+        lambda: aelab.Autoencoder(2, 1, hidden_size=8, layers=2),
+        Reconstruction(),
+        _moons,
+        16,
+        0.2,
+    ),
+    "vae": (
+        lambda: aelab.VAE(64, 2, hidden_size=16, layers=1),
+        VAEObjective(beta=0.5, likelihood="bernoulli"),
+        _digits,
+        16,
+        None,
+    ),
+    "mmd": (
+        lambda: aelab.Autoencoder(2, 2, hidden_size=8, layers=2),
+        MMDObjective(weight=2.0, kernel="rbf"),
+        _moons,
+        16,
+        None,
+    ),
     "mmd-resnet": (lambda: aelab.ResNetAutoencoder(2, 2, 8, 1), MMDObjective(), _moons, 16, None),
-    "conv": (lambda: aelab.ConvAutoencoder((1, 8, 8), 4, channels=(4, 8)), Reconstruction(),
-             _digits, 16, 0.3),
-    "conv-skip": (lambda: aelab.ConvAutoencoder((1, 8, 8), 4, skip=True, channels=(4, 8)),
-                  Reconstruction(), _digits, 16, 0.3),
-    "conv-skip-mmd": (lambda: aelab.ConvAutoencoder((1, 8, 8), 4, skip=True, channels=(4, 8)),
-                      MMDObjective(), _digits, 16, None),
+    "conv": (
+        lambda: aelab.ConvAutoencoder((1, 8, 8), 4, channels=(4, 8)),
+        Reconstruction(),
+        _digits,
+        16,
+        0.3,
+    ),
+    "conv-skip": (
+        lambda: aelab.ConvAutoencoder((1, 8, 8), 4, skip=True, channels=(4, 8)),
+        Reconstruction(),
+        _digits,
+        16,
+        0.3,
+    ),
+    "conv-skip-mmd": (
+        lambda: aelab.ConvAutoencoder((1, 8, 8), 4, skip=True, channels=(4, 8)),
+        MMDObjective(),
+        _digits,
+        16,
+        None,
+    ),
 }
 
 
@@ -100,15 +135,18 @@ def test_members_match_a_plain_loop(case, K):
     models = _build(factory, K)
     alone = [copy.deepcopy(m) for m in models]
     lrs = [1e-3, 3e-3, 1e-3][:K]  # two rates: members are regrouped, results come back in order
-    cfgs = [TrainConfig(epochs=2, batch_size=batch_size, lr=lr, seed=7 + k, noise_sigma=sigma)
-            for k, lr in enumerate(lrs)]
+    cfgs = [
+        TrainConfig(epochs=2, batch_size=batch_size, lr=lr, seed=7 + k, noise_sigma=sigma)
+        for k, lr in enumerate(lrs)
+    ]
     results = train_functional(models, X, cfgs, objective)
     assert all(isinstance(r, MemberResult) and r.diverged_epoch is None for r in results)
     for model, reference, cfg, result in zip(models, alone, cfgs, results):
         steps = reference_loop(reference, X, cfg, objective)
         assert len(result.step_loss) == len(steps) == 6
-        torch.testing.assert_close(torch.tensor(result.step_loss), torch.tensor(steps),
-                                   rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(
+            torch.tensor(result.step_loss), torch.tensor(steps), rtol=RTOL, atol=ATOL
+        )
         for (name, p), q in zip(model.named_parameters(), reference.parameters()):
             torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL, msg=name)
         # the epoch loss is the batch-size-weighted mean of its steps (equal batches here)
@@ -142,12 +180,14 @@ def test_per_member_data_full_batch_and_test_loss():
     models = _build(CASES["mlp"][0], 3)
     alone = [copy.deepcopy(m) for m in models]
     cfgs = [TrainConfig(epochs=3, batch_size=100, seed=k) for k in range(3)]  # full batch
-    results = train_functional(models, data, cfgs, Reconstruction(), test_in=data[:, :10],
-                               test_target=data[:, :10])
+    results = train_functional(
+        models, data, cfgs, Reconstruction(), test_in=data[:, :10], test_target=data[:, :10]
+    )
     for k in range(3):
         steps = reference_loop(alone[k], data[k], cfgs[k], Reconstruction())
-        torch.testing.assert_close(torch.tensor(results[k].step_loss), torch.tensor(steps),
-                                   rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(
+            torch.tensor(results[k].step_loss), torch.tensor(steps), rtol=RTOL, atol=ATOL
+        )
         with torch.no_grad():  # the last test loss is the trained model's error on the test rows
             final = torch.nn.functional.mse_loss(models[k](data[k, :10]), data[k, :10])
         assert results[k].test_loss[-1] == pytest.approx(float(final), rel=1e-5)
@@ -172,8 +212,10 @@ def test_a_diverging_member_keeps_its_weights_and_the_others_go_on():
     models = _build(CASES["mlp"][0], 3)
     before = [copy.deepcopy(m.state_dict()) for m in models]
     alone = copy.deepcopy(models[2])
-    cfgs = [TrainConfig(epochs=3, batch_size=16, lr=lr, seed=k)
-            for k, lr in enumerate([1e-3, 1e12, 1e-3])]
+    cfgs = [
+        TrainConfig(epochs=3, batch_size=16, lr=lr, seed=k)
+        for k, lr in enumerate([1e-3, 1e12, 1e-3])
+    ]
     results = train_functional(models, X, cfgs, Reconstruction())
     assert results[1].diverged_epoch is not None and results[1].diverged_epoch < 3
     assert len(results[1].train_loss) == results[1].diverged_epoch
@@ -181,8 +223,9 @@ def test_a_diverging_member_keeps_its_weights_and_the_others_go_on():
         assert torch.equal(value, before[1][name])
     assert results[0].diverged_epoch is None and len(results[0].train_loss) == 3
     steps = reference_loop(alone, X, cfgs[2], Reconstruction())
-    torch.testing.assert_close(torch.tensor(results[2].step_loss[:3]), torch.tensor(steps[:3]),
-                               rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(
+        torch.tensor(results[2].step_loss[:3]), torch.tensor(steps[:3]), rtol=RTOL, atol=ATOL
+    )
 
 
 def test_freeze_and_sgd_schedule():
@@ -190,8 +233,19 @@ def test_freeze_and_sgd_schedule():
     models = _build(CASES["mlp"][0], 2)
     decoders = [copy.deepcopy(m.decoder.state_dict()) for m in models]
     encoders = [copy.deepcopy(m.encoder.state_dict()) for m in models]
-    cfgs = [TrainConfig(epochs=4, batch_size=16, lr=0.05, seed=k, optimizer="sgd",
-                        momentum=0.9, lr_schedule="step", freeze="decoder") for k in range(2)]
+    cfgs = [
+        TrainConfig(
+            epochs=4,
+            batch_size=16,
+            lr=0.05,
+            seed=k,
+            optimizer="sgd",
+            momentum=0.9,
+            lr_schedule="step",
+            freeze="decoder",
+        )
+        for k in range(2)
+    ]
     train_functional(models, X, cfgs, Reconstruction())
     for m, dec, enc in zip(models, decoders, encoders):
         assert all(torch.equal(v, dec[k]) for k, v in m.decoder.state_dict().items())
@@ -203,13 +257,15 @@ def test_bad_input():
     models = _build(CASES["mlp"][0], 2)
     cfgs = [TrainConfig(epochs=1, batch_size=16, seed=k) for k in range(2)]
     with pytest.raises(ValueError, match="cfgs\\[1\\].batch_size=8 differs"):
-        train_functional(models, X, [cfgs[0], TrainConfig(epochs=1, batch_size=8)],
-                         Reconstruction())
+        train_functional(
+            models, X, [cfgs[0], TrainConfig(epochs=1, batch_size=8)], Reconstruction()
+        )
     with pytest.raises(ValueError, match="cfgs has length 1 but there are 2 models"):
         train_functional(models, X, cfgs[:1], Reconstruction())
     with pytest.raises(ValueError, match="one architecture"):
-        train_functional([models[0], aelab.Autoencoder(2, 1, hidden_size=4, layers=2)], X, cfgs,
-                         Reconstruction())
+        train_functional(
+            [models[0], aelab.Autoencoder(2, 1, hidden_size=4, layers=2)], X, cfgs, Reconstruction()
+        )
     with pytest.raises(ValueError, match="K=2"):
         train_functional(models, torch.zeros(3, 10, 2), cfgs, Reconstruction())
     with pytest.raises(TypeError, match="objective"):

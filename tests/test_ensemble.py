@@ -68,17 +68,36 @@ def assert_same_history(h_many, h_one, tol=1e-6):
 
 
 @pytest.mark.parametrize("kind", ["mlp", "linear", "resnet"])
-@pytest.mark.parametrize("options", [{}, {"noise_sigma": 0.2, "lr_schedule": "step"},
-                                     {"optimizer": "sgd"}])
+@pytest.mark.parametrize(
+    "options", [{}, {"noise_sigma": 0.2, "lr_schedule": "step"}, {"optimizer": "sgd"}]
+)
 def test_each_member_trains_as_train_autoencoder_would(kind, options, rect, rect_test):
     seeds, lrs = [3, 4, 5], [1e-3, 5e-3, 1e-3]
     models = [build(kind, s) for s in seeds]
     alone = [copy.deepcopy(m) for m in models]
-    histories = train_many(models, rect, epochs=EPOCHS, batch_size=8, lr=lrs, seeds=seeds,
-                           test=rect_test, progress=False, **options)
+    histories = train_many(
+        models,
+        rect,
+        epochs=EPOCHS,
+        batch_size=8,
+        lr=lrs,
+        seeds=seeds,
+        test=rect_test,
+        progress=False,
+        **options,
+    )
     for model, single, seed, lr, history in zip(models, alone, seeds, lrs, histories):
-        expected = train_autoencoder(single, rect, epochs=EPOCHS, batch_size=8, lr=lr, seed=seed,
-                                     test=rect_test, progress=False, **options)
+        expected = train_autoencoder(
+            single,
+            rect,
+            epochs=EPOCHS,
+            batch_size=8,
+            lr=lr,
+            seed=seed,
+            test=rect_test,
+            progress=False,
+            **options,
+        )
         assert history.config["ensemble_size"] == 3
         assert_same_history(history, expected)
         assert max_param_diff(model, single) < 1e-6
@@ -90,16 +109,18 @@ def test_large_stacks_use_the_broadcast_kernels_and_still_match(rect, rect_test,
     # give the plain bmm loop's bits, so the members still match single runs exactly
     used = set()
     real = engine_stack.MATMULS["outer"]
-    monkeypatch.setitem(engine_stack.MATMULS, "outer",
-                        lambda *a, **k: used.add("outer") or real(*a, **k))
+    monkeypatch.setitem(
+        engine_stack.MATMULS, "outer", lambda *a, **k: used.add("outer") or real(*a, **k)
+    )
     seeds = list(range(70))
     models = [build("mlp", s) for s in seeds]
     alone = [copy.deepcopy(models[i]) for i in (0, 69)]
     histories = train_many(models, rect, epochs=2, batch_size=8, seeds=seeds, test=rect_test)
     assert used == {"outer"}
     for i, single in zip((0, 69), alone):
-        expected = train_autoencoder(single, rect, epochs=2, batch_size=8, seed=seeds[i],
-                                     test=rect_test)
+        expected = train_autoencoder(
+            single, rect, epochs=2, batch_size=8, seed=seeds[i], test=rect_test
+        )
         assert_same_history(histories[i], expected, tol=0)
         assert max_param_diff(models[i], single) == 0
 
@@ -109,28 +130,52 @@ def test_lists_of_datasets_per_model_lr_and_noise(rect_test):
     lrs, sigmas, seeds = [1e-3, 2e-3, 1e-3, 1e-3], [0.1, 0.3, None, 0.1], [7, 8, 9, 10]
     models = [build("mlp", s) for s in range(4)]
     alone = [copy.deepcopy(m) for m in models]
-    histories = train_many(models, trains, epochs=EPOCHS, batch_size=8, lr=lrs, seeds=seeds,
-                           noise_sigma=sigmas, test=[rect_test] * 4, progress=False)
+    histories = train_many(
+        models,
+        trains,
+        epochs=EPOCHS,
+        batch_size=8,
+        lr=lrs,
+        seeds=seeds,
+        noise_sigma=sigmas,
+        test=[rect_test] * 4,
+        progress=False,
+    )
     # noisy and clean runs draw different random streams, and data sizes differ: three stacks
     assert [h.config["ensemble_size"] for h in histories] == [2, 2, 1, 1]
     for i, (model, single) in enumerate(zip(models, alone)):
-        expected = train_autoencoder(single, trains[i], epochs=EPOCHS, batch_size=8, lr=lrs[i],
-                                     seed=seeds[i], noise_sigma=sigmas[i], test=rect_test,
-                                     progress=False)
+        expected = train_autoencoder(
+            single,
+            trains[i],
+            epochs=EPOCHS,
+            batch_size=8,
+            lr=lrs[i],
+            seed=seeds[i],
+            noise_sigma=sigmas[i],
+            test=rect_test,
+            progress=False,
+        )
         assert_same_history(histories[i], expected)
         assert max_param_diff(model, single) < 1e-6
 
 
 def test_models_that_cannot_be_stacked_train_one_by_one(rect):
-    models = [build("mlp", 0), ShiftedAutoencoder(), build("linear", 1), build("mlp", 2),
-              aelab.VAE(2, 1, 8, 1)]
+    models = [
+        build("mlp", 0),
+        ShiftedAutoencoder(),
+        build("linear", 1),
+        build("mlp", 2),
+        aelab.VAE(2, 1, 8, 1),
+    ]
     alone = [copy.deepcopy(m) for m in models]
-    histories = train_many(models, rect, epochs=2, batch_size=8, seeds=[0, 1, 2, 3, 4],
-                           progress=False)
+    histories = train_many(
+        models, rect, epochs=2, batch_size=8, seeds=[0, 1, 2, 3, 4], progress=False
+    )
     assert [h.config["ensemble_size"] for h in histories] == [2, 1, 1, 2, 1]
     for seed, (model, single, history) in enumerate(zip(models, alone, histories)):
-        expected = train_autoencoder(single, rect, epochs=2, batch_size=8, seed=seed,
-                                     progress=False)
+        expected = train_autoencoder(
+            single, rect, epochs=2, batch_size=8, seed=seed, progress=False
+        )
         assert_same_history(history, expected)
         assert max_param_diff(model, single) < 1e-6
 
@@ -143,8 +188,9 @@ def test_large_stacks_are_split_into_chunks_that_fit_in_cache(rect, monkeypatch)
     histories = train_many(models, rect, epochs=2, batch_size=8, progress=False)
     assert [h.config["ensemble_size"] for h in histories] == [3, 3, 3, 2, 2]
     for seed, (model, single, history) in enumerate(zip(models, alone, histories)):
-        expected = train_autoencoder(single, rect, epochs=2, batch_size=8, seed=seed,
-                                     progress=False)
+        expected = train_autoencoder(
+            single, rect, epochs=2, batch_size=8, seed=seed, progress=False
+        )
         assert_same_history(history, expected)
         assert max_param_diff(model, single) < 1e-6
 
@@ -177,10 +223,19 @@ def test_zero_epochs_and_per_step_gathering(rect, monkeypatch):
 def test_a_diverging_member_is_restored_and_reported(rect):
     models = [build("mlp", s) for s in range(3)]
     initial = [copy.deepcopy(m) for m in models]
-    histories = train_many(models, rect, epochs=3, batch_size=8, lr=[1e-3, 1e30, 1e-3],
-                           progress=False, on_diverge="restore")
-    assert "diverged" in histories[1].config and "lower the learning rate" in \
-        histories[1].config["diverged"]
+    histories = train_many(
+        models,
+        rect,
+        epochs=3,
+        batch_size=8,
+        lr=[1e-3, 1e30, 1e-3],
+        progress=False,
+        on_diverge="restore",
+    )
+    assert (
+        "diverged" in histories[1].config
+        and "lower the learning rate" in histories[1].config["diverged"]
+    )
     assert len(histories[1].train_loss) < 3
     assert max_param_diff(models[1], initial[1]) == 0
     assert "diverged" not in histories[0].config and len(histories[0].train_loss) == 3
@@ -195,16 +250,19 @@ def test_divergence_raises_and_restores_every_model(rect):
     assert all(max_param_diff(m, i) == 0 for m, i in zip(models, initial))
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(seeds=[0, 1]), ValueError, r"seeds has 2 entries but there are 3 models"),
-    (dict(lr=[1e-3] * 4), ValueError, r"lr has 4 entries but there are 3 models"),
-    (dict(lr=[1e-3, -1.0, 1e-3]), ValueError, r"lr\[1\] must be a finite number > 0"),
-    (dict(noise_sigma=[0.1]), ValueError, r"noise_sigma has 1 entries"),
-    (dict(on_diverge="ignore"), ValueError, r"on_diverge must be one of"),
-    (dict(optimizer="lbfgs"), ValueError, r"optimizer must be one of"),
-    (dict(epochs=-1), ValueError, r"epochs must be an int >= 0"),
-    (dict(lr="fast"), TypeError, r"lr must be one value or a list"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(seeds=[0, 1]), ValueError, r"seeds has 2 entries but there are 3 models"),
+        (dict(lr=[1e-3] * 4), ValueError, r"lr has 4 entries but there are 3 models"),
+        (dict(lr=[1e-3, -1.0, 1e-3]), ValueError, r"lr\[1\] must be a finite number > 0"),
+        (dict(noise_sigma=[0.1]), ValueError, r"noise_sigma has 1 entries"),
+        (dict(on_diverge="ignore"), ValueError, r"on_diverge must be one of"),
+        (dict(optimizer="lbfgs"), ValueError, r"optimizer must be one of"),
+        (dict(epochs=-1), ValueError, r"epochs must be an int >= 0"),
+        (dict(lr="fast"), TypeError, r"lr must be one value or a list"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(rect, kwargs, error, match):
     args = dict(epochs=1, batch_size=8) | kwargs
     with pytest.raises(error, match=match):
@@ -228,12 +286,17 @@ def test_bad_model_lists_raise_clear_errors(rect):
 
 
 def test_stack_plan_takes_linear_relu_and_residual_models_only():
-    assert [op.relu for op in stack_plan(build("mlp", 0))] == [True, True, False, True, True,
-                                                               False]
+    assert [op.relu for op in stack_plan(build("mlp", 0))] == [True, True, False, True, True, False]
     assert len(stack_plan(build("linear", 0))) == 2
     resnet = stack_plan(build("resnet", 0))
     assert [(op.res_start, op.res_end) for op in resnet] == [
-        (True, False), (False, True), (False, False), (False, False), (True, False), (False, True)]
+        (True, False),
+        (False, True),
+        (False, False),
+        (False, False),
+        (True, False),
+        (False, True),
+    ]
     assert stack_plan(ShiftedAutoencoder()) is None
     assert stack_plan(aelab.VAE(2, 1, 8, 1)) is None
     assert stack_plan(ConvAutoencoder((1, 8, 8), 2)) is None

@@ -24,8 +24,14 @@ def mlp(hidden_size=8, layers=1):
 
 def test_sweep_table_has_one_row_per_trial_and_repeats_exactly(moons):
     train, test = moons
-    kwargs = dict(grid={"hidden_size": [4, 8], "lr": [1e-3, 1e-2]}, seeds=2, test=test,
-                  epochs=3, batch_size=16, device="cpu")
+    kwargs = dict(
+        grid={"hidden_size": [4, 8], "lr": [1e-3, 1e-2]},
+        seeds=2,
+        test=test,
+        epochs=3,
+        batch_size=16,
+        device="cpu",
+    )
     first = aelab.sweep(mlp, train, **kwargs)
     second = aelab.sweep(mlp, train, **kwargs)
     assert len(first.table) == 8
@@ -40,17 +46,28 @@ def test_sweep_table_has_one_row_per_trial_and_repeats_exactly(moons):
 
 def test_sweep_trial_equals_training_it_alone(moons):
     train, test = moons
-    runs = aelab.sweep(mlp, train, grid={"hidden_size": [4, 8, 16]}, seeds=[3, 5], test=test,
-                       epochs=4, batch_size=16, lr=3e-3, device="cpu")
+    runs = aelab.sweep(
+        mlp,
+        train,
+        grid={"hidden_size": [4, 8, 16]},
+        seeds=[3, 5],
+        test=test,
+        epochs=4,
+        batch_size=16,
+        lr=3e-3,
+        device="cpu",
+    )
     row = runs.table.index[(runs.table["hidden_size"] == 8) & (runs.table["seed"] == 5)][0]
     with aelab.seeded(5):
         alone = mlp(8)
-    history = aelab.train_autoencoder(alone, train, epochs=4, batch_size=16, lr=3e-3, test=test,
-                                      seed=5, device="cpu")
+    history = aelab.train_autoencoder(
+        alone, train, epochs=4, batch_size=16, lr=3e-3, test=test, seed=5, device="cpu"
+    )
     # documented tolerance: stacked members follow the lone model up to float rounding
     assert runs.histories[row].train_loss == pytest.approx(history.train_loss, rel=1e-5)
     assert runs.table.loc[row, "test_mse"] == pytest.approx(
-        aelab.reconstruction_error(alone, test.X), rel=1e-5)
+        aelab.reconstruction_error(alone, test.X), rel=1e-5
+    )
     for a, b in zip(runs.models[row].parameters(), alone.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -58,11 +75,21 @@ def test_sweep_trial_equals_training_it_alone(moons):
 def test_seed_sets_initial_weights_and_data_order(moons):
     train, _ = moons
     seen = []
-    runs = aelab.sweep(mlp, lambda params, seed: seen.append((params, seed)) or train,
-                       grid=[{"hidden_size": 4}, {"hidden_size": 8, "lr": 1e-2}], seeds=2,
-                       epochs=1, batch_size=16, device="cpu")
-    assert seen == [({"hidden_size": 4}, 0), ({"hidden_size": 4}, 1),
-                    ({"hidden_size": 8, "lr": 1e-2}, 0), ({"hidden_size": 8, "lr": 1e-2}, 1)]
+    runs = aelab.sweep(
+        mlp,
+        lambda params, seed: seen.append((params, seed)) or train,
+        grid=[{"hidden_size": 4}, {"hidden_size": 8, "lr": 1e-2}],
+        seeds=2,
+        epochs=1,
+        batch_size=16,
+        device="cpu",
+    )
+    assert seen == [
+        ({"hidden_size": 4}, 0),
+        ({"hidden_size": 4}, 1),
+        ({"hidden_size": 8, "lr": 1e-2}, 0),
+        ({"hidden_size": 8, "lr": 1e-2}, 1),
+    ]
     assert math.isnan(runs.table.loc[0, "lr"]) and runs.table.loc[2, "lr"] == 1e-2
     w0, w1 = (next(m.parameters()) for m in runs.where(hidden_size=4).models)
     assert not torch.equal(w0, w1)
@@ -76,9 +103,17 @@ def test_metrics_see_the_trial(moons):
         calls.append((context.params["hidden_size"], context.seed, len(context.test)))
         return float(aelab.evaluate.encode(model, context.test.X).std())
 
-    runs = aelab.sweep(mlp, train, test=test, grid={"hidden_size": [4]}, seeds=2,
-                       metrics={"code_spread": code_spread}, epochs=2, batch_size=16,
-                       device="cpu")
+    runs = aelab.sweep(
+        mlp,
+        train,
+        test=test,
+        grid={"hidden_size": [4]},
+        seeds=2,
+        metrics={"code_spread": code_spread},
+        epochs=2,
+        batch_size=16,
+        device="cpu",
+    )
     assert calls == [(4, 0, len(test)), (4, 1, len(test))]
     assert (runs.table["code_spread"] > 0).all()
 
@@ -86,10 +121,18 @@ def test_metrics_see_the_trial(moons):
 def test_validation_is_monitored_and_best_selects_on_it(moons):
     train, test = moons
     train, val = aelab.data.split(train, seed=1)
-    runs = aelab.sweep(mlp, train, validation=val, test=test, grid={"lr": [1e-4, 1e-2]},
-                       seeds=5, epochs=15, batch_size=16, device="cpu")
-    assert runs.histories[0].test_loss[-1] == pytest.approx(runs.table.loc[0, "val_mse"],
-                                                            rel=1e-4)
+    runs = aelab.sweep(
+        mlp,
+        train,
+        validation=val,
+        test=test,
+        grid={"lr": [1e-4, 1e-2]},
+        seeds=5,
+        epochs=15,
+        batch_size=16,
+        device="cpu",
+    )
+    assert runs.histories[0].test_loss[-1] == pytest.approx(runs.table.loc[0, "val_mse"], rel=1e-4)
     best = runs.best("val_mse")
     assert best.setting == {"lr": 1e-2}
     assert best.indistinguishable == []  # 100x the learning rate over 15 epochs is clear
@@ -99,19 +142,37 @@ def test_validation_is_monitored_and_best_selects_on_it(moons):
 
 def test_other_objectives_and_options_train_alone(moons):
     train, _ = moons
-    runs = aelab.sweep(lambda: aelab.VAE(2, 1, 8, 1), train, grid={"beta": [0.5, 1.0]},
-                       seeds=1, objective="vae", epochs=2, batch_size=32, device="cpu")
+    runs = aelab.sweep(
+        lambda: aelab.VAE(2, 1, 8, 1),
+        train,
+        grid={"beta": [0.5, 1.0]},
+        seeds=1,
+        objective="vae",
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+    )
     assert [h.config.get("ensemble_size", 1) for h in runs.histories] == [1, 1]
     assert runs.table["train_mse"].notna().all()
-    momentum = aelab.sweep(mlp, train, seeds=2, optimizer="sgd", momentum=0.9, epochs=2,
-                           batch_size=32, device="cpu")
+    momentum = aelab.sweep(
+        mlp, train, seeds=2, optimizer="sgd", momentum=0.9, epochs=2, batch_size=32, device="cpu"
+    )
     assert momentum.histories[0].config["momentum"] == 0.9
 
 
 def test_a_diverged_trial_is_kept_with_nan_metrics(moons):
     train, test = moons
-    runs = aelab.sweep(mlp, train, test=test, grid={"lr": [1e-3, 1e12]}, seeds=2,
-                       optimizer="sgd", epochs=3, batch_size=16, device="cpu")
+    runs = aelab.sweep(
+        mlp,
+        train,
+        test=test,
+        grid={"lr": [1e-3, 1e12]},
+        seeds=2,
+        optimizer="sgd",
+        epochs=3,
+        batch_size=16,
+        device="cpu",
+    )
     bad = runs.where(lr=1e12).table
     assert bad["diverged"].all() and bad["test_mse"].isna().all()
     summary = runs.summary("test_mse").set_index("lr")
@@ -127,8 +188,9 @@ def hand_runs():
     rows = []
     for setting, shift in (("a", 0.0), ("b", 0.3), ("c", 3.0)):
         for seed in range(6):
-            rows.append({"opt": setting, "seed": seed, "err": 1 + 0.1 * seed + shift
-                         + rng.normal(0, 0.2)})
+            rows.append(
+                {"opt": setting, "seed": seed, "err": 1 + 0.1 * seed + shift + rng.normal(0, 0.2)}
+            )
     table = pd.DataFrame(rows)
     return Runs(table, [None] * len(table), [None] * len(table), ["opt"]), table
 
@@ -161,8 +223,13 @@ def test_compare_agrees_with_scipy_and_holm():
 
 
 def test_compare_uses_welch_without_shared_seeds():
-    table = pd.DataFrame({"opt": ["a"] * 4 + ["b"] * 5, "seed": list(range(4)) + list(range(10, 15)),
-                          "err": [1.0, 1.2, 0.9, 1.1, 1.6, 1.4, 1.5, 1.9, 1.3]})
+    table = pd.DataFrame(
+        {
+            "opt": ["a"] * 4 + ["b"] * 5,
+            "seed": list(range(4)) + list(range(10, 15)),
+            "err": [1.0, 1.2, 0.9, 1.1, 1.6, 1.4, 1.5, 1.9, 1.3],
+        }
+    )
     runs = Runs(table, [None] * 9, [None] * 9, ["opt"])
     row = runs.compare("err", against={"opt": "a"}).iloc[0]
     assert row["test"] == "Welch t"
@@ -177,8 +244,9 @@ def test_best_and_its_indistinguishable_set_follow_the_numbers():
     assert {"opt": "c"} not in best.indistinguishable  # 3.0 higher: far out
     # make b equal to a: it joins the indistinguishable set
     table2 = table.copy()
-    table2.loc[table2.opt == "b", "err"] = table2.loc[table2.opt == "a", "err"].to_numpy() + 1e-3 * (
-        np.arange(6) % 2 - 0.5)
+    table2.loc[table2.opt == "b", "err"] = table2.loc[
+        table2.opt == "a", "err"
+    ].to_numpy() + 1e-3 * (np.arange(6) % 2 - 0.5)
     best2 = Runs(table2, [None] * 18, [None] * 18, ["opt"]).best("err")
     assert {"opt": "b"} in best2.indistinguishable or best2.setting == {"opt": "b"}
     assert best.mean == pytest.approx(table[table.opt == "a"]["err"].mean())
@@ -192,8 +260,18 @@ def test_holm_matches_the_definition():
 
 
 def test_compare_sentence_calls_a_difference_only_when_significant():
-    row = {"a": "x", "b": "y", "mean_a": 1.0, "mean_b": 2.0, "test": "paired t", "n_pairs": 5,
-           "n_a": 5, "n_b": 5, "p_holm": 0.2, "significant": False}
+    row = {
+        "a": "x",
+        "b": "y",
+        "mean_a": 1.0,
+        "mean_b": 2.0,
+        "test": "paired t",
+        "n_pairs": 5,
+        "n_a": 5,
+        "n_b": 5,
+        "p_holm": 0.2,
+        "significant": False,
+    }
     assert "indistinguishable" in compare_sentence(row)
     assert "indistinguishable" not in compare_sentence({**row, "p_holm": 0.01, "significant": True})
 
@@ -201,18 +279,21 @@ def test_compare_sentence_calls_a_difference_only_when_significant():
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(grid={"widthh": [4]}), ValueError, r"'widthh'.*hidden_size.*lr"),
-    (dict(grid={"hidden_size": []}), ValueError, r"grid\['hidden_size'\] is empty"),
-    (dict(grid={"hidden_size": 4}), TypeError, r"grid\['hidden_size'\] must be a list"),
-    (dict(seeds=0), ValueError, r"seeds must be a count >= 1"),
-    (dict(seeds=[1, 1]), ValueError, r"seeds lists a seed twice"),
-    (dict(grid={"lr": [1e-3]}, lr=1e-2), ValueError, r"lr is set both in the grid"),
-    (dict(learning_rate=1e-3), ValueError, r"unknown training setting 'learning_rate'"),
-    (dict(metrics={"test_mse": lambda m, c: 0.0}), ValueError, r"metrics\['test_mse'\]"),
-    (dict(objective="gan"), ValueError, r"objective must be one of"),
-    (dict(mmd_weight=1.0), ValueError, r"mmd_weight only apply to objective='mmd'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(grid={"widthh": [4]}), ValueError, r"'widthh'.*hidden_size.*lr"),
+        (dict(grid={"hidden_size": []}), ValueError, r"grid\['hidden_size'\] is empty"),
+        (dict(grid={"hidden_size": 4}), TypeError, r"grid\['hidden_size'\] must be a list"),
+        (dict(seeds=0), ValueError, r"seeds must be a count >= 1"),
+        (dict(seeds=[1, 1]), ValueError, r"seeds lists a seed twice"),
+        (dict(grid={"lr": [1e-3]}, lr=1e-2), ValueError, r"lr is set both in the grid"),
+        (dict(learning_rate=1e-3), ValueError, r"unknown training setting 'learning_rate'"),
+        (dict(metrics={"test_mse": lambda m, c: 0.0}), ValueError, r"metrics\['test_mse'\]"),
+        (dict(objective="gan"), ValueError, r"objective must be one of"),
+        (dict(mmd_weight=1.0), ValueError, r"mmd_weight only apply to objective='mmd'"),
+    ],
+)
 def test_bad_sweep_arguments_are_named(moons, kwargs, error, match):
     train, _ = moons
     settings = {"epochs": 1, "batch_size": 16, **kwargs}
@@ -223,8 +304,15 @@ def test_bad_sweep_arguments_are_named(moons, kwargs, error, match):
 def test_a_metric_that_returns_nan_is_named(moons):
     train, _ = moons
     with pytest.raises(ValueError, match=r"metrics\['broken'\] returned nan"):
-        aelab.sweep(mlp, train, seeds=1, metrics={"broken": lambda m, c: float("nan")},
-                    epochs=1, batch_size=16, device="cpu")
+        aelab.sweep(
+            mlp,
+            train,
+            seeds=1,
+            metrics={"broken": lambda m, c: float("nan")},
+            epochs=1,
+            batch_size=16,
+            device="cpu",
+        )
 
 
 def test_runs_refuse_unknown_columns():
@@ -238,8 +326,13 @@ def test_runs_refuse_unknown_columns():
 
 
 def test_best_keeps_none_values_and_constant_differences_do_not_warn():
-    table = pd.DataFrame({"lr_schedule": [None] * 3 + ["step"] * 3, "seed": [0, 1, 2] * 2,
-                          "err": [1.0, 1.1, 1.2, 1.0 + 0.3, 1.1 + 0.3, 1.2 + 0.3]})
+    table = pd.DataFrame(
+        {
+            "lr_schedule": [None] * 3 + ["step"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "err": [1.0, 1.1, 1.2, 1.0 + 0.3, 1.1 + 0.3, 1.2 + 0.3],
+        }
+    )
     runs = Runs(table, [None] * 6, [None] * 6, ["lr_schedule"])
     best = runs.best("err")
     assert best.setting == {"lr_schedule": None}
@@ -249,7 +342,8 @@ def test_best_keeps_none_values_and_constant_differences_do_not_warn():
     table.loc[3:, "err"] = table.loc[:2, "err"].to_numpy()
     same = Runs(table, [None] * 6, [None] * 6, ["lr_schedule"]).best("err")
     assert same.indistinguishable == [{"lr_schedule": "step"}] or same.indistinguishable == [
-        {"lr_schedule": None}]
+        {"lr_schedule": None}
+    ]
 
 
 def test_new_settings_at_their_default_keep_old_trial_keys(moons, tmp_path):
@@ -260,8 +354,9 @@ def test_new_settings_at_their_default_keep_old_trial_keys(moons, tmp_path):
     path = tmp_path / "s.sqlite"
     build = lambda: aelab.Autoencoder(2, 1, 8, 1)  # noqa: E731
     aelab.sweep(build, train, validation=val, seeds=1, epochs=1, batch_size=32, store=path)
-    aelab.sweep(build, train, validation=val, seeds=1, epochs=1, batch_size=32, store=path,
-                eps=1e-6)
+    aelab.sweep(
+        build, train, validation=val, seeds=1, epochs=1, batch_size=32, store=path, eps=1e-6
+    )
     with sqlite3.connect(path) as db:
         settings = [row[0] for row in db.execute("SELECT settings FROM trials")]
     assert len(settings) == 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -23,8 +22,12 @@ from hypothesis.extra import numpy as hnp
 import aelab
 from aelab import data
 
-FAST = settings(max_examples=40, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 ERRORS = (ValueError, TypeError, FileNotFoundError)
 AELAB_DIR = os.path.dirname(aelab.__file__)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -49,8 +52,19 @@ def expect_aelab_error(call, *names):
 
 # --- generated arrays -----------------------------------------------------------------------------
 
-DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.int64, np.uint8,
-                          np.uint64, np.bool_, np.complex64])
+DTYPES = st.sampled_from(
+    [
+        np.float16,
+        np.float32,
+        np.float64,
+        np.int8,
+        np.int64,
+        np.uint8,
+        np.uint64,
+        np.bool_,
+        np.complex64,
+    ]
+)
 SPECIAL = [0.0, -0.0, 1.0, -1.5, 1e-40, 3e38, -3e38, 1e39, 1e300, np.nan, np.inf, -np.inf]
 
 
@@ -63,7 +77,9 @@ def arrays(draw, max_dims=4, max_side=4):
         elements = elements.map(lambda v: _as_dtype(v, dtype))
         return draw(hnp.arrays(dtype, shape, elements=elements))
     if dtype.kind == "c":
-        return draw(hnp.arrays(dtype, shape, elements=st.complex_numbers(max_magnitude=5, width=64)))
+        return draw(
+            hnp.arrays(dtype, shape, elements=st.complex_numbers(max_magnitude=5, width=64))
+        )
     return draw(hnp.arrays(dtype, shape))
 
 
@@ -83,8 +99,9 @@ def valid_matrix(X: np.ndarray, width: int | None = None, kinds: str = "biuf") -
     if width is not None and X.shape[1] != width:
         return False
     with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(X.astype(np.float64)).all()
-                    and np.isfinite(X.astype(np.float32)).all())
+        return bool(
+            np.isfinite(X.astype(np.float64)).all() and np.isfinite(X.astype(np.float32)).all()
+        )
 
 
 # --- data.Dataset and data.load --------------------------------------------------------------------
@@ -103,9 +120,14 @@ def test_dataset_accepts_exactly_the_valid_matrices(X):
 
 
 @FAST
-@given(n=st.integers(1, 4),
-       y=st.one_of(arrays(max_dims=2), st.lists(st.integers(), max_size=4),
-                   st.lists(st.sampled_from([0, 1.5, "a", None, 2**64]), max_size=4)))
+@given(
+    n=st.integers(1, 4),
+    y=st.one_of(
+        arrays(max_dims=2),
+        st.lists(st.integers(), max_size=4),
+        st.lists(st.sampled_from([0, 1.5, "a", None, 2**64]), max_size=4),
+    ),
+)
 def test_dataset_labels_are_integers_or_refused(n, y):
     X = np.zeros((n, 2))
     ds = expect_aelab_error(lambda: data.Dataset(X, y), "y")
@@ -114,7 +136,9 @@ def test_dataset_labels_are_integers_or_refused(n, y):
         return
     assert ds.y.dtype == torch.int64 and len(ds.y) == len(X)
     assert y_arr.ndim == 1 and y_arr.dtype.kind in "biufO"
-    np.testing.assert_array_equal(ds.y.numpy(), np.asarray(y_arr.tolist(), dtype=object).astype(np.int64))
+    np.testing.assert_array_equal(
+        ds.y.numpy(), np.asarray(y_arr.tolist(), dtype=object).astype(np.int64)
+    )
 
 
 @FAST
@@ -151,10 +175,13 @@ BAD_CELLS = ["", "NA", "nan", "inf", "-inf", "abc", " ", "N/A"]
 @st.composite
 def csv_files(draw):
     n_rows, n_cols = draw(st.integers(1, 5)), draw(st.integers(1, 4))
-    values = np.array(draw(st.lists(NUMBER, min_size=n_rows * n_cols, max_size=n_rows * n_cols)),
-                      dtype=np.float32).reshape(n_rows, n_cols)
-    cells = [[repr(float(v)) if draw(st.booleans()) else f"{float(v):.9g}" for v in row]
-             for row in values]
+    values = np.array(
+        draw(st.lists(NUMBER, min_size=n_rows * n_cols, max_size=n_rows * n_cols)), dtype=np.float32
+    ).reshape(n_rows, n_cols)
+    cells = [
+        [repr(float(v)) if draw(st.booleans()) else f"{float(v):.9g}" for v in row]
+        for row in values
+    ]
     cells = [[f'"{c}"' if draw(st.integers(0, 4)) == 0 else c for c in row] for row in cells]
     bad = None
     if draw(st.booleans()):
@@ -162,8 +189,9 @@ def csv_files(draw):
         bad = (i, j, draw(st.sampled_from(BAD_CELLS)))
         cells[i][j] = bad[2]
     header = draw(st.booleans())
-    lines = ([",".join(f"c{j}" for j in range(n_cols))] if header else []) + \
-        [",".join(row) for row in cells]
+    lines = ([",".join(f"c{j}" for j in range(n_cols))] if header else []) + [
+        ",".join(row) for row in cells
+    ]
     text = "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n"]))
     bom = "\ufeff" if draw(st.booleans()) else ""
     return bom + text, values, header, bad
@@ -188,7 +216,7 @@ def test_load_csv_reads_every_row_or_names_the_bad_cell(tmp_path_factory, spec):
         else:
             assert ds is not None and len(ds) == len(values) - 1
         return
-    only_row_is_header = (not header and i == 0 and cell.strip() == "abc")
+    only_row_is_header = not header and i == 0 and cell.strip() == "abc"
     if only_row_is_header:  # a text cell in the first row makes it a header, by the rule
         if len(values) == 1:
             assert ds is None
@@ -211,19 +239,26 @@ ARG = st.one_of(st.integers(-2, 6), st.sampled_from([None, 2.0, "3", True, 10**1
 def test_autoencoder_constructor(input_size, bottleneck_size, hidden_size, layers):
     names = ("input_size", "bottleneck_size", "hidden_size", "layers")
     model = expect_aelab_error(
-        lambda: aelab.Autoencoder(input_size, bottleneck_size, hidden_size, layers), *names)
+        lambda: aelab.Autoencoder(input_size, bottleneck_size, hidden_size, layers), *names
+    )
 
     def is_int(v, minimum):
         return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
     h = 32 if hidden_size is None else hidden_size
     k = 2 if layers is None else layers
-    ok = (is_int(input_size, 1) and is_int(bottleneck_size, 1) and bottleneck_size <= input_size
-          and is_int(h, 1) and is_int(k, 0))
+    ok = (
+        is_int(input_size, 1)
+        and is_int(bottleneck_size, 1)
+        and bottleneck_size <= input_size
+        and is_int(h, 1)
+        and is_int(k, 0)
+    )
     if ok:  # and no larger than the billion parameters aelab builds
         sizes = [input_size, *[h] * min(k, 10), bottleneck_size]
-        count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) + \
-            sum((a + 1) * b for a, b in zip(sizes[::-1][:-1], sizes[::-1][1:]))
+        count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) + sum(
+            (a + 1) * b for a, b in zip(sizes[::-1][:-1], sizes[::-1][1:])
+        )
         ok = k <= 10 and count <= 10**9
     assert (model is not None) == ok
     if model is not None:
@@ -232,12 +267,23 @@ def test_autoencoder_constructor(input_size, bottleneck_size, hidden_size, layer
 
 
 @FAST
-@given(image_shape=st.one_of(st.tuples(*[st.integers(-1, 9)] * 3), st.lists(st.integers(1, 9)),
-                             st.tuples(st.just(1), st.floats(1, 9), st.just(4))),
-       bottleneck_size=st.integers(-1, 20), skip=st.sampled_from([True, False, 1]))
+@given(
+    image_shape=st.one_of(
+        st.tuples(*[st.integers(-1, 9)] * 3),
+        st.lists(st.integers(1, 9)),
+        st.tuples(st.just(1), st.floats(1, 9), st.just(4)),
+    ),
+    bottleneck_size=st.integers(-1, 20),
+    skip=st.sampled_from([True, False, 1]),
+)
 def test_conv_autoencoder_constructor(image_shape, bottleneck_size, skip):
-    model = expect_aelab_error(lambda: aelab.ConvAutoencoder(image_shape, bottleneck_size, skip=skip),
-                               "image_shape", "bottleneck_size", "skip", "n=")
+    model = expect_aelab_error(
+        lambda: aelab.ConvAutoencoder(image_shape, bottleneck_size, skip=skip),
+        "image_shape",
+        "bottleneck_size",
+        "skip",
+        "n=",
+    )
     if model is not None:
         x = torch.zeros(2, math.prod(image_shape))
         assert model(x).shape == x.shape
@@ -246,9 +292,11 @@ def test_conv_autoencoder_constructor(image_shape, bottleneck_size, skip):
 @FAST
 @given(kind=st.sampled_from(["linear", "resnet", "vae"]), a=ARG, b=ARG, c=ARG)
 def test_other_model_constructors(kind, a, b, c):
-    build = {"linear": lambda: aelab.LinearAutoencoder(a, b),
-             "resnet": lambda: aelab.ResNetAutoencoder(a, b, hidden_size=c, blocks=1),
-             "vae": lambda: aelab.VAE(a, b, hidden_size=c, layers=1)}[kind]
+    build = {
+        "linear": lambda: aelab.LinearAutoencoder(a, b),
+        "resnet": lambda: aelab.ResNetAutoencoder(a, b, hidden_size=c, blocks=1),
+        "vae": lambda: aelab.VAE(a, b, hidden_size=c, layers=1),
+    }[kind]
     model = expect_aelab_error(build, "input_size", "bottleneck_size", "hidden_size")
     if model is not None:
         assert model(torch.zeros(2, a)).shape == (2, a)
@@ -276,25 +324,43 @@ def test_mmd(x, y):
     assume(x.dtype.kind != "b" and y.dtype.kind != "b")
     tx, ty = torch.as_tensor(x), torch.as_tensor(y)
     result = expect_aelab_error(lambda: aelab.mmd(tx, ty), "x", "y")
-    ok = (x.ndim == 2 and y.ndim == 2 and len(x) >= 2 and len(y) >= 2 and x.shape[1] == y.shape[1]
-          and x.dtype.kind in "iuf" and y.dtype.kind in "iuf"
-          and np.isfinite(x.astype(np.float64)).all() and np.isfinite(y.astype(np.float64)).all())
+    ok = (
+        x.ndim == 2
+        and y.ndim == 2
+        and len(x) >= 2
+        and len(y) >= 2
+        and x.shape[1] == y.shape[1]
+        and x.dtype.kind in "iuf"
+        and y.dtype.kind in "iuf"
+        and np.isfinite(x.astype(np.float64)).all()
+        and np.isfinite(y.astype(np.float64)).all()
+    )
     if result is None:
         return  # refused by aelab, naming x or y; a valid pair may overflow float32/float16
     assert ok and torch.isfinite(result)
     assert float(result) == pytest.approx(float(aelab.mmd(ty, tx)), rel=1e-4, abs=1e-5)
 
 
-CLIP = st.one_of(st.none(), st.tuples(st.sampled_from([-1.0, 0.0, 1.0, np.nan, None, np.inf]),
-                                      st.sampled_from([-1.0, 0.0, 1.0, np.nan, None, np.inf])),
-                 st.sampled_from(["ab", 1.0, (0.0,)]))
+CLIP = st.one_of(
+    st.none(),
+    st.tuples(
+        st.sampled_from([-1.0, 0.0, 1.0, np.nan, None, np.inf]),
+        st.sampled_from([-1.0, 0.0, 1.0, np.nan, None, np.inf]),
+    ),
+    st.sampled_from(["ab", 1.0, (0.0,)]),
+)
 
 
 @FAST
-@given(X=arrays(max_dims=3), sigma=st.sampled_from([0.0, 0.5, -1.0, np.nan, np.inf, "1", None]),
-       clip=CLIP)
+@given(
+    X=arrays(max_dims=3),
+    sigma=st.sampled_from([0.0, 0.5, -1.0, np.nan, np.inf, "1", None]),
+    clip=CLIP,
+)
 def test_corrupt(X, sigma, clip):
-    out = expect_aelab_error(lambda: data.corrupt(X, sigma, seed=0, clip=clip), "X", "sigma", "clip")
+    out = expect_aelab_error(
+        lambda: data.corrupt(X, sigma, seed=0, clip=clip), "X", "sigma", "clip"
+    )
     if out is None:
         return
     assert out.shape == X.shape and sigma in (0.0, 0.5)
@@ -322,9 +388,16 @@ def test_pca_fit(X, k):
 def _checkpoint_bytes() -> bytes:
     buffer = io.BytesIO()
     model = aelab.Autoencoder(3, 1, 4, 1)
-    torch.save({"format": "aelab-model", "version": 1, "class": "Autoencoder",
-                "init_args": dict(model.init_args),
-                "state_dict": {k: v.detach() for k, v in model.state_dict().items()}}, buffer)
+    torch.save(
+        {
+            "format": "aelab-model",
+            "version": 1,
+            "class": "Autoencoder",
+            "init_args": dict(model.init_args),
+            "state_dict": {k: v.detach() for k, v in model.state_dict().items()},
+        },
+        buffer,
+    )
     return buffer.getvalue()
 
 
@@ -332,11 +405,15 @@ CHECKPOINT = _checkpoint_bytes()
 
 
 @FAST
-@given(edit=st.one_of(
-    st.binary(max_size=200).map(lambda b: ("replace", b)),
-    st.integers(0, len(CHECKPOINT)).map(lambda n: ("truncate", n)),
-    st.tuples(st.integers(0, len(CHECKPOINT) - 1), st.integers(0, 255)).map(lambda p: ("flip", p)),
-))
+@given(
+    edit=st.one_of(
+        st.binary(max_size=200).map(lambda b: ("replace", b)),
+        st.integers(0, len(CHECKPOINT)).map(lambda n: ("truncate", n)),
+        st.tuples(st.integers(0, len(CHECKPOINT) - 1), st.integers(0, 255)).map(
+            lambda p: ("flip", p)
+        ),
+    )
+)
 def test_load_of_damaged_bytes(tmp_path_factory, edit):
     kind, arg = edit
     if kind == "replace":
@@ -357,15 +434,34 @@ def test_load_of_damaged_bytes(tmp_path_factory, edit):
 
 
 @FAST
-@given(init_args=st.dictionaries(
-    st.sampled_from(["input_size", "bottleneck_size", "hidden_size", "layers", "widths", "extra"]),
-    st.one_of(st.integers(-2, 10**9), st.lists(st.integers(-1, 5), max_size=50), st.text(max_size=3),
-              st.none(), st.floats(allow_nan=True)), max_size=5))
+@given(
+    init_args=st.dictionaries(
+        st.sampled_from(
+            ["input_size", "bottleneck_size", "hidden_size", "layers", "widths", "extra"]
+        ),
+        st.one_of(
+            st.integers(-2, 10**9),
+            st.lists(st.integers(-1, 5), max_size=50),
+            st.text(max_size=3),
+            st.none(),
+            st.floats(allow_nan=True),
+        ),
+        max_size=5,
+    )
+)
 def test_load_of_tampered_init_args(tmp_path_factory, init_args):
     model = aelab.Autoencoder(3, 1, 4, 1)
     path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    torch.save({"format": "aelab-model", "version": 1, "class": "Autoencoder", "init_args": init_args,
-                "state_dict": model.state_dict()}, path)
+    torch.save(
+        {
+            "format": "aelab-model",
+            "version": 1,
+            "class": "Autoencoder",
+            "init_args": init_args,
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )
     loaded = expect_aelab_error(lambda: aelab.load(path), str(path))
     if loaded is not None:
         x = torch.randn(5, 3)

@@ -58,10 +58,15 @@ def test_mmd_is_symmetric(kernel):
 def test_mmd_averages_zero_for_one_distribution(kernel):
     # unbiased: single estimates scatter around 0 (some negative), their mean is ~0
     g = torch.Generator().manual_seed(4)
-    values = torch.stack([mmd(torch.randn(50, 2, generator=g), torch.randn(50, 2, generator=g),
-                              kernel) for _ in range(200)])
-    shifted = float(mmd(torch.randn(50, 2, generator=g), torch.randn(50, 2, generator=g) + 0.5,
-                        kernel))
+    values = torch.stack(
+        [
+            mmd(torch.randn(50, 2, generator=g), torch.randn(50, 2, generator=g), kernel)
+            for _ in range(200)
+        ]
+    )
+    shifted = float(
+        mmd(torch.randn(50, 2, generator=g), torch.randn(50, 2, generator=g) + 0.5, kernel)
+    )
     assert (values < 0).any()
     assert abs(float(values.mean())) < 4 * float(values.std()) / math.sqrt(len(values))
     assert abs(float(values.mean())) < 0.05 * shifted
@@ -110,19 +115,25 @@ def test_mmd_promotes_integer_samples_to_float():
     y = torch.tensor([[1, 1], [0, 0], [2, 2]])
     value = mmd(x, y)
     assert value.dtype == torch.get_default_dtype()
-    assert float(value) == pytest.approx(_direct_mmd(x.double(), y.double(), "imq",
-                                                     DEFAULT_BANDWIDTHS), rel=1e-6)
+    assert float(value) == pytest.approx(
+        _direct_mmd(x.double(), y.double(), "imq", DEFAULT_BANDWIDTHS), rel=1e-6
+    )
 
 
 def test_mmd_accepts_bandwidths_as_arrays_and_numpy_numbers():
     g = torch.Generator().manual_seed(5)
     x, y = torch.randn(9, 2, generator=g), torch.randn(8, 2, generator=g) + 0.5
     expected = float(mmd(x, y, bandwidths=(0.5, 3.0)))
-    for bandwidths in (np.array([0.5, 3.0]), np.array([0.5, 3.0], dtype=np.float32),
-                       [np.float32(0.5), np.int64(3)], torch.tensor([0.5, 3.0])):
+    for bandwidths in (
+        np.array([0.5, 3.0]),
+        np.array([0.5, 3.0], dtype=np.float32),
+        [np.float32(0.5), np.int64(3)],
+        torch.tensor([0.5, 3.0]),
+    ):
         assert float(mmd(x, y, bandwidths=bandwidths)) == pytest.approx(expected, rel=1e-6)
     assert float(mmd(x, y, bandwidths=np.float64(0.5))) == pytest.approx(
-        float(mmd(x, y, bandwidths=0.5)), rel=1e-6)
+        float(mmd(x, y, bandwidths=0.5)), rel=1e-6
+    )
     with pytest.raises(ValueError, match=r"bandwidths must be 1-D, got an array of shape \(2, 1\)"):
         mmd(x, y, bandwidths=np.array([[0.5], [3.0]]))
     with pytest.raises(ValueError, match="every bandwidth must be a finite number > 0"):
@@ -152,7 +163,9 @@ def test_gaussian_reconstruction_is_gaussian_nll_up_to_a_constant():
     x_hat, x = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
     nll = -torch.distributions.Normal(x_hat, math.sqrt(0.5)).log_prob(x).sum(1).mean()
     constant = 5 * 0.5 * math.log(math.pi)  # d/2 log(2 pi sigma^2) with sigma^2 = 1/2
-    assert float(gaussian_reconstruction(x_hat, x)) == pytest.approx(float(nll) - constant, rel=1e-5)
+    assert float(gaussian_reconstruction(x_hat, x)) == pytest.approx(
+        float(nll) - constant, rel=1e-5
+    )
 
 
 def test_bernoulli_reconstruction_is_bernoulli_nll():
@@ -185,5 +198,6 @@ def test_mmd_refuses_complex_and_overflowing_samples():
     with pytest.raises(ValueError, match="squared distances overflow float32"):
         mmd(torch.full((3, 2), 1e30), torch.zeros(3, 2))
     # the same samples in float64 are fine
-    assert torch.isfinite(mmd(torch.full((3, 2), 1e30, dtype=torch.float64),
-                              torch.zeros(3, 2, dtype=torch.float64)))
+    assert torch.isfinite(
+        mmd(torch.full((3, 2), 1e30, dtype=torch.float64), torch.zeros(3, 2, dtype=torch.float64))
+    )

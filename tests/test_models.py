@@ -9,8 +9,9 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("widths, expected", [([20, 10], 563), ([50, 50], 5503),
-                                              ([50, 50, 50], 10603)])
+@pytest.mark.parametrize(
+    "widths, expected", [([20, 10], 563), ([50, 50], 5503), ([50, 50, 50], 10603)]
+)
 def test_parameter_counts_match_the_course_trainer(widths, expected):
     assert n_params(Autoencoder.from_widths(widths, bottleneck_size=1, input_size=2)) == expected
 
@@ -29,8 +30,9 @@ def test_autoencoder_structure_mirrors_the_encoder():
     assert len(Autoencoder(3, 1, hidden_size=4, layers=0).encoder) == 1
 
 
-@pytest.mark.parametrize("model", [Autoencoder(4, 2, 8, 2), Autoencoder.from_widths([6], 1, 4),
-                                   LinearAutoencoder(4, 3)])
+@pytest.mark.parametrize(
+    "model", [Autoencoder(4, 2, 8, 2), Autoencoder.from_widths([6], 1, 4), LinearAutoencoder(4, 3)]
+)
 def test_shapes_and_gradients(model):
     x = torch.randn(9, 4)
     z = model.encode(x)
@@ -41,13 +43,22 @@ def test_shapes_and_gradients(model):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(input_size=2, bottleneck_size=0), "bottleneck_size must be an int >= 1, got 0"),
-    (dict(input_size=2, bottleneck_size=3), r"bottleneck_size \(3\) must not exceed input_size \(2\)"),
-    (dict(input_size=2, bottleneck_size=1, hidden_size=0), "hidden_size must be an int >= 1, got 0"),
-    (dict(input_size=2, bottleneck_size=1, layers=-1), "layers must be an int >= 0, got -1"),
-    (dict(input_size=0, bottleneck_size=1), "input_size must be an int >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(input_size=2, bottleneck_size=0), "bottleneck_size must be an int >= 1, got 0"),
+        (
+            dict(input_size=2, bottleneck_size=3),
+            r"bottleneck_size \(3\) must not exceed input_size \(2\)",
+        ),
+        (
+            dict(input_size=2, bottleneck_size=1, hidden_size=0),
+            "hidden_size must be an int >= 1, got 0",
+        ),
+        (dict(input_size=2, bottleneck_size=1, layers=-1), "layers must be an int >= 0, got -1"),
+        (dict(input_size=0, bottleneck_size=1), "input_size must be an int >= 1, got 0"),
+    ],
+)
 def test_bad_sizes_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Autoencoder(**kwargs)
@@ -93,8 +104,11 @@ def test_two_aelab_model_classes_of_one_name_are_an_error():
     from aelab.models import MODEL_CLASSES, AutoencoderBase
 
     before = dict(MODEL_CLASSES)
-    with pytest.raises(TypeError, match=r"'LinearAutoencoder' is already registered by "
-                                        r"aelab\.models\.linear\.LinearAutoencoder"):
+    with pytest.raises(
+        TypeError,
+        match=r"'LinearAutoencoder' is already registered by "
+        r"aelab\.models\.linear\.LinearAutoencoder",
+    ):
         type("LinearAutoencoder", (AutoencoderBase,), {"__module__": "aelab.models.other"})
     assert MODEL_CLASSES == before
 
@@ -102,19 +116,24 @@ def test_two_aelab_model_classes_of_one_name_are_an_error():
 # --- issue 14, item 9: conflicting or ignored constructor arguments are errors -----------------------
 
 
-@pytest.mark.parametrize("kwargs", [dict(hidden_size="x"), dict(hidden_size=8), dict(layers=3),
-                                    dict(hidden_size=32, layers=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(hidden_size="x"), dict(hidden_size=8), dict(layers=3), dict(hidden_size=32, layers=2)],
+)
 def test_widths_with_hidden_size_or_layers_is_an_error(kwargs):
     with pytest.raises(ValueError, match=r"give either widths or hidden_size/layers, not both"):
         Autoencoder(2, 1, widths=[4], **kwargs)
 
 
-@pytest.mark.parametrize("widths, error, match", [
-    ("44", TypeError, "widths must be a sequence of ints"),
-    (4, TypeError, "widths must be a sequence of ints"),
-    ([4.0], TypeError, r"widths\[0\] must be an int"),
-    ([[4]], TypeError, r"widths\[0\] must be an int"),
-])
+@pytest.mark.parametrize(
+    "widths, error, match",
+    [
+        ("44", TypeError, "widths must be a sequence of ints"),
+        (4, TypeError, "widths must be a sequence of ints"),
+        ([4.0], TypeError, r"widths\[0\] must be an int"),
+        ([[4]], TypeError, r"widths\[0\] must be an int"),
+    ],
+)
 def test_widths_must_be_a_sequence_of_ints(widths, error, match):
     with pytest.raises(error, match=match):
         Autoencoder(2, 1, widths=widths)
@@ -125,8 +144,9 @@ def test_widths_accept_arrays_and_defaults_stay_the_documented_ones():
 
     assert Autoencoder(2, 1, widths=np.array([4, 3])).widths == [4, 3]
     assert Autoencoder(2, 1, widths=torch.tensor([4])).widths == [4]
-    assert Autoencoder(2, 1).init_args == dict(input_size=2, bottleneck_size=1, hidden_size=32,
-                                               layers=2)
+    assert Autoencoder(2, 1).init_args == dict(
+        input_size=2, bottleneck_size=1, hidden_size=32, layers=2
+    )
     assert Autoencoder(2, 1, None, None).widths == [32, 32]
     assert Autoencoder(2, 1, widths=[]).widths == []
 

@@ -16,8 +16,10 @@ ZOO = {
     "conv-flat": (lambda: ConvAutoencoder((1, 8, 8), 3), (64,)),
     "conv-image": (lambda: ConvAutoencoder((1, 8, 8), 3), (1, 8, 8)),
     "conv-skip": (lambda: ConvAutoencoder((1, 8, 8), 3, skip=True), (64,)),
-    "conv-rgb-odd": (lambda: ConvAutoencoder((3, 7, 5), 4, skip=True, channels=(4, 6, 8)),
-                     (3, 7, 5)),
+    "conv-rgb-odd": (
+        lambda: ConvAutoencoder((3, 7, 5), 4, skip=True, channels=(4, 6, 8)),
+        (3, 7, 5),
+    ),
     "vae": (lambda: aelab.VAE(6, 2, hidden_size=8, layers=2), (6,)),
 }
 
@@ -44,7 +46,9 @@ def test_gradients_reach_every_parameter(name):
     model.train()  # a VAE samples z in train mode, so its log-variance head gets gradients too
     x = torch.randn(16, *sample_shape)
     model(x).pow(2).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert not missing
 
 
@@ -64,8 +68,9 @@ def test_denoising_works_with_every_model(name):
     X = torch.rand(64, model.input_size)
     ds = aelab.data.Dataset(X)
     clean = aelab.train_autoencoder(_build(name)[0], ds, epochs=3, batch_size=16, progress=False)
-    noisy = aelab.train_autoencoder(model, ds, epochs=3, batch_size=16, noise_sigma=0.3,
-                                    test=ds, progress=False)
+    noisy = aelab.train_autoencoder(
+        model, ds, epochs=3, batch_size=16, noise_sigma=0.3, test=ds, progress=False
+    )
     assert noisy.config["noise_sigma"] == 0.3 and len(noisy.test_loss) == 3
     # same seed and model, so the only difference is the corrupted inputs
     assert noisy.step_loss[0] != clean.step_loss[0]
@@ -97,14 +102,18 @@ def test_resnet_blocks_are_residual():
 def test_resnet_without_blocks_is_linear():
     model = ResNetAutoencoder(4, 2, hidden_size=8, blocks=0)
     assert sum(p.numel() for p in model.parameters()) == sum(
-        p.numel() for p in aelab.LinearAutoencoder(4, 2).parameters())
+        p.numel() for p in aelab.LinearAutoencoder(4, 2).parameters()
+    )
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(blocks=-1), ValueError, "blocks must be an int >= 0, got -1"),
-    (dict(hidden_size=0), ValueError, "hidden_size must be an int >= 1, got 0"),
-    (dict(blocks=1.5), TypeError, "blocks must be an int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(blocks=-1), ValueError, "blocks must be an int >= 0, got -1"),
+        (dict(hidden_size=0), ValueError, "hidden_size must be an int >= 1, got 0"),
+        (dict(blocks=1.5), TypeError, "blocks must be an int"),
+    ],
+)
 def test_resnet_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         ResNetAutoencoder(4, 2, **kwargs)
@@ -113,14 +122,28 @@ def test_resnet_bad_arguments(kwargs, error, match):
 # --- conv ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n, k, s, p, d", [
-    (28, 3, 1, 1, 1), (28, 3, 2, 1, 1), (8, 3, 2, 1, 1), (7, 3, 2, 1, 1), (28, 5, 1, 0, 1),
-    (13, 4, 3, 2, 1), (16, 3, 1, 2, 2), (9, 2, 2, 0, 1), (5, 5, 1, 0, 1), (1, 3, 2, 1, 1),
-])
+@pytest.mark.parametrize(
+    "n, k, s, p, d",
+    [
+        (28, 3, 1, 1, 1),
+        (28, 3, 2, 1, 1),
+        (8, 3, 2, 1, 1),
+        (7, 3, 2, 1, 1),
+        (28, 5, 1, 0, 1),
+        (13, 4, 3, 2, 1),
+        (16, 3, 1, 2, 2),
+        (9, 2, 2, 0, 1),
+        (5, 5, 1, 0, 1),
+        (1, 3, 2, 1, 1),
+    ],
+)
 def test_conv_output_size_matches_torch(n, k, s, p, d):
     x = torch.zeros(1, 1, n, n + 1)
     conv = nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)
-    assert conv(x).shape[2:] == (conv_output_size(n, k, s, p, d), conv_output_size(n + 1, k, s, p, d))
+    assert conv(x).shape[2:] == (
+        conv_output_size(n, k, s, p, d),
+        conv_output_size(n + 1, k, s, p, d),
+    )
     if 2 * p <= k:  # torch's limit on max-pooling padding
         pool = nn.MaxPool2d(k, stride=s, padding=p, dilation=d)
         assert pool(x).shape[2] == conv_output_size(n, k, s, p, d)
@@ -172,11 +195,14 @@ def test_conv_without_skip_is_a_function_of_the_code():
         model.decode(z, [torch.zeros(4, 16, 4, 4)])
 
 
-@pytest.mark.parametrize("image_shape, match", [
-    ((8, 8), r"image_shape must be \(channels, height, width\), got \(8, 8\)"),
-    ((1, 0, 8), r"image_shape\[1\] must be an int >= 1, got 0"),
-    ("1x8x8", r"image_shape must be \(channels, height, width\)"),
-])
+@pytest.mark.parametrize(
+    "image_shape, match",
+    [
+        ((8, 8), r"image_shape must be \(channels, height, width\), got \(8, 8\)"),
+        ((1, 0, 8), r"image_shape\[1\] must be an int >= 1, got 0"),
+        ("1x8x8", r"image_shape must be \(channels, height, width\)"),
+    ],
+)
 def test_conv_bad_image_shape(image_shape, match):
     with pytest.raises(ValueError, match=match):
         ConvAutoencoder(image_shape, 2)
@@ -193,7 +219,9 @@ def test_conv_image_shape_must_match_the_data():
 
 
 def test_conv_other_bad_arguments():
-    with pytest.raises(ValueError, match=r"bottleneck_size \(65\) must not exceed input_size \(64\)"):
+    with pytest.raises(
+        ValueError, match=r"bottleneck_size \(65\) must not exceed input_size \(64\)"
+    ):
         ConvAutoencoder((1, 8, 8), 65)
     with pytest.raises(ValueError, match=r"channels\[1\] must be an int >= 1, got 0"):
         ConvAutoencoder((1, 8, 8), 2, channels=(4, 0))
@@ -225,8 +253,15 @@ def test_linear_autoencoder_reaches_pca_error(digits_split):
 
     with aelab.seeded(0):
         model = aelab.LinearAutoencoder(64, k)
-    aelab.train_autoencoder(model, train, epochs=1000, batch_size=len(train), lr=3e-2,
-                            lr_schedule="cosine", progress=False)
+    aelab.train_autoencoder(
+        model,
+        train,
+        epochs=1000,
+        batch_size=len(train),
+        lr=3e-2,
+        lr_schedule="cosine",
+        progress=False,
+    )
     ae_test = aelab.reconstruction_error(model, test.X)
     assert ae_test == pytest.approx(pca_error(test.X), rel=0.03)
     # PCA is the optimum on the training set: the AE can approach it, not beat it
@@ -247,12 +282,18 @@ def test_conv_skips_reconstruct_better_than_no_skips(digits_split):
 # --- issue 14: a constructor refuses a model too large to build, before allocating it --------------
 
 
-@pytest.mark.parametrize("build", [
-    lambda: aelab.Autoencoder(3, 1, 5, 2), lambda: aelab.Autoencoder.from_widths([20, 10], 1, 2),
-    lambda: aelab.LinearAutoencoder(5, 2), lambda: aelab.ResNetAutoencoder(2, 1, 64, 2),
-    lambda: aelab.VAE(64, 2, 32, 1), lambda: aelab.ConvAutoencoder((1, 8, 8), 4),
-    lambda: aelab.ConvAutoencoder((3, 28, 20), 2, skip=True, channels=(4, 8, 16)),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: aelab.Autoencoder(3, 1, 5, 2),
+        lambda: aelab.Autoencoder.from_widths([20, 10], 1, 2),
+        lambda: aelab.LinearAutoencoder(5, 2),
+        lambda: aelab.ResNetAutoencoder(2, 1, 64, 2),
+        lambda: aelab.VAE(64, 2, 32, 1),
+        lambda: aelab.ConvAutoencoder((1, 8, 8), 4),
+        lambda: aelab.ConvAutoencoder((3, 28, 20), 2, skip=True, channels=(4, 8, 16)),
+    ],
+)
 def test_parameter_count_guard_counts_exactly(build, monkeypatch):
     from aelab.models import _base
 
@@ -264,13 +305,16 @@ def test_parameter_count_guard_counts_exactly(build, monkeypatch):
         build()
 
 
-@pytest.mark.parametrize("build, name", [
-    (lambda: aelab.Autoencoder(2, 1, hidden_size=10**5), "hidden_size=100000"),
-    (lambda: aelab.LinearAutoencoder(10**12, 1), "input_size=1000000000000"),
-    (lambda: aelab.ResNetAutoencoder(2, 1, hidden_size=10**9), "hidden_size=1000000000"),
-    (lambda: aelab.VAE(10**6, 2, hidden_size=10**4), "input_size=1000000"),
-    (lambda: aelab.ConvAutoencoder((1, 10**5, 10**5), 2), r"image_shape=\[1, 100000, 100000\]"),
-])
+@pytest.mark.parametrize(
+    "build, name",
+    [
+        (lambda: aelab.Autoencoder(2, 1, hidden_size=10**5), "hidden_size=100000"),
+        (lambda: aelab.LinearAutoencoder(10**12, 1), "input_size=1000000000000"),
+        (lambda: aelab.ResNetAutoencoder(2, 1, hidden_size=10**9), "hidden_size=1000000000"),
+        (lambda: aelab.VAE(10**6, 2, hidden_size=10**4), "input_size=1000000"),
+        (lambda: aelab.ConvAutoencoder((1, 10**5, 10**5), 2), r"image_shape=\[1, 100000, 100000\]"),
+    ],
+)
 def test_huge_models_are_refused_naming_their_arguments(build, name):
     import time
 
@@ -280,9 +324,14 @@ def test_huge_models_are_refused_naming_their_arguments(build, name):
     assert time.perf_counter() - start < 0.5
 
 
-@pytest.mark.parametrize("build", [lambda: aelab.Autoencoder(2, 1, 1, 10**12),
-                                   lambda: aelab.VAE(2, 1, 1, 10**12),
-                                   lambda: aelab.ResNetAutoencoder(2, 1, 1, 10**12)])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: aelab.Autoencoder(2, 1, 1, 10**12),
+        lambda: aelab.VAE(2, 1, 1, 10**12),
+        lambda: aelab.ResNetAutoencoder(2, 1, 1, 10**12),
+    ],
+)
 def test_a_huge_layer_count_is_refused_without_building_a_list(build):
     with pytest.raises(ValueError, match="1000000000000"):
         build()

@@ -64,15 +64,23 @@ def _smallest_text_px(fig):
     fig.set_dpi(EMBED_DPI)
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
-    ticks = {id(label) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
-             for tick in axis.get_major_ticks() + axis.get_minor_ticks()
-             for label in (tick.label1, tick.label2)}  # off-view ticks are never drawn
+    ticks = {
+        id(label)
+        for ax in fig.axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+        for label in (tick.label1, tick.label2)
+    }  # off-view ticks are never drawn
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     scale = min(1.0, COLUMN_PX / (fig.get_figwidth() * EMBED_DPI))
     smallest = min(t.get_fontsize() for t in texts) * EMBED_DPI / 72 * scale
     box = fig.bbox.padded(1)
-    off = [t.get_text() for t in texts if id(t) not in ticks
-           and not all(box.contains(*corner) for corner in t.get_window_extent(renderer).corners())]
+    off = [
+        t.get_text()
+        for t in texts
+        if id(t) not in ticks
+        and not all(box.contains(*corner) for corner in t.get_window_extent(renderer).corners())
+    ]
     return smallest, off
 
 
@@ -82,23 +90,36 @@ def test_wide_figures_keep_legible_text_in_the_report():
 
     rng = np.random.default_rng(0)
     labels = list(range(10))
-    matrices = {f"panel {k}": rng.poisson(0.3, (10, 10)) + 300 * np.eye(10, dtype=int)
-                for k in range(4)}
+    matrices = {
+        f"panel {k}": rng.poisson(0.3, (10, 10)) + 300 * np.eye(10, dtype=int) for k in range(4)
+    }
     figures = {
         "four confusion matrices": plots.confusion_matrices(
-            matrices, labels, title="A long title: " + "real and reconstructed images " * 4),
+            matrices, labels, title="A long title: " + "real and reconstructed images " * 4
+        ),
         "ten-image grid": plots.image_grid(
-            {"original": torch.rand(10, 64), "reconstructed": torch.rand(10, 64)}, (1, 8, 8),
-            title="Digits", col_labels=labels,
-            cell_labels={"reconstructed": [str(k) for k in labels]}),
+            {"original": torch.rand(10, 64), "reconstructed": torch.rand(10, 64)},
+            (1, 8, 8),
+            title="Digits",
+            col_labels=labels,
+            cell_labels={"reconstructed": [str(k) for k in labels]},
+        ),
         "loss curves": plots.loss_curves(
-            {f"model {k}": History(train_loss=[1.0, 0.5], test_loss=[1.1, 0.6])
-             for k in range(3)}),
+            {f"model {k}": History(train_loss=[1.0, 0.5], test_loss=[1.1, 0.6]) for k in range(3)}
+        ),
     }
     for name, fig in figures.items():
         smallest, off = _smallest_text_px(fig)
         assert smallest >= 9.0, f"{name}: smallest text {smallest:.1f} px"
         assert not off, f"{name}: text beyond the figure's edge: {off}"
     # the four panels fill two rows of two, not one row of four
-    assert len({round(ax.get_position().y0, 2) for ax in figures["four confusion matrices"].axes
-                if ax.get_label() != "<colorbar>"}) == 2
+    assert (
+        len(
+            {
+                round(ax.get_position().y0, 2)
+                for ax in figures["four confusion matrices"].axes
+                if ax.get_label() != "<colorbar>"
+            }
+        )
+        == 2
+    )

@@ -42,14 +42,16 @@ def test_mmd2_is_aelab_mmd_with_median_bandwidths():
         expected = float(mmd(x, y, kernel=kernel, bandwidths=median_bandwidths(y)))
         assert mmd2(x, y, kernel=kernel) == pytest.approx(expected, rel=1e-5)
         assert mmd2(x, y, kernel=kernel, bandwidths=(0.5, 1.0)) == pytest.approx(
-            float(mmd(x, y, kernel=kernel, bandwidths=(0.5, 1.0))), rel=1e-5)
+            float(mmd(x, y, kernel=kernel, bandwidths=(0.5, 1.0))), rel=1e-5
+        )
 
 
 def test_mmd2_keeps_its_precision_far_from_the_origin():
     x, y = _normal(300, seed=1, shift=0.2), _normal(300, seed=2)
     # float64 oracle on the same (float32) points, with the same bandwidths
-    oracle = float(mmd((x + 1000).double(), (y + 1000).double(),
-                       bandwidths=median_bandwidths(y + 1000)))
+    oracle = float(
+        mmd((x + 1000).double(), (y + 1000).double(), bandwidths=median_bandwidths(y + 1000))
+    )
     assert mmd2(x + 1000, y + 1000) == pytest.approx(oracle, rel=1e-6)
     # and shifting both samples changes nothing (float32 arithmetic was off by ~30% here)
     assert mmd2(x + 1000, y + 1000) == pytest.approx(mmd2(x, y), rel=1e-3)
@@ -74,9 +76,13 @@ def test_mmd2_subsamples_reproducibly():
 
 def test_mmd2_bad_input():
     real = _normal(50)
-    with pytest.raises(ValueError, match="generated has 3 features per sample, expected 2; real has 2"):
+    with pytest.raises(
+        ValueError, match="generated has 3 features per sample, expected 2; real has 2"
+    ):
         mmd2(_normal(50, d=3), real)
-    with pytest.raises(ValueError, match="bandwidths must be 'median' or positive numbers, got 'mean'"):
+    with pytest.raises(
+        ValueError, match="bandwidths must be 'median' or positive numbers, got 'mean'"
+    ):
         mmd2(real, real, bandwidths="mean")
     with pytest.raises(ValueError, match="kernel must be one of"):
         mmd2(real, real, kernel="linear")
@@ -119,7 +125,9 @@ def test_coverage_known_cases():
 
 
 def test_coverage_bad_input():
-    with pytest.raises(ValueError, match="real has 3 samples; k=3 nearest neighbours need more than k"):
+    with pytest.raises(
+        ValueError, match="real has 3 samples; k=3 nearest neighbours need more than k"
+    ):
         coverage(_normal(10), _normal(3))
     with pytest.raises(ValueError, match="k must be an int >= 1, got 0"):
         coverage(_normal(10), _normal(10), k=0)
@@ -131,8 +139,9 @@ def test_coverage_bad_input():
 
 
 def test_distance_to_moons_is_exact_against_a_dense_curve():
-    points = torch.rand(500, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([4.0, 3.0]) \
-        - torch.tensor([1.5, 1.25])
+    points = torch.rand(500, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor(
+        [4.0, 3.0]
+    ) - torch.tensor([1.5, 1.25])
     curve = aelab.data.moons_curve(40_000)  # spacing pi / 19999 = 1.6e-4 along each moon
     brute, brute_moon = torch.cdist(points.double(), curve.double()).min(1)
     exact, moon = distance_to_moons(points)
@@ -151,7 +160,9 @@ def test_distance_to_moons_labels_like_make_moons():
 
 
 def test_moons_distance_grows_with_noise():
-    values = [moons_distance(aelab.data.moons(1000, noise=s, seed=0)) for s in (0.0, 0.05, 0.1, 0.2)]
+    values = [
+        moons_distance(aelab.data.moons(1000, noise=s, seed=0)) for s in (0.0, 0.05, 0.1, 0.2)
+    ]
     assert values[0] < 1e-6
     assert values[1] < values[2] < values[3]
     # Gaussian noise of sd s moves a point off a (locally straight) curve by |N(0, s^2)| on average
@@ -159,7 +170,9 @@ def test_moons_distance_grows_with_noise():
 
 
 def test_distance_to_moons_needs_2d_points():
-    with pytest.raises(ValueError, match="X has 3 features per sample, expected 2; two moons are 2-D"):
+    with pytest.raises(
+        ValueError, match="X has 3 features per sample, expected 2; two moons are 2-D"
+    ):
         distance_to_moons(torch.zeros(4, 3))
 
 
@@ -175,4 +188,11 @@ def test_sample_quality_collects_all_measures():
     assert q.moons_distance == pytest.approx(moons_distance(fake))
     assert (q.n_generated, q.n_real) == (200, 300)
     assert sample_quality(fake, real).moons_distance is None
-    assert set(q.to_dict()) == {"mmd2", "precision", "recall", "moons_distance", "n_generated", "n_real"}
+    assert set(q.to_dict()) == {
+        "mmd2",
+        "precision",
+        "recall",
+        "moons_distance",
+        "n_generated",
+        "n_real",
+    }

@@ -64,9 +64,13 @@ def test_moons_study_returns_tables_figures_and_numeric_findings(moons_result):
 
 
 def test_report_embeds_every_figure_and_escapes_text(tmp_path, moons_result):
-    evil = StudyResult("<script>alert(1)</script>", {"t": pd.DataFrame({"a<b": ["<i>x</i>"]})},
-                       {"f": titled_figure("<b>title</b>")}, ["1 < 2 & <b>bold</b>"],
-                       {"key": "<tag>"})
+    evil = StudyResult(
+        "<script>alert(1)</script>",
+        {"t": pd.DataFrame({"a<b": ["<i>x</i>"]})},
+        {"f": titled_figure("<b>title</b>")},
+        ["1 < 2 & <b>bold</b>"],
+        {"key": "<tag>"},
+    )
     path = report.write([moons_result, evil], tmp_path)
     html = path.read_text(encoding="utf-8")
     assert "<script>" not in html and "<b>bold</b>" not in html and "<i>x</i>" not in html
@@ -79,7 +83,8 @@ def test_report_embeds_every_figure_and_escapes_text(tmp_path, moons_result):
     assert pd.read_csv(tmp_path / "moons-autoencoder" / "errors.csv").shape[0] == 2
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["studies"]["moons-autoencoder"]["test_mse"] == pytest.approx(
-        moons_result.metrics["test_mse"])
+        moons_result.metrics["test_mse"]
+    )
     assert "torch" in metrics["versions"]
     assert not list(tmp_path.rglob("*.tmp"))
 
@@ -104,8 +109,10 @@ def test_interrupted_write_leaves_no_report(tmp_path, monkeypatch):
 
 
 def test_report_leads_with_each_studys_answer(tmp_path):
-    results = [StudyResult("first", findings=["a finding"], answer="answer one, p = 0.01"),
-               StudyResult("second", findings=["only a finding"])]
+    results = [
+        StudyResult("first", findings=["a finding"], answer="answer one, p = 0.01"),
+        StudyResult("second", findings=["only a finding"]),
+    ]
     html = report.write(results, tmp_path).read_text(encoding="utf-8")
     top = html.index('id="answers"')
     assert top < html.index('<section id="first"')
@@ -116,16 +123,23 @@ def test_report_leads_with_each_studys_answer(tmp_path):
 
 
 def test_tables_show_missing_values_as_a_dash_and_long_tables_in_part(tmp_path):
-    table = pd.DataFrame({"x": [1.0, np.nan], "count": pd.array([1, None], dtype="Int64"),
-                          "name": ["a", None], "p": [0.5, pd.NA]})
+    table = pd.DataFrame(
+        {
+            "x": [1.0, np.nan],
+            "count": pd.array([1, None], dtype="Int64"),
+            "name": ["a", None],
+            "p": [0.5, pd.NA],
+        }
+    )
     long = pd.DataFrame({"i": range(report.MAX_TABLE_ROWS + 25)})
-    html = report.write(StudyResult("t", {"missing": table, "long": long}), tmp_path) \
-        .read_text(encoding="utf-8")
+    html = report.write(StudyResult("t", {"missing": table, "long": long}), tmp_path).read_text(
+        encoding="utf-8"
+    )
     start = html.index('<section id="t">')
-    body = html[start:html.index("</section>", start)]
+    body = html[start : html.index("</section>", start)]
     assert "&lt;NA&gt;" not in body and "nan" not in body and "None" not in body
-    assert body.count("<td class=\"num\">–</td>") == 4
-    assert "<td class=\"num\">1</td>" in body  # the Int64 count keeps its integer form
+    assert body.count('<td class="num">–</td>') == 4
+    assert '<td class="num">1</td>' in body  # the Int64 count keeps its integer form
     assert body.count("<tr>") == 1 + 2 + 1 + report.MAX_TABLE_ROWS  # header rows + rows
     assert f"First {report.MAX_TABLE_ROWS} of {len(long)} rows" in body
     assert '<a href="t/long.csv">' in body
@@ -149,9 +163,12 @@ def test_each_figure_is_embedded_small_and_linked_to_its_full_size_png(tmp_path)
 
 
 def test_an_incomplete_report_says_so_at_the_top(tmp_path):
-    path = report.write([StudyResult("done", findings=["f"])], tmp_path,
-                        incomplete="1 of 3 studies finished; the run was interrupted.",
-                        not_run=["later", "last"])
+    path = report.write(
+        [StudyResult("done", findings=["f"])],
+        tmp_path,
+        incomplete="1 of 3 studies finished; the run was interrupted.",
+        not_run=["later", "last"],
+    )
     html = path.read_text(encoding="utf-8")
     assert html.index("Incomplete report") < html.index('id="answers"')
     assert "Not run: later, last." in html

@@ -52,14 +52,36 @@ def assert_identical(model, history, ref_model, ref_history):
 
 def alone(kind, train, *, seed=1, lr=3e-3, noise_sigma=None, test=None, batch_size=8):
     model = build(kind, seed)
-    history = train_autoencoder(model, train, epochs=EPOCHS, batch_size=batch_size, lr=lr,
-                                seed=seed, noise_sigma=noise_sigma, test=test, progress=False)
+    history = train_autoencoder(
+        model,
+        train,
+        epochs=EPOCHS,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        noise_sigma=noise_sigma,
+        test=test,
+        progress=False,
+    )
     assert len(history.step_loss) > 0 and history.train_loss[-1] < history.train_loss[0]
     return model, history
 
 
-def in_stack(kind, train, K, position, *, others=None, lrs=None, sigmas=None, seed=1, lr=3e-3,
-             noise_sigma=None, test=None, batch_size=8):
+def in_stack(
+    kind,
+    train,
+    K,
+    position,
+    *,
+    others=None,
+    lrs=None,
+    sigmas=None,
+    seed=1,
+    lr=3e-3,
+    noise_sigma=None,
+    test=None,
+    batch_size=8,
+):
     """Train the member (kind, seed, lr, noise) at ``position`` among K models; return it."""
     others = others or [kind] * K
     models = [build(others[k], 100 + k) for k in range(K)]
@@ -68,8 +90,17 @@ def in_stack(kind, train, K, position, *, others=None, lrs=None, sigmas=None, se
     sigmas = list(sigmas or [noise_sigma] * K)
     models[position], seeds[position] = build(kind, seed), seed
     lrs[position], sigmas[position] = lr, noise_sigma
-    histories = train_many(models, train, epochs=EPOCHS, batch_size=batch_size, lr=lrs,
-                           seeds=seeds, noise_sigma=sigmas, test=test, progress=False)
+    histories = train_many(
+        models,
+        train,
+        epochs=EPOCHS,
+        batch_size=batch_size,
+        lr=lrs,
+        seeds=seeds,
+        noise_sigma=sigmas,
+        test=test,
+        progress=False,
+    )
     return models[position], histories[position]
 
 
@@ -86,8 +117,10 @@ def test_broadcast_kernels_give_the_plain_loops_bits(kernel):
         A[:, 0] = 0.0  # a zero row: its products are +-0, and the loop's sum is +0
         expected = torch.bmm(A, B)
         out = torch.empty(70, cols, rows).transpose(1, 2)  # strided, as gradients are written
-        for result in (engine_stack.MATMULS[kernel](A, B),
-                       engine_stack.MATMULS[kernel](A, B, out=out)):
+        for result in (
+            engine_stack.MATMULS[kernel](A, B),
+            engine_stack.MATMULS[kernel](A, B, out=out),
+        ):
             assert torch.equal(result, expected)
             assert torch.equal(result.signbit(), expected.signbit())
         assert bool((expected == 0).any())  # zeros, some of them signed, were compared
@@ -95,14 +128,18 @@ def test_broadcast_kernels_give_the_plain_loops_bits(kernel):
 
 @pytest.mark.parametrize("with_test", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_member_is_bitwise_the_same_alone_and_in_any_stack(kind, with_test, rect, rect_test,
-                                                             monkeypatch):
+def test_a_member_is_bitwise_the_same_alone_and_in_any_stack(
+    kind, with_test, rect, rect_test, monkeypatch
+):
     test = rect_test if with_test else None
     used = set()  # K >= 64 multiplies tiny products with broadcast kernels of the same bits
     for name in ("outer",):
         real = engine_stack.MATMULS[name]
-        monkeypatch.setitem(engine_stack.MATMULS, name,
-                            lambda *a, _r=real, _n=name, **k: used.add(_n) or _r(*a, **k))
+        monkeypatch.setitem(
+            engine_stack.MATMULS,
+            name,
+            lambda *a, _r=real, _n=name, **k: used.add(_n) or _r(*a, **k),
+        )
     ref = alone(kind, rect, test=test)
     model, history = in_stack(kind, rect, 4, 2, test=test)
     assert history.config["ensemble_size"] == 4
@@ -117,9 +154,17 @@ def test_a_member_is_bitwise_the_same_alone_and_in_any_stack(kind, with_test, re
     ref = alone(kind, rect, noise_sigma=0.1, test=test)
     others = ["mlp", "linear", "resnet", kind, kind, kind, "mlp"]
     sigmas = [0.3, None, 0.2, 0.2, None, 0.05, 0.1]
-    model, history = in_stack(kind, rect, 7, 5, others=others, sigmas=sigmas,
-                              lrs=[1e-2, 1e-3, 5e-3, 1e-3, 3e-3, 3e-3, 1e-3],
-                              noise_sigma=0.1, test=test)
+    model, history = in_stack(
+        kind,
+        rect,
+        7,
+        5,
+        others=others,
+        sigmas=sigmas,
+        lrs=[1e-2, 1e-3, 5e-3, 1e-3, 3e-3, 3e-3, 1e-3],
+        noise_sigma=0.1,
+        test=test,
+    )
     noisy_peers = sum(o == kind and bool(s) for o, s in zip(others, sigmas))  # target included
     assert history.config["ensemble_size"] == noisy_peers >= 2
     assert_identical(model, history, *ref)
@@ -132,13 +177,22 @@ def test_invariance_holds_on_two_threads(monkeypatch):
     torch.set_num_threads(2)  # the autouse fixture restores the original count
     pairs = []
     real = engine_stack.MATMULS["pair"]
-    monkeypatch.setitem(engine_stack.MATMULS, "pair",
-                        lambda *a, **k: pairs.append(1) or real(*a, **k))
+    monkeypatch.setitem(
+        engine_stack.MATMULS, "pair", lambda *a, **k: pairs.append(1) or real(*a, **k)
+    )
     train, test = data.rectangle(32), data.rectangle(16, seed=1)
     ref = alone("wide", train, test=test, batch_size=16)
     assert pairs
-    model, history = in_stack("wide", train, 4, 3, lrs=[3e-3, 1e-3, 1e-2, 3e-3],
-                              sigmas=[0.2, None, None, None], test=test, batch_size=16)
+    model, history = in_stack(
+        "wide",
+        train,
+        4,
+        3,
+        lrs=[3e-3, 1e-3, 1e-2, 3e-3],
+        sigmas=[0.2, None, None, None],
+        test=test,
+        batch_size=16,
+    )
     assert_identical(model, history, *ref)
 
 
@@ -150,19 +204,29 @@ def test_matrix_vector_products_of_a_lone_model_match_its_stack(rect_test):
     assert_identical(model, history, *ref)
 
 
-def test_padded_batches_per_step_gathering_and_chunks_change_no_bits(rect, rect_test,
-                                                                     monkeypatch):
+def test_padded_batches_per_step_gathering_and_chunks_change_no_bits(rect, rect_test, monkeypatch):
     # batches of 7 get a zero row so that every member's products start on 16-byte boundaries
-    stack = engine_stack.Stack([engine_stack.stack_plan(build("mlp", 0))],
-                               [TrainConfig(epochs=1, batch_size=7)], torch.device("cpu"))
+    stack = engine_stack.Stack(
+        [engine_stack.stack_plan(build("mlp", 0))],
+        [TrainConfig(epochs=1, batch_size=7)],
+        torch.device("cpu"),
+    )
     assert stack.padded_rows(7) == 8 and stack.padded_rows(8) == 8
     ref = alone("mlp", rect, test=rect_test, batch_size=7, noise_sigma=0.1)
     # large data sets gather each batch on its own; large stacks are split into chunks
     monkeypatch.setattr(engine_stack, "EPOCH_GATHER_BYTES", 0)
     n_params = sum(p.numel() for p in build("mlp", 0).parameters())
     monkeypatch.setattr(engine_stack, "STACK_BYTES", int(5.5 * 16 * n_params))
-    model, history = in_stack("mlp", rect, 11, 9, test=rect_test, batch_size=7,
-                              noise_sigma=0.1, sigmas=[0.1, 0.2] * 5 + [0.1])
+    model, history = in_stack(
+        "mlp",
+        rect,
+        11,
+        9,
+        test=rect_test,
+        batch_size=7,
+        noise_sigma=0.1,
+        sigmas=[0.1, 0.2] * 5 + [0.1],
+    )
     assert history.config["ensemble_size"] == 5  # chunks of 6 and 5 members
     assert_identical(model, history, *ref)
     model, history = in_stack("mlp", rect, 11, 9, test=rect_test, batch_size=7)
@@ -187,5 +251,4 @@ def test_padded_batches_still_train_like_the_autograd_loop(kind):
             assert float((p - q).abs().max()) < 1e-6
             assert not torch.equal(p, r)  # it trained
     for field in ("train_loss", "test_loss", "step_loss"):
-        assert getattr(h_fast, field) == pytest.approx(getattr(h_slow, field), rel=1e-5,
-                                                       abs=1e-6)
+        assert getattr(h_fast, field) == pytest.approx(getattr(h_slow, field), rel=1e-5, abs=1e-6)

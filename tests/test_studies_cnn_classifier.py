@@ -73,7 +73,7 @@ def test_confusion_matrix_and_pairs_agree(digits_result):
     labels = list(r.tables["confusion matrix"].index)
     sym = C + C.T
     off = np.sort(sym[np.triu_indices(len(C), 1)])[::-1]
-    assert list(pairs["count"]) == list(off[:len(pairs)])
+    assert list(pairs["count"]) == list(off[: len(pairs)])
     assert len(pairs) == min(3, int((off > 0).sum()))
     for row in pairs.to_dict("records"):
         i, j = labels.index(row["label a"]), labels.index(row["label b"])
@@ -93,10 +93,7 @@ def test_knn_comparison_is_numbers_with_a_test(digits_result):
 
 
 def test_confused_pairs_ranks_symmetric_counts():
-    C = np.array([[9, 1, 0, 0],
-                  [3, 8, 0, 2],
-                  [0, 0, 5, 0],
-                  [0, 2, 1, 7]])
+    C = np.array([[9, 1, 0, 0], [3, 8, 0, 2], [0, 0, 5, 0], [0, 2, 1, 7]])
     pairs = confused_pairs(C, ["a", "b", "c", "d"])
     assert list(pairs["pair"]) == ["a/b", "b/d", "c/d"]
     assert list(pairs["count"]) == [4, 4, 1]
@@ -131,7 +128,7 @@ def test_runs_on_mnist_files(tmp_path):
         labels = np.arange(n) % 10
         images = rng.integers(0, 40, size=(n, 28, 28))
         for i, label in enumerate(labels):
-            images[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
         _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
     r = _run(dataset="mnist", mnist_root=tmp_path, epochs=2, ae_epochs=2)
@@ -145,17 +142,20 @@ def test_runs_on_mnist_files(tmp_path):
 # --- bad arguments ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(epochs=0), ValueError, "epochs must be an int >= 1, got 0"),
-    (dict(epochs=-3), ValueError, "epochs must be an int >= 1, got -3"),
-    (dict(epochs=2.5), TypeError, "epochs must be an int"),
-    (dict(seed=-1), ValueError, "seed must be an int >= 0, got -1"),
-    (dict(dataset="cifar"), ValueError, "dataset must be one of .*'cifar'"),
-    (dict(dataset="mnist"), ValueError, "needs mnist_root"),
-    (dict(epochz=3), ValueError, "unknown setting 'epochz'; valid settings: epochs, ae_epochs"),
-    (dict(val_share=1.0), ValueError, "val_share must be in"),
-    (dict(mnist_root="/nowhere"), ValueError, "dataset='digits'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(epochs=0), ValueError, "epochs must be an int >= 1, got 0"),
+        (dict(epochs=-3), ValueError, "epochs must be an int >= 1, got -3"),
+        (dict(epochs=2.5), TypeError, "epochs must be an int"),
+        (dict(seed=-1), ValueError, "seed must be an int >= 0, got -1"),
+        (dict(dataset="cifar"), ValueError, "dataset must be one of .*'cifar'"),
+        (dict(dataset="mnist"), ValueError, "needs mnist_root"),
+        (dict(epochz=3), ValueError, "unknown setting 'epochz'; valid settings: epochs, ae_epochs"),
+        (dict(val_share=1.0), ValueError, "val_share must be in"),
+        (dict(mnist_root="/nowhere"), ValueError, "dataset='digits'"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, error, match):
     with pytest.raises(error, match=match):
         cnn_classifier(**kwargs)

@@ -41,8 +41,12 @@ def test_decoded_curve_spans_the_codes_of_the_data():
     curve = common.decoded_curve(model, X, steps=11)
     assert curve.shape == (11, 2)
     # a linear decoder draws a straight segment from decode(low) to decode(high)
-    assert common.curve_length(curve) == pytest.approx(float((curve[-1] - curve[0]).norm()), rel=1e-5)
-    assert common.curve_length(torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0]])) == pytest.approx(6.0)
+    assert common.curve_length(curve) == pytest.approx(
+        float((curve[-1] - curve[0]).norm()), rel=1e-5
+    )
+    assert common.curve_length(torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0]])) == pytest.approx(
+        6.0
+    )
 
 
 def test_nearest_labels_names_the_closest_training_point():
@@ -131,8 +135,14 @@ def test_every_sequence_setting_refuses_a_bare_number_by_name():
                 dataclasses.replace(base, **{f.name: 3})
 
 
-@pytest.mark.parametrize("overrides, name", [(dict(n=0, epochs=1), "n"), (dict(epochs=0), "epochs"),
-                                             (dict(batch_size=0, epochs=1), "batch_size")])
+@pytest.mark.parametrize(
+    "overrides, name",
+    [
+        (dict(n=0, epochs=1), "n"),
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=0, epochs=1), "batch_size"),
+    ],
+)
 def test_moons_autoencoder_refuses_zero_by_name(overrides, name):
     from aelab.studies import moons_autoencoder
 

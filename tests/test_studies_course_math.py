@@ -82,8 +82,9 @@ def test_course_pitfall_is_dC_dz1_of_a_sigmoid_input(results):
     pitfalls = results["backprop-by-hand"].tables["course_pitfalls"]
     np.testing.assert_allclose(pitfalls["course"], pitfalls["course printed"], atol=5e-9)
     # the course's number is the gradient for x = sigmoid(z^1), as autograd computes it
-    np.testing.assert_allclose(pitfalls["course"], pitfalls["autograd dC/dz^1 if x = sigmoid(z^1)"],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        pitfalls["course"], pitfalls["autograd dC/dz^1 if x = sigmoid(z^1)"], atol=1e-12
+    )
     assert (pitfalls["course - autograd"].abs() > 0.02).all()
 
 
@@ -148,9 +149,18 @@ def test_conv_output_size_agrees_with_torch_on_random_layers():
         n = int(rng.integers(1, 40))
         if n + 2 * p < d * (k - 1) + 1:
             continue  # the kernel does not fit: conv_output_size raises, torch errors too
-        layer = (nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d) if kind == "conv"
-                 else nn.MaxPool2d(k, stride=s, padding=p, dilation=d))
+        layer = (
+            nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)
+            if kind == "conv"
+            else nn.MaxPool2d(k, stride=s, padding=p, dilation=d)
+        )
         expected = layer(torch.randn(1, 1, n, n)).shape[-1]
-        assert aelab.conv_output_size(n, k, stride=s, padding=p, dilation=d) == expected, \
-            (kind, n, k, s, p, d)
+        assert aelab.conv_output_size(n, k, stride=s, padding=p, dilation=d) == expected, (
+            kind,
+            n,
+            k,
+            s,
+            p,
+            d,
+        )
         checked += 1

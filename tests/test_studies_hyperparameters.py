@@ -30,8 +30,16 @@ from aelab.studies.moons import (
 from aelab.studies.moons_noise import noisy
 
 # a small grid: the default and one change per swept axis, trained briefly
-SMALL = dict(epochs=20, epoch_values=(10,), lrs=(1e-2,), schedules=(), hidden_sizes=(8,),
-             layer_counts=(), train_fractions=(0.5,), seeds=5)
+SMALL = dict(
+    epochs=20,
+    epoch_values=(10,),
+    lrs=(1e-2,),
+    schedules=(),
+    hidden_sizes=(8,),
+    layer_counts=(),
+    train_fractions=(0.5,),
+    seeds=5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,7 @@ def user_data(tmp_path_factory):
     """200 points near a curve in 3-D, written as a CSV with a header and loaded back."""
     rng = np.random.default_rng(0)
     t = rng.uniform(-1, 1, 200)
-    X = np.c_[t, t ** 2, np.sin(2 * t)] + 0.05 * rng.normal(size=(200, 3))
+    X = np.c_[t, t**2, np.sin(2 * t)] + 0.05 * rng.normal(size=(200, 3))
     path = tmp_path_factory.mktemp("data") / "curve.csv"
     np.savetxt(path, X, delimiter=",", header="a,b,c", comments="")
     return data.load(path)
@@ -61,8 +69,9 @@ def check_result(r, name):
     assert r.tables and all(not t.empty for t in r.tables.values())
     for fig in r.figures.values():
         check_figure(fig)
-    assert r.metrics and all(isinstance(v, (int, float)) and np.isfinite(v)
-                             for v in r.metrics.values())
+    assert r.metrics and all(
+        isinstance(v, (int, float)) and np.isfinite(v) for v in r.metrics.values()
+    )
 
 
 # --- hyperparameters ------------------------------------------------------------------------
@@ -76,14 +85,22 @@ def hyper(user_data):
 def test_hyperparameters_runs_on_user_data_and_reports_the_selected_setting(hyper, user_data):
     check_result(hyper, "hyperparameters")
     summary = hyper.tables["summary"].set_index("setting")
-    assert sorted(summary.index) == ["default", "epochs=10", "hidden_size=8", "lr=0.01",
-                                     "train_fraction=0.5"]
+    assert sorted(summary.index) == [
+        "default",
+        "epochs=10",
+        "hidden_size=8",
+        "lr=0.01",
+        "train_fraction=0.5",
+    ]
     assert (summary["n val"] == 5).all() and (summary["n test"] == 5).all()
     # selected on validation, reported on test
     best = summary["mean val"].idxmin()
     assert hyper.metrics["best_test_mse"] == pytest.approx(summary.loc[best, "mean test"])
-    assert summary.loc[best, "ci_low test"] < hyper.metrics["best_test_mse"] < summary.loc[
-        best, "ci_high test"]
+    assert (
+        summary.loc[best, "ci_low test"]
+        < hyper.metrics["best_test_mse"]
+        < summary.loc[best, "ci_high test"]
+    )
     # the training-set size is a subset of the user's training split (60% of 200 points)
     assert hyper.config["sizes"] == {1.0: 120, 0.5: 60}
     assert hyper.config["data"] == user_data.name
@@ -94,18 +111,37 @@ def hand_made_runs(val_best, fall_best=0.0, n=5):
     """A table like the sweep's: the default and lr=0.01, with chosen validation numbers."""
     rng = np.random.default_rng(1)
     rows = []
-    for label, lr, val, fall in (("default", 3e-3, 0.02, 0.0),
-                                 ("lr=0.01", 1e-2, val_best, fall_best)):
+    for label, lr, val, fall in (
+        ("default", 3e-3, 0.02, 0.0),
+        ("lr=0.01", 1e-2, val_best, fall_best),
+    ):
         for seed in range(n):
             v = val + 1e-4 * rng.normal()
-            rows.append(dict(setting=label, train_fraction=1.0, epochs=300, lr=lr,
-                             lr_schedule=None, hidden_size=32, layers=2, seed=seed, val_mse=v,
-                             test_mse=v * 0.9, val_fall=fall, pca_mse=0.1, mean_mse=0.5,
-                             diverged=False))
+            rows.append(
+                dict(
+                    setting=label,
+                    train_fraction=1.0,
+                    epochs=300,
+                    lr=lr,
+                    lr_schedule=None,
+                    hidden_size=32,
+                    layers=2,
+                    seed=seed,
+                    val_mse=v,
+                    test_mse=v * 0.9,
+                    val_fall=fall,
+                    pca_mse=0.1,
+                    mean_mse=0.5,
+                    diverged=False,
+                )
+            )
     table = pd.DataFrame(rows)
-    return Runs(table, [None] * len(table), [None] * len(table),
-                ["setting", "train_fraction", "epochs", "lr", "lr_schedule", "hidden_size",
-                 "layers"])
+    return Runs(
+        table,
+        [None] * len(table),
+        [None] * len(table),
+        ["setting", "train_fraction", "epochs", "lr", "lr_schedule", "hidden_size", "layers"],
+    )
 
 
 def test_hyperparameter_verdict_follows_the_numbers():
@@ -128,8 +164,9 @@ def test_hyperparameter_verdict_follows_the_numbers():
 def test_late_fall_compares_the_last_tenth_of_the_epochs_with_the_tenth_before():
     assert late_fall([1.0] * 99 + [5.0]) == pytest.approx(0.0)  # one spike: medians ignore it
     # a steady fall from 2 to 1: medians 2 - 94.5/99 (last 10) and 2 - 84.5/99 (the 10 before)
-    assert late_fall(list(np.linspace(2.0, 1.0, 100))) == pytest.approx(1 - 1.04545 / 1.14646,
-                                                                        abs=1e-4)
+    assert late_fall(list(np.linspace(2.0, 1.0, 100))) == pytest.approx(
+        1 - 1.04545 / 1.14646, abs=1e-4
+    )
     assert np.isnan(late_fall([1.0]))
 
 
@@ -176,9 +213,15 @@ def repro_runs(new_spread):
     n = 12
     same = 0.01 + 0.001 * rng.normal(size=n)
     new = 0.01 + new_spread * rng.normal(size=n)
-    table = pd.DataFrame({"seed": range(2 * n), "condition": ["same data, new seed"] * n
-                          + ["new data, new seed"] * n, "test_mse": np.r_[same, new],
-                          "val_fall": 0.0, "deviation": np.r_[same, new] * 3})
+    table = pd.DataFrame(
+        {
+            "seed": range(2 * n),
+            "condition": ["same data, new seed"] * n + ["new data, new seed"] * n,
+            "test_mse": np.r_[same, new],
+            "val_fall": 0.0,
+            "deviation": np.r_[same, new] * 3,
+        }
+    )
     return Runs(table, [None] * 2 * n, [None] * 2 * n, ["condition"])
 
 
@@ -187,8 +230,13 @@ def test_reproducibility_calls_a_spread_difference_only_when_levene_does():
     wide, equal = repro_runs(0.01), repro_runs(0.001)
     for runs, differs in ((wide, True), (equal, False)):
         t = runs.table
-        p = stats.levene(*(t.loc[t["condition"] == c, "test_mse"] for c in
-                           ("same data, new seed", "new data, new seed")), center="median").pvalue
+        p = stats.levene(
+            *(
+                t.loc[t["condition"] == c, "test_mse"]
+                for c in ("same data, new seed", "new data, new seed")
+            ),
+            center="median",
+        ).pvalue
         assert (p < 0.05) == differs
         answer = reproducibility_findings(runs, s)[1]
         assert ("spreads more with new data" in answer) == differs
@@ -223,9 +271,11 @@ def test_noise_shift_runs_on_user_data(user_data):
 def test_generic_ids_take_data_and_the_course_ids_are_their_presets(user_data, capsys):
     assert cli.main(["list"]) == 0
     listed = capsys.readouterr().out
-    for generic, course in (("hyperparameters", "moons-hyperparameters"),
-                            ("reproducibility", "moons-reproducibility"),
-                            ("noise-shift", "moons-noise-shift")):
+    for generic, course in (
+        ("hyperparameters", "moons-hyperparameters"),
+        ("reproducibility", "moons-reproducibility"),
+        ("noise-shift", "moons-noise-shift"),
+    ):
         assert REGISTRY[generic].data == "any" and generic in listed and course in listed
         assert REGISTRY[course].preset_of == generic and REGISTRY[course].data is None
     with pytest.raises(ValueError, match="pins the course's data"):

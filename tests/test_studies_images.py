@@ -13,9 +13,16 @@ from aelab.studies.images import load_images
 
 
 def test_image_grid_labels_rows_and_columns():
-    fig = plots.image_grid({"a": torch.rand(3, 16), "b": torch.rand(2, 16)}, (1, 4, 4),
-                           title="t", n=3, col_labels=["x", "y", "z"], cell_labels={"b": ["1", "2"]},
-                           xlabel="cols", ylabel="rows")
+    fig = plots.image_grid(
+        {"a": torch.rand(3, 16), "b": torch.rand(2, 16)},
+        (1, 4, 4),
+        title="t",
+        n=3,
+        col_labels=["x", "y", "z"],
+        cell_labels={"b": ["1", "2"]},
+        xlabel="cols",
+        ylabel="rows",
+    )
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
@@ -32,8 +39,10 @@ def test_dataset_errors_are_clear(tmp_path):
 
 
 def test_cli_missing_mnist_files_say_where_to_put_them(tmp_path, capsys):
-    assert main(["run", "denoising", "--mnist-root", str(tmp_path), "--out",
-                 str(tmp_path / "out")]) == 1
+    assert (
+        main(["run", "denoising", "--mnist-root", str(tmp_path), "--out", str(tmp_path / "out")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and str(tmp_path) in err
 

@@ -22,9 +22,11 @@ from aelab.studies import images_latent as latent
 reruns_module = importlib.import_module("aelab.studies.image_reruns")
 STUDIES = {"vae-vs-ae": vae_vs_ae, "denoising": denoising, "image-reruns": image_reruns}
 # small enough for seconds; the seeds are the fewest each study accepts
-TINY = {"vae-vs-ae": dict(epochs=8, seeds=2),
-        "denoising": dict(epochs=8, seeds=2, lr=1e-2, batch_size=32),
-        "image-reruns": dict(epochs=8, seeds=3, grid_size=4)}
+TINY = {
+    "vae-vs-ae": dict(epochs=8, seeds=2),
+    "denoising": dict(epochs=8, seeds=2, lr=1e-2, batch_size=32),
+    "image-reruns": dict(epochs=8, seeds=3, grid_size=4),
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def images(tmp_path_factory):
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 0.1, size=(100, 8, 8))
     for i in range(100):
-        X[i, 2 * (i % 4):2 * (i % 4) + 2, 1:7] = 0.9
+        X[i, 2 * (i % 4) : 2 * (i % 4) + 2, 1:7] = 0.9
     path = tmp_path_factory.mktemp("user") / "bars.npy"
     np.save(path, X.astype(np.float32))
     return data.load(path)
@@ -44,8 +46,10 @@ def results(images):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module fixtures run before conftest's per-test setting
     try:
-        return {name: func(quick=True, seed=0, data=images, **TINY[name])
-                for name, func in STUDIES.items()}
+        return {
+            name: func(quick=True, seed=0, data=images, **TINY[name])
+            for name, func in STUDIES.items()
+        }
     finally:
         torch.set_num_threads(threads)
 
@@ -85,14 +89,21 @@ def test_non_image_data_is_refused_naming_image_shape(func):
         func(data=flat)
 
 
-@pytest.mark.parametrize("func, bad, match", [
-    (vae_vs_ae, dict(epochs=0), "epochs"), (vae_vs_ae, dict(grid_size=1), "grid_size"),
-    (vae_vs_ae, dict(n_reference=5), "n_reference"), (vae_vs_ae, dict(seeds=1), "seeds"),
-    (denoising, dict(bottlenecks=()), "bottlenecks"), (denoising, dict(sigma=0.0), "sigma"),
-    (denoising, dict(bottlenecks=(2, 2)), "twice"),
-    (image_reruns, dict(seeds=2), "seeds"), (image_reruns, dict(lr=0.0), "lr"),
-    (vae_vs_ae, dict(epoch=5), "valid settings: epochs, batch_size"),
-])
+@pytest.mark.parametrize(
+    "func, bad, match",
+    [
+        (vae_vs_ae, dict(epochs=0), "epochs"),
+        (vae_vs_ae, dict(grid_size=1), "grid_size"),
+        (vae_vs_ae, dict(n_reference=5), "n_reference"),
+        (vae_vs_ae, dict(seeds=1), "seeds"),
+        (denoising, dict(bottlenecks=()), "bottlenecks"),
+        (denoising, dict(sigma=0.0), "sigma"),
+        (denoising, dict(bottlenecks=(2, 2)), "twice"),
+        (image_reruns, dict(seeds=2), "seeds"),
+        (image_reruns, dict(lr=0.0), "lr"),
+        (vae_vs_ae, dict(epoch=5), "valid settings: epochs, batch_size"),
+    ],
+)
 def test_bad_settings_are_refused(func, bad, match):
     with pytest.raises(ValueError, match=match):
         func(**bad)
@@ -126,7 +137,7 @@ def test_the_collapsed_control_and_real_images_frame_the_sample_quality(results)
 def test_denoising_noise_is_a_standard_deviation_not_a_variance(results):
     m = results["denoising"].metrics
     # 20 test images of 64 pixels: the variance is estimated within about 6% (one sd)
-    assert m["noise_variance"] == pytest.approx(0.3 ** 2, rel=0.2)
+    assert m["noise_variance"] == pytest.approx(0.3**2, rel=0.2)
     assert m["corrupted_mse"] == pytest.approx(m["noise_variance"], rel=0.01)
     assert m["corrupted_mse"] < 0.3 / 2  # what "variance 0.3" would give
 
@@ -190,15 +201,28 @@ def _noise(i):
 
 
 def _vae_tables(ae_mse, vae_mse, control_mmd):
-    rows = [{"model": m, "seed": s, "test_mse": mse + _noise(i)[s],
-             "gauss_nll": -10 + 100 * (mse + _noise(i)[s]), "code_std": 1.0,
-             "kl": 3.0 + _noise(i)[s], "recon_nll": 20.0 + _noise(i)[s],
-             "grid_step": 0.01 + _noise(i)[s] / 10, "random_step": 0.08 + _noise(i + 5)[s] / 10}
-            for i, (m, mse) in enumerate((("AE", ae_mse), ("VAE", vae_mse))) for s in range(5)]
+    rows = [
+        {
+            "model": m,
+            "seed": s,
+            "test_mse": mse + _noise(i)[s],
+            "gauss_nll": -10 + 100 * (mse + _noise(i)[s]),
+            "code_std": 1.0,
+            "kl": 3.0 + _noise(i)[s],
+            "recon_nll": 20.0 + _noise(i)[s],
+            "grid_step": 0.01 + _noise(i)[s] / 10,
+            "random_step": 0.08 + _noise(i + 5)[s] / 10,
+        }
+        for i, (m, mse) in enumerate((("AE", ae_mse), ("VAE", vae_mse)))
+        for s in range(5)
+    ]
     runs = Runs(pd.DataFrame(rows), [None] * 10, [None] * 10, ["model"])
     mmd = dict(zip((*latent._GENERATORS, latent.REAL), (0.3, 0.1, 0.15, control_mmd, 0.0)))
-    samples = [{"generator": g, "seed": s, "mmd2": v + _noise(i)[s] / 5, "precision": 1.0,
-                "recall": 0.0} for i, (g, v) in enumerate(mmd.items()) for s in range(5)]
+    samples = [
+        {"generator": g, "seed": s, "mmd2": v + _noise(i)[s] / 5, "precision": 1.0, "recall": 0.0}
+        for i, (g, v) in enumerate(mmd.items())
+        for s in range(5)
+    ]
     return runs, Runs(pd.DataFrame(samples), [None] * 25, [None] * 25, ["generator"])
 
 
@@ -220,17 +244,32 @@ def test_vae_vs_ae_verdicts_follow_the_numbers():
 
 def _denoising_tables(skip_mse, swap_mse, wrong_mse):
     rows = []
-    for i, (model, mse) in enumerate((("MLP AE", 0.045), ("conv AE", 0.05),
-                                      (latent.SKIP, skip_mse))):
+    for i, (model, mse) in enumerate(
+        (("MLP AE", 0.045), ("conv AE", 0.05), (latent.SKIP, skip_mse))
+    ):
         for s in range(5):
             swap = swap_mse if model == latent.SKIP else 0.1
-            rows.append({"model": model, "bottleneck": 2, "seed": s,
-                         "denoise_val": mse + _noise(i)[s], "denoise_mse": mse + _noise(i)[s],
-                         "mean_skips_mse": 0.06 + _noise(i + 3)[s],
-                         "code_swap_mse": swap + _noise(i + 6)[s], "zero_skips_mse": 0.18})
+            rows.append(
+                {
+                    "model": model,
+                    "bottleneck": 2,
+                    "seed": s,
+                    "denoise_val": mse + _noise(i)[s],
+                    "denoise_mse": mse + _noise(i)[s],
+                    "mean_skips_mse": 0.06 + _noise(i + 3)[s],
+                    "code_swap_mse": swap + _noise(i + 6)[s],
+                    "zero_skips_mse": 0.18,
+                }
+            )
     runs = Runs(pd.DataFrame(rows), [None] * 15, [None] * 15, ["model", "bottleneck"])
-    pitfall = pd.DataFrame({"seed": range(5), "bottleneck": 2, "right": skip_mse + _noise(2),
-                            "wrong": wrong_mse + _noise(9)})
+    pitfall = pd.DataFrame(
+        {
+            "seed": range(5),
+            "bottleneck": 2,
+            "right": skip_mse + _noise(2),
+            "wrong": wrong_mse + _noise(9),
+        }
+    )
     return runs, pitfall
 
 
@@ -240,8 +279,9 @@ def test_denoising_verdicts_follow_the_numbers():
     assert len(v["not_beating"]) == 0 and v["best"].setting == {"model": latent.SKIP}
     assert v["ablations"].loc["another image's code", "significant"]
     assert v["wrong_code"]["significant"] and v["wrong_code"]["diff"] > 0
-    findings, _ = latent.denoising_findings(runs, pitfall, latent.DenoisingSettings(), 0.09,
-                                            0.074, 0.09, 1000)
+    findings, _ = latent.denoising_findings(
+        runs, pitfall, latent.DenoisingSettings(), 0.09, 0.074, 0.09, 1000
+    )
     assert len(findings) > 2
 
     runs, pitfall = _denoising_tables(0.026, 0.026, 0.026)  # the code carries nothing
@@ -251,18 +291,24 @@ def test_denoising_verdicts_follow_the_numbers():
 
     v = latent.denoising_verdicts(runs, pitfall, corrupted_mse=0.04)  # the noisy input wins
     assert set(v["not_beating"]["model"]) == {"MLP AE", "conv AE"}
-    findings, answer = latent.denoising_findings(runs, pitfall, latent.DenoisingSettings(), 0.04,
-                                                 0.074, 0.09, 1000)
+    findings, answer = latent.denoising_findings(
+        runs, pitfall, latent.DenoisingSettings(), 0.04, 0.074, 0.09, 1000
+    )
     assert len(findings) == 2 and answer == findings[0]  # no comparison drawn
 
 
 def test_reruns_verdicts_follow_the_numbers():
-    runs = Runs(pd.DataFrame({"seed": [0, 1, 2], "test_mse": [0.030, 0.031, 0.032]}),
-                [None] * 3, [None] * 3, [])
+    runs = Runs(
+        pd.DataFrame({"seed": [0, 1, 2], "test_mse": [0.030, 0.031, 0.032]}),
+        [None] * 3,
+        [None] * 3,
+        [],
+    )
 
     def aligned(between, to_pca):
-        return pd.DataFrame({"kind": ["run vs run"] * 3 + ["run vs PCA"] * 3,
-                             "disparity": [*between, *to_pca]})
+        return pd.DataFrame(
+            {"kind": ["run vs run"] * 3 + ["run vs PCA"] * 3, "disparity": [*between, *to_pca]}
+        )
 
     v = reruns_module.verdicts(runs, aligned([0.1, 0.2, 0.15], [0.5, 0.6, 0.7]), 0.001)
     assert v["errors_differ"] and v["closer_than_pca"]
@@ -295,7 +341,7 @@ def test_denoising_runs_on_mnist_files(tmp_path):
         labels = np.arange(n) % 10
         images = rng.integers(0, 40, size=(n, 28, 28))
         for i, label in enumerate(labels):
-            images[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
         _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
     result = denoising(dataset="mnist", mnist_root=tmp_path, epochs=1, seeds=2)

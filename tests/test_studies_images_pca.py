@@ -60,8 +60,9 @@ def csv_data(tmp_path_factory):
     y = np.arange(150) % 3
     X = rng.normal(size=(150, 6)) + y[:, None] * np.array([2.0, -1.0, 0.5, 0, 0, 0])
     path = tmp_path_factory.mktemp("csv") / "points.csv"
-    np.savetxt(path, np.column_stack([X, y]), delimiter=",",
-               header="a,b,c,d,e,f,label", comments="")
+    np.savetxt(
+        path, np.column_stack([X, y]), delimiter=",", header="a,b,c,d,e,f,label", comments=""
+    )
     return data.load(path, label_column="label")
 
 
@@ -84,8 +85,12 @@ def test_ae_vs_pca_runs_on_a_user_csv_and_skips_sizes_the_data_cannot_take(csv_d
     assert list(errors["bottleneck"]) == [1, 2, 3]  # 8 >= the 6 features: skipped
     assert (errors["seeds"] == 5).all()
     assert (np.diff(errors["PCA test MSE"]) < 0).all()
-    assert set(errors["verdict"]) <= {"AE lower", "PCA lower", "indistinguishable",
-                                      "not converged at these settings; run --full"}
+    assert set(errors["verdict"]) <= {
+        "AE lower",
+        "PCA lower",
+        "indistinguishable",
+        "not converged at these settings; run --full",
+    }
     assert result.config["dataset"] == "user" and result.config["n_test"] == 30
     assert "reconstructions" not in result.figures  # no image_shape: no image figures
     assert len(result.figures["latent_views"].axes) == 3  # AE and PCA scatters + colour bar
@@ -105,8 +110,10 @@ def test_bottleneck_runs_on_labelled_user_images(image_files):
     _check_result(result, "bottleneck")
     forest = result.tables["errors and forest"]
     assert list(forest["bottleneck"]) == [2, 4] and (forest["seeds"] == 5).all()
-    assert ((forest["ci_low"] <= forest["forest accuracy on reconstructions"])
-            & (forest["forest accuracy on reconstructions"] <= forest["ci_high"])).all()
+    assert (
+        (forest["ci_low"] <= forest["forest accuracy on reconstructions"])
+        & (forest["forest accuracy on reconstructions"] <= forest["ci_high"])
+    ).all()
     pitfalls = result.tables["course pitfalls"]
     train, test = pitfalls.iloc[0], pitfalls.iloc[1]
     assert train["images"] == 90 and test["images"] == 30
@@ -139,28 +146,33 @@ def mnist_dir(tmp_path_factory):
         labels = np.arange(n) % 10
         images = rng.integers(0, 40, size=(n, 28, 28))
         for i, label in enumerate(labels):
-            images[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
         _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
         _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
     return root
 
 
-@pytest.mark.parametrize("func, extra", [(ae_vs_pca, {"bottlenecks": (2, 4)}),
-                                         (digits_bottleneck, BOTTLENECK_TINY)])
+@pytest.mark.parametrize(
+    "func, extra", [(ae_vs_pca, {"bottlenecks": (2, 4)}), (digits_bottleneck, BOTTLENECK_TINY)]
+)
 def test_studies_run_on_mnist_files(mnist_dir, func, extra):
     result = func(dataset="mnist", mnist_root=mnist_dir, **{**TINY, **extra})
     assert result.config["dataset"] == "mnist"
-    assert (result.config["n_train"], result.config["n_val"], result.config["n_test"]) == (80, 20, 40)
+    assert (result.config["n_train"], result.config["n_val"], result.config["n_test"]) == (
+        80,
+        20,
+        40,
+    )
     for key, fig in result.figures.items():
         _check_figure(key, fig)
 
 
 def test_cli_runs_ae_vs_pca_on_mnist(mnist_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    sets = [x for s in ("epochs=2", "seeds=5", "bottlenecks=2,3", "hidden_size=8")
-            for x in ("--set", s)]
-    assert main(["run", "ae-vs-pca", "--mnist-root", str(mnist_dir), "--out", str(out),
-                 *sets]) == 0
+    sets = [
+        x for s in ("epochs=2", "seeds=5", "bottlenecks=2,3", "hidden_size=8") for x in ("--set", s)
+    ]
+    assert main(["run", "ae-vs-pca", "--mnist-root", str(mnist_dir), "--out", str(out), *sets]) == 0
     assert "Report:" in capsys.readouterr().out
     text = html.unescape((out / "report.html").read_text())
     assert '"dataset": "mnist"' in text and '"n_train": 80' in text
@@ -174,16 +186,32 @@ NOISE = np.array([-2.0, -1.0, 0.0, 1.0, 2.0]) * 1e-3  # per seed, relative
 
 
 def _pca_runs(val, test, fall=0.0):
-    rows = [{"bottleneck": b, "seed": seed, "val_mse": v * (1 + e), "test_mse": t * (1 + e),
-             "late_fall": fall}
-            for b, v, t in zip(SIZES, val, test) for seed, e in enumerate(NOISE)]
+    rows = [
+        {
+            "bottleneck": b,
+            "seed": seed,
+            "val_mse": v * (1 + e),
+            "test_mse": t * (1 + e),
+            "late_fall": fall,
+        }
+        for b, v, t in zip(SIZES, val, test)
+        for seed, e in enumerate(NOISE)
+    ]
     return Runs(pd.DataFrame(rows), [None] * len(rows), [None] * len(rows), ["bottleneck"])
 
 
 def _pca_table(val, test):
-    return pd.DataFrame({"bottleneck": SIZES, "val_mse": val, "test_mse": test,
-                         "train_mse": test, "explained_variance": [0.3, 0.5, 0.7, 0.9],
-                         "mean_val_mse": 0.1, "mean_test_mse": 0.1})
+    return pd.DataFrame(
+        {
+            "bottleneck": SIZES,
+            "val_mse": val,
+            "test_mse": test,
+            "train_mse": test,
+            "explained_variance": [0.3, 0.5, 0.7, 0.9],
+            "mean_val_mse": 0.1,
+            "mean_test_mse": 0.1,
+        }
+    )
 
 
 def test_elbow_follows_the_stated_rule_not_the_plotted_range():
@@ -217,8 +245,9 @@ def test_ae_vs_pca_verdicts_follow_the_test_and_convergence():
     table = _pca_table(pca, pca)
 
     def verdicts(factor, fall=0.0):
-        return list(im.ae_vs_pca_table(_pca_runs(pca, [p * factor for p in pca], fall), table, s)
-                    ["verdict"])
+        return list(
+            im.ae_vs_pca_table(_pca_runs(pca, [p * factor for p in pca], fall), table, s)["verdict"]
+        )
 
     assert verdicts(0.9) == ["AE lower"] * 4
     assert verdicts(1.1) == ["PCA lower"] * 4
@@ -236,45 +265,78 @@ def test_ae_vs_pca_verdicts_follow_the_test_and_convergence():
 
 
 def _bottleneck_runs(accuracy, fall=0.0):
-    rows = [{"bottleneck": b, "seed": seed, "val_mse": 0.02, "test_mse": 0.02 * (1 + e),
-             "forest_accuracy": a + e, "forest_agreement": a + e, "synthetic_nearest": a + e,
-             "synthetic_confidence": 0.7 + e, "knn_accuracy": 0.8 + e, "late_fall": fall}
-            for b, a in zip((2, 8), accuracy) for seed, e in enumerate(NOISE * 10)]
+    rows = [
+        {
+            "bottleneck": b,
+            "seed": seed,
+            "val_mse": 0.02,
+            "test_mse": 0.02 * (1 + e),
+            "forest_accuracy": a + e,
+            "forest_agreement": a + e,
+            "synthetic_nearest": a + e,
+            "synthetic_confidence": 0.7 + e,
+            "knn_accuracy": 0.8 + e,
+            "late_fall": fall,
+        }
+        for b, a in zip((2, 8), accuracy)
+        for seed, e in enumerate(NOISE * 10)
+    ]
     return Runs(pd.DataFrame(rows), [None] * len(rows), [None] * len(rows), ["bottleneck"])
 
 
 # 1000 real test images, 950 labelled correctly (and as their nearest training image)
 CORRECT = np.r_[np.ones(950), np.zeros(50)]
-REFERENCE = {"n_test": 1000, "correct_test": 950, "real_accuracy": 0.95, "n_train": 3000,
-             "correct_train": 3000, "real_correct": CORRECT, "real_nearest": CORRECT,
-             "real_confidence": np.full(1000, 0.7) + np.linspace(-0.1, 0.1, 1000),
-             "chance": 0.1, "mean_test_mse": 0.07}
+REFERENCE = {
+    "n_test": 1000,
+    "correct_test": 950,
+    "real_accuracy": 0.95,
+    "n_train": 3000,
+    "correct_train": 3000,
+    "real_correct": CORRECT,
+    "real_nearest": CORRECT,
+    "real_confidence": np.full(1000, 0.7) + np.linspace(-0.1, 0.1, 1000),
+    "chance": 0.1,
+    "mean_test_mse": 0.07,
+}
 
 
 def test_bottleneck_verdicts_follow_the_test_and_convergence():
     s = im.BottleneckSettings(bottlenecks=(2, 8))
     tables = im.bottleneck_tables(_bottleneck_runs((0.8, 0.95)), REFERENCE, s)
-    assert list(tables["errors and forest"]["verdict"]) == ["lower on reconstructions",
-                                                           "indistinguishable"]
-    assert list(tables["synthetic"]["verdict"]) == ["lower than on real images",
-                                                    "indistinguishable"]
+    assert list(tables["errors and forest"]["verdict"]) == [
+        "lower on reconstructions",
+        "indistinguishable",
+    ]
+    assert list(tables["synthetic"]["verdict"]) == [
+        "lower than on real images",
+        "indistinguishable",
+    ]
     unconverged = im.bottleneck_tables(_bottleneck_runs((0.8, 0.95), fall=0.2), REFERENCE, s)
     assert unconverged["errors and forest"]["verdict"].iloc[0].startswith("not converged")
     higher = im.bottleneck_tables(_bottleneck_runs((0.99, 0.99)), REFERENCE, s)
     assert set(higher["errors and forest"]["verdict"]) == {"higher on reconstructions"}
     # the real images' own sampling error counts: with 40 of them, 0.8 is not told from 0.95
     few = {**REFERENCE, "real_correct": np.r_[np.ones(38), np.zeros(2)]}
-    assert im.bottleneck_tables(_bottleneck_runs((0.8, 0.95)), few, s)[
-        "errors and forest"]["verdict"].iloc[0] == "lower on reconstructions"
+    assert (
+        im.bottleneck_tables(_bottleneck_runs((0.8, 0.95)), few, s)["errors and forest"][
+            "verdict"
+        ].iloc[0]
+        == "lower on reconstructions"
+    )
     few = {**REFERENCE, "real_correct": np.r_[np.ones(8), np.zeros(2)]}
-    assert im.bottleneck_tables(_bottleneck_runs((0.85, 0.95)), few, s)[
-        "errors and forest"]["verdict"].iloc[0] == "indistinguishable"
+    assert (
+        im.bottleneck_tables(_bottleneck_runs((0.85, 0.95)), few, s)["errors and forest"][
+            "verdict"
+        ].iloc[0]
+        == "indistinguishable"
+    )
     # the course pitfall: 3000/3000 on training images vs 950/1000 held out
     pitfalls = tables["course pitfalls"]
     assert list(pitfalls["accuracy"]) == [1.0, 0.95]
     assert pitfalls["Fisher exact p (train vs test)"].iloc[0] < 0.05
-    same = im.bottleneck_tables(_bottleneck_runs((0.8, 0.95)),
-                                {**REFERENCE, "correct_train": 2860}, s)["course pitfalls"]
+    same = im.bottleneck_tables(
+        _bottleneck_runs((0.8, 0.95)), {**REFERENCE, "correct_train": 2860}, s
+    )["course pitfalls"]
     assert same["Fisher exact p (train vs test)"].iloc[0] > 0.05
     findings, answer = im.bottleneck_findings(_bottleneck_runs((0.8, 0.95)), REFERENCE, s)
     assert "80.0%" in answer and "95.0%" in answer
@@ -292,7 +354,8 @@ def test_versus_reference_is_scipys_one_sample_or_welch_t_test():
         assert row["p"] == pytest.approx(stats.ttest_1samp(values, 0.85).pvalue)
         assert row["difference"] == pytest.approx(values.mean() - 0.85)
         assert welch.loc[b, "p"] == pytest.approx(
-            stats.ttest_ind(values, sample, equal_var=False).pvalue)
+            stats.ttest_ind(values, sample, equal_var=False).pvalue
+        )
     assert (got["p_holm"] >= got["p"]).all()
 
 

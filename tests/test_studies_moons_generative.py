@@ -77,16 +77,19 @@ def test_registry_generic_id_and_course_presets():
         moons_mmd(data=data.moons(50))
 
 
-@pytest.mark.parametrize("cls, bad, match", [
-    (CodeGmmSettings, {"epochs": 0}, "epochs"),
-    (CodeGmmSettings, {"seeds": 1}, "seeds"),
-    (CodeGmmSettings, {"bottleneck": 0}, "bottleneck"),
-    (MoonsMmdSettings, {"kernels": ("gauss",)}, "kernels"),
-    (MoonsMmdSettings, {"weights": ()}, "weights"),
-    (MoonsMmdSettings, {"weights": (0.0,)}, "weights"),
-    (MoonsMmdSettings, {"batch_size": 1}, "batch_size"),
-    (MoonsMmdSettings, {"architecture": "cnn"}, "architecture"),
-])
+@pytest.mark.parametrize(
+    "cls, bad, match",
+    [
+        (CodeGmmSettings, {"epochs": 0}, "epochs"),
+        (CodeGmmSettings, {"seeds": 1}, "seeds"),
+        (CodeGmmSettings, {"bottleneck": 0}, "bottleneck"),
+        (MoonsMmdSettings, {"kernels": ("gauss",)}, "kernels"),
+        (MoonsMmdSettings, {"weights": ()}, "weights"),
+        (MoonsMmdSettings, {"weights": (0.0,)}, "weights"),
+        (MoonsMmdSettings, {"batch_size": 1}, "batch_size"),
+        (MoonsMmdSettings, {"architecture": "cnn"}, "architecture"),
+    ],
+)
 def test_bad_settings_are_refused(cls, bad, match):
     with pytest.raises(ValueError, match=match):
         cls(**bad)
@@ -103,13 +106,28 @@ def test_unknown_setting_lists_the_valid_names():
 def gmm_runs(ae_mmd2, pca_mmd2, late_drop=0.0, seeds=6) -> Runs:
     rng = np.random.default_rng(1)
     noise = lambda: 0.002 * rng.standard_normal(seeds)  # noqa: E731
-    table = pd.DataFrame({
-        "seed": range(seeds), "model": "autoencoder", "late_drop": late_drop,
-        "test_mse": 0.01, "mean_mse": 0.3, "ae_components": 4, "pca_components": 3,
-        "ae_unconverged": 0, "pca_unconverged": 0,
-        "ae_mmd2": ae_mmd2 + noise(), "pca_mmd2": pca_mmd2 + noise(), "real_mmd2": 0.0,
-        "ae_precision": 0.9 + noise(), "pca_precision": 0.7 + noise(), "real_precision": 0.95,
-        "ae_recall": 0.5 + noise(), "pca_recall": 0.1 + noise(), "real_recall": 0.95})
+    table = pd.DataFrame(
+        {
+            "seed": range(seeds),
+            "model": "autoencoder",
+            "late_drop": late_drop,
+            "test_mse": 0.01,
+            "mean_mse": 0.3,
+            "ae_components": 4,
+            "pca_components": 3,
+            "ae_unconverged": 0,
+            "pca_unconverged": 0,
+            "ae_mmd2": ae_mmd2 + noise(),
+            "pca_mmd2": pca_mmd2 + noise(),
+            "real_mmd2": 0.0,
+            "ae_precision": 0.9 + noise(),
+            "pca_precision": 0.7 + noise(),
+            "real_precision": 0.95,
+            "ae_recall": 0.5 + noise(),
+            "pca_recall": 0.1 + noise(),
+            "real_recall": 0.95,
+        }
+    )
     return Runs(table, [None] * seeds, [None] * seeds, [])
 
 
@@ -139,27 +157,56 @@ def mmd_runs(mse_2d, one_d_drop=0.0, steps_1d=700, seeds=6) -> Runs:
     """The 1-D bottleneck at test MSE 0.01; every 2-D model at ``mse_2d``."""
     rng = np.random.default_rng(2)
     rows = []
-    settings = [(1, "reconstruction", np.nan, np.nan), (2, "reconstruction", np.nan, np.nan),
-                (2, "mmd", 1.0, "imq"), (2, "mmd", 1.0, "rbf")]
+    settings = [
+        (1, "reconstruction", np.nan, np.nan),
+        (2, "reconstruction", np.nan, np.nan),
+        (2, "mmd", 1.0, "imq"),
+        (2, "mmd", 1.0, "rbf"),
+    ]
     for bottleneck, objective, weight, kernel in settings:
         model = _label(bottleneck, objective, weight, kernel)
         for seed in range(seeds):
             e = lambda: 0.0005 * rng.standard_normal()  # noqa: E731
-            rows.append({
-                "bottleneck": bottleneck, "objective": objective, "mmd_weight": weight,
-                "kernel": kernel, "seed": seed, "model": model,
-                "steps": steps_1d if bottleneck == 1 else 700,
-                "late_drop": one_d_drop if bottleneck == 1 else 0.0,
-                "test_mse": (0.01 if bottleneck == 1 else mse_2d) + e(),
-                "code_mmd2": (0.4 if objective == "reconstruction" else 0.01) + e(),
-                "val_sample_mmd2": (0.02 if kernel == "imq" else 0.05) + e(),
-                **{f"sample_{m}": v + e() for m, v in (("mmd2", 0.02), ("precision", 0.8),
-                                                       ("recall", 0.9), ("curve_distance", 0.1))},
-                **{f"real_{m}": v for m, v in (("mmd2", 0.0), ("precision", 0.95),
-                                               ("recall", 0.95), ("curve_distance", 0.08))}})
+            rows.append(
+                {
+                    "bottleneck": bottleneck,
+                    "objective": objective,
+                    "mmd_weight": weight,
+                    "kernel": kernel,
+                    "seed": seed,
+                    "model": model,
+                    "steps": steps_1d if bottleneck == 1 else 700,
+                    "late_drop": one_d_drop if bottleneck == 1 else 0.0,
+                    "test_mse": (0.01 if bottleneck == 1 else mse_2d) + e(),
+                    "code_mmd2": (0.4 if objective == "reconstruction" else 0.01) + e(),
+                    "val_sample_mmd2": (0.02 if kernel == "imq" else 0.05) + e(),
+                    **{
+                        f"sample_{m}": v + e()
+                        for m, v in (
+                            ("mmd2", 0.02),
+                            ("precision", 0.8),
+                            ("recall", 0.9),
+                            ("curve_distance", 0.1),
+                        )
+                    },
+                    **{
+                        f"real_{m}": v
+                        for m, v in (
+                            ("mmd2", 0.0),
+                            ("precision", 0.95),
+                            ("recall", 0.95),
+                            ("curve_distance", 0.08),
+                        )
+                    },
+                }
+            )
     table = pd.DataFrame(rows)
-    return Runs(table, [None] * len(table), [None] * len(table),
-                ["bottleneck", "objective", "mmd_weight", "kernel"])
+    return Runs(
+        table,
+        [None] * len(table),
+        [None] * len(table),
+        ["bottleneck", "objective", "mmd_weight", "kernel"],
+    )
 
 
 def test_mmd_verdicts_follow_the_numbers():

@@ -15,13 +15,20 @@ from aelab.experiments import Runs
 from aelab.studies import REGISTRY
 from aelab.studies import sheet6 as s6
 
-MINE = {"sheet6-architectures": s6.CourseSettings, "sheet6-pca": s6.PcaSettings,
-        "sheet6-decoder-curves": s6.DecoderCurveSettings}
+MINE = {
+    "sheet6-architectures": s6.CourseSettings,
+    "sheet6-pca": s6.PcaSettings,
+    "sheet6-decoder-curves": s6.DecoderCurveSettings,
+}
 TRAINING = ["sheet6-memorize", "sheet6-frozen-decoder", "sheet6-gd-vs-sgd"]
 IDS = [*MINE, *TRAINING]
 # figures where colour carries a value, so they need a colour bar
-COLOURED = {("sheet6-architectures", "codes"), ("sheet6-architectures", "code_contours"),
-            ("sheet6-decoder-curves", "curves"), ("sheet6-frozen-decoder", "codes")}
+COLOURED = {
+    ("sheet6-architectures", "codes"),
+    ("sheet6-architectures", "code_contours"),
+    ("sheet6-decoder-curves", "curves"),
+    ("sheet6-frozen-decoder", "codes"),
+}
 # small but with 5 seeds, so that the studies compare as they do at quick settings
 SMALL = dict(n=40, epochs=30, seeds=5, n_val=100, n_test=200)
 
@@ -31,9 +38,11 @@ def mine():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {"sheet6-architectures": s6.sheet6_architectures(**SMALL),
-                "sheet6-pca": s6.sheet6_pca(),  # the linear model is cheap: quick settings
-                "sheet6-decoder-curves": s6.sheet6_decoder_curves(**SMALL)}
+        return {
+            "sheet6-architectures": s6.sheet6_architectures(**SMALL),
+            "sheet6-pca": s6.sheet6_pca(),  # the linear model is cheap: quick settings
+            "sheet6-decoder-curves": s6.sheet6_decoder_curves(**SMALL),
+        }
     finally:
         torch.set_num_threads(threads)
 
@@ -171,7 +180,8 @@ def test_architectures_pitfall_table_is_computed_from_the_histories(mine):
     trials = result.tables["trials"]
     small = trials[trials["architecture"] == "small"]
     assert pitfalls.loc["small", "spread ratio"] == pytest.approx(
-        small["step spread / epoch spread"].mean())
+        small["step spread / epoch spread"].mean()
+    )
     assert (pitfalls["spread ratio"] > 1).all()  # batches scatter more than epoch means
     assert (pitfalls["seeds"] == SMALL["seeds"]).all()
 
@@ -195,7 +205,8 @@ def test_decoder_curves_decode_one_common_interval_covering_both_code_ranges(min
     both = curves.groupby(["architecture", "seed"])
     assert (both["code_low"].nunique() == 1).all() and (both["code_high"].nunique() == 1).all()
     assert curves["pieces per unit"].to_numpy() == pytest.approx(
-        (curves["pieces"] / (curves["code_high"] - curves["code_low"])).to_numpy())
+        (curves["pieces"] / (curves["code_high"] - curves["code_low"])).to_numpy()
+    )
     assert (curves.loc[curves["architecture"] == "PCA-like", "pieces"] == 1).all()
     # the interval holds the training codes of the initial model (the seed's weights)
     X = aelab.data.rectangle(SMALL["n"], seed=0).X
@@ -211,8 +222,9 @@ def test_decoder_curves_take_the_sheets_fixed_interval_also_from_the_command_lin
     from aelab.studies._base import parse_setting
 
     assert parse_setting(s6.DecoderCurveSettings, "interval=-2,2") == ("interval", (-2.0, 2.0))
-    result = s6.sheet6_decoder_curves(n=24, epochs=3, seeds=2, n_val=20, n_test=20,
-                                      interval=(-2.0, 2.0))
+    result = s6.sheet6_decoder_curves(
+        n=24, epochs=3, seeds=2, n_val=20, n_test=20, interval=(-2.0, 2.0)
+    )
     curves = result.tables["curves"]
     assert (curves["code_low"] == -2.0).all() and (curves["code_high"] == 2.0).all()
     assert result.config["interval"] == (-2.0, 2.0)
@@ -236,10 +248,21 @@ def _architecture_runs(means: dict, spread: float, fall: float = 0.0) -> Runs:
     for i, (arch, mean) in enumerate(means.items()):
         for seed in range(5):
             test = mean + noise[seed] + (wobble[seed] if i % 2 else -wobble[seed])
-            rows.append({"architecture": arch, "seed": seed, "train_mse": 0.5 * test,
-                         "val_mse": test, "test_mse": test, "mean_mse": 1.0, "pca_mse": 0.17,
-                         "pca_mse_train": 0.15, "fresh / train MSE": 2.0, "collapsed": False,
-                         "validation fall": fall})
+            rows.append(
+                {
+                    "architecture": arch,
+                    "seed": seed,
+                    "train_mse": 0.5 * test,
+                    "val_mse": test,
+                    "test_mse": test,
+                    "mean_mse": 1.0,
+                    "pca_mse": 0.17,
+                    "pca_mse_train": 0.15,
+                    "fresh / train MSE": 2.0,
+                    "collapsed": False,
+                    "validation fall": fall,
+                }
+            )
     return Runs(pd.DataFrame(rows), [None] * len(rows), [None] * len(rows), ["architecture"])
 
 
@@ -248,8 +271,12 @@ def test_architecture_verdicts_flip_when_the_numbers_change():
     apart = _architecture_runs({"small": 0.16, "big": 0.12, "PCA-like": 0.18}, 0.002)
     close = _architecture_runs({"small": 0.16, "big": 0.1601, "PCA-like": 0.18}, 0.002)
     apart_tests, close_tests = s6._ranking(apart)[1], s6._ranking(close)[1]
-    pair = lambda t: t[t["architecture_a"].isin(["small", "big"])  # noqa: E731
-                       & t["architecture_b"].isin(["small", "big"])].iloc[0]
+
+    def pair(t):
+        return t[
+            t["architecture_a"].isin(["small", "big"]) & t["architecture_b"].isin(["small", "big"])
+        ].iloc[0]
+
     assert pair(apart_tests)["significant"] and not pair(close_tests)["significant"]
     assert s6._ranking(apart)[0]["architecture"].tolist() == ["big", "small", "PCA-like"]
     answers = [s6.architectures_findings(r, s)[1] for r in (apart, close)]
@@ -264,13 +291,25 @@ def test_architecture_verdicts_flip_when_the_numbers_change():
 def _curve_runs(after_small: float, after_big: float) -> Runs:
     rows = []
     jitter = [0.0, 1.0, -1.0, 2.0, -2.0]
-    for arch, before, after in (("small", 24, after_small), ("big", 110, after_big),
-                                ("PCA-like", 1, 1)):
+    for arch, before, after in (
+        ("small", 24, after_small),
+        ("big", 110, after_big),
+        ("PCA-like", 1, 1),
+    ):
         for seed in range(5):
-            rows.append({"architecture": arch, "seed": seed, "code_low": -4.0, "code_high": 4.0,
-                         "pieces_before": before + (jitter[seed] if arch != "PCA-like" else 0),
-                         "pieces_after": after + (jitter[seed] / 2 if arch != "PCA-like" else 0),
-                         "distance_before": 1.0, "distance_after": 0.3, "validation fall": 0.0})
+            rows.append(
+                {
+                    "architecture": arch,
+                    "seed": seed,
+                    "code_low": -4.0,
+                    "code_high": 4.0,
+                    "pieces_before": before + (jitter[seed] if arch != "PCA-like" else 0),
+                    "pieces_after": after + (jitter[seed] / 2 if arch != "PCA-like" else 0),
+                    "distance_before": 1.0,
+                    "distance_after": 0.3,
+                    "validation fall": 0.0,
+                }
+            )
     return Runs(pd.DataFrame(rows), [None] * len(rows), [None] * len(rows), ["architecture"])
 
 
@@ -287,13 +326,21 @@ def test_pca_verdicts_flip_when_the_numbers_change():
     s = s6.PcaSettings()
 
     def runs(angle, ratio):
-        table = pd.DataFrame({"seed": range(5), "decoder_angle": angle + np.arange(5) * 0.01,
-                              "mse_over_pca": ratio + np.arange(5) * 1e-5,
-                              "validation fall": 0.0})
+        table = pd.DataFrame(
+            {
+                "seed": range(5),
+                "decoder_angle": angle + np.arange(5) * 0.01,
+                "mse_over_pca": ratio + np.arange(5) * 1e-5,
+                "validation fall": 0.0,
+            }
+        )
         return Runs(table, [None] * 5, [None] * 5, [])
 
-    assert s6.pca_verdicts(runs(0.1, 1.0), s) == {"converged": True, "same_subspace": True,
-                                                  "same_error": True}
+    assert s6.pca_verdicts(runs(0.1, 1.0), s) == {
+        "converged": True,
+        "same_subspace": True,
+        "same_error": True,
+    }
     assert not s6.pca_verdicts(runs(5.0, 1.0), s)["same_subspace"]
     assert not s6.pca_verdicts(runs(0.1, 1.05), s)["same_error"]
 
@@ -307,7 +354,8 @@ def test_principal_angle_ignores_sign_and_is_accurate_for_tiny_angles():
     assert s6.principal_angle([0.0, 2.0], [3.0, 0.0]) == pytest.approx(90.0)
     tiny = 1e-7
     assert s6.principal_angle([1.0, 0.0], [math.cos(tiny), math.sin(tiny)]) == pytest.approx(
-        math.degrees(tiny), rel=1e-6)
+        math.degrees(tiny), rel=1e-6
+    )
 
 
 def test_eigen_pca_matches_sklearn():

@@ -118,14 +118,25 @@ def test_memorize_counts_k_of_n_seeds_and_builds_the_network_by_hand(results):
 
 def test_memorize_verdict_follows_the_numbers():
     s = st.MemorizeSettings(n_points=(64,), widths=(8, 40, 64))
-    construction = pd.DataFrame([{"n_points": 64, "construction width": 63, "capacity bound": 31,
-                                  "construction MSE float32": 2e-10,
-                                  "construction MSE float64": 1e-27}]).set_index("n_points")
+    construction = pd.DataFrame(
+        [
+            {
+                "n_points": 64,
+                "construction width": 63,
+                "capacity bound": 31,
+                "construction MSE float32": 2e-10,
+                "construction MSE float64": 1e-27,
+            }
+        ]
+    ).set_index("n_points")
 
     def verdicts(mse_at_64, mse_at_40=(0.05,) * 5):
         mse = {8: [0.1] * 5, 40: mse_at_40, 64: mse_at_64}
-        rows = [{"n_points": 64, "width": w, "seed": k, "train_mse": m, "perfect": m < s.threshold}
-                for w in mse for k, m in enumerate(mse[w])]
+        rows = [
+            {"n_points": 64, "width": w, "seed": k, "train_mse": m, "perfect": m < s.threshold}
+            for w in mse
+            for k, m in enumerate(mse[w])
+        ]
         cells = st.memorize_cells(_runs(rows, ["n_points", "width"]), construction, s)
         return cells.set_index("width")["verdict"].to_dict()
 
@@ -137,10 +148,13 @@ def test_memorize_verdict_follows_the_numbers():
     assert verdicts([0.04] * 5, [1e-9] + [0.05] * 4)[40] == "seed-dependent"
     # a construction that does not reach the threshold decides nothing
     weak = construction.assign(**{"construction MSE float32": 1e-3})
-    rows = [{"n_points": 64, "width": 64, "seed": k, "train_mse": 0.04, "perfect": False}
-            for k in range(5)]
+    rows = [
+        {"n_points": 64, "width": 64, "seed": k, "train_mse": 0.04, "perfect": False}
+        for k in range(5)
+    ]
     assert st.memorize_cells(_runs(rows, ["n_points", "width"]), weak, s)["verdict"].tolist() == [
-        "undecided"]
+        "undecided"
+    ]
 
 
 # --- sheet6-frozen-decoder ---------------------------------------------------------------------
@@ -165,8 +179,12 @@ def test_frozen_decoder_stays_frozen_and_stages_are_paired_by_seed(results):
     result = results["sheet6-frozen-decoder"]
     runs = result.tables["runs"]
     stages = runs["stage"].unique().tolist()
-    assert stages == ["1st training", "encoder re-initialised", "encoder retrained",
-                      "best codes for the frozen decoder"]
+    assert stages == [
+        "1st training",
+        "encoder re-initialised",
+        "encoder retrained",
+        "best codes for the frozen decoder",
+    ]
     for stage in stages:
         assert sorted(runs.loc[runs["stage"] == stage, "seed"]) == [0, 1, 2]
     assert result.metrics["decoder_max_change"] == 0.0
@@ -179,21 +197,46 @@ def test_frozen_decoder_stays_frozen_and_stages_are_paired_by_seed(results):
 
 def test_frozen_decoder_findings_follow_the_numbers():
     s = st.FrozenDecoderSettings()
-    pitfalls = pd.DataFrame([
-        {"modules matched": 0, "parameter tensors": 8, "share of encoder weights changed": 0.0,
-         "training MSE before": 0.07, "training MSE after": 0.07},
-        {"modules matched": 4, "parameter tensors": 8, "share of encoder weights changed": 1.0,
-         "training MSE before": 0.07, "training MSE after": 0.9}])
+    pitfalls = pd.DataFrame(
+        [
+            {
+                "modules matched": 0,
+                "parameter tensors": 8,
+                "share of encoder weights changed": 0.0,
+                "training MSE before": 0.07,
+                "training MSE after": 0.07,
+            },
+            {
+                "modules matched": 4,
+                "parameter tensors": 8,
+                "share of encoder weights changed": 1.0,
+                "training MSE before": 0.07,
+                "training MSE after": 0.9,
+            },
+        ]
+    )
     noise = np.random.default_rng(0).normal(0, 0.004, size=(4, 5))  # seed-to-seed spread
 
     def findings(retrained_mse, fall=0.01, s=s):
         rows = []
-        for stage, mse in (("1st training", 0.14 + noise[0]),
-                           ("encoder re-initialised", 0.9 + noise[1]),
-                           ("encoder retrained", retrained_mse),
-                           ("best codes for the frozen decoder", 0.09 + noise[2])):
-            rows += [{"stage": stage, "seed": k, "train_mse": m, "test_mse": m, "late_fall": fall,
-                      "decoder_change": 0.0, "code_corr": 0.99} for k, m in enumerate(mse)]
+        for stage, mse in (
+            ("1st training", 0.14 + noise[0]),
+            ("encoder re-initialised", 0.9 + noise[1]),
+            ("encoder retrained", retrained_mse),
+            ("best codes for the frozen decoder", 0.09 + noise[2]),
+        ):
+            rows += [
+                {
+                    "stage": stage,
+                    "seed": k,
+                    "train_mse": m,
+                    "test_mse": m,
+                    "late_fall": fall,
+                    "decoder_change": 0.0,
+                    "code_corr": 0.99,
+                }
+                for k, m in enumerate(mse)
+            ]
         return " ".join(st.frozen_findings(_runs(rows, ["stage"]), pitfalls, s)[0])
 
     same = findings(0.14 + noise[3])
@@ -235,10 +278,23 @@ def test_gd_vs_sgd_ranking_follows_the_numbers():
     noise = np.random.default_rng(1).normal(0, 0.004, size=(3, 5))  # seed-to-seed spread
 
     def answer(gd, sgd, adam):
-        rows = [{"method": m, "seed": k, "steps": 1200, "train_mse": v, "loss_at_examples": v,
-                 "loss_at_seconds": v, "late_fall": 0.0}
-                for m, values in (("full-batch GD", gd), ("mini-batch SGD (8)", sgd),
-                                  ("Adam (8)", adam)) for k, v in enumerate(values)]
+        rows = [
+            {
+                "method": m,
+                "seed": k,
+                "steps": 1200,
+                "train_mse": v,
+                "loss_at_examples": v,
+                "loss_at_seconds": v,
+                "late_fall": 0.0,
+            }
+            for m, values in (
+                ("full-batch GD", gd),
+                ("mini-batch SGD (8)", sgd),
+                ("Adam (8)", adam),
+            )
+            for k, v in enumerate(values)
+        ]
         return st.gd_findings(_runs(rows, ["method"]), ref, s)[1]
 
     adam_wins = answer(0.6 + noise[0], 0.15 + noise[1], 0.09 + noise[2])

@@ -11,24 +11,37 @@ def test_mlp_rows_shapes_and_counts():
     table = aelab.summary(model, (2,))
     assert isinstance(table, ModelSummary)
     linears = [r for r in table.rows if r.kind == "Linear"]
-    assert [r.output_shape for r in linears] == [(-1, 20), (-1, 10), (-1, 1), (-1, 10), (-1, 20), (-1, 2)]
+    assert [r.output_shape for r in linears] == [
+        (-1, 20),
+        (-1, 10),
+        (-1, 1),
+        (-1, 10),
+        (-1, 20),
+        (-1, 2),
+    ]
     assert [r.params for r in linears] == [60, 210, 11, 20, 220, 42]
     assert table.total_params == table.trainable_params == 563  # the course's count
     assert sum(r.params for r in table.rows) == table.total_params
 
 
-@pytest.mark.parametrize("model, input_shape", [
-    (aelab.ConvAutoencoder((1, 8, 8), 2, skip=True), (1, 8, 8)),
-    (aelab.ConvAutoencoder((1, 28, 28), 4), 784),
-    (aelab.VAE(64, 2, hidden_size=32, layers=2), (64,)),
-    (aelab.ResNetAutoencoder(2, 1, hidden_size=16, blocks=2), 2),
-    (aelab.LinearAutoencoder(5, 2), [5]),
-])
+@pytest.mark.parametrize(
+    "model, input_shape",
+    [
+        (aelab.ConvAutoencoder((1, 8, 8), 2, skip=True), (1, 8, 8)),
+        (aelab.ConvAutoencoder((1, 28, 28), 4), 784),
+        (aelab.VAE(64, 2, hidden_size=32, layers=2), (64,)),
+        (aelab.ResNetAutoencoder(2, 1, hidden_size=16, blocks=2), 2),
+        (aelab.LinearAutoencoder(5, 2), [5]),
+    ],
+)
 def test_every_model_adds_up(model, input_shape):
     table = aelab.summary(model, input_shape)
     assert table.total_params == sum(p.numel() for p in model.parameters())
     assert sum(r.params for r in table.rows) == table.total_params
-    assert table.rows[-1].output_shape[1:] in {(model.input_size,), tuple(getattr(model, "image_shape", ()))}
+    assert table.rows[-1].output_shape[1:] in {
+        (model.input_size,),
+        tuple(getattr(model, "image_shape", ())),
+    }
 
 
 def test_conv_shapes_follow_the_encoder():
@@ -45,7 +58,9 @@ def test_str_is_a_printable_table():
     lines = text.splitlines()
     assert lines[0] == "Autoencoder on input [-1, 2]"
     assert lines[2].split() == ["Layer", "Type", "Output", "shape", "Params"]
-    assert any(line.split()[:2] == ["encoder.0", "Linear"] and line.endswith(" 60") for line in lines)
+    assert any(
+        line.split()[:2] == ["encoder.0", "Linear"] and line.endswith(" 60") for line in lines
+    )
     assert "Total params: 163" in text and "Non-trainable params: 0" in text
     assert repr(aelab.summary(aelab.LinearAutoencoder(2, 1), 2)).startswith("LinearAutoencoder")
 
@@ -63,7 +78,11 @@ def test_frozen_and_shared_layers_and_container_parameters():
     model = Odd()
     model.shared.bias.requires_grad_(False)
     table = aelab.summary(model, 3)
-    assert [(r.name, r.params) for r in table.rows] == [("shared", 12), ("shared", 0), ("(other)", 3)]
+    assert [(r.name, r.params) for r in table.rows] == [
+        ("shared", 12),
+        ("shared", 0),
+        ("(other)", 3),
+    ]
     assert table.total_params == 15 and table.trainable_params == 12
     assert "Non-trainable params: 3" in str(table)
 
@@ -86,14 +105,48 @@ def test_bad_input_shape():
         aelab.summary("model", (2,))
 
 
-@pytest.mark.parametrize("argv, first_line, total", [
-    (["--model", "autoencoder", "--input-size", "2", "--bottleneck", "1", "--hidden", "20",
-      "--layers", "2"], "Autoencoder on input [-1, 2]", "1,003"),
-    (["--model", "conv", "--image-shape", "1", "8", "8", "--bottleneck", "2", "--skip"],
-     "ConvAutoencoder on input [-1, 1, 8, 8]", "10,355"),
-    (["--model", "vae", "--input-size", "64", "--bottleneck", "2", "--hidden", "32", "--layers", "1"],
-     "VAE on input [-1, 64]", "4,420"),
-])
+@pytest.mark.parametrize(
+    "argv, first_line, total",
+    [
+        (
+            [
+                "--model",
+                "autoencoder",
+                "--input-size",
+                "2",
+                "--bottleneck",
+                "1",
+                "--hidden",
+                "20",
+                "--layers",
+                "2",
+            ],
+            "Autoencoder on input [-1, 2]",
+            "1,003",
+        ),
+        (
+            ["--model", "conv", "--image-shape", "1", "8", "8", "--bottleneck", "2", "--skip"],
+            "ConvAutoencoder on input [-1, 1, 8, 8]",
+            "10,355",
+        ),
+        (
+            [
+                "--model",
+                "vae",
+                "--input-size",
+                "64",
+                "--bottleneck",
+                "2",
+                "--hidden",
+                "32",
+                "--layers",
+                "1",
+            ],
+            "VAE on input [-1, 64]",
+            "4,420",
+        ),
+    ],
+)
 def test_cli_summary(argv, first_line, total, capsys):
     from aelab.cli import main
 
@@ -113,8 +166,11 @@ def test_cli_summary_of_a_saved_model_and_bad_input(tmp_path, capsys):
 
 
 def test_input_shape_that_does_not_fit_the_model_is_named():
-    with pytest.raises(ValueError, match=r"input_shape \(5,\) does not fit Autoencoder, whose "
-                                         r"input_size is 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"input_shape \(5,\) does not fit Autoencoder, whose "
+        r"input_size is 2",
+    ):
         aelab.summary(aelab.Autoencoder(2, 1), 5)
     with pytest.raises(ValueError, match=r"input_shape \(1, 8, 9\) does not fit ConvAutoencoder"):
         aelab.summary(aelab.ConvAutoencoder((1, 8, 8), 2), (1, 8, 9))

@@ -58,16 +58,43 @@ def test_the_example_runs_and_reports(tmp_path, capsys):
 
 def test_rerun_with_the_store_trains_nothing_and_gives_the_same_table(tmp_path, capsys):
     config, store = write(tmp_path, SMALL), tmp_path / "s.sqlite"
-    assert main(["sweep", str(config), "--store", str(store), "--out", str(tmp_path / "a"),
-                 "--no-progress"]) == 0
-    assert main(["sweep", str(config), "--store", str(store), "--out", str(tmp_path / "b"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(config),
+                "--store",
+                str(store),
+                "--out",
+                str(tmp_path / "a"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sweep",
+                str(config),
+                "--store",
+                str(store),
+                "--out",
+                str(tmp_path / "b"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Trained 12 trials, reused 0" in out and "Trained 0 trials, reused 12" in out
     a, b = (pd.read_csv(tmp_path / x / "sweep-small" / "trials.csv") for x in "ab")
     pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(aelab.Runs.load(store).table.drop(columns="seconds"),
-                                  a.drop(columns="seconds"), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        aelab.Runs.load(store).table.drop(columns="seconds"),
+        a.drop(columns="seconds"),
+        check_dtype=False,
+    )
 
 
 def test_status_says_what_is_done_and_missing(tmp_path, capsys):
@@ -79,33 +106,48 @@ def test_status_says_what_is_done_and_missing(tmp_path, capsys):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        aelab.sweep(lambda hidden_size: aelab.Autoencoder(2, 1, hidden_size, 1), train,
-                    grid={"hidden_size": [4, 8]}, seeds=2, stack_size=2, epochs=1,
-                    batch_size=32, store=store, progress=stop_after_first_stack)
+        aelab.sweep(
+            lambda hidden_size: aelab.Autoencoder(2, 1, hidden_size, 1),
+            train,
+            grid={"hidden_size": [4, 8]},
+            seeds=2,
+            stack_size=2,
+            epochs=1,
+            batch_size=32,
+            store=store,
+            progress=stop_after_first_stack,
+        )
     assert main(["sweep", "--status", str(store)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"2 of 4 trials of its last sweep done, 2 missing", out)
     assert "missing hidden_size=8: seeds 0, 1" in out
 
 
-@pytest.mark.parametrize("edit, match", [
-    (("layers = 1", "layer = 1"), r"line 8: \[model\] layer: unknown key; allowed: .*layers"),
-    (("layers = 1", "layers = \"one\""), r"line 8: \[model\] layers: must be an integer"),
-    (("hidden_size = [4, 8]\nlr = [0.003, 0.03]", ""), r"line 14: \[grid\]: the grid is empty"),
-    (("lr = [0.003, 0.03]", "lr = 0.003"), r"line 16: \[grid\] lr: must be a non-empty list"),
-    (("lr = [0.003, 0.03]", "lr = []"), r"line 16: \[grid\] lr: must be a non-empty list"),
-    (("lr = [0.003, 0.03]", "learning_rate = [0.1]"),
-     r"line 16: \[grid\] learning_rate: not a model argument or training setting; "
-     r"allowed: .*hidden_size.*lr"),
-    (("epochs = 3", "epochs = 3.5"), r"line 19: \[training\] epochs: must be an integer"),
-    (("seeds = 3", "seeds = 0"), r"line 2: seeds: must be >= 1"),
-    (("name = \"moons\"", "name = \"spirals\""), r"line 11: \[data\] name: unknown data"),
-    (("family = \"autoencoder\"", "family = \"gan\""), r"line 6: \[model\] family: unknown"),
-    (("stack_size = 3", "stacks = 3"), r"line 3: stacks: unknown key; allowed: title, seeds"),
-    (("[training]", "[training]\n[training]"), r"not valid TOML"),
-    (("n = 120", "n = 120\nlabel_column = \"y\""),
-     r"line 13: \[data\] label_column: only applies to data from a file"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (("layers = 1", "layer = 1"), r"line 8: \[model\] layer: unknown key; allowed: .*layers"),
+        (("layers = 1", 'layers = "one"'), r"line 8: \[model\] layers: must be an integer"),
+        (("hidden_size = [4, 8]\nlr = [0.003, 0.03]", ""), r"line 14: \[grid\]: the grid is empty"),
+        (("lr = [0.003, 0.03]", "lr = 0.003"), r"line 16: \[grid\] lr: must be a non-empty list"),
+        (("lr = [0.003, 0.03]", "lr = []"), r"line 16: \[grid\] lr: must be a non-empty list"),
+        (
+            ("lr = [0.003, 0.03]", "learning_rate = [0.1]"),
+            r"line 16: \[grid\] learning_rate: not a model argument or training setting; "
+            r"allowed: .*hidden_size.*lr",
+        ),
+        (("epochs = 3", "epochs = 3.5"), r"line 19: \[training\] epochs: must be an integer"),
+        (("seeds = 3", "seeds = 0"), r"line 2: seeds: must be >= 1"),
+        (('name = "moons"', 'name = "spirals"'), r"line 11: \[data\] name: unknown data"),
+        (('family = "autoencoder"', 'family = "gan"'), r"line 6: \[model\] family: unknown"),
+        (("stack_size = 3", "stacks = 3"), r"line 3: stacks: unknown key; allowed: title, seeds"),
+        (("[training]", "[training]\n[training]"), r"not valid TOML"),
+        (
+            ("n = 120", 'n = 120\nlabel_column = "y"'),
+            r"line 13: \[data\] label_column: only applies to data from a file",
+        ),
+    ],
+)
 def test_config_mistakes_name_the_key_and_line(tmp_path, capsys, edit, match):
     config = write(tmp_path, SMALL.replace(*edit))
     assert main(["sweep", str(config), "--out", str(tmp_path / "out")]) == 1
@@ -115,12 +157,13 @@ def test_config_mistakes_name_the_key_and_line(tmp_path, capsys, edit, match):
     assert not (tmp_path / "out").exists()  # nothing trained, no folder left behind
 
 
-def test_a_missing_dask_install_is_one_line_saying_how_to_install(tmp_path, capsys,
-                                                                   monkeypatch):
+def test_a_missing_dask_install_is_one_line_saying_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     config = write(tmp_path, SMALL)
-    assert main(["sweep", str(config), "--executor", "dask-local:2",
-                 "--out", str(tmp_path / "out")]) == 1
+    assert (
+        main(["sweep", str(config), "--executor", "dask-local:2", "--out", str(tmp_path / "out")])
+        == 1
+    )
     assert "pip install aelab[dask]" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

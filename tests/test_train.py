@@ -30,7 +30,7 @@ def test_history_has_one_entry_per_epoch_and_per_step(moons):
     assert all(a < b for a, b in zip(h.seconds, h.seconds[1:]))
     assert h.config["batch_size"] == 8 and h.config["model"] == "Autoencoder"
     # the epoch loss is the mean of that epoch's step losses
-    assert h.train_loss[1] == pytest.approx(sum(h.step_loss[steps:2 * steps]) / steps)
+    assert h.train_loss[1] == pytest.approx(sum(h.step_loss[steps : 2 * steps]) / steps)
 
 
 def test_full_batch_is_one_step_per_epoch(moons):
@@ -65,17 +65,21 @@ def test_same_seed_is_bit_identical_and_leaves_global_rng_alone(moons):
 
 def test_sgd_with_momentum_and_bad_momentum_for_adam(moons):
     train, _ = moons
-    h = train_autoencoder(small_model(), train, epochs=2, batch_size=8, optimizer="sgd",
-                          momentum=0.9, lr=1e-2)
+    h = train_autoencoder(
+        small_model(), train, epochs=2, batch_size=8, optimizer="sgd", momentum=0.9, lr=1e-2
+    )
     assert h.config["momentum"] == 0.9 and len(h.train_loss) == 2
     with pytest.raises(ValueError, match="momentum=0.9 only applies to optimizer='sgd'"):
         train_autoencoder(small_model(), train, epochs=1, batch_size=8, momentum=0.9)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("step", [1.0, 1.0, 0.1, 0.01]),
-    ("cosine", [1.0, 0.8535534, 0.5, 0.1464466]),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("step", [1.0, 1.0, 0.1, 0.01]),
+        ("cosine", [1.0, 0.8535534, 0.5, 0.1464466]),
+    ],
+)
 def test_lr_schedules(name, expected):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     schedule = SCHEDULES[name](opt, 4)
@@ -101,8 +105,9 @@ def test_denoising_corrupts_inputs_but_not_targets():
     noisy = aelab.LinearAutoencoder(2, 2)
     noisy.load_state_dict(clean.state_dict())
     h_clean = train_autoencoder(clean, ds, epochs=60, batch_size=64, lr=0.05, test=ds)
-    h_noisy = train_autoencoder(noisy, ds, epochs=60, batch_size=64, lr=0.05, test=ds,
-                                noise_sigma=0.5)
+    h_noisy = train_autoencoder(
+        noisy, ds, epochs=60, batch_size=64, lr=0.05, test=ds, noise_sigma=0.5
+    )
     assert h_clean.train_loss[-1] < 0.01  # a 2-2 linear AE learns the identity
     assert h_noisy.train_loss[-1] > 0.05  # it cannot undo the noise
     assert h_noisy.test_loss[-1] > 0.05  # the test inputs are corrupted too, the targets clean
@@ -139,16 +144,19 @@ def test_divergence_names_the_epoch_and_restores_the_weights(moons):
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(epochs=-1), ValueError, "epochs must be an int >= 0, got -1"),
-    (dict(batch_size=0), ValueError, "batch_size must be an int >= 1, got 0"),
-    (dict(lr=0.0), ValueError, "lr must be a finite number > 0"),
-    (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of .*'rmsprop'"),
-    (dict(lr_schedule="linear"), ValueError, "lr_schedule must be one of .*'linear'"),
-    (dict(freeze="middle"), ValueError, "freeze must be one of"),
-    (dict(noise_sigma=-0.1), ValueError, "noise_sigma must be a finite number >= 0"),
-    (dict(epochs=1.5), TypeError, "epochs must be an int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(epochs=-1), ValueError, "epochs must be an int >= 0, got -1"),
+        (dict(batch_size=0), ValueError, "batch_size must be an int >= 1, got 0"),
+        (dict(lr=0.0), ValueError, "lr must be a finite number > 0"),
+        (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of .*'rmsprop'"),
+        (dict(lr_schedule="linear"), ValueError, "lr_schedule must be one of .*'linear'"),
+        (dict(freeze="middle"), ValueError, "freeze must be one of"),
+        (dict(noise_sigma=-0.1), ValueError, "noise_sigma must be a finite number >= 0"),
+        (dict(epochs=1.5), TypeError, "epochs must be an int"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(moons, kwargs, error, match):
     train, _ = moons
     settings = dict(epochs=1, batch_size=8) | kwargs

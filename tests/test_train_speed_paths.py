@@ -36,15 +36,18 @@ def max_param_diff(a, b) -> float:
 
 
 @pytest.mark.parametrize("kind", ["mlp", "linear", "resnet"])
-@pytest.mark.parametrize("options", [
-    {},
-    {"noise_sigma": 0.2, "lr_schedule": "cosine", "weight_decay": 0.01},
-    {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01},
-    {"freeze": "encoder"},
-    {"reinit": "decoder", "lr_schedule": "step"},
-    {"batch_size": 64},  # full batch
-    {"batch_size": 16, "drop_last": False},  # a smaller last batch
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"noise_sigma": 0.2, "lr_schedule": "cosine", "weight_decay": 0.01},
+        {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01},
+        {"freeze": "encoder"},
+        {"reinit": "decoder", "lr_schedule": "step"},
+        {"batch_size": 64},  # full batch
+        {"batch_size": 16, "drop_last": False},  # a smaller last batch
+    ],
+)
 def test_hand_written_step_matches_the_autograd_loop(kind, options, rect):
     settings = dict(epochs=4, batch_size=8, seed=3) | options
     cfg = TrainConfig(**settings)
@@ -57,8 +60,9 @@ def test_hand_written_step_matches_the_autograd_loop(kind, options, rect):
     assert h_fast.examples_seen == h_slow.examples_seen
     assert (h_fast.config["path"], h_slow.config["path"]) == ("stack", "loop")
     differ = ("path", "objective")  # the paths, and a plain callable is a "custom" objective
-    assert ({k: v for k, v in h_fast.config.items() if k not in differ}
-            == {k: v for k, v in h_slow.config.items() if k not in differ})
+    assert {k: v for k, v in h_fast.config.items() if k not in differ} == {
+        k: v for k, v in h_slow.config.items() if k not in differ
+    }
     for field in ("train_loss", "test_loss", "step_loss"):
         fast_values, slow_values = getattr(h_fast, field), getattr(h_slow, field)
         assert len(fast_values) == len(slow_values) > 0
@@ -73,10 +77,12 @@ def test_fast_path_is_bit_reproducible_and_leaves_global_state_alone(rect):
     rng_before = torch.get_rng_state()
     threads = torch.get_num_threads()
     first, second = build("mlp"), build("mlp")
-    h1 = aelab.train_autoencoder(first, rect, epochs=3, batch_size=8, seed=5, noise_sigma=0.1,
-                                 progress=False)
-    h2 = aelab.train_autoencoder(second, rect, epochs=3, batch_size=8, seed=5, noise_sigma=0.1,
-                                 progress=False)
+    h1 = aelab.train_autoencoder(
+        first, rect, epochs=3, batch_size=8, seed=5, noise_sigma=0.1, progress=False
+    )
+    h2 = aelab.train_autoencoder(
+        second, rect, epochs=3, batch_size=8, seed=5, noise_sigma=0.1, progress=False
+    )
     assert h1.step_loss == h2.step_loss and h1.train_loss == h2.train_loss
     assert max_param_diff(first, second) == 0
     assert torch.equal(torch.get_rng_state(), rng_before)

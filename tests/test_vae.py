@@ -22,7 +22,10 @@ def test_encoder_outputs_mean_and_logvar():
 
 
 def test_reparameterize_has_the_posterior_moments():
-    mu, logvar = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.0, 2 * torch.log(torch.tensor(3.0))]])
+    mu, logvar = (
+        torch.tensor([[1.0, -2.0]]),
+        torch.tensor([[0.0, 2 * torch.log(torch.tensor(3.0))]]),
+    )
     z = VAE.reparameterize(mu.expand(20000, 2), logvar.expand(20000, 2))
     assert torch.allclose(z.mean(0), mu[0], atol=0.06)
     assert torch.allclose(z.std(0), torch.tensor([1.0, 3.0]), atol=0.06)
@@ -66,8 +69,10 @@ def test_vae_kl_equals_torch_distributions():
     assert float(gaussian_kl(mu, logvar)) == pytest.approx(float(expected), rel=1e-5)
 
 
-@pytest.mark.parametrize("likelihood, reconstruction", [("gaussian", gaussian_reconstruction),
-                                                        ("bernoulli", bernoulli_reconstruction)])
+@pytest.mark.parametrize(
+    "likelihood, reconstruction",
+    [("gaussian", gaussian_reconstruction), ("bernoulli", bernoulli_reconstruction)],
+)
 def test_objective_is_reconstruction_plus_beta_kl(likelihood, reconstruction):
     model = VAE(6, 2, hidden_size=8, layers=1, likelihood=likelihood)
     x = torch.rand(8, 6)
@@ -86,8 +91,9 @@ def test_train_vae_lowers_the_negative_elbo_and_records_settings():
     train, test = aelab.data.split(aelab.data.digits(), test_size=0.2, seed=0)
     with aelab.seeded(0):
         model = VAE(64, 2, hidden_size=64, layers=1)
-    history = aelab.train_vae(model, train, beta=0.5, epochs=10, batch_size=64, lr=3e-3,
-                              test=test, progress=False)
+    history = aelab.train_vae(
+        model, train, beta=0.5, epochs=10, batch_size=64, lr=3e-3, test=test, progress=False
+    )
     assert history.train_loss[-1] < 0.9 * history.train_loss[0]
     assert len(history.test_loss) == 10
     assert history.config["beta"] == 0.5 and history.config["objective"] == "vae"
@@ -104,8 +110,9 @@ def test_train_vae_is_reproducible():
     for _ in range(2):
         with aelab.seeded(1):
             model = VAE(6, 2, hidden_size=8, layers=1)
-        losses.append(aelab.train_vae(model, ds, epochs=2, batch_size=16, seed=3,
-                                      progress=False).step_loss)
+        losses.append(
+            aelab.train_vae(model, ds, epochs=2, batch_size=16, seed=3, progress=False).step_loss
+        )
     assert losses[0] == losses[1]
 
 
@@ -121,8 +128,9 @@ def test_auto_picks_gaussian_outside_unit_interval_and_keeps_it_on_save(tmp_path
 
 def test_explicit_likelihood_overrides_auto():
     model = VAE(6, 2, hidden_size=8, layers=1)
-    history = aelab.train_vae(model, _points(), likelihood="gaussian", epochs=1, batch_size=16,
-                              progress=False)
+    history = aelab.train_vae(
+        model, _points(), likelihood="gaussian", epochs=1, batch_size=16, progress=False
+    )
     assert history.config["likelihood"] == "gaussian" == model.likelihood
 
 
@@ -140,5 +148,7 @@ def test_bad_vae_arguments():
         aelab.train_vae(aelab.Autoencoder(6, 2), _points(), epochs=1, batch_size=16)
     assert model.likelihood == "auto"  # failed calls leave the model as it was
     bernoulli = VAE(6, 2, hidden_size=8, layers=1, likelihood="bernoulli")
-    with pytest.raises(ValueError, match="was built \\(or already trained\\) with likelihood='bernoulli'"):
+    with pytest.raises(
+        ValueError, match="was built \\(or already trained\\) with likelihood='bernoulli'"
+    ):
         aelab.train_vae(bernoulli, _points(), likelihood="gaussian", epochs=1, batch_size=16)

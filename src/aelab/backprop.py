@@ -53,8 +53,10 @@ ACTIVATIONS = tuple(_NUMPY_ACTIVATIONS)
 #   summed over the outputs (the course's C for one example, n = 1).
 # mse: C = 0.5 * sum_j (a_j - y_j)^2, so that dC/da = a - y without a factor 2.
 _NUMPY_LOSSES = {
-    "cross_entropy": (lambda a, y: float(-np.sum(y * np.log(a) + (1 - y) * np.log(1 - a))),
-                      lambda a, y: (a - y) / (a * (1 - a))),
+    "cross_entropy": (
+        lambda a, y: float(-np.sum(y * np.log(a) + (1 - y) * np.log(1 - a))),
+        lambda a, y: (a - y) / (a * (1 - a)),
+    ),
     "mse": (lambda a, y: float(0.5 * np.sum((a - y) ** 2)), lambda a, y: a - y),
 }
 _TORCH_LOSSES = {
@@ -209,8 +211,9 @@ def _as_array(name: str, value) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of numbers, got {value!r} ({err}).") from None
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values: {arr.tolist()}; "
-                         "pass finite numbers.")
+        raise ValueError(
+            f"{name} contains NaN or infinite values: {arr.tolist()}; pass finite numbers."
+        )
     return arr
 
 
@@ -227,13 +230,16 @@ def _as_vector(name: str, value, what: str) -> np.ndarray:
 def _validated_network(weights, biases, x, y):
     for name, seq in (("weights", weights), ("biases", biases)):
         if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray)):
-            raise TypeError(f"{name} must be a list with one entry per layer, "
-                            f"got {type(seq).__name__}.")
+            raise TypeError(
+                f"{name} must be a list with one entry per layer, got {type(seq).__name__}."
+            )
     if len(weights) == 0:
         raise ValueError("weights is empty; pass at least one matrix W^2.")
     if len(biases) != len(weights):
-        raise ValueError(f"biases has {len(biases)} entries but weights has {len(weights)}; "
-                         "pass one bias vector per weight matrix.")
+        raise ValueError(
+            f"biases has {len(biases)} entries but weights has {len(weights)}; "
+            "pass one bias vector per weight matrix."
+        )
     x = _as_vector("x", x, "one input example")
     y = _as_vector("y", y, "one target vector")
     Ws, bs = [], []
@@ -243,22 +249,30 @@ def _validated_network(weights, biases, x, y):
         W = _as_array(f"weights[{i}] (W^{layer})", W)
         if W.ndim != 2:
             hint = " If weights is a single matrix, wrap it in a list: [W]." if W.ndim == 1 else ""
-            raise ValueError(f"layer {layer}: weights[{i}] (W^{layer}) must be a 2-D matrix, "
-                             f"got shape {W.shape}.{hint}")
+            raise ValueError(
+                f"layer {layer}: weights[{i}] (W^{layer}) must be a 2-D matrix, "
+                f"got shape {W.shape}.{hint}"
+            )
         if W.shape[1] != fan_in:
-            raise ValueError(f"layer {layer}: weights[{i}] (W^{layer}) has shape {W.shape} but "
-                             f"{source}; W^{layer} needs {fan_in} columns.")
+            raise ValueError(
+                f"layer {layer}: weights[{i}] (W^{layer}) has shape {W.shape} but "
+                f"{source}; W^{layer} needs {fan_in} columns."
+            )
         b = _as_vector(f"biases[{i}] (b^{layer})", b, f"a vector of {W.shape[0]}")
         if b.shape[0] != W.shape[0]:
-            raise ValueError(f"layer {layer}: biases[{i}] (b^{layer}) has shape {b.shape} but "
-                             f"weights[{i}] (W^{layer}) has shape {W.shape}; b^{layer} needs "
-                             f"{W.shape[0]} entries.")
+            raise ValueError(
+                f"layer {layer}: biases[{i}] (b^{layer}) has shape {b.shape} but "
+                f"weights[{i}] (W^{layer}) has shape {W.shape}; b^{layer} needs "
+                f"{W.shape[0]} entries."
+            )
         Ws.append(W)
         bs.append(b)
         fan_in, source = W.shape[0], f"W^{layer} (weights[{i}]) has shape {W.shape}"
     if y.shape[0] != fan_in:
-        raise ValueError(f"output layer {len(Ws) + 1}: y has shape {y.shape} but {source}; "
-                         f"y needs {fan_in} entries.")
+        raise ValueError(
+            f"output layer {len(Ws) + 1}: y has shape {y.shape} but {source}; "
+            f"y needs {fan_in} entries."
+        )
     return Ws, bs, x, y
 
 
@@ -268,16 +282,22 @@ def _validated_activations(activation, n_layers: int) -> list[str]:
     if not isinstance(activation, Sequence):
         raise TypeError(f"activation must be a name or a list of names, got {activation!r}.")
     if len(activation) != n_layers:
-        raise ValueError(f"activation has {len(activation)} names but the network has {n_layers} "
-                         "layers; pass one name, or one per weight matrix.")
+        raise ValueError(
+            f"activation has {len(activation)} names but the network has {n_layers} "
+            "layers; pass one name, or one per weight matrix."
+        )
     return [check_choice(f"activation[{i}]", a, ACTIVATIONS) for i, a in enumerate(activation)]
 
 
 def _check_cross_entropy_domain(a_L, y, output_activation: str) -> None:
     if np.any((y < 0) | (y > 1)):
-        raise ValueError(f"loss='cross_entropy' needs targets y in [0, 1], got y = {y.tolist()}; "
-                         "use loss='mse' for other targets.")
+        raise ValueError(
+            f"loss='cross_entropy' needs targets y in [0, 1], got y = {y.tolist()}; "
+            "use loss='mse' for other targets."
+        )
     if np.any((a_L <= 0) | (a_L >= 1)):
-        raise ValueError(f"loss='cross_entropy' needs outputs a^L strictly inside (0, 1), but the "
-                         f"'{output_activation}' output layer gave {a_L.tolist()}; use a 'sigmoid' "
-                         "output layer or loss='mse'.")
+        raise ValueError(
+            f"loss='cross_entropy' needs outputs a^L strictly inside (0, 1), but the "
+            f"'{output_activation}' output layer gave {a_L.tolist()}; use a 'sigmoid' "
+            "output layer or loss='mse'."
+        )

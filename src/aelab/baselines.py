@@ -166,8 +166,10 @@ class PCA:
 def _check_model(model) -> None:
     for method in ("encode", "decode"):
         if not callable(getattr(model, method, None)):
-            raise TypeError(f"model must have encode() and decode() methods (an aelab model or a "
-                            f"fitted aelab.PCA), got {type(model).__name__} without {method}().")
+            raise TypeError(
+                f"model must have encode() and decode() methods (an aelab model or a "
+                f"fitted aelab.PCA), got {type(model).__name__} without {method}()."
+            )
 
 
 def _check_n_components(value):
@@ -182,8 +184,10 @@ def _check_random_state(value):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"random_state must be None or an int >= 0, got {value!r}; "
-                        "pass an int for reproducible mixtures and samples.")
+        raise TypeError(
+            f"random_state must be None or an int >= 0, got {value!r}; "
+            "pass an int for reproducible mixtures and samples."
+        )
     return check_int("random_state", value, 0)
 
 
@@ -230,16 +234,23 @@ class CodeSampler:
     (torch.Size([5, 2]), torch.Size([5, 1]))
     """
 
-    def __init__(self, model, n_components="bic", covariance_type: str = "full",
-                 random_state: int | None = None):
+    def __init__(
+        self,
+        model,
+        n_components="bic",
+        covariance_type: str = "full",
+        random_state: int | None = None,
+    ):
         self.model = model
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.random_state = random_state
 
     def __repr__(self) -> str:
-        return (f"CodeSampler({type(self.model).__name__}, n_components={self.n_components!r}, "
-                f"covariance_type={self.covariance_type!r}, random_state={self.random_state!r})")
+        return (
+            f"CodeSampler({type(self.model).__name__}, n_components={self.n_components!r}, "
+            f"covariance_type={self.covariance_type!r}, random_state={self.random_state!r})"
+        )
 
     def fit(self, X) -> CodeSampler:
         """Encode ``X`` (tensor, array or Dataset) and fit the mixture to its codes."""
@@ -257,15 +268,19 @@ class CodeSampler:
             raise ValueError(f"X must hold at least 2 samples to fit a mixture, got {len(X)}.")
         codes = encode(self.model, X)
         if codes.ndim != 2 or len(codes) != len(X):
-            raise ValueError(f"model.encode must return codes of shape [n_samples, bottleneck_size], "
-                             f"got {tuple(codes.shape)} for {len(X)} samples.")
+            raise ValueError(
+                f"model.encode must return codes of shape [n_samples, bottleneck_size], "
+                f"got {tuple(codes.shape)} for {len(X)} samples."
+            )
         codes = as_matrix("the model's codes", codes)
         n_samples = len(codes)
         if n_components == "bic":
             candidates = range(1, min(MAX_BIC_COMPONENTS, n_samples) + 1)
         elif n_components > n_samples:
-            raise ValueError(f"n_components ({n_components}) must not exceed the number of samples "
-                             f"({n_samples}); use fewer components or more data.")
+            raise ValueError(
+                f"n_components ({n_components}) must not exceed the number of samples "
+                f"({n_samples}); use fewer components or more data."
+            )
         else:
             candidates = [n_components]
 
@@ -276,8 +291,9 @@ class CodeSampler:
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore", ConvergenceWarning)
             for k in candidates:
-                gmm = GaussianMixture(k, covariance_type=self.covariance_type,
-                                      random_state=random_state).fit(Z)
+                gmm = GaussianMixture(
+                    k, covariance_type=self.covariance_type, random_state=random_state
+                ).fit(Z)
                 fits[k], bic[k] = gmm, float(gmm.bic(Z))
         best = min(bic, key=bic.get)
         if not fits[best].converged_:
@@ -285,7 +301,8 @@ class CodeSampler:
                 f"the Gaussian mixture with {best} components did not converge in "
                 f"{fits[best].max_iter} EM iterations; its samples may be poor. Try another "
                 "random_state, covariance_type='diag', or a fixed n_components.",
-                ConvergenceWarning, stacklevel=2,
+                ConvergenceWarning,
+                stacklevel=2,
             )
         self.gmm_ = fits[best]
         self.n_components_ = best

@@ -32,8 +32,10 @@ def save(model: nn.Module, path) -> Path:
     name = type(model).__name__
     if MODEL_CLASSES.get(name) is not type(model) or not hasattr(model, "init_args"):
         where = f"{type(model).__module__}.{type(model).__qualname__}"
-        raise TypeError(f"model must be an aelab model (one of {sorted(MODEL_CLASSES)}), "
-                        f"got {where}; save other modules with torch.save(model.state_dict()).")
+        raise TypeError(
+            f"model must be an aelab model (one of {sorted(MODEL_CLASSES)}), "
+            f"got {where}; save other modules with torch.save(model.state_dict())."
+        )
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -49,7 +51,9 @@ def save(model: nn.Module, path) -> Path:
 # the default cap on parameters aelab.load builds: 100 million (400 MB in float32), far
 # above any model in aelab's studies, far below what would exhaust a laptop
 MAX_PARAMETERS = 100_000_000
-_PICKLE_BYTES = 2**20  # room for the pickled init_args, names and tensor headers (~10 KB in practice)
+_PICKLE_BYTES = (
+    2**20
+)  # room for the pickled init_args, names and tensor headers (~10 KB in practice)
 _MAX_DEFLATE_RATIO = 1032  # deflate cannot compress better; a zip entry claiming more is damaged
 # constructor arguments that each add at least one stored tensor per unit (a layer, a block,
 # a width, a channel level): a file cannot declare more of them than it stores tensors
@@ -62,17 +66,23 @@ def _check_zip_sizes(path: Path, max_parameters: int) -> None:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"{path} is not an aelab model file (saved with aelab.save): {err}.") from None
+        raise ValueError(
+            f"{path} is not an aelab model file (saved with aelab.save): {err}."
+        ) from None
     for info in infos:
         if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
-            raise ValueError(f"{path} is damaged: entry {info.filename!r} claims {info.file_size:,} "
-                             f"bytes from {info.compress_size:,} compressed.")
+            raise ValueError(
+                f"{path} is damaged: entry {info.filename!r} claims {info.file_size:,} "
+                f"bytes from {info.compress_size:,} compressed."
+            )
     total = sum(info.file_size for info in infos)
     allowed = 8 * max_parameters + _PICKLE_BYTES  # float64 weights at the cap, and the pickle
     if total > allowed:
-        raise ValueError(f"{path} stores {total:,} bytes, more than max_parameters={max_parameters:,} "
-                         f"allows ({allowed:,}); if you trust the file, pass a larger "
-                         "max_parameters.")
+        raise ValueError(
+            f"{path} stores {total:,} bytes, more than max_parameters={max_parameters:,} "
+            f"allows ({allowed:,}); if you trust the file, pass a larger "
+            "max_parameters."
+        )
 
 
 def _check_state_dict(path: Path, state_dict: dict, max_parameters: int) -> None:
@@ -82,20 +92,27 @@ def _check_state_dict(path: Path, state_dict: dict, max_parameters: int) -> None
         if not isinstance(key, str):
             raise ValueError(f"{path} is damaged: state_dict key {key!r} is not a string.")
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{path} is damaged: state_dict[{key!r}] is a "
-                             f"{type(value).__name__}, not a tensor.")
+            raise ValueError(
+                f"{path} is damaged: state_dict[{key!r}] is a {type(value).__name__}, not a tensor."
+            )
         if not value.is_floating_point():
-            raise ValueError(f"{path} is damaged: {key} has dtype {value.dtype}; aelab models hold "
-                             "real floating-point weights.")
+            raise ValueError(
+                f"{path} is damaged: {key} has dtype {value.dtype}; aelab models hold "
+                "real floating-point weights."
+            )
         stored = value.untyped_storage().nbytes() // max(value.element_size(), 1)
         if value.numel() > stored:
-            raise ValueError(f"{path} is damaged: {key} has shape {tuple(value.shape)}, "
-                             f"{value.numel()} values but only {stored} stored (a broadcast view).")
+            raise ValueError(
+                f"{path} is damaged: {key} has shape {tuple(value.shape)}, "
+                f"{value.numel()} values but only {stored} stored (a broadcast view)."
+            )
         total += value.numel()
     if total > max_parameters:
-        raise ValueError(f"{path} holds {total:,} parameters, more than "
-                         f"max_parameters={max_parameters:,}; pass max_parameters={total} if you "
-                         "trust the file.")
+        raise ValueError(
+            f"{path} holds {total:,} parameters, more than "
+            f"max_parameters={max_parameters:,}; pass max_parameters={total} if you "
+            "trust the file."
+        )
 
 
 def _check_structure(path: Path, init_args: dict, n_tensors: int) -> None:
@@ -108,23 +125,31 @@ def _check_structure(path: Path, init_args: dict, n_tensors: int) -> None:
         else:
             continue  # the constructor says what is wrong with it
         if count > n_tensors:
-            raise ValueError(f"{path} is damaged: its init_args declare {said}, but the file stores "
-                             f"only {n_tensors} tensors, fewer than that many layers need.")
+            raise ValueError(
+                f"{path} is damaged: its init_args declare {said}, but the file stores "
+                f"only {n_tensors} tensors, fewer than that many layers need."
+            )
 
 
 def _compare_shapes(path: Path, cls, init_args: dict, expected: dict, stored: dict) -> None:
-    where = f"{path}: its state_dict does not match {cls.__name__}(" + \
-        ", ".join(f"{k}={v!r}" for k, v in init_args.items()) + ")"
+    where = (
+        f"{path}: its state_dict does not match {cls.__name__}("
+        + ", ".join(f"{k}={v!r}" for k, v in init_args.items())
+        + ")"
+    )
     missing = [k for k in expected if k not in stored]
     unexpected = [k for k in stored if k not in expected]
     if missing or unexpected:
-        parts = ([f"Missing key(s): {', '.join(missing[:5])}"] if missing else []) + \
-                ([f"Unexpected key(s): {', '.join(unexpected[:5])}"] if unexpected else [])
+        parts = ([f"Missing key(s): {', '.join(missing[:5])}"] if missing else []) + (
+            [f"Unexpected key(s): {', '.join(unexpected[:5])}"] if unexpected else []
+        )
         raise ValueError(f"{where}: {'; '.join(parts)}.")
     for key, shape in expected.items():
         if tuple(stored[key].shape) != shape:
-            raise ValueError(f"{where}: size mismatch for {key}: the file stores "
-                             f"{tuple(stored[key].shape)}, the model needs {shape}.")
+            raise ValueError(
+                f"{where}: size mismatch for {key}: the file stores "
+                f"{tuple(stored[key].shape)}, the model needs {shape}."
+            )
 
 
 def load(path, device="cpu", *, max_parameters: int = MAX_PARAMETERS) -> nn.Module:
@@ -169,23 +194,32 @@ def load(path, device="cpu", *, max_parameters: int = MAX_PARAMETERS) -> nn.Modu
         raise
     except Exception as err:  # noqa: BLE001 - a damaged file makes torch's reader fail in any way
         # a zip that is not torch's format, a truncated one, or a damaged pickle inside
-        raise ValueError(f"{path} is not an aelab model file (saved with aelab.save): "
-                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+        raise ValueError(
+            f"{path} is not an aelab model file (saved with aelab.save): "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an aelab model file (saved with aelab.save).")
     if payload.get("version") != VERSION:
-        raise ValueError(f"{path} has format version {payload.get('version')!r}; "
-                         f"this aelab reads version {VERSION}.")
+        raise ValueError(
+            f"{path} has format version {payload.get('version')!r}; "
+            f"this aelab reads version {VERSION}."
+        )
     cls = MODEL_CLASSES.get(payload.get("class"))
     if cls is None:
-        raise ValueError(f"{path} names model class {payload.get('class')!r}; "
-                         f"allowed: {sorted(MODEL_CLASSES)}.")
+        raise ValueError(
+            f"{path} names model class {payload.get('class')!r}; allowed: {sorted(MODEL_CLASSES)}."
+        )
     init_args, state_dict = payload.get("init_args"), payload.get("state_dict")
     if not isinstance(init_args, dict) or not isinstance(state_dict, dict):
-        raise ValueError(f"{path} is damaged: it needs a dict 'init_args' and a dict 'state_dict', "
-                         f"got {type(init_args).__name__} and {type(state_dict).__name__}.")
+        raise ValueError(
+            f"{path} is damaged: it needs a dict 'init_args' and a dict 'state_dict', "
+            f"got {type(init_args).__name__} and {type(state_dict).__name__}."
+        )
     if not all(isinstance(k, str) for k in init_args):
-        raise ValueError(f"{path} is damaged: init_args keys must be strings, got {list(init_args)!r}.")
+        raise ValueError(
+            f"{path} is damaged: init_args keys must be strings, got {list(init_args)!r}."
+        )
     _check_state_dict(path, state_dict, max_parameters)
     _check_structure(path, init_args, len(state_dict))
     # a file edited by hand, or written by another aelab version, may not fit the class:
@@ -195,8 +229,9 @@ def load(path, device="cpu", *, max_parameters: int = MAX_PARAMETERS) -> nn.Modu
         with torch.device("meta"):
             skeleton = cls(**init_args)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: its init_args {init_args!r} do not fit {cls.__name__}: "
-                         f"{err}") from err
+        raise ValueError(
+            f"{path}: its init_args {init_args!r} do not fit {cls.__name__}: {err}"
+        ) from err
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     _compare_shapes(path, cls, init_args, expected, state_dict)
     model = cls(**init_args)

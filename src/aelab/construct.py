@@ -70,8 +70,9 @@ def construction_width(n: int, d: int) -> int:
     return max(2, n - 1)
 
 
-def memorizing_autoencoder(points, hidden_size: int | None = None, *,
-                           dtype: torch.dtype = torch.float32) -> Autoencoder:
+def memorizing_autoencoder(
+    points, hidden_size: int | None = None, *, dtype: torch.dtype = torch.float32
+) -> Autoencoder:
     """A hand-built ``d-H-1-H-d`` ReLU autoencoder that reconstructs ``points`` exactly.
 
     No training: the weights are set so that the encoder projects the points
@@ -200,7 +201,7 @@ def memorizing_autoencoder(points, hidden_size: int | None = None, *,
                 "pass dtype=torch.float64, or drop one of them."
             )
         # decoder: x_hat(z) = x_(0) + sum_k a_k relu(z - z_(k)), a_k the change of slope
-        slopes = np.diff(x_sorted, axis=0) / gaps[:, None]                  # (n-1, d)
+        slopes = np.diff(x_sorted, axis=0) / gaps[:, None]  # (n-1, d)
         hinge_weights = np.diff(slopes, axis=0, prepend=np.zeros((1, d)))  # (n-1, d)
         dec_hidden.weight[: n - 1, 0] = 1.0
         dec_hidden.bias[: n - 1] = torch.from_numpy(-z_sorted[:-1])
@@ -227,16 +228,22 @@ def _as_points(points, dtype: torch.dtype) -> np.ndarray:
     try:
         X = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"points must be a tensor, a numeric array or an aelab.data.Dataset, "
-                        f"got {type(points).__name__}.") from err
+        raise TypeError(
+            f"points must be a tensor, a numeric array or an aelab.data.Dataset, "
+            f"got {type(points).__name__}."
+        ) from err
     if X.dtype == torch.bool or X.is_complex():
         raise TypeError(f"points must hold real numbers, got dtype {X.dtype}.")
     if X.ndim != 2:
-        raise ValueError(f"points must be 2-D (n, d), got shape {tuple(X.shape)}; "
-                         "reshape a single feature with X.reshape(-1, 1).")
+        raise ValueError(
+            f"points must be 2-D (n, d), got shape {tuple(X.shape)}; "
+            "reshape a single feature with X.reshape(-1, 1)."
+        )
     if len(X) < 2:
-        raise ValueError(f"points must hold at least 2 rows to memorise, got {len(X)}; "
-                         "one point needs no code at all.")
+        raise ValueError(
+            f"points must hold at least 2 rows to memorise, got {len(X)}; "
+            "one point needs no code at all."
+        )
     X = X.detach().cpu().to(torch.float64)
     check_finite("points", X)
     return X.to(dtype).double().numpy()
@@ -261,7 +268,7 @@ def _separating_direction(X: np.ndarray) -> np.ndarray:
     if d == 1:
         return np.ones(1)
     centred = X - X.mean(axis=0)
-    principal = np.linalg.svd(centred, full_matrices=False)[2][:1]        # (1, d)
+    principal = np.linalg.svd(centred, full_matrices=False)[2][:1]  # (1, d)
     random = np.random.default_rng(0).standard_normal((_N_RANDOM_DIRECTIONS, d))
     candidates = np.vstack([principal, random])
     candidates /= np.linalg.norm(candidates, axis=1, keepdims=True)

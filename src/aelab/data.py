@@ -80,8 +80,10 @@ class Dataset:
         self.X = X.to(torch.float32).contiguous()
         if not torch.isfinite(self.X).all():  # finite before, infinite in float32: too large
             first = tuple(int(i) for i in (~torch.isfinite(self.X)).nonzero()[0])
-            raise ValueError(f"X has values beyond float32's range (+-3.4e38), the first at index "
-                             f"{first}; rescale the data.")
+            raise ValueError(
+                f"X has values beyond float32's range (+-3.4e38), the first at index "
+                f"{first}; rescale the data."
+            )
         if self.y is not None:
             self.y = _as_labels(self.y, len(self.X))
         if self.image_shape is not None:
@@ -100,7 +102,7 @@ class Dataset:
     def n_features(self) -> int:
         return self.X.shape[1]
 
-    def subset(self, index) -> "Dataset":
+    def subset(self, index) -> Dataset:
         """The rows ``index`` (a slice, index tensor or array) as a new Dataset."""
         index = torch.as_tensor(index) if not isinstance(index, slice) else index
         y = None if self.y is None else self.y[index]
@@ -115,15 +117,20 @@ def _as_real_tensor(name: str, X) -> torch.Tensor:
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as err:  # ragged nested lists
-            raise TypeError(f"{name} must be a tensor or a numeric array, got {type(X).__name__} "
-                            f"({err}).") from None
+            raise TypeError(
+                f"{name} must be a tensor or a numeric array, got {type(X).__name__} ({err})."
+            ) from None
         if X.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}; convert it "
-                            "first, e.g. np.asarray(X, dtype=float).")
+            raise TypeError(
+                f"{name} must hold real numbers, got dtype {X.dtype}; convert it "
+                "first, e.g. np.asarray(X, dtype=float)."
+            )
         X = torch.as_tensor(X)
     if X.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}; keep X.real and "
-                        "X.imag as separate features if both matter.")
+        raise TypeError(
+            f"{name} must hold real numbers, got dtype {X.dtype}; keep X.real and "
+            "X.imag as separate features if both matter."
+        )
     return X
 
 
@@ -138,11 +145,18 @@ def _as_labels(y, n: int) -> torch.Tensor:
     try:
         y = np.asarray(y)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"y must hold integer class labels, got {type(y).__name__} ({err}).") from None
-    if y.dtype.kind == "O" and y.size and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                              for v in y.ravel()):
-        raise ValueError("y holds labels beyond int64's range (+-9.2e18); number the classes "
-                         "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True).")
+        raise TypeError(
+            f"y must hold integer class labels, got {type(y).__name__} ({err})."
+        ) from None
+    if (
+        y.dtype.kind == "O"
+        and y.size
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in y.ravel())
+    ):
+        raise ValueError(
+            "y holds labels beyond int64's range (+-9.2e18); number the classes "
+            "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True)."
+        )
     if y.dtype.kind not in "biuf":
         raise TypeError(
             f"y must hold integer class labels, got dtype {y.dtype}; encode other "
@@ -153,24 +167,35 @@ def _as_labels(y, n: int) -> torch.Tensor:
     if y.dtype.kind == "f":
         y = y.astype(np.float64)  # float16 cannot even hold the int64 bounds compared below
         if np.isnan(y).any():
-            raise ValueError(f"y holds NaN at index {int(np.flatnonzero(np.isnan(y))[0])}; give "
-                             "every sample a label, or leave y out.")
+            raise ValueError(
+                f"y holds NaN at index {int(np.flatnonzero(np.isnan(y))[0])}; give "
+                "every sample a label, or leave y out."
+            )
         if not np.array_equal(y, np.round(y)):
             raise ValueError("y must hold integer class labels, got non-integer values.")
         if y.size and not (-_INT64_LIMIT <= y.min() and y.max() < _INT64_LIMIT):
-            raise ValueError("y holds labels beyond int64's range (+-9.2e18); number the classes "
-                             "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True).")
+            raise ValueError(
+                "y holds labels beyond int64's range (+-9.2e18); number the classes "
+                "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True)."
+            )
     elif y.dtype == np.uint64 and y.size and y.max() > np.iinfo(np.int64).max:
-        raise ValueError("y holds labels beyond int64's range (+-9.2e18); number the classes "
-                         "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True).")
+        raise ValueError(
+            "y holds labels beyond int64's range (+-9.2e18); number the classes "
+            "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True)."
+        )
     return torch.from_numpy(y.astype(np.int64))
 
 
 def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    if (isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence)
-            or len(image_shape) != 3):
-        raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}; "
-                         "e.g. (1, 8, 8) for digits.")
+    if (
+        isinstance(image_shape, (str, bytes))
+        or not isinstance(image_shape, Sequence)
+        or len(image_shape) != 3
+    ):
+        raise ValueError(
+            f"image_shape must be (channels, height, width), got {image_shape!r}; "
+            "e.g. (1, 8, 8) for digits."
+        )
     return tuple(check_positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))
 
 
@@ -267,35 +292,44 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
             ndim = magic & 0xFF
             raw_dims = f.read(4 * ndim)
             if len(raw_dims) < 4 * ndim:
-                raise ValueError(f"{path} has a short IDX header: {4 + len(raw_dims)} bytes, "
-                                 f"expected {4 + 4 * ndim}; the file is truncated.")
+                raise ValueError(
+                    f"{path} has a short IDX header: {4 + len(raw_dims)} bytes, "
+                    f"expected {4 + 4 * ndim}; the file is truncated."
+                )
             dims = struct.unpack(f">{ndim}i", raw_dims)
             if min(dims) < 0:
-                raise ValueError(f"{path} has negative sizes {dims} in its IDX header; "
-                                 "the file is damaged.")
+                raise ValueError(
+                    f"{path} has negative sizes {dims} in its IDX header; the file is damaged."
+                )
             n_values = math.prod(dims)
             total = 4 + 4 * ndim + n_values
             if not gz and total != size:
-                raise ValueError(f"{path} is {size} bytes, but its IDX header {dims} says "
-                                 f"{total}; the file is truncated or damaged.")
-            if gz and (total > _MAX_DEFLATE_RATIO * size + 1024
-                       or declared != total % 2**32):
+                raise ValueError(
+                    f"{path} is {size} bytes, but its IDX header {dims} says "
+                    f"{total}; the file is truncated or damaged."
+                )
+            if gz and (total > _MAX_DEFLATE_RATIO * size + 1024 or declared != total % 2**32):
                 raise ValueError(
                     f"{path}: its IDX header {dims} says {total:,} bytes, which does not fit a "
                     f"gzip file of {size:,} bytes (its trailer says {declared:,}); the file is truncated "
-                    "or damaged. Download it again.")
+                    "or damaged. Download it again."
+                )
             body = f.read(n_values)  # at most what the header declares
             if len(body) != n_values:
-                raise ValueError(f"{path} holds {len(body)} values, its header {dims} says "
-                                 f"{n_values}; the file is truncated.")
+                raise ValueError(
+                    f"{path} holds {len(body)} values, its header {dims} says "
+                    f"{n_values}; the file is truncated."
+                )
             if f.read(1):
-                raise ValueError(f"{path} holds more data than its IDX header {dims} says; "
-                                 "is it the right file?")
+                raise ValueError(
+                    f"{path} holds more data than its IDX header {dims} says; is it the right file?"
+                )
     except (EOFError, OSError, zlib.error) as err:  # a truncated or corrupt gzip stream
         if isinstance(err, FileNotFoundError):
             raise
-        raise ValueError(f"{path} could not be read: {err}; the file is truncated or damaged. "
-                         "Download it again.") from None
+        raise ValueError(
+            f"{path} could not be read: {err}; the file is truncated or damaged. Download it again."
+        ) from None
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
@@ -324,8 +358,25 @@ def mnist(root, train: bool = True) -> Dataset:
 # column names that usually hold labels: suggested in a warning, never taken silently
 _LABEL_NAMES = ("y", "label", "labels", "target", "class")
 # cells read as missing (pandas' default NA markers, compared in lower case after stripping)
-_MISSING = frozenset({"", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind",
-                      "1.#qnan", "<na>", "n/a", "na", "null", "nan", "none"})
+_MISSING = frozenset(
+    {
+        "",
+        "#n/a",
+        "#n/a n/a",
+        "#na",
+        "-1.#ind",
+        "-1.#qnan",
+        "-nan",
+        "1.#ind",
+        "1.#qnan",
+        "<na>",
+        "n/a",
+        "na",
+        "null",
+        "nan",
+        "none",
+    }
+)
 
 
 def _numbers(cells: np.ndarray) -> np.ndarray:
@@ -355,8 +406,9 @@ def _read_csv_rows(path: Path) -> tuple[list[list[str]], list[int]]:
                 lines.append(reader.line_num)
                 blank.append(not row or (len(row) == 1 and not row[0].strip()))
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it "
-                         "as UTF-8 CSV.") from None
+        raise ValueError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8 CSV."
+        ) from None
     except csv.Error as err:
         raise ValueError(f"{path} is not a readable CSV: {err}.") from None
     while blank and blank[-1]:  # trailing newlines
@@ -373,8 +425,10 @@ def _read_csv_rows(path: Path) -> tuple[list[list[str]], list[int]]:
     width = len(rows[0])
     for row, line in zip(rows, lines):
         if len(row) != width:
-            raise ValueError(f"{path}: line {line} has {len(row)} fields, expected {width} "
-                             f"(as line {lines[0]}); give every row the same columns.")
+            raise ValueError(
+                f"{path}: line {line} has {len(row)} fields, expected {width} "
+                f"(as line {lines[0]}); give every row the same columns."
+            )
     return rows, lines
 
 
@@ -388,9 +442,10 @@ def _is_int_text(text: str) -> bool:
 
 def _resolve_label_column(path: Path, label_column, header: list[str] | None) -> int:
     if isinstance(label_column, bool) or not isinstance(label_column, (str, numbers.Integral)):
-        raise TypeError(f"label_column must be a column name (str) or a 0-based column position "
-                        f"(int), got {label_column!r} ({type(label_column).__name__}).")
-    width = len(header) if header is not None else None
+        raise TypeError(
+            f"label_column must be a column name (str) or a 0-based column position "
+            f"(int), got {label_column!r} ({type(label_column).__name__})."
+        )
     if isinstance(label_column, str):
         # a name first (a header may name a column "3"), else an integer is a position: the
         # command line passes every label column as text
@@ -398,11 +453,15 @@ def _resolve_label_column(path: Path, label_column, header: list[str] | None) ->
         if label_column.strip() not in names and _is_int_text(label_column):
             return int(label_column)
         if header is None:
-            raise ValueError(f"label_column {label_column!r} names a column, but {path} has no "
-                             "header row; give the column's 0-based position instead.")
+            raise ValueError(
+                f"label_column {label_column!r} names a column, but {path} has no "
+                "header row; give the column's 0-based position instead."
+            )
         if label_column.strip() not in names:
-            raise ValueError(f"label_column {label_column!r} is not a column of {path}; its "
-                             f"columns are {', '.join(map(repr, names))}.")
+            raise ValueError(
+                f"label_column {label_column!r} is not a column of {path}; its "
+                f"columns are {', '.join(map(repr, names))}."
+            )
         return names.index(label_column.strip())
     return int(label_column)
 
@@ -413,8 +472,11 @@ def _load_csv(path: Path, label_column=None):
     width = len(rows[0])
     # one rule: the first row is a header if any of its cells is text (not a number, not missing)
     first = np.array(rows[0], dtype=object)
-    header = rows[0] if any(np.isnan(_numbers(first)) & ~np.vectorize(_is_missing, otypes=[bool])(first)) \
+    header = (
+        rows[0]
+        if any(np.isnan(_numbers(first)) & ~np.vectorize(_is_missing, otypes=[bool])(first))
         else None
+    )
     header = [h.strip() for h in header] if header is not None else None
     body, body_lines = (rows[1:], lines[1:]) if header is not None else (rows, lines)
     if not body:
@@ -424,33 +486,45 @@ def _load_csv(path: Path, label_column=None):
     columns = list(range(width))
 
     def where(i: int, j: int) -> str:
-        return f"line {body_lines[i]}, column {header[j]!r}" if header else \
-            f"line {body_lines[i]}, column {j + 1}"
+        return (
+            f"line {body_lines[i]}, column {header[j]!r}"
+            if header
+            else f"line {body_lines[i]}, column {j + 1}"
+        )
 
     # a pandas index column (to_csv's default): unnamed, holding 0..n-1 in order
     if header is not None and width > 1 and header[0] in ("", "Unnamed: 0"):
         index = _numbers(cells[:, 0])
         if np.array_equal(index, np.arange(n)):
-            warnings.warn(f"{path}: the first column is unnamed and holds 0..{n - 1}, a pandas index "
-                          "column (DataFrame.to_csv writes one unless index=False); it was dropped.",
-                          UserWarning, stacklevel=3)
+            warnings.warn(
+                f"{path}: the first column is unnamed and holds 0..{n - 1}, a pandas index "
+                "column (DataFrame.to_csv writes one unless index=False); it was dropped.",
+                UserWarning,
+                stacklevel=3,
+            )
             columns = columns[1:]
 
     y = None
     if label_column is not None:
         j = _resolve_label_column(path, label_column, header)
         if not -width <= j < width:
-            raise ValueError(f"label_column {label_column} is out of range for {path}, which has "
-                             f"{width} columns (positions 0..{width - 1}, or negative from the end).")
+            raise ValueError(
+                f"label_column {label_column} is out of range for {path}, which has "
+                f"{width} columns (positions 0..{width - 1}, or negative from the end)."
+            )
         j %= width
         if j not in columns:
-            raise ValueError(f"label_column {label_column!r} is the dropped index column of {path}.")
+            raise ValueError(
+                f"label_column {label_column!r} is the dropped index column of {path}."
+            )
         columns.remove(j)
         labels = cells[:, j]
         missing = [i for i, v in enumerate(labels) if _is_missing(v)]
         if missing:
-            raise ValueError(f"{path}: {len(missing)} labels are missing (the first at "
-                             f"{where(missing[0], j)}); give every row a label, or drop the labels.")
+            raise ValueError(
+                f"{path}: {len(missing)} labels are missing (the first at "
+                f"{where(missing[0], j)}); give every row a label, or drop the labels."
+            )
         as_numbers = _numbers(labels)
         y = as_numbers if not np.isnan(as_numbers).any() else np.array([v.strip() for v in labels])
     if not columns:
@@ -462,25 +536,38 @@ def _load_csv(path: Path, label_column=None):
         i, k = (int(v) for v in np.argwhere(bad)[0])  # the first bad cell, in reading order
         j, cell = columns[k], cells[i, columns[k]]
         if np.isinf(X[i, k]):
-            raise ValueError(f"{path}: an infinite value ({cell.strip()!r}) at {where(i, j)} "
-                             f"({int(bad.sum())} bad cells in all); clean the data first.")
+            raise ValueError(
+                f"{path}: an infinite value ({cell.strip()!r}) at {where(i, j)} "
+                f"({int(bad.sum())} bad cells in all); clean the data first."
+            )
         if _is_missing(cell):
-            raise ValueError(f"{path}: a missing value ({cell!r}) at {where(i, j)} "
-                             f"({int(bad.sum())} bad cells in all); fill or drop the rows with "
-                             "missing values first.")
+            raise ValueError(
+                f"{path}: a missing value ({cell!r}) at {where(i, j)} "
+                f"({int(bad.sum())} bad cells in all); fill or drop the rows with "
+                "missing values first."
+            )
         hint = ""
         if header is not None:
-            hint = (f" If column {header[j]!r} holds labels, pass label_column={header[j]!r} "
-                    f"(aelab --label-column {header[j]}).")
-        raise ValueError(f"{path}: {cell!r} at {where(i, j)} is not a number; every feature "
-                         f"column must be numeric.{hint}")
+            hint = (
+                f" If column {header[j]!r} holds labels, pass label_column={header[j]!r} "
+                f"(aelab --label-column {header[j]})."
+            )
+        raise ValueError(
+            f"{path}: {cell!r} at {where(i, j)} is not a number; every feature "
+            f"column must be numeric.{hint}"
+        )
     if label_column is None and header is not None:
         for j in columns:
-            if header[j].lower() in _LABEL_NAMES and np.array_equal(X[:, columns.index(j)],
-                                                                   np.round(X[:, columns.index(j)])):
-                warnings.warn(f"{path}: column {header[j]!r} holds whole numbers and is read as a "
-                              f"feature; if it holds labels, pass label_column={header[j]!r} "
-                              f"(aelab --label-column {header[j]}).", UserWarning, stacklevel=3)
+            if header[j].lower() in _LABEL_NAMES and np.array_equal(
+                X[:, columns.index(j)], np.round(X[:, columns.index(j)])
+            ):
+                warnings.warn(
+                    f"{path}: column {header[j]!r} holds whole numbers and is read as a "
+                    f"feature; if it holds labels, pass label_column={header[j]!r} "
+                    f"(aelab --label-column {header[j]}).",
+                    UserWarning,
+                    stacklevel=3,
+                )
     return X, y
 
 
@@ -490,15 +577,20 @@ def _check_npy_header(path: Path, f, available: int, what: str) -> None:
 
     try:
         version = npy_format.read_magic(f)
-        shape, _, dtype = (npy_format.read_array_header_1_0(f) if version == (1, 0)
-                           else npy_format.read_array_header_2_0(f))
+        shape, _, dtype = (
+            npy_format.read_array_header_1_0(f)
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0(f)
+        )
     except (ValueError, OSError, SyntaxError) as err:
         raise ValueError(f"{path}: {what} is not a valid .npy array ({err}).") from None
     declared = math.prod(shape) * dtype.itemsize
     if declared > available - f.tell():
-        raise ValueError(f"{path}: {what} declares shape {shape} ({declared:,} bytes of "
-                         f"{dtype}) but holds {max(available - f.tell(), 0):,}; the file is "
-                         "truncated or damaged.")
+        raise ValueError(
+            f"{path}: {what} declares shape {shape} ({declared:,} bytes of "
+            f"{dtype}) but holds {max(available - f.tell(), 0):,}; the file is "
+            "truncated or damaged."
+        )
 
 
 def _load_npz(path: Path, label_column=None):
@@ -508,8 +600,10 @@ def _load_npz(path: Path, label_column=None):
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
-                    raise ValueError(f"{path}: member {info.filename!r} claims {info.file_size:,} "
-                                     f"bytes from {info.compress_size:,} compressed; damaged.")
+                    raise ValueError(
+                        f"{path}: member {info.filename!r} claims {info.file_size:,} "
+                        f"bytes from {info.compress_size:,} compressed; damaged."
+                    )
                 if info.filename.endswith(".npy"):
                     with zf.open(info) as f:
                         _check_npy_header(path, f, info.file_size, f"array {info.filename[:-4]!r}")
@@ -520,33 +614,44 @@ def _load_npz(path: Path, label_column=None):
             elif len(keys) == 1:
                 X = archive[keys[0]]
             else:
-                raise ValueError(f"{path}: an .npz needs an array named 'X' (and optionally 'y'), "
-                                 f"found {keys}.")
+                raise ValueError(
+                    f"{path}: an .npz needs an array named 'X' (and optionally 'y'), found {keys}."
+                )
             if label_column is not None:
                 if not isinstance(label_column, str):
-                    raise TypeError(f"label_column must name an array of the .npz, got "
-                                    f"{label_column!r} ({type(label_column).__name__}).")
+                    raise TypeError(
+                        f"label_column must name an array of the .npz, got "
+                        f"{label_column!r} ({type(label_column).__name__})."
+                    )
                 if label_column not in keys or label_column == "X":
-                    raise ValueError(f"label_column {label_column!r} is not an array of {path} "
-                                     f"besides X; its arrays are {sorted(keys)}.")
+                    raise ValueError(
+                        f"label_column {label_column!r} is not an array of {path} "
+                        f"besides X; its arrays are {sorted(keys)}."
+                    )
                 return X, archive[label_column]
             if "y" in keys and "X" in keys:
                 return X, archive["y"]
             suggest = [k for k in keys if k.lower() in _LABEL_NAMES and k != "X"]
             if suggest:
-                warnings.warn(f"{path}: array {suggest[0]!r} is not read as labels; pass "
-                              f"label_column={suggest[0]!r} if it holds them.", UserWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"{path}: array {suggest[0]!r} is not read as labels; pass "
+                    f"label_column={suggest[0]!r} if it holds them.",
+                    UserWarning,
+                    stacklevel=3,
+                )
             return X, None
     except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-        raise ValueError(f"{path} is not a readable .npz archive ({err}); the file is truncated "
-                         "or damaged.") from None
+        raise ValueError(
+            f"{path} is not a readable .npz archive ({err}); the file is truncated or damaged."
+        ) from None
 
 
 def _load_npy(path: Path, label_column=None):
     if label_column is not None:
-        raise ValueError(f"label_column={label_column!r} does not apply to a .npy file, which "
-                         "holds one array; save X and y together with np.savez(path, X=X, y=y).")
+        raise ValueError(
+            f"label_column={label_column!r} does not apply to a .npy file, which "
+            "holds one array; save X and y together with np.savez(path, X=X, y=y)."
+        )
     with open(path, "rb") as f:
         _check_npy_header(path, f, os.path.getsize(path), "the file")
     return np.load(path, allow_pickle=False), None
@@ -604,8 +709,10 @@ def load(path, *, label_column: str | int | None = None) -> Dataset:
     X, y = loader(path, label_column)
     X = np.asarray(X)
     if X.dtype.kind == "c":
-        raise TypeError(f"{path}: X holds complex numbers (dtype {X.dtype}); aelab takes real "
-                        "data: keep X.real and X.imag as separate features if both matter.")
+        raise TypeError(
+            f"{path}: X holds complex numbers (dtype {X.dtype}); aelab takes real "
+            "data: keep X.real and X.imag as separate features if both matter."
+        )
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}.")
     image_shape = None
@@ -628,8 +735,7 @@ def load(path, *, label_column: str | int | None = None) -> Dataset:
         X = X.copy()
     y = None if y is None else _encode_labels(path, y)
     try:
-        return Dataset(torch.from_numpy(X), y, name=path.stem,
-                       image_shape=image_shape)
+        return Dataset(torch.from_numpy(X), y, name=path.stem, image_shape=image_shape)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{path}: {err}") from None
 
@@ -641,13 +747,16 @@ def _encode_labels(path: Path, y) -> np.ndarray:
     if y.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(y)).tolist()
     elif y.dtype.kind == "O":
-        missing = [i for i, v in enumerate(y.ravel())
-                   if v is None or (isinstance(v, float) and v != v)]
+        missing = [
+            i for i, v in enumerate(y.ravel()) if v is None or (isinstance(v, float) and v != v)
+        ]
     else:
         missing = []
     if missing:
-        raise ValueError(f"{path}: {len(missing)} labels are missing (the first at row index "
-                         f"{missing[0]}, counting from 0); give every row a label, or drop the labels.")
+        raise ValueError(
+            f"{path}: {len(missing)} labels are missing (the first at row index "
+            f"{missing[0]}, counting from 0); give every row a label, or drop the labels."
+        )
     if y.dtype.kind in "biuf":
         return y.copy()  # arrays from an .npz are read-only; torch wants its own memory
     if y.dtype.kind == "O":
@@ -661,14 +770,22 @@ def _encode_labels(path: Path, y) -> np.ndarray:
 def _check_clip(clip) -> tuple[float, float] | None:
     if clip is None:
         return None
-    if (isinstance(clip, (str, bytes)) or not isinstance(clip, Sequence) or len(clip) != 2
-            or not all(isinstance(c, numbers.Real) and not isinstance(c, bool) for c in clip)):
-        raise TypeError(f"clip must be (low, high), two numbers, or None, got {clip!r}; e.g. "
-                        "clip=(0, 1) for images. For one bound use +-inf: (0, float('inf')).")
+    if (
+        isinstance(clip, (str, bytes))
+        or not isinstance(clip, Sequence)
+        or len(clip) != 2
+        or not all(isinstance(c, numbers.Real) and not isinstance(c, bool) for c in clip)
+    ):
+        raise TypeError(
+            f"clip must be (low, high), two numbers, or None, got {clip!r}; e.g. "
+            "clip=(0, 1) for images. For one bound use +-inf: (0, float('inf'))."
+        )
     low, high = float(clip[0]), float(clip[1])
     if not low < high:  # also false when either is NaN
-        raise ValueError(f"clip must be (low, high) with low < high, got {tuple(clip)!r}; "
-                         "e.g. clip=(0, 1) for images.")
+        raise ValueError(
+            f"clip must be (low, high) with low < high, got {tuple(clip)!r}; "
+            "e.g. clip=(0, 1) for images."
+        )
     return low, high
 
 
@@ -688,8 +805,10 @@ def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dat
 
     n = len(ds)
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise TypeError(f"test_size must be a fraction in (0, 1) or a count of samples, "
-                        f"got {test_size!r} ({type(test_size).__name__}).")
+        raise TypeError(
+            f"test_size must be a fraction in (0, 1) or a count of samples, "
+            f"got {test_size!r} ({type(test_size).__name__})."
+        )
     if isinstance(test_size, numbers.Integral):
         test_size = int(test_size)
         if not 1 <= test_size < n:
@@ -698,7 +817,9 @@ def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dat
     else:
         # numpy floats as the decimal they print as: float(np.float32(0.2)) is 0.2000000030,
         # which train_test_split would round up to one test sample more than 0.2 gives
-        test_size = float(str(test_size)) if isinstance(test_size, np.floating) else float(test_size)
+        test_size = (
+            float(str(test_size)) if isinstance(test_size, np.floating) else float(test_size)
+        )
         if not 0 < test_size < 1:
             raise ValueError(f"test_size as a fraction must be in (0, 1), got {test_size}.")
         n_test = int(np.ceil(test_size * n))  # as train_test_split rounds it
@@ -708,13 +829,20 @@ def split(ds: Dataset, test_size: float | int = 0.2, seed: int = 0) -> tuple[Dat
         n_smallest = min(n_test, n - n_test)
         if counts.min() < 2:
             single = labels[counts < 2].tolist()
-            warnings.warn(f"split did not stratify: classes {single} have a single member, which "
-                          "cannot be on both sides; the split is random.", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"split did not stratify: classes {single} have a single member, which "
+                "cannot be on both sides; the split is random.",
+                UserWarning,
+                stacklevel=2,
+            )
         elif len(labels) > n_smallest:
-            warnings.warn(f"split did not stratify: {len(labels)} classes do not fit in "
-                          f"{n_smallest} {'test' if n_test <= n - n_test else 'training'} samples; "
-                          "the split is random. Use a larger test_size for a stratified split.",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                f"split did not stratify: {len(labels)} classes do not fit in "
+                f"{n_smallest} {'test' if n_test <= n - n_test else 'training'} samples; "
+                "the split is random. Use a larger test_size for a stratified split.",
+                UserWarning,
+                stacklevel=2,
+            )
         else:
             stratify = ds.y.numpy()
     train_idx, test_idx = train_test_split(
@@ -735,23 +863,30 @@ def corrupt(X: torch.Tensor, sigma: float, seed: int = 0, clip: tuple[float, flo
     """
     sigma = check_positive_float("sigma", sigma, allow_zero=True)
     if isinstance(X, Dataset):
-        raise TypeError("X must be a tensor or a numeric array, got a Dataset; pass its X: "
-                        "corrupt(ds.X, sigma).")
+        raise TypeError(
+            "X must be a tensor or a numeric array, got a Dataset; pass its X: "
+            "corrupt(ds.X, sigma)."
+        )
     if not isinstance(X, torch.Tensor):
         try:
             array = np.asarray(X)
         except (TypeError, ValueError) as err:  # ragged nested lists
-            raise TypeError(f"X must be a tensor or a numeric array, got {type(X).__name__} "
-                            f"({err}).") from None
+            raise TypeError(
+                f"X must be a tensor or a numeric array, got {type(X).__name__} ({err})."
+            ) from None
         if array.dtype.kind not in "biuf":
-            raise TypeError(f"X must be a tensor or a numeric array, got {type(X).__name__} of "
-                            f"dtype {array.dtype}; corrupt takes real numbers.")
+            raise TypeError(
+                f"X must be a tensor or a numeric array, got {type(X).__name__} of "
+                f"dtype {array.dtype}; corrupt takes real numbers."
+            )
         check_finite("X", torch.from_numpy(array.astype(np.float64)))
         with np.errstate(over="ignore"):
             array = array.astype(np.float32)
         if not np.isfinite(array).all():
-            raise ValueError("X has values beyond float32's range (+-3.4e38); pass a float64 "
-                             "tensor to keep them, or rescale the data.")
+            raise ValueError(
+                "X has values beyond float32's range (+-3.4e38); pass a float64 "
+                "tensor to keep them, or rescale the data."
+            )
         X = torch.from_numpy(array)
     elif X.is_complex():
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")

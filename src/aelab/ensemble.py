@@ -26,9 +26,28 @@ from aelab.data import Dataset
 __all__ = ["train_many", "EMITTERS", "stack_plan"]
 
 # options that may be given per model (a list, array or tensor with one entry per model)
-PER_MODEL = ("lr", "seeds", "noise_sigma", "weight_decay", "momentum", "betas", "eps",
-             "optimizer", "lr_schedule", "freeze", "reinit", "drop_last", "objective", "beta",
-             "likelihood", "mmd_weight", "kernel", "bandwidths", "train", "test")
+PER_MODEL = (
+    "lr",
+    "seeds",
+    "noise_sigma",
+    "weight_decay",
+    "momentum",
+    "betas",
+    "eps",
+    "optimizer",
+    "lr_schedule",
+    "freeze",
+    "reinit",
+    "drop_last",
+    "objective",
+    "beta",
+    "likelihood",
+    "mmd_weight",
+    "kernel",
+    "bandwidths",
+    "train",
+    "test",
+)
 
 
 def _is_number(value) -> bool:
@@ -36,9 +55,12 @@ def _is_number(value) -> bool:
 
 
 def _is_pair(value) -> bool:
-    return (isinstance(value, (tuple, list, np.ndarray, torch.Tensor)) and len(value) == 2
-            and all(_is_number(v) or isinstance(v, (np.generic, torch.Tensor)) for v in value)
-            and not any(isinstance(v, (list, tuple)) for v in value))
+    return (
+        isinstance(value, (tuple, list, np.ndarray, torch.Tensor))
+        and len(value) == 2
+        and all(_is_number(v) or isinstance(v, (np.generic, torch.Tensor)) for v in value)
+        and not any(isinstance(v, (list, tuple)) for v in value)
+    )
 
 
 def _is_bandwidths(value) -> bool:
@@ -47,8 +69,7 @@ def _is_bandwidths(value) -> bool:
         return True
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.ndim <= 1
-    return (isinstance(value, (tuple, list)) and len(value) > 0
-            and all(_is_number(v) for v in value))
+    return isinstance(value, (tuple, list)) and len(value) > 0 and all(_is_number(v) for v in value)
 
 
 def _plain(value):
@@ -68,27 +89,55 @@ def _per_model(name: str, value, K: int, is_one: Callable[[object], bool]) -> li
     if isinstance(value, (np.ndarray, torch.Tensor)):
         value = value.tolist()
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be one value or a list with one per model, "
-                        f"got {type(value).__name__}.")
+        raise TypeError(
+            f"{name} must be one value or a list with one per model, got {type(value).__name__}."
+        )
     if len(value) != K:
-        raise ValueError(f"{name} has {len(value)} entries but there are {K} models; "
-                         f"give one {name} per model, or a single value for all.")
+        raise ValueError(
+            f"{name} has {len(value)} entries but there are {K} models; "
+            f"give one {name} per model, or a single value for all."
+        )
     return [_plain(v) for v in value]
 
 
 def _scalar(*types):
     def is_one(value):
-        return value is None or (isinstance(value, types) and not (
-            bool not in types and isinstance(value, bool)))
+        return value is None or (
+            isinstance(value, types) and not (bool not in types and isinstance(value, bool))
+        )
+
     return is_one
 
 
-def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], *, epochs: int,
-               batch_size: int, lr=1e-3, seeds=None, test=None, objective="reconstruction",
-               beta=1.0, likelihood="auto", mmd_weight=1.0, kernel="imq", bandwidths=None,
-               optimizer="adam", momentum=0.0, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-               freeze=None, reinit=None, noise_sigma=None, lr_schedule=None, drop_last=True,
-               device=None, progress=None, on_diverge: str = "raise") -> list[History]:
+def train_many(
+    models: Sequence[nn.Module],
+    train: Dataset | Sequence[Dataset],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr=1e-3,
+    seeds=None,
+    test=None,
+    objective="reconstruction",
+    beta=1.0,
+    likelihood="auto",
+    mmd_weight=1.0,
+    kernel="imq",
+    bandwidths=None,
+    optimizer="adam",
+    momentum=0.0,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    freeze=None,
+    reinit=None,
+    noise_sigma=None,
+    lr_schedule=None,
+    drop_last=True,
+    device=None,
+    progress=None,
+    on_diverge: str = "raise",
+) -> list[History]:
     """Train many models in place, those that can share a stack together in one pass.
 
     Every option of :func:`~aelab.train_autoencoder`, :func:`~aelab.train_vae` and
@@ -188,8 +237,10 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
     'stack'
     """
     if isinstance(models, nn.Module) or not isinstance(models, Sequence):
-        raise TypeError(f"models must be a list of models, got {type(models).__name__}; "
-                        "wrap a single model as [model].")
+        raise TypeError(
+            f"models must be a list of models, got {type(models).__name__}; "
+            "wrap a single model as [model]."
+        )
     K = len(models)
     if K == 0:
         raise ValueError("models is empty; pass at least one model.")
@@ -197,16 +248,21 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
         if not isinstance(model, nn.Module):
             raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(model).__name__}.")
     if len({id(m) for m in models}) != K:
-        raise ValueError("models lists the same model object more than once; each model is "
-                         "trained in place, so build a separate model for every run.")
+        raise ValueError(
+            "models lists the same model object more than once; each model is "
+            "trained in place, so build a separate model for every run."
+        )
     check_choice("on_diverge", on_diverge, ON_DIVERGE)
     number, text = _scalar(numbers.Real), _scalar(str)
     options = {
         "train": _per_model("train", train, K, _scalar(Dataset)),
         "test": _per_model("test", test, K, _scalar(Dataset)),
         "lr": _per_model("lr", lr, K, number),
-        "seed": (list(range(K)) if seeds is None
-                 else _per_model("seeds", seeds, K, _scalar(numbers.Integral))),
+        "seed": (
+            list(range(K))
+            if seeds is None
+            else _per_model("seeds", seeds, K, _scalar(numbers.Integral))
+        ),
         "noise_sigma": _per_model("noise_sigma", noise_sigma, K, number),
         "weight_decay": _per_model("weight_decay", weight_decay, K, number),
         "momentum": _per_model("momentum", momentum, K, number),
@@ -233,11 +289,22 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
         o = {name: values[i] for name, values in options.items()}
         where = f"models[{i}]: " if K > 1 else ""
         try:
-            cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=o["lr"], seed=o["seed"],
-                              optimizer=o["optimizer"], momentum=o["momentum"],
-                              betas=o["betas"], eps=o["eps"], weight_decay=o["weight_decay"],
-                              lr_schedule=o["lr_schedule"], noise_sigma=o["noise_sigma"],
-                              freeze=o["freeze"], reinit=o["reinit"], drop_last=o["drop_last"])
+            cfg = TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=o["lr"],
+                seed=o["seed"],
+                optimizer=o["optimizer"],
+                momentum=o["momentum"],
+                betas=o["betas"],
+                eps=o["eps"],
+                weight_decay=o["weight_decay"],
+                lr_schedule=o["lr_schedule"],
+                noise_sigma=o["noise_sigma"],
+                freeze=o["freeze"],
+                reinit=o["reinit"],
+                drop_last=o["drop_last"],
+            )
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}{error}") from None
         train_i, test_i = o["train"], o["test"]
@@ -245,9 +312,18 @@ def train_many(models: Sequence[nn.Module], train: Dataset | Sequence[Dataset], 
         if test_i is not None:
             check_data(f"test[{i}]" if test_i is not test else "test", test_i, model)
         try:
-            built = build_objective(o["objective"], model, train_i, test_i, cfg, beta=o["beta"],
-                                    likelihood=o["likelihood"], mmd_weight=o["mmd_weight"],
-                                    kernel=o["kernel"], bandwidths=o["bandwidths"])
+            built = build_objective(
+                o["objective"],
+                model,
+                train_i,
+                test_i,
+                cfg,
+                beta=o["beta"],
+                likelihood=o["likelihood"],
+                mmd_weight=o["mmd_weight"],
+                kernel=o["kernel"],
+                bandwidths=o["bandwidths"],
+            )
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}{error}") from None
         members.append(Member(model, train_i, test_i, cfg, built))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -47,8 +46,10 @@ def reconstruct(model: nn.Module, X, batch_size: int = 4096) -> torch.Tensor:
 
 def _check_model(model) -> None:
     if not callable(model):
-        raise TypeError(f"model must be a model (a torch.nn.Module such as aelab.Autoencoder) or a "
-                        f"fitted aelab.PCA, got {type(model).__name__}.")
+        raise TypeError(
+            f"model must be a model (a torch.nn.Module such as aelab.Autoencoder) or a "
+            f"fitted aelab.PCA, got {type(model).__name__}."
+        )
 
 
 def model_input(model, X) -> torch.Tensor:
@@ -58,9 +59,11 @@ def model_input(model, X) -> torch.Tensor:
     if isinstance(X, torch.Tensor) and X.ndim == 4 and image_shape is not None:
         if tuple(X.shape[1:]) != tuple(image_shape):
             C, H, W = image_shape
-            raise ValueError(f"X has shape {tuple(X.shape)}; the model takes images [n, {C}, {H}, "
-                             f"{W}] or flat rows [n, {C * H * W}] (its image_shape is "
-                             f"{tuple(image_shape)}).")
+            raise ValueError(
+                f"X has shape {tuple(X.shape)}; the model takes images [n, {C}, {H}, "
+                f"{W}] or flat rows [n, {C * H * W}] (its image_shape is "
+                f"{tuple(image_shape)})."
+            )
         X = X.reshape(len(X), -1)
     size = model_input_size(model)
     return as_matrix("X", X, size, f"the model's input_size is {size}")
@@ -110,18 +113,24 @@ def as_matrix(name: str, X, n_features: int | None = None, fix: str = "") -> tor
     try:
         X = torch.as_tensor(X)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a tensor, a numeric array or an aelab.data.Dataset, "
-                        f"got {type(X).__name__}.") from err
+        raise TypeError(
+            f"{name} must be a tensor, a numeric array or an aelab.data.Dataset, "
+            f"got {type(X).__name__}."
+        ) from err
     if X.dtype == torch.bool or X.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [n_samples, n_features], got shape {tuple(X.shape)}; "
-                         "reshape a single sample with x[None] and images with X.reshape(len(X), -1).")
+        raise ValueError(
+            f"{name} must be 2-D [n_samples, n_features], got shape {tuple(X.shape)}; "
+            "reshape a single sample with x[None] and images with X.reshape(len(X), -1)."
+        )
     if len(X) < 1:
         raise ValueError(f"{name} must hold at least one sample, got 0 rows.")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features per sample, expected {n_features}"
-                         f"{'; ' + fix if fix else ''}.")
+        raise ValueError(
+            f"{name} has {X.shape[1]} features per sample, expected {n_features}"
+            f"{'; ' + fix if fix else ''}."
+        )
     X = X.detach().to("cpu", torch.float32)
     check_finite(name, X)
     return X
@@ -138,8 +147,9 @@ def model_input_size(model) -> int | None:
 
 def _check_classifier(clf) -> None:
     if not callable(getattr(clf, "predict", None)):
-        raise TypeError(f"clf must be a fitted classifier with a predict() method, "
-                        f"got {type(clf).__name__}.")
+        raise TypeError(
+            f"clf must be a fitted classifier with a predict() method, got {type(clf).__name__}."
+        )
     from sklearn.base import BaseEstimator
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
@@ -148,8 +158,10 @@ def _check_classifier(clf) -> None:
         try:
             check_is_fitted(clf)
         except NotFittedError:  # a ValueError, reworded to name the argument
-            raise NotFittedError(f"clf is not fitted: {type(clf).__name__} needs clf.fit(X_train, "
-                                 "y_train) before classifier_agreement.") from None
+            raise NotFittedError(
+                f"clf is not fitted: {type(clf).__name__} needs clf.fit(X_train, "
+                "y_train) before classifier_agreement."
+            ) from None
 
 
 def classifier_agreement(clf, X, X_hat) -> float:
@@ -180,8 +192,10 @@ def classifier_agreement(clf, X, X_hat) -> float:
     X = as_matrix("X", X, width, fix)
     X_hat = as_matrix("X_hat", X_hat, width, fix)
     if X.shape != X_hat.shape:
-        raise ValueError(f"X and X_hat must have the same shape (one reconstruction per point), "
-                         f"got {tuple(X.shape)} and {tuple(X_hat.shape)}.")
+        raise ValueError(
+            f"X and X_hat must have the same shape (one reconstruction per point), "
+            f"got {tuple(X.shape)} and {tuple(X_hat.shape)}."
+        )
     same = np.asarray(clf.predict(X.numpy())) == np.asarray(clf.predict(X_hat.numpy()))
     return float(same.mean())
 
@@ -196,7 +210,9 @@ class ForestReport:
 
     labels: list  # the classes, in the order of the confusion matrices and synthetic_counts
     accuracy_test: float
-    accuracy_reconstructed: float  # true labels of the test set vs predictions on its reconstruction
+    accuracy_reconstructed: (
+        float  # true labels of the test set vs predictions on its reconstruction
+    )
     agreement: float  # share of test points whose reconstruction gets the same predicted label
     confusion_test: np.ndarray
     confusion_reconstructed: np.ndarray
@@ -213,15 +229,27 @@ def _check_labelled(name: str, ds):
     from aelab.data import Dataset
 
     if not isinstance(ds, Dataset):
-        raise TypeError(f"{name} must be an aelab.data.Dataset with labels, got {type(ds).__name__}.")
+        raise TypeError(
+            f"{name} must be an aelab.data.Dataset with labels, got {type(ds).__name__}."
+        )
     if ds.y is None:
-        raise ValueError(f"{name} has no labels (y is None); a classifier needs labelled data, "
-                         "e.g. aelab.data.digits().")
+        raise ValueError(
+            f"{name} has no labels (y is None); a classifier needs labelled data, "
+            "e.g. aelab.data.digits()."
+        )
     return ds
 
 
-def forest_report(train, test, X_hat_test, synthetic=None, *, seed: int = 0,
-                  n_estimators: int = 100, n_jobs: int = 1) -> ForestReport:
+def forest_report(
+    train,
+    test,
+    X_hat_test,
+    synthetic=None,
+    *,
+    seed: int = 0,
+    n_estimators: int = 100,
+    n_jobs: int = 1,
+) -> ForestReport:
     """Train sklearn's RandomForestClassifier on ``train`` and judge test, reconstructed and synthetic data.
 
     Parameters
@@ -255,13 +283,18 @@ def forest_report(train, test, X_hat_test, synthetic=None, *, seed: int = 0,
     X_test = as_matrix("test", test, d, f"train has {d}")
     X_hat = as_matrix("X_hat_test", X_hat_test, d, f"train has {d}")
     if len(X_hat) != len(X_test):
-        raise ValueError(f"X_hat_test must hold one reconstruction per test point ({len(X_test)}), "
-                         f"got {len(X_hat)} rows.")
+        raise ValueError(
+            f"X_hat_test must hold one reconstruction per test point ({len(X_test)}), "
+            f"got {len(X_hat)} rows."
+        )
     if synthetic is not None:
         synthetic = as_matrix("synthetic", synthetic, d, f"train has {d}")
     check_int("seed", seed, 0)
-    clf = RandomForestClassifier(n_estimators=check_positive_int("n_estimators", n_estimators),
-                                 random_state=seed, n_jobs=n_jobs)
+    clf = RandomForestClassifier(
+        n_estimators=check_positive_int("n_estimators", n_estimators),
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
     clf.fit(train.X.numpy(), train.y.numpy())
     labels = np.union1d(clf.classes_, test.y.numpy())  # a test-only class still gets a row
     y_true = test.y.numpy()
@@ -318,13 +351,21 @@ def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0)
     check_int("seed", seed, 0)
     x = values.numpy()
     batch = max(1, 2**22 // len(x))  # resamples drawn at once, bounding the index matrix's memory
-    ci = stats.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=level,
-                         method="percentile", rng=seed, batch=batch).confidence_interval
+    ci = stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n_boot,
+        confidence_level=level,
+        method="percentile",
+        rng=seed,
+        batch=batch,
+    ).confidence_interval
     return MeanCI(float(x.mean()), float(ci.low), float(ci.high))
 
 
-def reconstruction_error_ci(model, X, n_boot: int = 1000, level: float = 0.95,
-                            seed: int = 0) -> MeanCI:
+def reconstruction_error_ci(
+    model, X, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> MeanCI:
     """Mean per-sample reconstruction error (as :func:`reconstruction_error`) with a bootstrap CI.
 
     The interval says how much the mean would move on another test set of the

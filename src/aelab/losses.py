@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 __all__ = [
     "DEFAULT_BANDWIDTHS",
     "KERNELS",
@@ -102,8 +101,10 @@ KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 def check_kernel(kernel) -> str:
     """``kernel`` if it names a kernel in :data:`KERNELS`, else ValueError."""
     if not isinstance(kernel, str) or kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}; "
-                         "use kernel='imq' (heavy-tailed, the default) or kernel='rbf'.")
+        raise ValueError(
+            f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}; "
+            "use kernel='imq' (heavy-tailed, the default) or kernel='rbf'."
+        )
     return kernel
 
 
@@ -116,18 +117,24 @@ def check_bandwidths(bandwidths) -> tuple[float, ...]:
         bandwidths = (bandwidths,)
     if isinstance(bandwidths, (torch.Tensor, np.ndarray)):
         if bandwidths.ndim > 1:
-            raise ValueError(f"bandwidths must be 1-D, got an array of shape {tuple(bandwidths.shape)}; "
-                             f"pass a flat list, e.g. bandwidths={DEFAULT_BANDWIDTHS}.")
+            raise ValueError(
+                f"bandwidths must be 1-D, got an array of shape {tuple(bandwidths.shape)}; "
+                f"pass a flat list, e.g. bandwidths={DEFAULT_BANDWIDTHS}."
+            )
         # tolist gives Python numbers (a 0-d array gives one), checked below like any sequence
         bandwidths = bandwidths.reshape(-1).tolist()
     if not isinstance(bandwidths, Sequence) or isinstance(bandwidths, str) or not bandwidths:
-        raise ValueError(f"bandwidths must be a non-empty sequence of numbers > 0, got "
-                         f"{bandwidths!r}; e.g. bandwidths={DEFAULT_BANDWIDTHS}.")
+        raise ValueError(
+            f"bandwidths must be a non-empty sequence of numbers > 0, got "
+            f"{bandwidths!r}; e.g. bandwidths={DEFAULT_BANDWIDTHS}."
+        )
     out = []
     for h in bandwidths:
         if isinstance(h, bool) or not isinstance(h, numbers.Real) or not (0 < h < float("inf")):
-            raise ValueError(f"every bandwidth must be a finite number > 0, got {h!r} in "
-                             f"bandwidths={tuple(bandwidths)!r}; e.g. bandwidths={DEFAULT_BANDWIDTHS}.")
+            raise ValueError(
+                f"every bandwidth must be a finite number > 0, got {h!r} in "
+                f"bandwidths={tuple(bandwidths)!r}; e.g. bandwidths={DEFAULT_BANDWIDTHS}."
+            )
         out.append(float(h))
     return tuple(out)
 
@@ -136,13 +143,17 @@ def _check_samples(name: str, t) -> torch.Tensor:
     from aelab._checks import check_finite
 
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with "
-                        "torch.as_tensor.")
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with "
+            "torch.as_tensor."
+        )
     if t.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}.")
     if t.ndim != 2 or len(t) < 2:
-        raise ValueError(f"{name} must be 2-D [n_samples, n_features] with at least 2 samples "
-                         f"(the unbiased estimate leaves out i == j pairs), got shape {tuple(t.shape)}.")
+        raise ValueError(
+            f"{name} must be 2-D [n_samples, n_features] with at least 2 samples "
+            f"(the unbiased estimate leaves out i == j pairs), got shape {tuple(t.shape)}."
+        )
     check_finite(name, t.detach())
     return t
 
@@ -159,8 +170,9 @@ def _kernel_sum(sq_dist: torch.Tensor, kernel: str, h2: torch.Tensor) -> torch.T
     return KERNELS[kernel](sq_dist.unsqueeze(-1), h2).sum(-1)
 
 
-def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
-        bandwidths: Sequence[float] | None = None) -> torch.Tensor:
+def mmd(
+    x: torch.Tensor, y: torch.Tensor, kernel: str = "imq", bandwidths: Sequence[float] | None = None
+) -> torch.Tensor:
     """Unbiased estimate of the squared maximum mean discrepancy between two samples.
 
     With ``k`` the kernel summed over the bandwidths ``h``, ``x`` of ``n`` rows and
@@ -212,8 +224,10 @@ def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
     _check_samples("x", x)
     _check_samples("y", y)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same number of features, got x of shape "
-                         f"{tuple(x.shape)} and y of shape {tuple(y.shape)}.")
+        raise ValueError(
+            f"x and y must have the same number of features, got x of shape "
+            f"{tuple(x.shape)} and y of shape {tuple(y.shape)}."
+        )
     # at least the default float dtype: integer inputs would otherwise truncate the
     # bandwidths to ints (h = 0.25 -> 0) and give NaN
     dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.get_default_dtype())
@@ -221,10 +235,12 @@ def mmd(x: torch.Tensor, y: torch.Tensor, kernel: str = "imq",
     h2 = torch.tensor(bandwidths, dtype=dtype, device=x.device).pow(2)  # (B,)
     result = mmd_unchecked(x, y, kernel, h2)
     if not torch.isfinite(result.detach()):  # finite inputs: only |a|^2 can have overflowed
-        raise ValueError(f"x and y are too large for {dtype}: their squared distances overflow "
-                         f"{str(dtype).removeprefix('torch.')} (largest |value| "
-                         f"{float(max(x.detach().abs().max(), y.detach().abs().max())):.3g}); "
-                         "centre and rescale both samples, or pass float64 tensors.")
+        raise ValueError(
+            f"x and y are too large for {dtype}: their squared distances overflow "
+            f"{str(dtype).removeprefix('torch.')} (largest |value| "
+            f"{float(max(x.detach().abs().max(), y.detach().abs().max())):.3g}); "
+            "centre and rescale both samples, or pass float64 tensors."
+        )
     return result
 
 

@@ -247,10 +247,14 @@ def confusion_matrices(
     fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.6, height=4.2)
     for ax, (name, matrix) in zip(axes.flat, matrices.items()):
         image = _confusion_panel(ax, matrix, labels, name)
-    for ax in axes.flat[len(matrices):]:  # an odd count leaves one cell empty
+    for ax in axes.flat[len(matrices) :]:  # an odd count leaves one cell empty
         ax.remove()
-    fig.colorbar(image, ax=axes.ravel()[: len(matrices)].tolist(),
-                 label="share of the true label", shrink=0.8 if nrows == 1 else 0.5)
+    fig.colorbar(
+        image,
+        ax=axes.ravel()[: len(matrices)].tolist(),
+        label="share of the true label",
+        shrink=0.8 if nrows == 1 else 0.5,
+    )
     wrapped_suptitle(fig, title)
     return fig
 

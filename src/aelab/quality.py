@@ -77,13 +77,22 @@ def median_bandwidths(real, max_samples: int = 1000) -> tuple[float, ...]:
     if median <= 0:  # more than half the points coincide: fall back on the mean distance
         median = float(d.mean())
     if median <= 0:
-        raise ValueError("all points of real are identical; no bandwidth can be derived from "
-                         "them. Pass explicit bandwidths.")
+        raise ValueError(
+            "all points of real are identical; no bandwidth can be derived from "
+            "them. Pass explicit bandwidths."
+        )
     return tuple(f * median for f in MEDIAN_FACTORS)
 
 
-def mmd2(generated, real, *, kernel: str = "imq", bandwidths="median",
-         max_samples: int = 2000, seed: int = 0) -> float:
+def mmd2(
+    generated,
+    real,
+    *,
+    kernel: str = "imq",
+    bandwidths="median",
+    max_samples: int = 2000,
+    seed: int = 0,
+) -> float:
     """Squared maximum mean discrepancy between generated and real points (0 means same distribution).
 
     The unbiased estimate of :func:`aelab.losses.mmd` (it can be slightly
@@ -126,7 +135,9 @@ def mmd2(generated, real, *, kernel: str = "imq", bandwidths="median",
     check_int("seed", seed, 0)
     if isinstance(bandwidths, str):
         if bandwidths != "median":
-            raise ValueError(f"bandwidths must be 'median' or positive numbers, got {bandwidths!r}.")
+            raise ValueError(
+                f"bandwidths must be 'median' or positive numbers, got {bandwidths!r}."
+            )
         bandwidths = median_bandwidths(real)
     g = torch.Generator().manual_seed(seed)
     generated = _subsample(generated, max_samples, g)
@@ -154,7 +165,9 @@ def _knn_radii(X: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _inside_any_ball(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+def _inside_any_ball(
+    points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor
+) -> torch.Tensor:
     """Whether each point lies within distance ``radii[j]`` of some ``centres[j]``, shape (n,)."""
     inside = []
     step = max(1, _CHUNK_ELEMENTS // len(centres))
@@ -192,8 +205,10 @@ def coverage(generated, real, *, k: int = 3) -> Coverage:
     k = check_positive_int("k", k)
     for name, X in (("generated", generated), ("real", real)):
         if len(X) <= k:
-            raise ValueError(f"{name} has {len(X)} samples; k={k} nearest neighbours need more "
-                             f"than k. Use more samples or a smaller k.")
+            raise ValueError(
+                f"{name} has {len(X)} samples; k={k} nearest neighbours need more "
+                f"than k. Use more samples or a smaller k."
+            )
     precision = _inside_any_ball(generated, real, _knn_radii(real, k)).double().mean()
     recall = _inside_any_ball(real, generated, _knn_radii(generated, k)).double().mean()
     return Coverage(precision=float(precision), recall=float(recall), k=k)
@@ -237,8 +252,9 @@ def distance_to_moons(X) -> tuple[torch.Tensor, torch.Tensor]:
     (tensor([0., 0., 1.]), tensor([0, 1, 0]))
     """
     X = as_matrix("X", X, 2, "two moons are 2-D").double()
-    per_moon = torch.stack([_distance_to_half_circle(X, c, s)
-                            for c, s in zip(MOON_CENTRES, _MOON_SIDES)], 1)  # (n, 2)
+    per_moon = torch.stack(
+        [_distance_to_half_circle(X, c, s) for c, s in zip(MOON_CENTRES, _MOON_SIDES)], 1
+    )  # (n, 2)
     distance, moon = per_moon.min(1)
     return distance.float(), moon
 
@@ -268,8 +284,16 @@ class SampleQuality:
         return asdict(self)
 
 
-def sample_quality(generated, real, *, k: int = 3, kernel: str = "imq", bandwidths="median",
-                   moons: bool = False, seed: int = 0) -> SampleQuality:
+def sample_quality(
+    generated,
+    real,
+    *,
+    k: int = 3,
+    kernel: str = "imq",
+    bandwidths="median",
+    moons: bool = False,
+    seed: int = 0,
+) -> SampleQuality:
     """MMD², k-NN precision and recall, and (``moons=True``) the distance to the moons curve.
 
     >>> import aelab

@@ -153,8 +153,7 @@ def _pngs(fig) -> tuple[bytes, bytes, int, int]:
     scale = EMBED_DPI / FILE_DPI
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     small = image.resize(size, Image.Resampling.LANCZOS)
-    palette = small.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
-                             dither=Image.Dither.NONE)
+    palette = small.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     out = io.BytesIO()
     palette.save(out, format="PNG")
     return (full.getvalue(), out.getvalue(), *size)
@@ -207,14 +206,21 @@ def _table_html(table, csv_name: str) -> str:
     rows = []
     for values in shown.itertuples(index=False, name=None):
         cells = (_cell(v) for v in values)
-        rows.append("<tr>" + "".join(f'<td class="{kind}">{escape(text)}</td>'
-                                     for text, kind in cells) + "</tr>")
+        rows.append(
+            "<tr>"
+            + "".join(f'<td class="{kind}">{escape(text)}</td>' for text, kind in cells)
+            + "</tr>"
+        )
     note = ""
     if len(table) > len(shown):
-        note = (f'<p class="rows">First {len(shown)} of {len(table):,} rows; all are in '
-                f'<a href="{escape(csv_name)}">{escape(csv_name)}</a>.</p>')
-    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
-            f"</tbody></table></div>{note}")
+        note = (
+            f'<p class="rows">First {len(shown)} of {len(table):,} rows; all are in '
+            f'<a href="{escape(csv_name)}">{escape(csv_name)}</a>.</p>'
+        )
+    return (
+        f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+        f"</tbody></table></div>{note}"
+    )
 
 
 def _figure_html(fig, key: str, sid: str, out_dir: Path) -> str:
@@ -223,11 +229,13 @@ def _figure_html(fig, key: str, sid: str, out_dir: Path) -> str:
     write_bytes(out_dir / name, full)
     title = fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "") or key
     encoded = base64.b64encode(small).decode("ascii")
-    return (f'<figure><a href="{escape(name)}" title="full-size PNG">'
-            f'<img alt="{escape(title)}" width="{width}" height="{height}" '
-            f'src="data:image/png;base64,{encoded}"></a>'
-            f'<figcaption><a href="{escape(name)}">{escape(name)}</a> (full size)</figcaption>'
-            "</figure>")
+    return (
+        f'<figure><a href="{escape(name)}" title="full-size PNG">'
+        f'<img alt="{escape(title)}" width="{width}" height="{height}" '
+        f'src="data:image/png;base64,{encoded}"></a>'
+        f'<figcaption><a href="{escape(name)}">{escape(name)}</a> (full size)</figcaption>'
+        "</figure>"
+    )
 
 
 def _section(result: StudyResult, out_dir: Path) -> str:
@@ -270,8 +278,14 @@ def _write_together(html_path: Path, html: str, json_path: Path, json_text: str)
         raise
 
 
-def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "aelab report", *,
-          incomplete: str = "", not_run: Sequence[str] = ()) -> Path:
+def write(
+    results: StudyResult | Iterable[StudyResult],
+    out_dir,
+    title: str = "aelab report",
+    *,
+    incomplete: str = "",
+    not_run: Sequence[str] = (),
+) -> Path:
     """Write ``report.html`` (figures embedded), per-study PNG and CSV files and
     ``metrics.json`` into ``out_dir``; return the path of report.html.
 
@@ -306,33 +320,44 @@ def write(results: StudyResult | Iterable[StudyResult], out_dir, title: str = "a
         raise TypeError(f"not_run must be a sequence of study names (str), got {not_run!r}.")
     not_run = list(not_run)
     if not_run and not incomplete:
-        raise ValueError(f"not_run={not_run!r} needs incomplete=, the sentence that says why "
-                         "those studies did not run.")
+        raise ValueError(
+            f"not_run={not_run!r} needs incomplete=, the sentence that says why "
+            "those studies did not run."
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     versions = library_versions()
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     sections = [_section(r, out_dir) for r in results]
-    metrics = {"created": created, "versions": versions,
-               "studies": {r.name: _jsonable(r.metrics) for r in results}}
+    metrics = {
+        "created": created,
+        "versions": versions,
+        "studies": {r.name: _jsonable(r.metrics) for r in results},
+    }
     if incomplete:
         metrics.update(incomplete=incomplete, not_run=not_run)
 
     answers = "".join(
         f'<tr><th><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></th>'
         f"<td>{escape(r.answer or (r.findings[0] if r.findings else 'no finding'))}</td></tr>"
-        for r in results)
-    toc = "".join(f'<li><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></li>'
-                  for r in results)
+        for r in results
+    )
+    toc = "".join(
+        f'<li><a href="#{escape(_slug(r.name))}">{escape(r.name)}</a></li>' for r in results
+    )
     banner = ""
     if incomplete:
-        missing = (f" Not run: {', '.join(escape(n) for n in not_run)}." if not_run else "")
-        banner = (f'<div class="incomplete" id="incomplete"><strong>Incomplete report.</strong> '
-                  f"{escape(incomplete)}{missing}</div>")
-    version_rows = "".join(f'<tr><th>{escape(k)}</th><td class="text">{escape(v)}</td></tr>'
-                           for k, v in versions.items())
-    count = f'{len(results)} {"study" if len(results) == 1 else "studies"}'
+        missing = f" Not run: {', '.join(escape(n) for n in not_run)}." if not_run else ""
+        banner = (
+            f'<div class="incomplete" id="incomplete"><strong>Incomplete report.</strong> '
+            f"{escape(incomplete)}{missing}</div>"
+        )
+    version_rows = "".join(
+        f'<tr><th>{escape(k)}</th><td class="text">{escape(v)}</td></tr>'
+        for k, v in versions.items()
+    )
+    count = f"{len(results)} {'study' if len(results) == 1 else 'studies'}"
     html = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>
@@ -355,6 +380,7 @@ each table's CSV and metrics.json are beside this file.</p>
 </body></html>
 """
     html_path = out_dir / "report.html"
-    _write_together(html_path, html,
-                    out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    _write_together(
+        html_path, html, out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True)
+    )
     return html_path

@@ -55,15 +55,27 @@ class ModelSummary:
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(4)]
 
         def line(cells):
-            return "  ".join([cells[0].ljust(widths[0]), cells[1].ljust(widths[1]),
-                              cells[2].ljust(widths[2]), cells[3].rjust(widths[3])]).rstrip()
+            return "  ".join(
+                [
+                    cells[0].ljust(widths[0]),
+                    cells[1].ljust(widths[1]),
+                    cells[2].ljust(widths[2]),
+                    cells[3].rjust(widths[3]),
+                ]
+            ).rstrip()
 
         rule = "-" * (sum(widths) + 6)  # four columns, two spaces between each
-        lines = [f"{self.model_name} on input {list((-1, *self.input_shape))}", rule,
-                 line(header), rule, *map(line, body), rule,
-                 f"Total params: {self.total_params:,}",
-                 f"Trainable params: {self.trainable_params:,}",
-                 f"Non-trainable params: {self.total_params - self.trainable_params:,}"]
+        lines = [
+            f"{self.model_name} on input {list((-1, *self.input_shape))}",
+            rule,
+            line(header),
+            rule,
+            *map(line, body),
+            rule,
+            f"Total params: {self.total_params:,}",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.total_params - self.trainable_params:,}",
+        ]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -72,10 +84,15 @@ class ModelSummary:
 def _check_input_shape(input_shape) -> tuple[int, ...]:
     if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
         input_shape = (input_shape,)
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) \
-            or not input_shape:
-        raise ValueError(f"input_shape must be one sample's shape without the batch dimension, "
-                         f"e.g. (2,) or (1, 28, 28), got {input_shape!r}.")
+    if (
+        isinstance(input_shape, (str, bytes))
+        or not isinstance(input_shape, Sequence)
+        or not input_shape
+    ):
+        raise ValueError(
+            f"input_shape must be one sample's shape without the batch dimension, "
+            f"e.g. (2,) or (1, 28, 28), got {input_shape!r}."
+        )
     return tuple(check_positive_int(f"input_shape[{i}]", s) for i, s in enumerate(input_shape))
 
 
@@ -90,10 +107,15 @@ def _check_fits(model: nn.Module, input_shape: tuple) -> None:
     if image_shape is not None:
         allowed.append(tuple(image_shape))
     if allowed and input_shape not in allowed:
-        said = (f"input_size is {size}" if image_shape is None else
-                f"image_shape is {tuple(image_shape)} (input_size {size})")
-        raise ValueError(f"input_shape {input_shape} does not fit {type(model).__name__}, whose "
-                         f"{said}; use input_shape={' or '.join(map(str, allowed))}.")
+        said = (
+            f"input_size is {size}"
+            if image_shape is None
+            else f"image_shape is {tuple(image_shape)} (input_size {size})"
+        )
+        raise ValueError(
+            f"input_shape {input_shape} does not fit {type(model).__name__}, whose "
+            f"{said}; use input_shape={' or '.join(map(str, allowed))}."
+        )
 
 
 def _shape(output) -> tuple:
@@ -140,8 +162,10 @@ def summary(model: nn.Module, input_shape) -> ModelSummary:
     input_shape = _check_input_shape(input_shape)
     n_values = math.prod(input_shape)
     if n_values > MAX_INPUT_VALUES:
-        raise ValueError(f"input_shape {input_shape} has {n_values:.3g} values per sample; the "
-                         f"summary runs two samples, so at most {MAX_INPUT_VALUES:.0e} are allowed.")
+        raise ValueError(
+            f"input_shape {input_shape} has {n_values:.3g} values per sample; the "
+            f"summary runs two samples, so at most {MAX_INPUT_VALUES:.0e} are allowed."
+        )
     _check_fits(model, input_shape)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -160,6 +184,7 @@ def summary(model: nn.Module, input_shape) -> ModelSummary:
                 counted.add(id(module))
                 own = sum(p.numel() for p in module.parameters(recurse=False))
             result.rows.append(LayerRow(name, type(module).__name__, _shape(output), own))
+
         return hook
 
     try:
@@ -170,7 +195,9 @@ def summary(model: nn.Module, input_shape) -> ModelSummary:
             try:
                 model(x)
             except (RuntimeError, ValueError) as err:  # e.g. a width the first layer cannot take
-                raise ValueError(f"model could not run on input_shape {input_shape}: {err}") from None
+                raise ValueError(
+                    f"model could not run on input_shape {input_shape}: {err}"
+                ) from None
     finally:
         for h in handles:
             h.remove()

@@ -33,20 +33,49 @@ from aelab._engine.objectives import (
 )
 from aelab.data import Dataset
 
-__all__ = ["History", "TrainConfig", "TrainingDiverged", "train_autoencoder", "train_vae",
-           "train_mmd_autoencoder", "fit", "resolve_device", "reinitialize", "SCHEDULES",
-           "BLOW_UP_FACTOR", "Objective", "Reconstruction", "VAEObjective", "MMDObjective",
-           "VAE_LIKELIHOODS", "VAE_RECONSTRUCTIONS"]
+__all__ = [
+    "History",
+    "TrainConfig",
+    "TrainingDiverged",
+    "train_autoencoder",
+    "train_vae",
+    "train_mmd_autoencoder",
+    "fit",
+    "resolve_device",
+    "reinitialize",
+    "SCHEDULES",
+    "BLOW_UP_FACTOR",
+    "Objective",
+    "Reconstruction",
+    "VAEObjective",
+    "MMDObjective",
+    "VAE_LIKELIHOODS",
+    "VAE_RECONSTRUCTIONS",
+]
 
 
-def train_autoencoder(model: nn.Module, train: Dataset, *, epochs: int, batch_size: int,
-                      lr: float = 1e-3, test: Dataset | None = None, seed: int = 0,
-                      optimizer: str = "adam", momentum: float = 0.0,
-                      betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                      weight_decay: float = 0.0, lr_schedule: str | None = None,
-                      noise_sigma: float | None = None, freeze: str | None = None,
-                      reinit: str | None = None, drop_last: bool = True, device=None,
-                      progress=None) -> History:
+def train_autoencoder(
+    model: nn.Module,
+    train: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    test: Dataset | None = None,
+    seed: int = 0,
+    optimizer: str = "adam",
+    momentum: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    lr_schedule: str | None = None,
+    noise_sigma: float | None = None,
+    freeze: str | None = None,
+    reinit: str | None = None,
+    drop_last: bool = True,
+    device=None,
+    progress=None,
+) -> History:
     """Train ``model`` in place to reconstruct ``train`` under mean squared error.
 
     Parameters
@@ -112,21 +141,49 @@ def train_autoencoder(model: nn.Module, train: Dataset, *, epochs: int, batch_si
     >>> len(history.train_loss), len(history.step_loss)
     (5, 50)
     """
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
-                  momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay,
-                  lr_schedule=lr_schedule, noise_sigma=noise_sigma, freeze=freeze,
-                  reinit=reinit, drop_last=drop_last)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        optimizer=optimizer,
+        momentum=momentum,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
+        noise_sigma=noise_sigma,
+        freeze=freeze,
+        reinit=reinit,
+        drop_last=drop_last,
+    )
     return fit(model, train, Reconstruction(), cfg, test=test, device=device, progress=progress)
 
 
-def train_vae(model: nn.Module, train: Dataset, *, beta: float = 1.0, epochs: int,
-              batch_size: int, lr: float = 1e-3, test: Dataset | None = None, seed: int = 0,
-              likelihood: str = "auto", optimizer: str = "adam", momentum: float = 0.0,
-              betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-              weight_decay: float = 0.0, lr_schedule: str | None = None,
-              noise_sigma: float | None = None, freeze: str | None = None,
-              reinit: str | None = None, drop_last: bool = True, device=None,
-              progress=None) -> History:
+def train_vae(
+    model: nn.Module,
+    train: Dataset,
+    *,
+    beta: float = 1.0,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    test: Dataset | None = None,
+    seed: int = 0,
+    likelihood: str = "auto",
+    optimizer: str = "adam",
+    momentum: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    lr_schedule: str | None = None,
+    noise_sigma: float | None = None,
+    freeze: str | None = None,
+    reinit: str | None = None,
+    drop_last: bool = True,
+    device=None,
+    progress=None,
+) -> History:
     """Train an :class:`aelab.VAE` in place by minimising the negative ELBO.
 
     Per sample, the loss is ``reconstruction + beta * KL(q(z | x) || N(0, I))``:
@@ -173,29 +230,60 @@ lr_schedule, noise_sigma, freeze, reinit, drop_last, device, progress
     from aelab.models.vae import VAE
 
     if not isinstance(model, VAE):
-        raise TypeError(f"train_vae needs an aelab.VAE, got {type(model).__name__}; "
-                        "train other models with train_autoencoder or train_mmd_autoencoder.")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
-                  momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay,
-                  lr_schedule=lr_schedule, noise_sigma=noise_sigma, freeze=freeze,
-                  reinit=reinit, drop_last=drop_last)
+        raise TypeError(
+            f"train_vae needs an aelab.VAE, got {type(model).__name__}; "
+            "train other models with train_autoencoder or train_mmd_autoencoder."
+        )
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        optimizer=optimizer,
+        momentum=momentum,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
+        noise_sigma=noise_sigma,
+        freeze=freeze,
+        reinit=reinit,
+        drop_last=drop_last,
+    )
     check_data("train", train, model)
     if test is not None:
         check_data("test", test, model)
-    objective = build_objective("vae", model, train, test, cfg, beta=beta,
-                                likelihood=likelihood, who="train_vae")
+    objective = build_objective(
+        "vae", model, train, test, cfg, beta=beta, likelihood=likelihood, who="train_vae"
+    )
     return fit(model, train, objective, cfg, test=test, device=device, progress=progress)
 
 
-def train_mmd_autoencoder(model: nn.Module, train: Dataset, *, mmd_weight: float,
-                          kernel: str = "imq", bandwidths=None, epochs: int, batch_size: int,
-                          lr: float = 1e-3, test: Dataset | None = None, seed: int = 0,
-                          optimizer: str = "adam", momentum: float = 0.0,
-                          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                          weight_decay: float = 0.0, lr_schedule: str | None = None,
-                          noise_sigma: float | None = None, freeze: str | None = None,
-                          reinit: str | None = None, drop_last: bool = True, device=None,
-                          progress=None) -> History:
+def train_mmd_autoencoder(
+    model: nn.Module,
+    train: Dataset,
+    *,
+    mmd_weight: float,
+    kernel: str = "imq",
+    bandwidths=None,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    test: Dataset | None = None,
+    seed: int = 0,
+    optimizer: str = "adam",
+    momentum: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    lr_schedule: str | None = None,
+    noise_sigma: float | None = None,
+    freeze: str | None = None,
+    reinit: str | None = None,
+    drop_last: bool = True,
+    device=None,
+    progress=None,
+) -> History:
     """Train ``model`` in place on reconstruction plus an MMD penalty pulling codes to N(0, I).
 
     Each step minimises ``MSE(x_hat, x) + mmd_weight * MMD^2(z, e)``, where
@@ -236,14 +324,34 @@ lr_schedule, noise_sigma, freeze, reinit, drop_last, device, progress
     >>> history.config["kernel"], len(history.train_loss)
     ('imq', 3)
     """
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer,
-                  momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay,
-                  lr_schedule=lr_schedule, noise_sigma=noise_sigma, freeze=freeze,
-                  reinit=reinit, drop_last=drop_last)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        optimizer=optimizer,
+        momentum=momentum,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
+        noise_sigma=noise_sigma,
+        freeze=freeze,
+        reinit=reinit,
+        drop_last=drop_last,
+    )
     check_data("train", train, model)
     if test is not None:
         check_data("test", test, model)
-    objective = build_objective("mmd", model, train, test, cfg, mmd_weight=mmd_weight,
-                                kernel=kernel, bandwidths=bandwidths,
-                                who="train_mmd_autoencoder")
+    objective = build_objective(
+        "mmd",
+        model,
+        train,
+        test,
+        cfg,
+        mmd_weight=mmd_weight,
+        kernel=kernel,
+        bandwidths=bandwidths,
+        who="train_mmd_autoencoder",
+    )
     return fit(model, train, objective, cfg, test=test, device=device, progress=progress)

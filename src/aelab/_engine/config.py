@@ -41,10 +41,28 @@ from aelab._checks import (
 from aelab._html import history_html
 from aelab.data import Dataset
 
-__all__ = ["TrainConfig", "History", "TrainingDiverged", "SCHEDULES", "OPTIMIZERS", "PARTS",
-           "DEFAULT_LR", "BLOW_UP_FACTOR", "diverged_message", "blew_up", "derived_seed",
-           "member_generator", "progress_bar", "run_config", "resolve_device", "check_data",
-           "part", "reinitialize", "epoch_mean", "LrSchedule"]
+__all__ = [
+    "TrainConfig",
+    "History",
+    "TrainingDiverged",
+    "SCHEDULES",
+    "OPTIMIZERS",
+    "PARTS",
+    "DEFAULT_LR",
+    "BLOW_UP_FACTOR",
+    "diverged_message",
+    "blew_up",
+    "derived_seed",
+    "member_generator",
+    "progress_bar",
+    "run_config",
+    "resolve_device",
+    "check_data",
+    "part",
+    "reinitialize",
+    "epoch_mean",
+    "LrSchedule",
+]
 
 OPTIMIZERS = ("adam", "sgd")
 PARTS = ("encoder", "decoder")
@@ -77,16 +95,20 @@ SCHEDULES: dict[str, Callable] = {"step": _step_schedule, "cosine": _cosine_sche
 
 def _check_betas(betas) -> tuple[float, float]:
     if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1), got "
-                        f"{betas!r}; the default is {DEFAULT_BETAS}.")
+        raise TypeError(
+            f"betas must be a pair (beta1, beta2) of numbers in [0, 1), got "
+            f"{betas!r}; the default is {DEFAULT_BETAS}."
+        )
     pair = []
     for value in betas:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"betas must hold two numbers in [0, 1), got {betas!r}.")
         value = float(value)
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"betas must hold two numbers in [0, 1), got {tuple(betas)!r}; "
-                             f"the default is {DEFAULT_BETAS}.")
+            raise ValueError(
+                f"betas must hold two numbers in [0, 1), got {tuple(betas)!r}; "
+                f"the default is {DEFAULT_BETAS}."
+            )
         pair.append(value)
     return tuple(pair)
 
@@ -118,19 +140,25 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_positive_float("momentum", self.momentum, allow_zero=True)
         if not self.momentum < 1.0:
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum}; "
-                             "0.9 is the usual choice.")
+            raise ValueError(
+                f"momentum must be a number in [0, 1), got {self.momentum}; "
+                "0.9 is the usual choice."
+            )
         check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
         object.__setattr__(self, "betas", _check_betas(self.betas))
         check_positive_float("eps", self.eps)
         if self.momentum and self.optimizer != "sgd":
-            raise ValueError(f"momentum={self.momentum} only applies to optimizer='sgd', "
-                             f"got optimizer={self.optimizer!r}.")
+            raise ValueError(
+                f"momentum={self.momentum} only applies to optimizer='sgd', "
+                f"got optimizer={self.optimizer!r}."
+            )
         if self.optimizer != "adam":
             for name, default in (("betas", DEFAULT_BETAS), ("eps", DEFAULT_EPS)):
                 if getattr(self, name) != default:
-                    raise ValueError(f"{name}={getattr(self, name)!r} only applies to "
-                                     f"optimizer='adam', got optimizer={self.optimizer!r}.")
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} only applies to "
+                        f"optimizer='adam', got optimizer={self.optimizer!r}."
+                    )
         if self.lr_schedule is not None:
             check_choice("lr_schedule", self.lr_schedule, tuple(SCHEDULES))
         if self.noise_sigma is not None:
@@ -189,8 +217,9 @@ def suggested_lr(lr: float) -> tuple[float, str]:
     return DEFAULT_LR, "the default"
 
 
-def diverged_message(loss: float, epoch: int, epochs: int, lr: float, *,
-                     final: tuple[float, float] | None = None) -> str:
+def diverged_message(
+    loss: float, epoch: int, epochs: int, lr: float, *, final: tuple[float, float] | None = None
+) -> str:
     """The one divergence message: what happened, where, and a learning rate to try.
 
     ``final``: (initial loss, mean predictor's loss) when the final loss blew up.
@@ -199,12 +228,16 @@ def diverged_message(loss: float, epoch: int, epochs: int, lr: float, *,
         what = f"training loss became {loss} in epoch {epoch + 1} of {epochs} (lr={lr})"
     else:
         initial, baseline = final
-        what = (f"training loss ended at {loss:.4g} after epoch {epoch + 1} of {epochs} "
-                f"(lr={lr}), more than {BLOW_UP_FACTOR:g}x both its initial {initial:.4g} "
-                f"and the mean predictor's {baseline:.4g}")
+        what = (
+            f"training loss ended at {loss:.4g} after epoch {epoch + 1} of {epochs} "
+            f"(lr={lr}), more than {BLOW_UP_FACTOR:g}x both its initial {initial:.4g} "
+            f"and the mean predictor's {baseline:.4g}"
+        )
     new_lr, why = suggested_lr(lr)
-    return (f"{what}; lower the learning rate: try lr={new_lr:g} ({why}). "
-            "The model's weights were restored to what they were before training.")
+    return (
+        f"{what}; lower the learning rate: try lr={new_lr:g} ({why}). "
+        "The model's weights were restored to what they were before training."
+    )
 
 
 def blew_up(final: float, initial: float, baseline: float) -> bool:
@@ -234,9 +267,14 @@ def progress_bar(epochs: int, progress, desc: str):
 
 def run_config(cfg: TrainConfig, model: nn.Module, n_train: int, device, **extra) -> dict:
     """What a :class:`History` records about its run: the settings, model and data size."""
-    return {**asdict(cfg), "model": type(model).__name__,
-            "model_args": dict(getattr(model, "init_args", {})),
-            "n_train": n_train, "device": str(device), **extra}
+    return {
+        **asdict(cfg),
+        "model": type(model).__name__,
+        "model_args": dict(getattr(model, "init_args", {})),
+        "n_train": n_train,
+        "device": str(device),
+        **extra,
+    }
 
 
 def resolve_device(device=None) -> torch.device:
@@ -250,32 +288,42 @@ def resolve_device(device=None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device={device!r} is not a device name torch knows; use 'cpu', "
-                         "'cuda' (or 'cuda:N'), or None for the default.") from None
+        raise ValueError(
+            f"device={device!r} is not a device name torch knows; use 'cpu', "
+            "'cuda' (or 'cuda:N'), or None for the default."
+        ) from None
     if resolved.type == "cpu":
         return resolved
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available (this torch build "
-                             "or machine has no usable GPU); use device='cpu' or None.")
+            raise ValueError(
+                f"device={device!r} but CUDA is not available (this torch build "
+                "or machine has no usable GPU); use device='cpu' or None."
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA "
-                             "device(s) exist; use device='cuda' or a smaller index.")
+            raise ValueError(
+                f"device={device!r} but only {torch.cuda.device_count()} CUDA "
+                "device(s) exist; use device='cuda' or a smaller index."
+            )
         return resolved
     if resolved.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise ValueError(f"device={device!r} but MPS is not available here; use 'cpu'.")
         return resolved
-    raise ValueError(f"device={device!r}: aelab trains on 'cpu', 'cuda' or 'mps', not "
-                     f"{resolved.type!r} (a 'meta' model has no weights to train).")
+    raise ValueError(
+        f"device={device!r}: aelab trains on 'cpu', 'cuda' or 'mps', not "
+        f"{resolved.type!r} (a 'meta' model has no weights to train)."
+    )
 
 
 def check_data(name: str, ds, model: nn.Module) -> Dataset:
     """``ds`` as a Dataset whose width fits ``model`` and whose values are all finite."""
     if not isinstance(ds, Dataset):
-        raise TypeError(f"{name} must be an aelab.data.Dataset, got {type(ds).__name__}; "
-                        "wrap tensors with aelab.data.Dataset(X).")
+        raise TypeError(
+            f"{name} must be an aelab.data.Dataset, got {type(ds).__name__}; "
+            "wrap tensors with aelab.data.Dataset(X)."
+        )
     input_size = getattr(model, "init_args", {}).get("input_size")
     if input_size is not None and ds.n_features != input_size:
         raise ValueError(

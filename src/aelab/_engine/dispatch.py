@@ -48,8 +48,16 @@ from aelab.data import Dataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Member", "train_members", "fit", "PATHS", "ON_DIVERGE", "vmap_path",
-           "FINAL_CHECK_ROWS", "as_objective"]
+__all__ = [
+    "Member",
+    "train_members",
+    "fit",
+    "PATHS",
+    "ON_DIVERGE",
+    "vmap_path",
+    "FINAL_CHECK_ROWS",
+    "as_objective",
+]
 
 PATHS = ("stack", "vmap", "loop")
 ON_DIVERGE = ("raise", "restore")
@@ -82,8 +90,10 @@ def as_objective(objective) -> Objective:
         return objective
     if callable(objective):
         return CallableObjective(fn=objective)
-    raise TypeError(f"objective must be an aelab Objective or a callable "
-                    f"(model, x, target) -> loss, got {type(objective).__name__}.")
+    raise TypeError(
+        f"objective must be an aelab Objective or a callable "
+        f"(model, x, target) -> loss, got {type(objective).__name__}."
+    )
 
 
 # ------------------------------------------------------------------ the vmap hook
@@ -122,14 +132,20 @@ def vmap_path(members: Sequence[Member]):
 
 def _architecture(model: nn.Module) -> tuple:
     """What must agree for two models to share a vmapped stack."""
-    return (type(model), tuple((name, tuple(p.shape), p.dtype, p.requires_grad)
-                               for name, p in model.named_parameters()),
-            tuple((name, tuple(b.shape)) for name, b in model.named_buffers()))
+    return (
+        type(model),
+        tuple(
+            (name, tuple(p.shape), p.dtype, p.requires_grad) for name, p in model.named_parameters()
+        ),
+        tuple((name, tuple(b.shape)) for name, b in model.named_buffers()),
+    )
 
 
 def _has_tensor_hooks(model: nn.Module) -> bool:
-    return any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
-               for p in model.parameters())
+    return any(
+        p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+        for p in model.parameters()
+    )
 
 
 def _hashable(objective: Objective):
@@ -157,8 +173,12 @@ def _groups(members: list[Member]) -> list[tuple[str, list[Member]]]:
             key = ("loop", i)
         else:
             # the vmapped stack shares every setting but the learning rate and the seed
-            key = ("other", _architecture(m.model), _hashable(m.objective),
-                   _data_key(m, _VMAP_SHARED))
+            key = (
+                "other",
+                _architecture(m.model),
+                _hashable(m.objective),
+                _data_key(m, _VMAP_SHARED),
+            )
         keyed.setdefault(key, []).append(m)
     groups = []
     for key, group in keyed.items():
@@ -211,19 +231,34 @@ def _test_inputs(m: Member, device: torch.device):
     inputs = target
     g = member_generator(m.cfg.seed, device, "test")
     if m.cfg.noise_sigma:  # one fixed corruption, so the test curve is not noisy
-        inputs = target + m.cfg.noise_sigma * torch.randn(target.shape, device=device,
-                                                          generator=g, dtype=target.dtype)
+        inputs = target + m.cfg.noise_sigma * torch.randn(
+            target.shape, device=device, generator=g, dtype=target.dtype
+        )
     columns = m.objective.noise_columns(m.model)
     noise = None
     if columns:  # a stream of its own: independent of the corruption
-        noise = torch.randn(len(target), columns, device=device, dtype=target.dtype,
-                            generator=member_generator(m.cfg.seed, device, "test-noise"))
+        noise = torch.randn(
+            len(target),
+            columns,
+            device=device,
+            dtype=target.dtype,
+            generator=member_generator(m.cfg.seed, device, "test-noise"),
+        )
     return inputs, target, noise
 
 
 def _new_history(m: Member, device, path: str, size: int) -> History:
-    return History(config=run_config(m.cfg, m.model, len(m.train), device,
-                                     **m.objective.config(), path=path, ensemble_size=size))
+    return History(
+        config=run_config(
+            m.cfg,
+            m.model,
+            len(m.train),
+            device,
+            **m.objective.config(),
+            path=path,
+            ensemble_size=size,
+        )
+    )
 
 
 def _final_check(m: Member, device) -> str | None:
@@ -237,8 +272,13 @@ def _final_check(m: Member, device) -> str | None:
         columns = m.objective.noise_columns(m.model)
         noise = None
         if columns:
-            noise = torch.randn(len(X), columns, device=device, dtype=X.dtype,
-                                generator=member_generator(cfg.seed, device, "final"))
+            noise = torch.randn(
+                len(X),
+                columns,
+                device=device,
+                dtype=X.dtype,
+                generator=member_generator(cfg.seed, device, "final"),
+            )
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(derived_seed(cfg.seed, "final"))
             # an objective that compares samples (MMD) costs rows^2 per piece: measure it
@@ -251,8 +291,7 @@ def _final_check(m: Member, device) -> str | None:
         baseline = initial
     if not blew_up(final, initial, baseline):
         return None
-    return diverged_message(final, cfg.epochs - 1, cfg.epochs, cfg.lr,
-                            final=(initial, baseline))
+    return diverged_message(final, cfg.epochs - 1, cfg.epochs, cfg.lr, final=(initial, baseline))
 
 
 # ------------------------------------------------------------------ the paths
@@ -276,9 +315,17 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
         for m in chunk_:
             m.model.train()
         diverged, final = train_stack(
-            [m.plan for m in chunk_], X, [m.cfg for m in chunk_], histories,
-            generators=generators, test_in=test_in, test_target=test_target, progress=progress,
-            desc=desc, on_diverge=on_diverge)
+            [m.plan for m in chunk_],
+            X,
+            [m.cfg for m in chunk_],
+            histories,
+            generators=generators,
+            test_in=test_in,
+            test_target=test_target,
+            progress=progress,
+            desc=desc,
+            on_diverge=on_diverge,
+        )
         for m, history, message, loss in zip(chunk_, histories, diverged, final):
             m.model.eval()
             m.history, m.diverged, m.final_loss = history, message, loss
@@ -295,8 +342,15 @@ def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> 
     desc = f"{type(group[0].model).__name__} x{K} (vmap)"
     logger.debug("path 'vmap': %s", desc)
     results = functional.train_functional(
-        [m.model for m in group], X, [m.cfg for m in group], group[0].objective,
-        test_in=test_in, test_target=test_target, progress=progress, desc=desc)
+        [m.model for m in group],
+        X,
+        [m.cfg for m in group],
+        group[0].objective,
+        test_in=test_in,
+        test_target=test_target,
+        progress=progress,
+        desc=desc,
+    )
     for m, result in zip(group, results):
         m.model.eval()
         history = _new_history(m, device, "vmap", K)
@@ -308,7 +362,7 @@ def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> 
         steps = -(-n_used // batch_size)
         history.train_loss.extend(result.train_loss[:e])
         history.test_loss.extend(result.test_loss[:e])
-        history.step_loss.extend(result.step_loss[:e * steps])
+        history.step_loss.extend(result.step_loss[: e * steps])
         history.seconds.extend(result.seconds[:e])
         history.examples_seen.extend(n_used * (i + 1) for i in range(e))
         m.history = history
@@ -326,10 +380,19 @@ def _run_loop(m: Member, device, progress, on_diverge) -> None:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(m.cfg.seed)
         try:
-            train_loop(m.model, m.train.X.to(device), m.objective, m.cfg, history,
-                       generator=member_generator(m.cfg.seed, device), test_in=test_in,
-                       test_target=test_target, test_noise=test_noise, progress=progress,
-                       desc=type(m.model).__name__)
+            train_loop(
+                m.model,
+                m.train.X.to(device),
+                m.objective,
+                m.cfg,
+                history,
+                generator=member_generator(m.cfg.seed, device),
+                test_in=test_in,
+                test_target=test_target,
+                test_noise=test_noise,
+                progress=progress,
+                desc=type(m.model).__name__,
+            )
         except TrainingDiverged as error:
             if on_diverge == "raise":
                 raise
@@ -340,8 +403,9 @@ def _run_loop(m: Member, device, progress, on_diverge) -> None:
 # ------------------------------------------------------------------ the entry
 
 
-def train_members(members: list[Member], *, device: torch.device, progress=None,
-                  on_diverge: str = "raise") -> list[History]:
+def train_members(
+    members: list[Member], *, device: torch.device, progress=None, on_diverge: str = "raise"
+) -> list[History]:
     """Train every member in place, each group on its path; their Histories in order.
 
     ``on_diverge="raise"``: the first divergence restores every model to its weights
@@ -350,8 +414,7 @@ def train_members(members: list[Member], *, device: torch.device, progress=None,
     before the divergence and ``config["diverged"]`` holds the message. Any other
     exception (or an interrupt) restores every model and propagates.
     """
-    saved = [{k: v.detach().clone() for k, v in m.model.state_dict().items()}
-             for m in members]
+    saved = [{k: v.detach().clone() for k, v in m.model.state_dict().items()} for m in members]
     prepared: list[Member] = []
     try:
         for m in members:
@@ -386,9 +449,17 @@ def train_members(members: list[Member], *, device: torch.device, progress=None,
     return [m.history for m in members]
 
 
-def fit(model: nn.Module, train: Dataset, objective, cfg: TrainConfig, *,
-        test: Dataset | None = None, device=None, progress=None,
-        extra_config: dict | None = None) -> History:
+def fit(
+    model: nn.Module,
+    train: Dataset,
+    objective,
+    cfg: TrainConfig,
+    *,
+    test: Dataset | None = None,
+    device=None,
+    progress=None,
+    extra_config: dict | None = None,
+) -> History:
     """Train one model in place on ``objective`` (an :class:`Objective`, or a plain
     ``fn(model, x, target) -> loss``); raise :class:`TrainingDiverged` when it diverges.
 

@@ -134,8 +134,13 @@ def _member_loss(model: nn.Module, objective: Objective):
     return base, loss
 
 
-def stacked_loss_and_grad(models: Sequence[nn.Module], objective: Objective, x: torch.Tensor,
-                          target: torch.Tensor, noise: torch.Tensor | None = None):
+def stacked_loss_and_grad(
+    models: Sequence[nn.Module],
+    objective: Objective,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    noise: torch.Tensor | None = None,
+):
     """Each member's loss (K,) and gradients {name: (K, ...)} on its own batch ``x[k]``,
     ``target[k]``, ``noise[k]``: the step :func:`train_functional` takes, without the update."""
     params, buffers = stack_module_state(list(models))
@@ -143,7 +148,8 @@ def stacked_loss_and_grad(models: Sequence[nn.Module], objective: Objective, x: 
     buffers = {f"model.{k}": v for k, v in buffers.items()}
     _, loss = _member_loss(models[0], objective)
     grads, values = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0, None if noise is None else 0))(
-        params, buffers, x, target, noise)
+        params, buffers, x, target, noise
+    )
     return values, {k.removeprefix("model."): g for k, g in grads.items()}
 
 
@@ -152,8 +158,10 @@ def stacked_loss_and_grad(models: Sequence[nn.Module], objective: Objective, x: 
 
 def _check_models(models) -> list[nn.Module]:
     if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
-        raise TypeError(f"models must be a non-empty list of torch.nn.Module, got "
-                        f"{type(models).__name__}; pass [model] for one model.")
+        raise TypeError(
+            f"models must be a non-empty list of torch.nn.Module, got "
+            f"{type(models).__name__}; pass [model] for one model."
+        )
     for i, m in enumerate(models):
         if not isinstance(m, nn.Module):
             raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(m).__name__}.")
@@ -165,11 +173,14 @@ def _check_models(models) -> list[nn.Module]:
             raise ValueError(
                 f"models[{i}] ({type(m).__name__}) does not have the architecture of models[0] "
                 f"({type(first).__name__}): train_functional stacks models of one architecture "
-                "only; group the models by architecture and call it once per group.")
+                "only; group the models by architecture and call it once per group."
+            )
     devices = {p.device for m in models for p in m.parameters()}
     if len(devices) > 1:
-        raise ValueError(f"models must all be on one device, got {sorted(map(str, devices))}; "
-                         "move them with model.to(device).")
+        raise ValueError(
+            f"models must all be on one device, got {sorted(map(str, devices))}; "
+            "move them with model.to(device)."
+        )
     if not devices:
         raise ValueError("models have no parameters to train.")
     return list(models)
@@ -177,15 +188,19 @@ def _check_models(models) -> list[nn.Module]:
 
 def _check_configs(cfgs, K: int) -> list:
     if isinstance(cfgs, TrainConfig) or not isinstance(cfgs, Sequence):
-        raise TypeError(f"cfgs must be a list of {K} aelab.train.TrainConfig (one per model), "
-                        f"got {type(cfgs).__name__}.")
+        raise TypeError(
+            f"cfgs must be a list of {K} aelab.train.TrainConfig (one per model), "
+            f"got {type(cfgs).__name__}."
+        )
     if len(cfgs) != K:
-        raise ValueError(f"cfgs has length {len(cfgs)} but there are {K} models; give one "
-                         "TrainConfig per model.")
+        raise ValueError(
+            f"cfgs has length {len(cfgs)} but there are {K} models; give one TrainConfig per model."
+        )
     for i, c in enumerate(cfgs):
         if not isinstance(c, TrainConfig):
-            raise TypeError(f"cfgs[{i}] must be an aelab.train.TrainConfig, got "
-                            f"{type(c).__name__}.")
+            raise TypeError(
+                f"cfgs[{i}] must be an aelab.train.TrainConfig, got {type(c).__name__}."
+            )
     names = [f.name for f in dataclasses.fields(cfgs[0]) if f.name not in PER_MEMBER]
     for i, c in enumerate(cfgs[1:], 1):
         for name in names:
@@ -194,31 +209,44 @@ def _check_configs(cfgs, K: int) -> list:
                     f"cfgs[{i}].{name}={getattr(c, name)!r} differs from cfgs[0].{name}="
                     f"{getattr(cfgs[0], name)!r}; within one stack only {' and '.join(PER_MEMBER)} "
                     "may differ: group the models by the other settings and call "
-                    "train_functional once per group.")
+                    "train_functional once per group."
+                )
     return list(cfgs)
 
 
 def _check_data(name: str, X, K: int, device, n_features: int | None = None) -> torch.Tensor:
     if not isinstance(X, torch.Tensor) or not X.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
-                        f"{type(X).__name__ if not isinstance(X, torch.Tensor) else X.dtype}.")
+        raise TypeError(
+            f"{name} must be a floating-point torch.Tensor, got "
+            f"{type(X).__name__ if not isinstance(X, torch.Tensor) else X.dtype}."
+        )
     if X.ndim not in (2, 3) or (X.ndim == 3 and X.shape[0] != K) or X.shape[-2] < 1:
-        raise ValueError(f"{name} must be (n, features), shared by all members, or (K, n, "
-                         f"features) with K={K}, one dataset per member, and n >= 1; got shape "
-                         f"{tuple(X.shape)}.")
+        raise ValueError(
+            f"{name} must be (n, features), shared by all members, or (K, n, "
+            f"features) with K={K}, one dataset per member, and n >= 1; got shape "
+            f"{tuple(X.shape)}."
+        )
     if n_features is not None and X.shape[-1] != n_features:
-        raise ValueError(f"{name} has {X.shape[-1]} features but the training data has "
-                         f"{n_features}.")
+        raise ValueError(
+            f"{name} has {X.shape[-1]} features but the training data has {n_features}."
+        )
     return X.to(device)
 
 
 # --------------------------------------------------------------------------- training
 
 
-def train_functional(models: Sequence[nn.Module], X: torch.Tensor, cfgs: Sequence,
-                     objective: Objective, *, test_in: torch.Tensor | None = None,
-                     test_target: torch.Tensor | None = None, progress: bool | None = None,
-                     desc: str = "") -> list[MemberResult]:
+def train_functional(
+    models: Sequence[nn.Module],
+    X: torch.Tensor,
+    cfgs: Sequence,
+    objective: Objective,
+    *,
+    test_in: torch.Tensor | None = None,
+    test_target: torch.Tensor | None = None,
+    progress: bool | None = None,
+    desc: str = "",
+) -> list[MemberResult]:
     """Train K models of one architecture together on ``objective``; weights written back.
 
     Parameters
@@ -266,8 +294,10 @@ def train_functional(models: Sequence[nn.Module], X: torch.Tensor, cfgs: Sequenc
     K = len(models)
     cfgs = _check_configs(cfgs, K)
     if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be an aelab objective (Reconstruction, VAEObjective, "
-                        f"MMDObjective), got {type(objective).__name__}.")
+        raise TypeError(
+            f"objective must be an aelab objective (Reconstruction, VAEObjective, "
+            f"MMDObjective), got {type(objective).__name__}."
+        )
     device = next(models[0].parameters()).device
     X = _check_data("X", X, K, device)
     if (test_in is None) != (test_target is None):
@@ -276,16 +306,26 @@ def train_functional(models: Sequence[nn.Module], X: torch.Tensor, cfgs: Sequenc
         test_in = _check_data("test_in", test_in, K, device, X.shape[-1])
         test_target = _check_data("test_target", test_target, K, device, X.shape[-1])
         if test_in.shape[-2] != test_target.shape[-2]:
-            raise ValueError(f"test_in has {test_in.shape[-2]} samples but test_target has "
-                             f"{test_target.shape[-2]}.")
+            raise ValueError(
+                f"test_in has {test_in.shape[-2]} samples but test_target has "
+                f"{test_target.shape[-2]}."
+            )
     # members with equal learning rates next to each other: one optimizer group per rate
     order = sorted(range(K), key=lambda k: cfgs[k].lr)
 
     def permuted(t):
         return t if t is None or t.ndim == 2 else t[order]
 
-    results = _train_sorted([models[k] for k in order], permuted(X), [cfgs[k] for k in order],
-                            objective, permuted(test_in), permuted(test_target), progress, desc)
+    results = _train_sorted(
+        [models[k] for k in order],
+        permuted(X),
+        [cfgs[k] for k in order],
+        objective,
+        permuted(test_in),
+        permuted(test_target),
+        progress,
+        desc,
+    )
     out: list[MemberResult | None] = [None] * K
     for position, k in enumerate(order):
         out[k] = results[position]
@@ -325,8 +365,9 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
         part(models[0], cfg.freeze)  # ValueError when there is no such part
     frozen = f"model.{cfg.freeze}." if cfg.freeze else None
     flags = {f"model.{k}": p.requires_grad for k, p in models[0].named_parameters()}
-    trainable = {k: v for k, v in params.items()
-                 if flags[k] and not (frozen and k.startswith(frozen))}
+    trainable = {
+        k: v for k, v in params.items() if flags[k] and not (frozen and k.startswith(frozen))
+    }
     fixed = {**{k: v for k, v in params.items() if k not in trainable}, **buffers}
     if not trainable:
         raise ValueError("the model has no trainable parameters (is everything frozen?).")
@@ -358,10 +399,8 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
 
     generators = [member_generator(c.seed, device) for c in cfgs]
     perm = torch.arange(n, device=device).repeat(K, 1)  # (K, n); full batch keeps this order
-    in_noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if cfg.noise_sigma \
-        else None
-    obj_noise = torch.empty(K, n_used, cols, dtype=X.dtype, device=device) if with_noise \
-        else None
+    in_noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if cfg.noise_sigma else None
+    obj_noise = torch.empty(K, n_used, cols, dtype=X.dtype, device=device) if with_noise else None
     members = torch.arange(K, device=device).view(K, 1)
 
     test_step = test_noise = None
@@ -370,10 +409,18 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
         test_step = vmap(member_loss, in_dims=(0, 0, test_dim, test_dim, noise_dim))
         if with_noise:
             n_test = test_in.shape[-2]
-            test_noise = torch.stack([
-                torch.randn(n_test, cols, dtype=X.dtype, device=device,
-                            generator=member_generator(c.seed, device, "test-noise"))
-                for c in cfgs])  # (K, n_test, cols): the same draw every epoch
+            test_noise = torch.stack(
+                [
+                    torch.randn(
+                        n_test,
+                        cols,
+                        dtype=X.dtype,
+                        device=device,
+                        generator=member_generator(c.seed, device, "test-noise"),
+                    )
+                    for c in cfgs
+                ]
+            )  # (K, n_test, cols): the same draw every epoch
 
     step_loss = torch.empty(E, S, K, dtype=X.dtype, device=device)
     test_loss = torch.empty(E, K, dtype=X.dtype, device=device) if test_in is not None else None
@@ -445,10 +492,15 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
     with torch.no_grad():
         for k, model in enumerate(models):
             e = ok[k]
-            results.append(MemberResult(
-                train_loss=train_lists[k][:e], test_loss=test_lists[k][:e] if test_lists else [],
-                step_loss=step_lists[k][:e * S], seconds=seconds[:e],
-                diverged_epoch=e if e < E else None))
+            results.append(
+                MemberResult(
+                    train_loss=train_lists[k][:e],
+                    test_loss=test_lists[k][:e] if test_lists else [],
+                    step_loss=step_lists[k][: e * S],
+                    seconds=seconds[:e],
+                    diverged_epoch=e if e < E else None,
+                )
+            )
             if e < E:
                 continue  # a diverged member keeps the weights it had before training
             state = {**params, **buffers}
@@ -462,11 +514,29 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
 
 # Modules whose forward draws random numbers or updates running statistics: under vmap the
 # first raises (randomness="error") and the second cannot update a stacked buffer in place.
-_UNSTACKABLE = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                nn.FeatureAlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
-                nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-          nn.ConvTranspose3d)
+_UNSTACKABLE = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
+_CONVS = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 # the smallest K from which the stack measured faster than the loop (module docstring)
 MIN_K = {"mlp": 8, "conv": 16}
 

@@ -47,9 +47,14 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, objective: Objective, x: torch.Tensor,
-                  target: torch.Tensor, noise: torch.Tensor | None,
-                  chunk: int | None = None) -> float:
+def evaluate_loss(
+    model: nn.Module,
+    objective: Objective,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    noise: torch.Tensor | None,
+    chunk: int | None = None,
+) -> float:
     """The objective on ``(x, target)`` in eval mode, without gradients.
 
     ``chunk``: evaluate in near-equal pieces of at least that many rows (memory stays
@@ -66,9 +71,20 @@ def evaluate_loss(model: nn.Module, objective: Objective, x: torch.Tensor,
     return total / n
 
 
-def train_loop(model: nn.Module, X: torch.Tensor, objective: Objective, cfg: TrainConfig,
-               history: History, *, generator: torch.Generator, test_in=None, test_target=None,
-               test_noise=None, progress=None, desc: str = "") -> None:
+def train_loop(
+    model: nn.Module,
+    X: torch.Tensor,
+    objective: Objective,
+    cfg: TrainConfig,
+    history: History,
+    *,
+    generator: torch.Generator,
+    test_in=None,
+    test_target=None,
+    test_noise=None,
+    progress=None,
+    desc: str = "",
+) -> None:
     """Train ``model`` in place on ``X``; append to ``history``; raise TrainingDiverged when an
     epoch's loss is not finite (the caller restores the weights).
 
@@ -98,11 +114,13 @@ def train_loop(model: nn.Module, X: torch.Tensor, objective: Objective, cfg: Tra
         inputs = target
         if cfg.noise_sigma:
             inputs = target + cfg.noise_sigma * torch.randn(
-                target.shape, generator=generator, device=device, dtype=target.dtype)
+                target.shape, generator=generator, device=device, dtype=target.dtype
+            )
         noise = [None] * len(sizes)
         if columns:
-            noise = torch.randn(n_used, columns, generator=generator, device=device,
-                                dtype=X.dtype).split(batch_size)
+            noise = torch.randn(
+                n_used, columns, generator=generator, device=device, dtype=X.dtype
+            ).split(batch_size)
         step_losses = []
         for x, t, z in zip(inputs.split(batch_size), target.split(batch_size), noise):
             loss = objective.loss(model, x, t, z)
@@ -126,7 +144,8 @@ def train_loop(model: nn.Module, X: torch.Tensor, objective: Objective, cfg: Tra
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(derived_seed(cfg.seed, "test"))
                 history.test_loss.append(
-                    evaluate_loss(model, objective, test_in, test_target, test_noise))
+                    evaluate_loss(model, objective, test_in, test_target, test_noise)
+                )
         history.seconds.append(time.perf_counter() - start)
         if not bar.disable:
             bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
@@ -135,6 +154,7 @@ def train_loop(model: nn.Module, X: torch.Tensor, objective: Objective, cfg: Tra
     # an epoch's loss is measured before its updates: a blow-up in the last epoch shows
     # only in the weights (and the test loss)
     last_test_ok = not history.test_loss or math.isfinite(history.test_loss[-1])
-    if cfg.epochs and not (last_test_ok and all(bool(p.isfinite().all())
-                                                for p in model.parameters())):
+    if cfg.epochs and not (
+        last_test_ok and all(bool(p.isfinite().all()) for p in model.parameters())
+    ):
         raise TrainingDiverged(diverged_message(float("nan"), cfg.epochs - 1, cfg.epochs, cfg.lr))

@@ -38,9 +38,20 @@ from aelab.losses import (
     mse_reconstruction,
 )
 
-__all__ = ["Objective", "Reconstruction", "VAEObjective", "MMDObjective", "CallableObjective",
-           "code_size", "OBJECTIVE_NAMES", "VAE_LIKELIHOODS", "VAE_RECONSTRUCTIONS",
-           "build_objective", "resolve_likelihood", "mean_predictor_mse"]
+__all__ = [
+    "Objective",
+    "Reconstruction",
+    "VAEObjective",
+    "MMDObjective",
+    "CallableObjective",
+    "code_size",
+    "OBJECTIVE_NAMES",
+    "VAE_LIKELIHOODS",
+    "VAE_RECONSTRUCTIONS",
+    "build_objective",
+    "resolve_likelihood",
+    "mean_predictor_mse",
+]
 
 
 def mean_predictor_mse(target: torch.Tensor) -> float:
@@ -53,8 +64,10 @@ def code_size(model: nn.Module) -> int:
     """The number of code dimensions of ``model``: its ``bottleneck_size`` argument."""
     size = getattr(model, "init_args", {}).get("bottleneck_size")
     if size is None:
-        raise ValueError(f"{type(model).__name__} has no init_args['bottleneck_size']; the "
-                         "VAE and MMD objectives need to know the code size.")
+        raise ValueError(
+            f"{type(model).__name__} has no init_args['bottleneck_size']; the "
+            "VAE and MMD objectives need to know the code size."
+        )
     return int(size)
 
 
@@ -77,8 +90,9 @@ class Objective:
         """Standard normal numbers per sample the loss needs each step (0: none)."""
         return 0
 
-    def loss(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-             noise: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def config(self) -> dict:
@@ -143,7 +157,8 @@ class VAEObjective(Objective):
         mu, logvar = model.posterior(x)
         out = model.decoder(mu + torch.exp(0.5 * logvar) * noise)  # logits when Bernoulli
         return VAE_RECONSTRUCTIONS[self.likelihood](out, target) + self.beta * gaussian_kl(
-            mu, logvar)
+            mu, logvar
+        )
 
     def config(self):
         return {"objective": self.name, "beta": self.beta, "likelihood": self.likelihood}
@@ -178,18 +193,24 @@ class MMDObjective(Objective):
     def squared_bandwidths(self, like: torch.Tensor) -> torch.Tensor:
         key = (like.device, like.dtype)
         if key not in self._h2:  # made once per device and dtype
-            self._h2[key] = torch.tensor(self.bandwidths, dtype=like.dtype,
-                                         device=like.device).pow(2)
+            self._h2[key] = torch.tensor(self.bandwidths, dtype=like.dtype, device=like.device).pow(
+                2
+            )
         return self._h2[key]
 
     def loss(self, model, x, target, noise):
         x_hat, z = reconstruct_with_code(model, x)
         return mse_reconstruction(x_hat, target) + self.weight * mmd_unchecked(
-            z, noise, self.kernel, self.squared_bandwidths(z))
+            z, noise, self.kernel, self.squared_bandwidths(z)
+        )
 
     def config(self):
-        return {"objective": self.name, "mmd_weight": self.weight, "kernel": self.kernel,
-                "bandwidths": list(self.bandwidths)}
+        return {
+            "objective": self.name,
+            "mmd_weight": self.weight,
+            "kernel": self.kernel,
+            "bandwidths": list(self.bandwidths),
+        }
 
     def baseline_loss(self, target):
         return mean_predictor_mse(target)  # codes that follow the prior add ~0 MMD
@@ -245,9 +266,20 @@ def _check_mmd_batches(cfg, n: int, n_test: int | None, who: str) -> None:
         raise ValueError(f"test must hold at least 2 samples for the MMD estimate, got {n_test}.")
 
 
-def build_objective(objective, model: nn.Module, train, test, cfg, *, beta=1.0,
-                    likelihood="auto", mmd_weight=1.0, kernel="imq", bandwidths=None,
-                    who: str | None = None) -> Objective:
+def build_objective(
+    objective,
+    model: nn.Module,
+    train,
+    test,
+    cfg,
+    *,
+    beta=1.0,
+    likelihood="auto",
+    mmd_weight=1.0,
+    kernel="imq",
+    bandwidths=None,
+    who: str | None = None,
+) -> Objective:
     """The :class:`Objective` that ``objective`` (a name or an instance) means for ``model``.
 
     ``who`` names the caller in errors (default ``objective='NAME'``); ``train`` and
@@ -256,8 +288,10 @@ def build_objective(objective, model: nn.Module, train, test, cfg, *, beta=1.0,
     if isinstance(objective, Objective):
         return objective
     if not isinstance(objective, str) or objective not in OBJECTIVE_NAMES:
-        raise ValueError(f"objective must be one of {list(OBJECTIVE_NAMES)} or an aelab "
-                         f"Objective instance, got {objective!r}.")
+        raise ValueError(
+            f"objective must be one of {list(OBJECTIVE_NAMES)} or an aelab "
+            f"Objective instance, got {objective!r}."
+        )
     who = who or f"objective={objective!r}"
     if objective == "reconstruction":
         return Reconstruction()
@@ -265,15 +299,17 @@ def build_objective(objective, model: nn.Module, train, test, cfg, *, beta=1.0,
         from aelab.models.vae import VAE
 
         if not isinstance(model, VAE):
-            raise TypeError(f"{who} needs an aelab.VAE, got {type(model).__name__}; "
-                            "train other models with objective 'reconstruction' or 'mmd'.")
+            raise TypeError(
+                f"{who} needs an aelab.VAE, got {type(model).__name__}; "
+                "train other models with objective 'reconstruction' or 'mmd'."
+            )
         beta = check_positive_float("beta", beta, allow_zero=True)
-        return VAEObjective(beta=beta, likelihood=resolve_likelihood(model, likelihood, train,
-                                                                     test))
+        return VAEObjective(
+            beta=beta, likelihood=resolve_likelihood(model, likelihood, train, test)
+        )
     weight = check_positive_float("mmd_weight", mmd_weight, allow_zero=True)
     check_kernel(kernel)
     bandwidths = check_bandwidths(bandwidths)
     _check_mmd_batches(cfg, len(train), None if test is None else len(test), who)
     code_size(model)  # the prior's dimension must be known
     return MMDObjective(weight=weight, kernel=kernel, bandwidths=tuple(bandwidths))
-

@@ -49,8 +49,19 @@ from aelab._engine.torch_ops import FusedUpdate, relu_backward
 from aelab.models._base import AutoencoderBase
 from aelab.models.resnet import ResidualBlock
 
-__all__ = ["EMITTERS", "MATMULS", "Stack", "stack_plan", "signature", "train_stack", "chunks",
-           "optimizer_key", "STACK_BYTES", "EPOCH_GATHER_BYTES", "PARALLEL_MACS"]
+__all__ = [
+    "EMITTERS",
+    "MATMULS",
+    "Stack",
+    "stack_plan",
+    "signature",
+    "train_stack",
+    "chunks",
+    "optimizer_key",
+    "STACK_BYTES",
+    "EPOCH_GATHER_BYTES",
+    "PARALLEL_MACS",
+]
 
 # above this many bytes, a stack gathers each batch on its own instead of a whole epoch at once
 EPOCH_GATHER_BYTES = 64 * 2**20
@@ -146,19 +157,28 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
         return None
     cls = type(model)
     if (cls.forward, cls.encode, cls.decode) != (
-        AutoencoderBase.forward, AutoencoderBase.encode, AutoencoderBase.decode
+        AutoencoderBase.forward,
+        AutoencoderBase.encode,
+        AutoencoderBase.decode,
     ):
         return None
-    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-           or m._backward_pre_hooks for m in model.modules()):
+    if any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in model.modules()
+    ):
         return None
-    if any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
-           for p in model.parameters()):
+    if any(
+        p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+        for p in model.parameters()
+    ):
         return None  # a tensor hook (e.g. one that edits gradients) needs autograd
     module_globals = nn.modules.module
-    if (module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks
-            or module_globals._global_backward_hooks
-            or module_globals._global_backward_pre_hooks):
+    if (
+        module_globals._global_forward_hooks
+        or module_globals._global_forward_pre_hooks
+        or module_globals._global_backward_hooks
+        or module_globals._global_backward_pre_hooks
+    ):
         return None
     ops: list[_Op] = []
     encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
@@ -180,8 +200,14 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
 def signature(plan: Sequence[_Op]) -> tuple:
     """What must agree for two models to share a stack."""
     return tuple(
-        (op.layer.in_features, op.layer.out_features, op.relu, op.res_start, op.res_end,
-         op.layer.weight.requires_grad)
+        (
+            op.layer.in_features,
+            op.layer.out_features,
+            op.relu,
+            op.res_start,
+            op.res_end,
+            op.layer.weight.requires_grad,
+        )
         for op in plan
     )
 
@@ -341,8 +367,13 @@ class Stack:
     K, so that each member's arithmetic is the same in any stack (see above).
     """
 
-    def __init__(self, plans: Sequence[Sequence[_Op]], cfgs: Sequence[TrainConfig],
-                 device: torch.device, threads: int | None = None):
+    def __init__(
+        self,
+        plans: Sequence[Sequence[_Op]],
+        cfgs: Sequence[TrainConfig],
+        device: torch.device,
+        threads: int | None = None,
+    ):
         first = plans[0]
         self.K = K = len(plans)
         self.device = device
@@ -364,11 +395,11 @@ class Stack:
         offset = 0
         for (i, o), w, count, by_row in zip(self.sizes, self.widths, counts, self.by_row):
             shape = (K, o, w) if by_row else (K, w, o)
-            P = self.param[offset:offset + count].view(shape)
+            P = self.param[offset : offset + count].view(shape)
             self.P.append(P)
-            self.G.append(self.grad[offset:offset + count].view(shape))
+            self.G.append(self.grad[offset : offset + count].view(shape))
             # forward: a (K, B, in + 1) @ (K, in + 1, out); backward: d (K, B, out) @ (K, out, in)
-            self.forward_op.append(P[:, :, :i + 1].transpose(1, 2) if by_row else P[:, :i + 1])
+            self.forward_op.append(P[:, :, : i + 1].transpose(1, 2) if by_row else P[:, : i + 1])
             self.backward_op.append(P[:, :, :i] if by_row else P[:, :i].transpose(1, 2))
             offset += count
         with torch.no_grad():
@@ -394,8 +425,9 @@ class Stack:
             w += 1
         return w
 
-    def weight_and_bias(self, l: int, k: int,
-                        grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def weight_and_bias(
+        self, l: int, k: int, grad: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Views of member k's layer l (or of its gradient) as nn.Linear holds them:
         (out, in) and (out,)."""
         P = (self.G if grad else self.P)[l][k]
@@ -404,8 +436,10 @@ class Stack:
 
     def finite(self) -> torch.Tensor:
         """(K,) bool: whether all of a member's weights and biases are finite."""
-        rows = [P[:, :, :i + 1] if by_row else P[:, :i + 1]
-                for P, (i, _), by_row in zip(self.P, self.sizes, self.by_row)]
+        rows = [
+            P[:, :, : i + 1] if by_row else P[:, : i + 1]
+            for P, (i, _), by_row in zip(self.P, self.sizes, self.by_row)
+        ]
         return torch.stack([r.isfinite().flatten(1).all(1) for r in rows]).all(0)
 
     # ---- optimizer: the fused kernels torch.optim calls, without its per-step bookkeeping
@@ -416,8 +450,10 @@ class Stack:
         n_state = 2 if self.adam else (1 if any(c.momentum for c in cfgs) else 0)
         state = [torch.zeros_like(self.param) for _ in range(n_state)]
         offsets = [sum(P.numel() for P in self.P[:l]) for l in range(self.n_layers)]
-        state_views = [[buf[offset:offset + P.numel()].view_as(P)
-                        for offset, P in zip(offsets, self.P)] for buf in state]
+        state_views = [
+            [buf[offset : offset + P.numel()].view_as(P) for offset, P in zip(offsets, self.P)]
+            for buf in state
+        ]
         # members with equal optimizer settings are adjacent (dispatch sorts them), so each
         # run of equal settings is one parameter group: one kernel call per distinct setting.
         # Every member's block is a multiple of _VEC floats, so the grouping changes no bits.
@@ -435,10 +471,19 @@ class Stack:
                 grads = [self.G[l][start:end] for l in trainable]
                 bufs = [[views[l][start:end] for l in trainable] for views in state_views]
             cfg = cfgs[start]
-            groups.append(dict(params=params, grads=grads, state=bufs, lr=cfg.lr,
-                               weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-                               betas=cfg.betas, eps=cfg.eps,
-                               schedule=LrSchedule(cfg.lr, first.lr_schedule, first.epochs)))
+            groups.append(
+                dict(
+                    params=params,
+                    grads=grads,
+                    state=bufs,
+                    lr=cfg.lr,
+                    weight_decay=cfg.weight_decay,
+                    momentum=cfg.momentum,
+                    betas=cfg.betas,
+                    eps=cfg.eps,
+                    schedule=LrSchedule(cfg.lr, first.lr_schedule, first.epochs),
+                )
+            )
             start = end
         self.groups = groups
         self.optimizer = FusedUpdate(groups, first.optimizer, self.device)
@@ -457,8 +502,11 @@ class Stack:
         rows, at most 3) where a product that goes to MKL would otherwise put some members'
         outputs or gradients off a 16-byte boundary. Depends on the shapes only."""
         padded = rows
-        while not all((padded * o) % _ALIGN == 0 and (padded * i) % _ALIGN == 0
-                      for i, o in self.sizes if _goes_to_mkl(padded, i + 1, o)):
+        while not all(
+            (padded * o) % _ALIGN == 0 and (padded * i) % _ALIGN == 0
+            for i, o in self.sizes
+            if _goes_to_mkl(padded, i + 1, o)
+        ):
             padded += 1
         return padded
 
@@ -474,31 +522,45 @@ class Stack:
         for l, (i, o) in enumerate(self.sizes):
             by_row = self.by_row[l]
             padded = self.grad_padded(l, B)
-            grad = self.G[l] if padded else (self.G[l][:, :, :i + 1] if by_row
-                                             else self.G[l][:, :i + 1])
+            grad = (
+                self.G[l]
+                if padded
+                else (self.G[l][:, :, : i + 1] if by_row else self.G[l][:, : i + 1])
+            )
             grad_in = None
             if l > 0:
-                a = buf if padded else buf[:, :, :i + 1]
+                a = buf if padded else buf[:, :, : i + 1]
                 grad_in = a if by_row else a.transpose(1, 2)
             buf = buf_in = None
             if l < self.n_layers - 1:
                 buf = _aligned_zeros(K, B, self.widths[l + 1], self.device)
                 buf[:, :, o] = 1.0
-                buf_in = buf[:, :, :o + 1]
+                buf_in = buf[:, :, : o + 1]
             width = self.widths[l] if padded else i + 1
             T = self.threads
-            grad_kind = (_matmul_kind(K, o, B, width, T) if by_row
-                         else _matmul_kind(K, width, B, o, T))
-            layers.append(_Layer(
-                matmul=MATMULS[_matmul_kind(K, B, i + 1, o, T)], weight=self.forward_op[l],
-                out=None if buf is None else buf[:, :, :o], buf_in=buf_in,
-                relu=self.relu[l], res_start=self.res_start[l], res_end=self.res_end[l],
-                grad_matmul=MATMULS[grad_kind] if self.trainable[l] else None,
-                grad=grad, grad_padded=padded, grad_in=grad_in, by_row=by_row,
-                input_matmul=(MATMULS[_matmul_kind(K, B, o, i, T)]
-                              if l > self.first_trainable else None),
-                input_weight=self.backward_op[l],
-            ))
+            grad_kind = (
+                _matmul_kind(K, o, B, width, T) if by_row else _matmul_kind(K, width, B, o, T)
+            )
+            layers.append(
+                _Layer(
+                    matmul=MATMULS[_matmul_kind(K, B, i + 1, o, T)],
+                    weight=self.forward_op[l],
+                    out=None if buf is None else buf[:, :, :o],
+                    buf_in=buf_in,
+                    relu=self.relu[l],
+                    res_start=self.res_start[l],
+                    res_end=self.res_end[l],
+                    grad_matmul=MATMULS[grad_kind] if self.trainable[l] else None,
+                    grad=grad,
+                    grad_padded=padded,
+                    grad_in=grad_in,
+                    by_row=by_row,
+                    input_matmul=(
+                        MATMULS[_matmul_kind(K, B, o, i, T)] if l > self.first_trainable else None
+                    ),
+                    input_weight=self.backward_op[l],
+                )
+            )
         x = _aligned_zeros(K, B, self.widths[0], self.device)
         x[:, :, self.sizes[0][0]] = 1.0
         found = self._batches[rows] = _Batch(rows, B, layers, x)
@@ -518,7 +580,7 @@ class Stack:
         """Layer 0's operands for consecutive batches of padded rows ``sizes`` in ``x`` (K, rows,
         width): the forward inputs (K, B, in + 1) and the weight-gradient operands, as views."""
         i = self.sizes[0][0]
-        real = x[:, :, :i + 1]
+        real = x[:, :, : i + 1]
         forward = real.split(sizes, 1)
         if not self.trainable[0]:
             return forward, [None] * len(sizes)
@@ -527,8 +589,9 @@ class Stack:
         def operands(padded):  # every batch's operand, over the padded width or the real one
             if padded not in splits:
                 a = x if padded else real
-                splits[padded] = (a.split(sizes, 1) if self.by_row[0]
-                                  else a.transpose(1, 2).split(sizes, 2))
+                splits[padded] = (
+                    a.split(sizes, 1) if self.by_row[0] else a.transpose(1, 2).split(sizes, 2)
+                )
             return splits[padded]
 
         return forward, [operands(self.grad_padded(0, size))[s] for s, size in enumerate(sizes)]
@@ -538,7 +601,7 @@ class Stack:
         are copied into the batch's input buffer."""
         if x.shape[1:] == batch.x.shape[1:]:
             return x
-        batch.x[:, :x.shape[1], :x.shape[2]] = x
+        batch.x[:, : x.shape[1], : x.shape[2]] = x
         return batch.x
 
     def forward(self, x: torch.Tensor, batch: _Batch) -> torch.Tensor:
@@ -547,11 +610,12 @@ class Stack:
         (K, padded, width of layer 0) with zeros."""
         plain = x.shape[1:] != batch.x.shape[1:]
         x = self._padded_input(x, batch)
-        y = self._forward(x[:, :, :self.sizes[0][0] + 1], batch.layers)
-        return y[:, :batch.rows] if plain else y
+        y = self._forward(x[:, :, : self.sizes[0][0] + 1], batch.layers)
+        return y[:, : batch.rows] if plain else y
 
-    def backward(self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor | None,
-                 batch: _Batch) -> None:
+    def backward(
+        self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor | None, batch: _Batch
+    ) -> None:
         """Fill ``G`` with the gradients of sum_k loss_k, given ``dy`` = d(sum loss)/d(output)
         for the batch's rows (K, rows, d) or for all its padded rows (zero beyond ``rows``),
         and the inputs ``x`` as given to :meth:`forward` (``xT`` is unused)."""
@@ -585,8 +649,9 @@ class Stack:
             a = layer.buf_in
         raise AssertionError("unreachable")
 
-    def _backward(self, dy: torch.Tensor, grad_in0: torch.Tensor | None,
-                  layers: list[_Layer]) -> None:
+    def _backward(
+        self, dy: torch.Tensor, grad_in0: torch.Tensor | None, layers: list[_Layer]
+    ) -> None:
         """Fill ``G`` given ``dy`` = d(sum loss)/d(output) (K, B, d), zero in pad rows, and
         layer 0's weight-gradient operand (from :meth:`inputs`)."""
         masks = self._masks
@@ -661,9 +726,19 @@ def _epoch_losses(losses: torch.Tensor, weights: Sequence[float]) -> torch.Tenso
     return total
 
 
-def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History], *,
-                generators, test_in=None, test_target=None, progress=None, desc="stack",
-                on_diverge="raise") -> list[str | None]:
+def train_stack(
+    plans,
+    X,
+    cfgs: Sequence[TrainConfig],
+    histories: list[History],
+    *,
+    generators,
+    test_in=None,
+    test_target=None,
+    progress=None,
+    desc="stack",
+    on_diverge="raise",
+) -> list[str | None]:
     """Train the members of one stack; append to their Histories; write weights back.
 
     ``X`` is (n, d), shared by all members, or (K, n, d), one dataset each;
@@ -690,8 +765,9 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
     n_used = n - n % batch_size if cfg.drop_last else n
     full_batch = batch_size >= n
     sizes = [len(s) for s in torch.arange(n_used).split(batch_size)]
-    macs_per_member_step = batch_size * sum(op.layer.in_features * op.layer.out_features
-                                            for op in plans[0])
+    macs_per_member_step = batch_size * sum(
+        op.layer.in_features * op.layer.out_features for op in plans[0]
+    )
     threads = torch.get_num_threads() if macs_per_member_step >= PARALLEL_MACS else 1
     stack = Stack(plans, cfgs, device, threads)
     width = stack.widths[0]
@@ -707,19 +783,22 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
     X_aug = _augment(X, width, n + 1)  # (n + 1, width) or (K, n + 1, width)
     real_rows = None  # where the epoch's n_used samples sit among its padded rows
     if pad_rows:
-        real_rows = torch.cat([torch.arange(start, start + size, device=device)
-                               for start, size in zip(starts, sizes)])
+        real_rows = torch.cat(
+            [torch.arange(start, start + size, device=device) for start, size in zip(starts, sizes)]
+        )
     order_pad = None
     if pad_rows:  # the indices that pad each batch, inserted after its samples
-        order_pad = [torch.full((K, p - s), n, dtype=torch.long, device=device)
-                     for s, p in zip(sizes, padded)]
+        order_pad = [
+            torch.full((K, p - s), n, dtype=torch.long, device=device)
+            for s, p in zip(sizes, padded)
+        ]
 
     def epoch_order(idx):  # (K, n_used) sample indices -> (K, rows), pad rows -> the zero row
         if not pad_rows:
             return idx
         pieces = []
         for first, size, pad in zip(range(0, n_used, batch_size), sizes, order_pad):
-            pieces += [idx[:, first:first + size], pad]
+            pieces += [idx[:, first : first + size], pad]
         return torch.cat(pieces, 1)
 
     if full_batch:
@@ -731,8 +810,7 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
     perm_rows = perm.unbind(0)
     noise = torch.empty(K, n_used, d, dtype=X.dtype, device=device) if noisy else None
     noise_rows = noise.unbind(0) if noisy else None
-    noise_at = torch.zeros(K, rows, d, dtype=X.dtype, device=device) if noisy and pad_rows \
-        else None
+    noise_at = torch.zeros(K, rows, d, dtype=X.dtype, device=device) if noisy and pad_rows else None
     members = torch.arange(K, device=device).view(K, 1)
     E, S = cfg.epochs, len(sizes)
     # every step's per-member error norm stays on the device until training ends: the
@@ -787,7 +865,7 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
                 targets = clean[:, :, :d].contiguous().split(padded, 1)
             for s, batch in enumerate(batches):
                 if per_step_gather:
-                    rows_s = idx[:, starts[s]:starts[s] + batch.padded]
+                    rows_s = idx[:, starts[s] : starts[s] + batch.padded]
                     x = X_aug[rows_s] if shared else X_aug[members, rows_s]
                     (a, *_), (a_grad, *_) = stack.inputs(x, [batch.padded])
                     t = x[:, :, :d]
@@ -796,8 +874,8 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
                 diff = stack._forward(a, batch.layers).sub_(t)
                 real = diff
                 if batch.padded != batch.rows:
-                    diff[:, batch.rows:] = 0.0  # pad rows add nothing to any gradient
-                    real = diff[:, :batch.rows]
+                    diff[:, batch.rows :] = 0.0  # pad rows add nothing to any gradient
+                    real = diff[:, : batch.rows]
                 torch.linalg.vector_norm(real, dim=(1, 2), out=norm_rows[s])
                 stack._backward(diff.mul_(scales[s]), a_grad, batch.layers)  # d(mean sq. err.)
                 stack.update(lrs_now, counts[s])
@@ -805,17 +883,20 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
                 group["schedule"].advance()
             if test_loss is not None:
                 y = stack._forward(test_a, test_batch.layers)[:, :n_test].sub_(test_target)
-                torch.div(torch.linalg.vector_norm(y, dim=(1, 2)).square_(), test_count,
-                          out=test_loss[epoch])
+                torch.div(
+                    torch.linalg.vector_norm(y, dim=(1, 2)).square_(),
+                    test_count,
+                    out=test_loss[epoch],
+                )
             seconds.append(time.perf_counter() - start)
             if on_diverge == "raise":  # one small host sync per epoch
                 finite = step_losses(step_norm[epoch]).isfinite().all(0)
                 if not bool(finite.all()):
                     k = int((~finite).nonzero()[0])
-                    loss = _epoch_losses(step_losses(step_norm[epoch:epoch + 1]), weights)[0, k]
+                    loss = _epoch_losses(step_losses(step_norm[epoch : epoch + 1]), weights)[0, k]
                     raise TrainingDiverged(diverged_message(float(loss), epoch, E, lrs[k]))
             if not bar.disable:
-                loss = _epoch_losses(step_losses(step_norm[epoch:epoch + 1]), weights)
+                loss = _epoch_losses(step_losses(step_norm[epoch : epoch + 1]), weights)
                 bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
         final_loss = _final_losses(stack, X_aug, X, batch_size) if E else [None] * K
     bar.close()
@@ -848,7 +929,7 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
         if e < E:
             loss = float("nan") if k in blown_up else train_loss_lists[k][e]
             diverged[k] = diverged_message(loss, e, E, lrs[k])
-        history.step_loss.extend(step_loss[k][:e * S])
+        history.step_loss.extend(step_loss[k][: e * S])
         history.train_loss.extend(train_loss_lists[k][:e])
         history.examples_seen.extend(n_used * (i + 1) for i in range(e))
         if test_loss_lists is not None:
@@ -858,8 +939,9 @@ def train_stack(plans, X, cfgs: Sequence[TrainConfig], histories: list[History],
     return diverged, final_loss
 
 
-def _final_losses(stack: Stack, X_aug: torch.Tensor, X: torch.Tensor,
-                  batch_size: int) -> list[float]:
+def _final_losses(
+    stack: Stack, X_aug: torch.Tensor, X: torch.Tensor, batch_size: int
+) -> list[float]:
     """Each member's mean squared error on all its training samples (clean inputs) with its
     final weights, for the divergence rule: one stacked forward pass over the data."""
     K = stack.K
@@ -867,9 +949,9 @@ def _final_losses(stack: Stack, X_aug: torch.Tensor, X: torch.Tensor,
     total = torch.zeros(K, dtype=torch.float64, device=X.device)
     for first in range(0, n, batch_size):
         rows = min(batch_size, n - first)
-        x = X_aug[..., first:first + rows, :d + 1]
+        x = X_aug[..., first : first + rows, : d + 1]
         x = x if x.ndim == 3 else x.expand(K, rows, d + 1)
-        target = X[..., first:first + rows, :]
+        target = X[..., first : first + rows, :]
         y = stack.forward(x, stack.batch(rows)).sub_(target)
         total += y.square().sum((1, 2), dtype=torch.float64)
     return (total / (n * d)).tolist()
@@ -885,5 +967,4 @@ def chunks(members: list[int], n_params: int) -> list[list[int]]:
     n_chunks = -(-len(members) * per_member // STACK_BYTES)  # ceil
     n_chunks = max(1, min(n_chunks, len(members)))
     size = -(-len(members) // n_chunks)
-    return [members[i:i + size] for i in range(0, len(members), size)]
-
+    return [members[i : i + size] for i in range(0, len(members), size)]

@@ -19,23 +19,55 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FUSED_ADAM", "FUSED_SGD", "THRESHOLD_BACKWARD", "PRIVATE", "relu_backward",
-           "FusedUpdate"]
+__all__ = [
+    "FUSED_ADAM",
+    "FUSED_SGD",
+    "THRESHOLD_BACKWARD",
+    "PRIVATE",
+    "relu_backward",
+    "FusedUpdate",
+]
 
 
 def _probe_adam(fn) -> bool:
     p, g = torch.zeros(16), torch.ones(16)
     m, v = torch.zeros(16), torch.zeros(16)
-    fn([p], [g], [m], [v], [], [torch.tensor(1.0)], lr=0.1, beta1=0.9, beta2=0.999,
-       weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False, grad_scale=None,
-       found_inf=None)
+    fn(
+        [p],
+        [g],
+        [m],
+        [v],
+        [],
+        [torch.tensor(1.0)],
+        lr=0.1,
+        beta1=0.9,
+        beta2=0.999,
+        weight_decay=0.0,
+        eps=1e-8,
+        amsgrad=False,
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
     return bool(torch.isfinite(p).all()) and float(p[0]) < 0
 
 
 def _probe_sgd(fn) -> bool:
     p, g, buf = torch.zeros(16), torch.ones(16), torch.zeros(16)
-    fn([p], [g], [buf], weight_decay=0.0, momentum=0.5, lr=0.1, dampening=0.0,
-       nesterov=False, maximize=False, is_first_step=True, grad_scale=None, found_inf=None)
+    fn(
+        [p],
+        [g],
+        [buf],
+        weight_decay=0.0,
+        momentum=0.5,
+        lr=0.1,
+        dampening=0.0,
+        nesterov=False,
+        maximize=False,
+        is_first_step=True,
+        grad_scale=None,
+        found_inf=None,
+    )
     return float(p[0]) == float(torch.tensor(-0.1))
 
 
@@ -59,10 +91,14 @@ def _checked(get, probe, name: str):
 
 FUSED_ADAM = _checked(lambda: torch._fused_adam_, _probe_adam, "_fused_adam_")
 FUSED_SGD = _checked(lambda: torch._fused_sgd_, _probe_sgd, "_fused_sgd_")
-THRESHOLD_BACKWARD = _checked(lambda: torch.ops.aten.threshold_backward.default,
-                              _probe_threshold, "aten.threshold_backward")
-PRIVATE = {"_fused_adam_": FUSED_ADAM is not None, "_fused_sgd_": FUSED_SGD is not None,
-           "threshold_backward": THRESHOLD_BACKWARD is not None}
+THRESHOLD_BACKWARD = _checked(
+    lambda: torch.ops.aten.threshold_backward.default, _probe_threshold, "aten.threshold_backward"
+)
+PRIVATE = {
+    "_fused_adam_": FUSED_ADAM is not None,
+    "_fused_sgd_": FUSED_SGD is not None,
+    "threshold_backward": THRESHOLD_BACKWARD is not None,
+}
 _ZERO = torch.tensor(0.0)
 
 
@@ -99,8 +135,9 @@ class FusedUpdate:
         for group in self.groups:  # moments: the caller's tensors, or new ones
             n_state = 2 if self.adam else (1 if group["momentum"] else 0)
             if len(group.get("state") or []) < n_state:
-                group["state"] = [[torch.zeros_like(p) for p in group["params"]]
-                                  for _ in range(n_state)]
+                group["state"] = [
+                    [torch.zeros_like(p) for p in group["params"]] for _ in range(n_state)
+                ]
 
     def _public_optimizer(self) -> torch.optim.Optimizer:
         param_groups = []
@@ -117,8 +154,7 @@ class FusedUpdate:
         for flavour in ({"fused": True}, {"foreach": True}, {"foreach": False}):
             try:
                 optimizer = cls(param_groups, **flavour)
-                logger.debug("stack optimizer: public torch.optim.%s(%s)", cls.__name__,
-                             flavour)
+                logger.debug("stack optimizer: public torch.optim.%s(%s)", cls.__name__, flavour)
                 return optimizer
             except (RuntimeError, TypeError, ValueError):
                 continue
@@ -128,8 +164,9 @@ class FusedUpdate:
         """The step counters of the next ``steps`` steps, made in one op, not one per step."""
         if not self.adam or self._optimizer is not None:
             return [None] * steps
-        counts = torch.arange(self.n_steps + 1, self.n_steps + steps + 1, dtype=torch.float32,
-                              device=self.device)
+        counts = torch.arange(
+            self.n_steps + 1, self.n_steps + steps + 1, dtype=torch.float32, device=self.device
+        )
         return list(counts.unbind())
 
     def step(self, lrs_now: Sequence[float], count) -> None:
@@ -144,13 +181,36 @@ class FusedUpdate:
             if self.adam:
                 m, v = group["state"]
                 beta1, beta2 = group["betas"]
-                self.kernel(params, group["grads"], m, v, [], [count] * len(params), lr=lr,
-                            beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-                            eps=group["eps"], amsgrad=False, maximize=False, grad_scale=None,
-                            found_inf=None)
+                self.kernel(
+                    params,
+                    group["grads"],
+                    m,
+                    v,
+                    [],
+                    [count] * len(params),
+                    lr=lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    amsgrad=False,
+                    maximize=False,
+                    grad_scale=None,
+                    found_inf=None,
+                )
             else:
-                self.kernel(params, group["grads"], group["state"][0] if group["momentum"] else [],
-                            weight_decay=group["weight_decay"], momentum=group["momentum"],
-                            lr=lr, dampening=0.0, nesterov=False, maximize=False,
-                            is_first_step=self.n_steps == 0, grad_scale=None, found_inf=None)
+                self.kernel(
+                    params,
+                    group["grads"],
+                    group["state"][0] if group["momentum"] else [],
+                    weight_decay=group["weight_decay"],
+                    momentum=group["momentum"],
+                    lr=lr,
+                    dampening=0.0,
+                    nesterov=False,
+                    maximize=False,
+                    is_first_step=self.n_steps == 0,
+                    grad_scale=None,
+                    found_inf=None,
+                )
         self.n_steps += 1

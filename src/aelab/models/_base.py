@@ -81,7 +81,8 @@ def check_parameter_count(model_name: str, count: int, args: dict) -> None:
         raise ValueError(
             f"{model_name}({given}) would have {count:,} parameters ({4 * count / 2**30:.3g} GiB "
             f"in float32), more than the {MAX_MODEL_PARAMETERS:.0e} aelab builds; choose smaller "
-            "sizes (is one of them a typo?).")
+            "sizes (is one of them a typo?)."
+        )
 
 
 def check_sizes(input_size, bottleneck_size) -> tuple[int, int]:

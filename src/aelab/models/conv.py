@@ -10,16 +10,21 @@ import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
-from aelab.models._base import (AutoencoderBase, check_parameter_count, check_sizes,
-                                linear_parameters)
+from aelab.models._base import (
+    AutoencoderBase,
+    check_parameter_count,
+    check_sizes,
+    linear_parameters,
+)
 
 # every encoder level is a 3x3 convolution with stride 2 and padding 1: it halves
 # the height and width (rounding up), ceil(n / 2) = conv_output_size(n, 3, 2, 1)
 KERNEL_SIZE, STRIDE, PADDING = 3, 2, 1
 
 
-def conv_output_size(n: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                     dilation: int = 1) -> int:
+def conv_output_size(
+    n: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """Length of one spatial dimension after a convolution or pooling layer.
 
     ``floor((n + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1``,
@@ -60,10 +65,15 @@ def conv_output_size(n: int, kernel_size: int, stride: int = 1, padding: int = 0
 
 
 def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    if (isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence)
-            or len(image_shape) != 3):
-        raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}; "
-                         "e.g. image_shape=(1, 8, 8) for digits or (1, 28, 28) for MNIST.")
+    if (
+        isinstance(image_shape, (str, bytes))
+        or not isinstance(image_shape, Sequence)
+        or len(image_shape) != 3
+    ):
+        raise ValueError(
+            f"image_shape must be (channels, height, width), got {image_shape!r}; "
+            "e.g. image_shape=(1, 8, 8) for digits or (1, 28, 28) for MNIST."
+        )
     return tuple(check_positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))
 
 
@@ -71,8 +81,10 @@ def _check_channels(channels) -> tuple[int, ...]:
     if isinstance(channels, numbers.Integral) and not isinstance(channels, bool):
         channels = (channels,)
     if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not channels:
-        raise ValueError(f"channels must be a non-empty sequence of ints >= 1 (one per "
-                         f"encoder level), got {channels!r}; e.g. channels=(16, 32).")
+        raise ValueError(
+            f"channels must be a non-empty sequence of ints >= 1 (one per "
+            f"encoder level), got {channels!r}; e.g. channels=(16, 32)."
+        )
     return tuple(check_positive_int(f"channels[{i}]", c) for i, c in enumerate(channels))
 
 
@@ -113,7 +125,8 @@ class _ConvDecoder(nn.Module):
         self.skip = skip
         c_last, (h_last, w_last) = channels[-1], map_sizes[-1]
         self.from_code = nn.Sequential(
-            nn.Linear(bottleneck_size, c_last * h_last * w_last), nn.ReLU(),
+            nn.Linear(bottleneck_size, c_last * h_last * w_last),
+            nn.ReLU(),
             nn.Unflatten(1, (c_last, h_last, w_last)),
         )
         levels = len(channels)
@@ -125,8 +138,9 @@ class _ConvDecoder(nn.Module):
             # output_padding so each level comes back to the encoder's exact size
             (h_small, w_small), (h_big, w_big) = map_sizes[i + 1], map_sizes[i]
             output_padding = (h_big - (2 * h_small - 1), w_big - (2 * w_small - 1))
-            conv = nn.ConvTranspose2d(c_in, c_out[i], KERNEL_SIZE, STRIDE, PADDING,
-                                      output_padding=output_padding)
+            conv = nn.ConvTranspose2d(
+                c_in, c_out[i], KERNEL_SIZE, STRIDE, PADDING, output_padding=output_padding
+            )
             self.up.append(nn.Sequential(conv, nn.ReLU()) if i > 0 else conv)
 
     def forward(self, z: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -190,37 +204,51 @@ class ConvAutoencoder(AutoencoderBase):
     [(3, 16, 14, 14)]
     """
 
-    def __init__(self, image_shape, bottleneck_size, skip=False, channels=(16, 32),
-                 input_size=None):
+    def __init__(
+        self, image_shape, bottleneck_size, skip=False, channels=(16, 32), input_size=None
+    ):
         super().__init__()
         image_shape = _check_image_shape(image_shape)
         flat_size = math.prod(image_shape)
         if input_size is not None:
             input_size = check_positive_int("input_size", input_size)
         if input_size is not None and input_size != flat_size:
-            raise ValueError(f"input_size ({input_size!r}) must equal C*H*W = {flat_size} for "
-                             f"image_shape={image_shape}; leave input_size out.")
+            raise ValueError(
+                f"input_size ({input_size!r}) must equal C*H*W = {flat_size} for "
+                f"image_shape={image_shape}; leave input_size out."
+            )
         flat_size, bottleneck_size = check_sizes(flat_size, bottleneck_size)
         if not isinstance(skip, bool):
             raise TypeError(f"skip must be True or False, got {skip!r}.")
         channels = _check_channels(channels)
-        self.init_args = dict(image_shape=list(image_shape), bottleneck_size=bottleneck_size,
-                              skip=skip, channels=list(channels), input_size=flat_size)
+        self.init_args = dict(
+            image_shape=list(image_shape),
+            bottleneck_size=bottleneck_size,
+            skip=skip,
+            channels=list(channels),
+            input_size=flat_size,
+        )
         self.image_shape = image_shape
         map_sizes = [image_shape[1:]]  # (height, width) at the input and after each level
         for _ in channels:
-            map_sizes.append(tuple(conv_output_size(n, KERNEL_SIZE, STRIDE, PADDING)
-                                   for n in map_sizes[-1]))
+            map_sizes.append(
+                tuple(conv_output_size(n, KERNEL_SIZE, STRIDE, PADDING) for n in map_sizes[-1])
+            )
         self._skip_shapes = [(c, *hw) for c, hw in zip(channels[:-1], map_sizes[1:-1])]
         last_map_size = channels[-1] * math.prod(map_sizes[-1])
         # every 3x3 convolution down, every transposed one up (its input doubled by a skip),
         # and the two linear layers around the code
         c_in, levels = [image_shape[0], *channels[:-1]], len(channels)
         down = sum((a * KERNEL_SIZE**2 + 1) * b for a, b in zip(c_in, channels))
-        up = sum(channels[i] * (2 if skip and i < levels - 1 else 1) * c_in[i] * KERNEL_SIZE**2
-                 + c_in[i] for i in range(levels))
-        check_parameter_count("ConvAutoencoder", down + up + linear_parameters(
-            [last_map_size, bottleneck_size, last_map_size]), self.init_args)
+        up = sum(
+            channels[i] * (2 if skip and i < levels - 1 else 1) * c_in[i] * KERNEL_SIZE**2 + c_in[i]
+            for i in range(levels)
+        )
+        check_parameter_count(
+            "ConvAutoencoder",
+            down + up + linear_parameters([last_map_size, bottleneck_size, last_map_size]),
+            self.init_args,
+        )
         self.encoder = _ConvEncoder(image_shape[0], channels, last_map_size, bottleneck_size, skip)
         self.decoder = _ConvDecoder(image_shape[0], channels, map_sizes, bottleneck_size, skip)
 
@@ -251,8 +279,9 @@ class ConvAutoencoder(AutoencoderBase):
         """Flat images ``[n, C*H*W]`` from codes; a skip model uses zero skips unless given them."""
         if not self.skip:
             if skips:
-                raise ValueError("skips were given but this model has skip=False; "
-                                 "call decode(z) alone.")
+                raise ValueError(
+                    "skips were given but this model has skip=False; call decode(z) alone."
+                )
             skips = []
         elif skips is None:
             skips = [z.new_zeros(len(z), *shape) for shape in self._skip_shapes]

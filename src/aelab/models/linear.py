@@ -21,7 +21,10 @@ class LinearAutoencoder(AutoencoderBase):
         super().__init__()
         input_size, bottleneck_size = check_sizes(input_size, bottleneck_size)
         self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size)
-        check_parameter_count("LinearAutoencoder", 2 * input_size * bottleneck_size + input_size
-                              + bottleneck_size, self.init_args)
+        check_parameter_count(
+            "LinearAutoencoder",
+            2 * input_size * bottleneck_size + input_size + bottleneck_size,
+            self.init_args,
+        )
         self.encoder = nn.Linear(input_size, bottleneck_size)
         self.decoder = nn.Linear(bottleneck_size, input_size)

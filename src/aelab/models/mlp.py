@@ -9,8 +9,13 @@ import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
-from aelab.models._base import (AutoencoderBase, check_parameter_count, check_sizes,
-                                linear_parameters, stack_parameters)
+from aelab.models._base import (
+    AutoencoderBase,
+    check_parameter_count,
+    check_sizes,
+    linear_parameters,
+    stack_parameters,
+)
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -38,8 +43,10 @@ def _check_widths(widths) -> list[int]:
     if isinstance(widths, (torch.Tensor, np.ndarray)):
         widths = widths.tolist() if widths.ndim == 1 else widths
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise TypeError(f"widths must be a sequence of ints >= 1 (hidden widths from the input "
-                        f"inwards), got {widths!r}; e.g. widths=[20, 10].")
+        raise TypeError(
+            f"widths must be a sequence of ints >= 1 (hidden widths from the input "
+            f"inwards), got {widths!r}; e.g. widths=[20, 10]."
+        )
     return [check_positive_int(f"widths[{i}]", w) for i, w in enumerate(widths)]
 
 
@@ -79,29 +86,40 @@ class Autoencoder(AutoencoderBase):
         super().__init__()
         input_size, bottleneck_size = check_sizes(input_size, bottleneck_size)
         if widths is None:
-            hidden_size = check_positive_int("hidden_size", DEFAULT_HIDDEN_SIZE if hidden_size is None
-                                             else hidden_size)
+            hidden_size = check_positive_int(
+                "hidden_size", DEFAULT_HIDDEN_SIZE if hidden_size is None else hidden_size
+            )
             layers = check_int("layers", DEFAULT_LAYERS if layers is None else layers, 0)
-            self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
-                                  hidden_size=hidden_size, layers=layers)
+            self.init_args = dict(
+                input_size=input_size,
+                bottleneck_size=bottleneck_size,
+                hidden_size=hidden_size,
+                layers=layers,
+            )
             # counted before the list of widths exists: layers=10**12 must not build it
-            check_parameter_count("Autoencoder", stack_parameters(
-                input_size, hidden_size, layers, bottleneck_size) + stack_parameters(
-                bottleneck_size, hidden_size, layers, input_size), self.init_args)
+            check_parameter_count(
+                "Autoencoder",
+                stack_parameters(input_size, hidden_size, layers, bottleneck_size)
+                + stack_parameters(bottleneck_size, hidden_size, layers, input_size),
+                self.init_args,
+            )
             widths = [hidden_size] * layers
         else:
             if hidden_size is not None or layers is not None:
                 raise ValueError(
                     f"give either widths or hidden_size/layers, not both: got widths={widths!r} "
                     f"with hidden_size={hidden_size!r}, layers={layers!r}; widths lists every "
-                    "hidden layer's width, e.g. widths=[hidden_size] * layers.")
+                    "hidden layer's width, e.g. widths=[hidden_size] * layers."
+                )
             widths = _check_widths(widths)
-            self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
-                                  widths=widths)
+            self.init_args = dict(
+                input_size=input_size, bottleneck_size=bottleneck_size, widths=widths
+            )
         self.widths = list(widths)
         sizes = [input_size, *widths, bottleneck_size]
-        check_parameter_count("Autoencoder", linear_parameters(sizes)
-                              + linear_parameters(sizes[::-1]), self.init_args)
+        check_parameter_count(
+            "Autoencoder", linear_parameters(sizes) + linear_parameters(sizes[::-1]), self.init_args
+        )
         self.encoder = mlp(sizes)
         self.decoder = mlp(sizes[::-1])
 

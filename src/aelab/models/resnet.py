@@ -6,8 +6,12 @@ import torch
 from torch import nn
 
 from aelab._checks import check_int, check_positive_int
-from aelab.models._base import (AutoencoderBase, check_parameter_count, check_sizes,
-                                linear_parameters)
+from aelab.models._base import (
+    AutoencoderBase,
+    check_parameter_count,
+    check_sizes,
+    linear_parameters,
+)
 
 
 class ResidualBlock(nn.Module):
@@ -15,7 +19,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, size: int, hidden_size: int):
         super().__init__()
-        self.f = nn.Sequential(nn.Linear(size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, size))
+        self.f = nn.Sequential(
+            nn.Linear(size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, size)
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return z + self.f(z)
@@ -61,11 +67,18 @@ class ResNetAutoencoder(AutoencoderBase):
         input_size, bottleneck_size = check_sizes(input_size, bottleneck_size)
         hidden_size = check_positive_int("hidden_size", hidden_size)
         blocks = check_int("blocks", blocks, 0)
-        self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
-                              hidden_size=hidden_size, blocks=blocks)
+        self.init_args = dict(
+            input_size=input_size,
+            bottleneck_size=bottleneck_size,
+            hidden_size=hidden_size,
+            blocks=blocks,
+        )
         block = linear_parameters([input_size, hidden_size, input_size])
-        check_parameter_count("ResNetAutoencoder", 2 * blocks * block + linear_parameters(
-            [input_size, bottleneck_size, input_size]), self.init_args)
+        check_parameter_count(
+            "ResNetAutoencoder",
+            2 * blocks * block + linear_parameters([input_size, bottleneck_size, input_size]),
+            self.init_args,
+        )
         self.encoder = nn.Sequential(
             *(ResidualBlock(input_size, hidden_size) for _ in range(blocks)),
             nn.Linear(input_size, bottleneck_size),

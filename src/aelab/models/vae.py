@@ -63,12 +63,19 @@ class VAE(AutoencoderBase):
         hidden_size = check_positive_int("hidden_size", hidden_size)
         layers = check_int("layers", layers, 0)
         check_choice("likelihood", likelihood, LIKELIHOODS)
-        self.init_args = dict(input_size=input_size, bottleneck_size=bottleneck_size,
-                              hidden_size=hidden_size, layers=layers, likelihood=likelihood)
-        check_parameter_count("VAE", stack_parameters(input_size, hidden_size, layers,
-                                                      2 * bottleneck_size)
-                              + stack_parameters(bottleneck_size, hidden_size, layers, input_size),
-                              self.init_args)
+        self.init_args = dict(
+            input_size=input_size,
+            bottleneck_size=bottleneck_size,
+            hidden_size=hidden_size,
+            layers=layers,
+            likelihood=likelihood,
+        )
+        check_parameter_count(
+            "VAE",
+            stack_parameters(input_size, hidden_size, layers, 2 * bottleneck_size)
+            + stack_parameters(bottleneck_size, hidden_size, layers, input_size),
+            self.init_args,
+        )
         widths = [hidden_size] * layers
         self.encoder = mlp([input_size, *widths, 2 * bottleneck_size])
         self.decoder = mlp([bottleneck_size, *widths[::-1], input_size])
@@ -107,6 +114,7 @@ class VAE(AutoencoderBase):
         """
         n = check_positive_int("n", n)
         weight = self.decoder[0].weight
-        z = torch.randn(n, self.bottleneck_size, generator=generator,
-                        device=weight.device, dtype=weight.dtype)
+        z = torch.randn(
+            n, self.bottleneck_size, generator=generator, device=weight.device, dtype=weight.dtype
+        )
         return self.decode(z)

@@ -94,8 +94,9 @@ def preset(name: str, of: str, summary: str, **pinned) -> Callable[..., StudyRes
 
     def run(quick: bool = True, seed: int = 0, **kwargs) -> StudyResult:
         if kwargs.get("data") is not None:
-            raise ValueError(f"study {name!r} pins the course's data; run {of!r} on your own "
-                             "data instead.")
+            raise ValueError(
+                f"study {name!r} pins the course's data; run {of!r} on your own data instead."
+            )
         kwargs.pop("data", None)
         result = generic.run(quick=quick, seed=seed, **{**pinned, **kwargs})
         result.name = name
@@ -136,8 +137,9 @@ def resolve_settings(cls: type, quick: bool, overrides: dict):
     overrides = {k: v for k, v in overrides.items() if v is not None}
     unknown = [k for k in overrides if k not in valid]
     if unknown:
-        raise ValueError(f"unknown setting {', '.join(map(repr, unknown))}; "
-                         f"valid settings: {', '.join(valid)}.")
+        raise ValueError(
+            f"unknown setting {', '.join(map(repr, unknown))}; valid settings: {', '.join(valid)}."
+        )
     return dataclasses.replace(base, **overrides)
 
 
@@ -182,14 +184,19 @@ def check_study_data(name: str, kind: str | None, data) -> Dataset | None:
     if data is None:
         return None
     if kind is None:
-        raise ValueError(f"study {name!r} is tied to its own data and takes no data=; "
-                         f"studies that run on your data: {', '.join(data_studies())}.")
+        raise ValueError(
+            f"study {name!r} is tied to its own data and takes no data=; "
+            f"studies that run on your data: {', '.join(data_studies())}."
+        )
     if not isinstance(data, Dataset):
-        raise TypeError(f"data must be an aelab.data.Dataset (see aelab.data.load), "
-                        f"got {type(data).__name__}.")
+        raise TypeError(
+            f"data must be an aelab.data.Dataset (see aelab.data.load), got {type(data).__name__}."
+        )
     if kind == "image" and data.image_shape is None:
-        raise ValueError(f"study {name!r} needs image data: data.image_shape is None for "
-                         f"{data.name!r}; save images as an array of shape [n, H, W] or "
-                         "[n, C, H, W] (.npy/.npz) so that aelab.data.load keeps their "
-                         "image_shape, or pick a study that takes any data.")
+        raise ValueError(
+            f"study {name!r} needs image data: data.image_shape is None for "
+            f"{data.name!r}; save images as an array of shape [n, H, W] or "
+            "[n, C, H, W] (.npy/.npz) so that aelab.data.load keeps their "
+            "image_shape, or pick a study that takes any data."
+        )
     return data

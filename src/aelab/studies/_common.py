@@ -26,14 +26,17 @@ COLLAPSE_SHARE = 0.9
 def check_sequence(name: str, value, example: str) -> None:
     """Refuse a settings field that should list values but is a bare value (or a string)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of values, got {value!r}; e.g. {name}={example}.")
+        raise TypeError(
+            f"{name} must be a sequence of values, got {value!r}; e.g. {name}={example}."
+        )
 
 
 # --- data ------------------------------------------------------------------------------------
 
 
-def split3(ds: data.Dataset, seed: int = 0, validation: float = 0.2,
-           test: float = 0.2) -> tuple[data.Dataset, data.Dataset, data.Dataset]:
+def split3(
+    ds: data.Dataset, seed: int = 0, validation: float = 0.2, test: float = 0.2
+) -> tuple[data.Dataset, data.Dataset, data.Dataset]:
     """(train, validation, test): select settings on validation, report on test.
 
     >>> train, val, test = split3(data.moons(100))

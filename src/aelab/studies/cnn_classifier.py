@@ -73,15 +73,21 @@ class SmallCNN(nn.Module):
         c1, c2 = (check_int(f"channels[{i}]", k, 1) for i, k in enumerate(channels))
         hidden_size = check_int("hidden_size", hidden_size, 1)
         if h < 4 or w < 4:
-            raise ValueError(f"image_shape must have height and width >= 4 (two 2x2 poolings), "
-                             f"got {tuple(image_shape)}.")
+            raise ValueError(
+                f"image_shape must have height and width >= 4 (two 2x2 poolings), "
+                f"got {tuple(image_shape)}."
+            )
         self.image_shape = (c, h, w)
         # a padded 3x3 convolution keeps the size; each 2x2 pooling halves it
         for _ in range(2):
             h, w = conv_output_size(h, 2, 2), conv_output_size(w, 2, 2)
         self.features = nn.Sequential(
-            nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),  # (n, c2 * h * w)
         )
         self.hidden = nn.Sequential(nn.Linear(c2 * h * w, hidden_size), nn.ReLU())
@@ -102,13 +108,26 @@ def _logits(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.
 
 def _loss_and_accuracy(model, X, target) -> tuple[float, float]:
     logits = _logits(model, X)
-    return (float(F.cross_entropy(logits, target)),
-            float((logits.argmax(1) == target).float().mean()))
+    return (
+        float(F.cross_entropy(logits, target)),
+        float((logits.argmax(1) == target).float().mean()),
+    )
 
 
-def _train_classifier(model, fit: data.Dataset, val: data.Dataset, target_fit, target_val, *,
-                      epochs: int, batch_size: int, lr: float, seed: int, device,
-                      progress) -> tuple[pd.DataFrame, int]:
+def _train_classifier(
+    model,
+    fit: data.Dataset,
+    val: data.Dataset,
+    target_fit,
+    target_val,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device,
+    progress,
+) -> tuple[pd.DataFrame, int]:
     """Adam on cross-entropy for ``epochs`` epochs; keeps the weights of the epoch with the lowest
     validation loss. Returns the per-epoch table and that epoch (1-based).
 
@@ -125,8 +144,7 @@ def _train_classifier(model, fit: data.Dataset, val: data.Dataset, target_fit, t
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     rows, best_loss, best_epoch, best_state = [], math.inf, 0, None
-    for epoch in tqdm(range(epochs), desc="SmallCNN", disable=not show, leave=False,
-                      unit="epoch"):
+    for epoch in tqdm(range(epochs), desc="SmallCNN", disable=not show, leave=False, unit="epoch"):
         model.train()
         losses = []
         for index in torch.randperm(len(X), generator=generator).to(device).split(batch_size):
@@ -137,14 +155,24 @@ def _train_classifier(model, fit: data.Dataset, val: data.Dataset, target_fit, t
             losses.append(loss.detach() * len(index))
         train_loss = float(torch.stack(losses).sum()) / len(X)  # the epoch's one host sync
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"the classifier's training loss became {train_loss} in epoch "
-                                   f"{epoch + 1} (lr={lr}); lower the learning rate.")
+            raise TrainingDiverged(
+                f"the classifier's training loss became {train_loss} in epoch "
+                f"{epoch + 1} (lr={lr}); lower the learning rate."
+            )
         val_loss, val_accuracy = _loss_and_accuracy(model, val.X, target_val)
         if not math.isfinite(val_loss):
-            raise TrainingDiverged(f"the classifier's validation loss became {val_loss} in epoch "
-                                   f"{epoch + 1} (lr={lr}); lower the learning rate.")
-        rows.append({"epoch": epoch + 1, "train cross-entropy": train_loss,
-                     "validation cross-entropy": val_loss, "validation accuracy": val_accuracy})
+            raise TrainingDiverged(
+                f"the classifier's validation loss became {val_loss} in epoch "
+                f"{epoch + 1} (lr={lr}); lower the learning rate."
+            )
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "train cross-entropy": train_loss,
+                "validation cross-entropy": val_loss,
+                "validation accuracy": val_accuracy,
+            }
+        )
         if val_loss < best_loss:
             best_loss, best_epoch = val_loss, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -172,8 +200,9 @@ def confused_pairs(matrix, labels, top: int = 3) -> pd.DataFrame:
     """
     C = np.asarray(matrix)
     if C.ndim != 2 or C.shape != (len(labels), len(labels)):
-        raise ValueError(f"matrix must be square with one row per label ({len(labels)}), "
-                         f"got shape {C.shape}.")
+        raise ValueError(
+            f"matrix must be square with one row per label ({len(labels)}), got shape {C.shape}."
+        )
     both = C + C.T
     i, j = np.triu_indices(len(C), 1)
     counts = both[i, j]
@@ -184,11 +213,26 @@ def confused_pairs(matrix, labels, top: int = 3) -> pd.DataFrame:
         if counts[k] == 0:
             break
         a, b = labels[i[k]], labels[j[k]]
-        rows.append({"pair": f"{a}/{b}", "label a": a, "label b": b,
-                     "a labelled b": int(C[i[k], j[k]]), "b labelled a": int(C[j[k], i[k]]),
-                     "count": int(counts[k]), "share of errors": counts[k] / errors})
-    columns = ["pair", "label a", "label b", "a labelled b", "b labelled a", "count",
-               "share of errors"]
+        rows.append(
+            {
+                "pair": f"{a}/{b}",
+                "label a": a,
+                "label b": b,
+                "a labelled b": int(C[i[k], j[k]]),
+                "b labelled a": int(C[j[k], i[k]]),
+                "count": int(counts[k]),
+                "share of errors": counts[k] / errors,
+            }
+        )
+    columns = [
+        "pair",
+        "label a",
+        "label b",
+        "a labelled b",
+        "b labelled a",
+        "count",
+        "share of errors",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -245,10 +289,16 @@ def _training_figure(table: pd.DataFrame, best_epoch: int, title: str):
     fig, axes = plots.new_figure(width=6.4, height=4.0)
     ax = axes[0, 0]
     ax.plot(table["epoch"], table["train cross-entropy"], marker="o", ms=3, label="training part")
-    ax.plot(table["epoch"], table["validation cross-entropy"], marker="o", ms=3,
-            label="validation part")
-    ax.axvline(best_epoch, color="k", ls=":", lw=1,
-               label=f"kept: epoch {best_epoch} (lowest validation loss)")
+    ax.plot(
+        table["epoch"], table["validation cross-entropy"], marker="o", ms=3, label="validation part"
+    )
+    ax.axvline(
+        best_epoch,
+        color="k",
+        ls=":",
+        lw=1,
+        label=f"kept: epoch {best_epoch} (lowest validation loss)",
+    )
     ax.set_yscale("log")
     plots.plain_log_ticks(ax)
     ax.set_xlabel("epoch")
@@ -317,10 +367,21 @@ def _verdict(p: float, acc_ae: float, acc_cnn: float) -> str:
     return f"the {KNN_K}-NN vote is right more often on {better} (significant at the 5% level)"
 
 
-@study("cnn-classifier", "A small CNN on digits (or MNIST): test accuracy, confusion matrix, "
-       "most-confused pairs, its PCA'd features vs a 2-D autoencoder code", settings=CNNSettings)
-def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits",
-                   mnist_root=None, progress=None, **overrides) -> StudyResult:
+@study(
+    "cnn-classifier",
+    "A small CNN on digits (or MNIST): test accuracy, confusion matrix, "
+    "most-confused pairs, its PCA'd features vs a 2-D autoencoder code",
+    settings=CNNSettings,
+)
+def cnn_classifier(
+    quick: bool = True,
+    seed: int = 0,
+    *,
+    dataset: str = "digits",
+    mnist_root=None,
+    progress=None,
+    **overrides,
+) -> StudyResult:
     """A small CNN classifier, its confusions, and its features next to an autoencoder's 2-D code.
 
     The CNN (:class:`SmallCNN`) is trained on part of the training images; the
@@ -373,11 +434,28 @@ def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits"
         cnn = SmallCNN(shape, len(classes))
         ae = ConvAutoencoder(shape, 2)
     history, best_epoch = _train_classifier(
-        cnn, fit, val, targets(fit), targets(val), epochs=epochs_cnn,
-        batch_size=defaults.batch_size, lr=defaults.lr, seed=seed, device=device,
-        progress=progress)
-    train_autoencoder(ae, fit, epochs=epochs_ae, batch_size=defaults.batch_size, lr=defaults.lr,
-                      seed=seed, device=device, progress=progress)
+        cnn,
+        fit,
+        val,
+        targets(fit),
+        targets(val),
+        epochs=epochs_cnn,
+        batch_size=defaults.batch_size,
+        lr=defaults.lr,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    train_autoencoder(
+        ae,
+        fit,
+        epochs=epochs_ae,
+        batch_size=defaults.batch_size,
+        lr=defaults.lr,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     ae.cpu()
 
     # --- the classifier on the test images
@@ -402,11 +480,20 @@ def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits"
     cnn_right = _knn_correct(P_fit, y_fit, P_test, y_test)
     only_ae, only_cnn, p = _mcnemar_exact(ae_right, cnn_right)
     knn_rows = []
-    for name, right in (("autoencoder 2-D code", ae_right),
-                        ("CNN penultimate features, PCA to 2-D", cnn_right)):
+    for name, right in (
+        ("autoencoder 2-D code", ae_right),
+        ("CNN penultimate features, PCA to 2-D", cnn_right),
+    ):
         low, high = _wilson(int(right.sum()), n_test)
-        knn_rows.append({"representation": name, f"{KNN_K}-NN label accuracy": float(right.mean()),
-                         "ci_low": low, "ci_high": high, "n_test": n_test})
+        knn_rows.append(
+            {
+                "representation": name,
+                f"{KNN_K}-NN label accuracy": float(right.mean()),
+                "ci_low": low,
+                "ci_high": high,
+                "n_test": n_test,
+            }
+        )
     knn = pd.DataFrame(knn_rows)
     acc_ae, acc_cnn = float(ae_right.mean()), float(cnn_right.mean())
 
@@ -422,56 +509,95 @@ def cnn_classifier(quick: bool = True, seed: int = 0, *, dataset: str = "digits"
         tied = int((_pair_counts(C) == last).sum()) - int((pairs["count"] == last).sum())
         findings.append(
             f"Most-confused pairs among the {n_errors} test errors (a labelled b + b labelled a): "
-            + "; ".join(f"{r['pair']}: {r['count']} ({r['a labelled b']} + {r['b labelled a']}, "
-                        f"{r['share of errors']:.0%} of the errors)"
-                        for r in pairs.to_dict("records"))
-            + (f"; {tied} more {'pair has' if tied == 1 else 'pairs have'} {last} too (ties are "
-               "listed by label order)." if tied else "."))
+            + "; ".join(
+                f"{r['pair']}: {r['count']} ({r['a labelled b']} + {r['b labelled a']}, "
+                f"{r['share of errors']:.0%} of the errors)"
+                for r in pairs.to_dict("records")
+            )
+            + (
+                f"; {tied} more {'pair has' if tied == 1 else 'pairs have'} {last} too (ties are "
+                "listed by label order)."
+                if tied
+                else "."
+            )
+        )
     else:
-        findings.append(f"The CNN makes no error on the {n_test} test images, so no pair is "
-                        "confused.")
+        findings.append(
+            f"The CNN makes no error on the {n_test} test images, so no pair is confused."
+        )
     course = [(a, b, _pair_standing(C, labels, a, b)) for a, b in COURSE_PAIRS]
     course = [(a, b, r) for a, b, r in course if r is not None]
     if course and n_errors:
         n_pairs = len(classes) * (len(classes) - 1) // 2
         findings.append(
             "The pairs the course saw confused on MNIST: "
-            + "; ".join(f"{a}/{b}: {count} error{'' if count == 1 else 's'} here ({more} of the "
-                        f"{n_pairs} pairs have more)"
-                        for a, b, (count, more) in course) + ".")
+            + "; ".join(
+                f"{a}/{b}: {count} error{'' if count == 1 else 's'} here ({more} of the "
+                f"{n_pairs} pairs have more)"
+                for a, b, (count, more) in course
+            )
+            + "."
+        )
     findings.append(
         f"{KNN_K}-NN label accuracy on the {n_test} test images (fitted on the {len(fit)} training "
         f"codes): the autoencoder's 2-D code {acc_ae:.1%} (95% CI {knn_rows[0]['ci_low']:.1%} to "
         f"{knn_rows[0]['ci_high']:.1%}), the CNN's penultimate features reduced to 2-D by PCA "
         f"{acc_cnn:.1%} ({knn_rows[1]['ci_low']:.1%} to {knn_rows[1]['ci_high']:.1%}). Exact "
         f"McNemar test: {only_ae} images right only with the AE code, {only_cnn} only with the "
-        f"CNN features, p = {p:.2g}; {_verdict(p, acc_ae, acc_cnn)}.")
+        f"CNN features, p = {p:.2g}; {_verdict(p, acc_ae, acc_cnn)}."
+    )
 
     figures = {
         "confusion": _confusion_figure(
-            C, labels, title=f"{test.name}: CNN on {n_test} test images (rows: true label)"),
+            C, labels, title=f"{test.name}: CNN on {n_test} test images (rows: true label)"
+        ),
         "codes_2d": _codes_figure(
-            {f"autoencoder 2-D code ({KNN_K}-NN {acc_ae:.0%})": (Z_test, y_test),
-             f"CNN features, PCA 2-D ({KNN_K}-NN {acc_cnn:.0%})": (P_test, y_test)},
-            title=f"{test.name}: {n_test} test images in two 2-D views"),
+            {
+                f"autoencoder 2-D code ({KNN_K}-NN {acc_ae:.0%})": (Z_test, y_test),
+                f"CNN features, PCA 2-D ({KNN_K}-NN {acc_cnn:.0%})": (P_test, y_test),
+            },
+            title=f"{test.name}: {n_test} test images in two 2-D views",
+        ),
         "training": _training_figure(
-            history, best_epoch, title=f"{train.name}: CNN cross-entropy per epoch"),
+            history, best_epoch, title=f"{train.name}: CNN cross-entropy per epoch"
+        ),
     }
-    matrix = pd.DataFrame(C, index=pd.Index(labels, name="true label"),
-                          columns=pd.Index(labels, name="predicted label"))
-    tables = {"classifier training": history, "confusion matrix": matrix,
-              "most-confused pairs": pairs, "code k-NN": knn}
-    config = dict(dataset=dataset, quick=quick, seed=seed, n_train=len(train), n_fit=len(fit),
-                  n_val=len(val), n_test=n_test,
-                  **{**asdict(defaults), "epochs": epochs_cnn, "ae_epochs": epochs_ae},
-                  classifier="SmallCNN: conv3x3(16)-pool-conv3x3(32)-pool-linear(64)-linear",
-                  autoencoder="ConvAutoencoder, code size 2",
-                  selection="the epoch with the lowest validation cross-entropy", knn_k=KNN_K)
-    metrics = {"test_accuracy": accuracy, "test_accuracy_ci_low": ci[0],
-               "test_accuracy_ci_high": ci[1], "chosen_epoch": best_epoch,
-               "validation_accuracy": val_accuracy, "test_errors": n_errors,
-               "knn_accuracy_ae_code": acc_ae, "knn_accuracy_cnn_pca": acc_cnn,
-               "knn_mcnemar_p": p}
+    matrix = pd.DataFrame(
+        C,
+        index=pd.Index(labels, name="true label"),
+        columns=pd.Index(labels, name="predicted label"),
+    )
+    tables = {
+        "classifier training": history,
+        "confusion matrix": matrix,
+        "most-confused pairs": pairs,
+        "code k-NN": knn,
+    }
+    config = dict(
+        dataset=dataset,
+        quick=quick,
+        seed=seed,
+        n_train=len(train),
+        n_fit=len(fit),
+        n_val=len(val),
+        n_test=n_test,
+        **{**asdict(defaults), "epochs": epochs_cnn, "ae_epochs": epochs_ae},
+        classifier="SmallCNN: conv3x3(16)-pool-conv3x3(32)-pool-linear(64)-linear",
+        autoencoder="ConvAutoencoder, code size 2",
+        selection="the epoch with the lowest validation cross-entropy",
+        knn_k=KNN_K,
+    )
+    metrics = {
+        "test_accuracy": accuracy,
+        "test_accuracy_ci_low": ci[0],
+        "test_accuracy_ci_high": ci[1],
+        "chosen_epoch": best_epoch,
+        "validation_accuracy": val_accuracy,
+        "test_errors": n_errors,
+        "knn_accuracy_ae_code": acc_ae,
+        "knn_accuracy_cnn_pca": acc_cnn,
+        "knn_mcnemar_p": p,
+    }
     for k, r in enumerate(pairs.to_dict("records"), 1):
         metrics[f"confused_pair_{k}_count"] = r["count"]
     return StudyResult("cnn-classifier", tables, figures, findings, config, metrics)

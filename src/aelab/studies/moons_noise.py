@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aelab.data import Dataset, corrupt
 from aelab._checks import check_choice
+from aelab.data import Dataset, corrupt
 from aelab.evaluate import reconstruct, reconstruction_error
 from aelab.experiments import Runs, compare_sentence, sweep
 from aelab.models import Autoencoder
@@ -34,14 +34,14 @@ from aelab.studies.moons import (
     STILL_FALLING,
     check_bottleneck,
     check_fields,
-    collapsed_sentence,
     ci_text,
+    collapsed_sentence,
     draw_moons_curve,
     draw_reconstruction,
     finish_plane,
     median_member,
-    not_converged,
     moons_data,
+    not_converged,
     percent,
     val_fall,
 )
@@ -69,10 +69,20 @@ class NoiseShiftSettings:
     layers: int = BEST["layers"]
 
     def __post_init__(self):
-        check_fields(self, {"n": 10, "seeds": 2, "bottleneck_size": 1, "epochs": 10,
-                            "batch_size": 1, "hidden_size": 1, "layers": 1},
-                     positive=("lr", "train_noises", "test_noises"),
-                     tuples=("train_noises", "test_noises"))
+        check_fields(
+            self,
+            {
+                "n": 10,
+                "seeds": 2,
+                "bottleneck_size": 1,
+                "epochs": 10,
+                "batch_size": 1,
+                "hidden_size": 1,
+                "layers": 1,
+            },
+            positive=("lr", "train_noises", "test_noises"),
+            tuples=("train_noises", "test_noises"),
+        )
         for name in ("train_noises", "test_noises"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must list at least one noise level, got ().")
@@ -93,8 +103,9 @@ def noisy(ds: Dataset, sigma: float, scale: torch.Tensor, seed: int) -> Dataset:
     return Dataset(X, ds.y, f"{ds.name} + noise {sigma:g}", ds.image_shape)
 
 
-def run_noise_shift(s: NoiseShiftSettings, train, val, test, scale, course: bool,
-                    seed: int = 0, progress=None) -> Runs:
+def run_noise_shift(
+    s: NoiseShiftSettings, train, val, test, scale, course: bool, seed: int = 0, progress=None
+) -> Runs:
     """One sweep over the training noises; every model is measured at every test noise."""
     tests = {t: noisy(test, t, scale, seed + NOISE_SEED_OFFSET - 1) for t in s.test_noises}
     metrics = {"val_fall": val_fall}
@@ -102,24 +113,29 @@ def run_noise_shift(s: NoiseShiftSettings, train, val, test, scale, course: bool
         metrics[f"mse@{t:g}"] = lambda model, _, ds=ds: reconstruction_error(model, ds.X)
         # the clean points are what the noisy ones were made from: where the reconstructions lie
         metrics[f"clean_mse@{t:g}"] = lambda model, _, ds=ds: float(
-            ((reconstruct(model, ds.X) - test.X) ** 2).mean())
+            ((reconstruct(model, ds.X) - test.X) ** 2).mean()
+        )
         if course:
             metrics[f"curve_distance@{t:g}"] = lambda model, _, ds=ds: float(
-                distance_to_moons(reconstruct(model, ds.X))[0].mean())
+                distance_to_moons(reconstruct(model, ds.X))[0].mean()
+            )
     if s.bottleneck_size == 1:
         widest = tests[max(tests)]
         metrics["curve_length"] = lambda model, _: curve_length(decoded_curve(model, widest.X))
     # train_noise goes to the factory (which ignores it) and to the data functions
-    return sweep(lambda **_: Autoencoder(train.n_features, s.bottleneck_size, s.hidden_size,
-                                         s.layers),
-                 lambda p, sd: noisy(train, p["train_noise"], scale, NOISE_SEED_OFFSET + sd),
-                 grid={"train_noise": list(s.train_noises)},
-                 seeds=[seed + i for i in range(s.seeds)],
-                 validation=lambda p, _: noisy(val, p["train_noise"], scale,
-                                               seed + NOISE_SEED_OFFSET - 2),
-                 metrics=metrics, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
-                 lr_schedule=None if s.lr_schedule == "constant" else s.lr_schedule,
-                 progress=progress)
+    return sweep(
+        lambda **_: Autoencoder(train.n_features, s.bottleneck_size, s.hidden_size, s.layers),
+        lambda p, sd: noisy(train, p["train_noise"], scale, NOISE_SEED_OFFSET + sd),
+        grid={"train_noise": list(s.train_noises)},
+        seeds=[seed + i for i in range(s.seeds)],
+        validation=lambda p, _: noisy(val, p["train_noise"], scale, seed + NOISE_SEED_OFFSET - 2),
+        metrics=metrics,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        lr_schedule=None if s.lr_schedule == "constant" else s.lr_schedule,
+        progress=progress,
+    )
 
 
 def by_test_noise(runs: Runs) -> Runs:
@@ -127,9 +143,10 @@ def by_test_noise(runs: Runs) -> Runs:
     table = runs.table
     parts = []
     for column in [c for c in table if c.startswith("mse@")]:
-        t = column[len("mse@"):]
-        part = table[["train_noise", "seed"]].assign(test_noise=float(t), mse=table[column],
-                                                     clean_mse=table[f"clean_mse@{t}"])
+        t = column[len("mse@") :]
+        part = table[["train_noise", "seed"]].assign(
+            test_noise=float(t), mse=table[column], clean_mse=table[f"clean_mse@{t}"]
+        )
         if f"curve_distance@{t}" in table:
             part["curve_distance"] = table[f"curve_distance@{t}"]
         parts.append(part)
@@ -138,26 +155,34 @@ def by_test_noise(runs: Runs) -> Runs:
 
 
 def _trained(row) -> dict:
-    return {**row, "a": f"trained at {row['train_noise_a']:g}",
-            "b": f"trained at {row['train_noise_b']:g}"}
+    return {
+        **row,
+        "a": f"trained at {row['train_noise_a']:g}",
+        "b": f"trained at {row['train_noise_b']:g}",
+    }
 
 
-def noise_shift_findings(runs: Runs, s: NoiseShiftSettings,
-                         quick: bool = True) -> tuple[list[str], str]:
+def noise_shift_findings(
+    runs: Runs, s: NoiseShiftSettings, quick: bool = True
+) -> tuple[list[str], str]:
     """Paired t-tests over seeds (Holm within each question), convergence judged first."""
     long = by_test_noise(runs)
     lo, t_hi = min(s.train_noises), max(s.test_noises)
     falls = runs.table.groupby("train_noise")["val_fall"].mean()
-    convergence = (f"Over the last {LATE_SHARE:.0%} of the epochs the validation MSE (at the "
-                   "training noise) fell by " + ", ".join(f"{percent(f)} (trained at {k:g})"
-                                                          for k, f in falls.items())
-                   + f" (mean over seeds; above {STILL_FALLING:.0%} counts as not converged).")
+    convergence = (
+        f"Over the last {LATE_SHARE:.0%} of the epochs the validation MSE (at the "
+        "training noise) fell by "
+        + ", ".join(f"{percent(f)} (trained at {k:g})" for k, f in falls.items())
+        + f" (mean over seeds; above {STILL_FALLING:.0%} counts as not converged)."
+    )
     # sweep's mean_mse is on the validation set here (the test sets are metrics)
     flat = collapsed_sentence(runs.table, "val_mse", "train_noise")
     at_hi = long.where(test_noise=t_hi)
     cell = at_hi.summary("mse", by="train_noise").set_index("train_noise")
-    answer = (f"Trained at noise {lo:g} and tested at {t_hi:g} without retraining: test MSE "
-              f"{ci_text(cell.loc[lo])}")
+    answer = (
+        f"Trained at noise {lo:g} and tested at {t_hi:g} without retraining: test MSE "
+        f"{ci_text(cell.loc[lo])}"
+    )
     if not (falls <= STILL_FALLING).all():
         answer = not_converged(quick, s.epochs, "no levels are compared")
         return [answer, convergence, *flat], answer
@@ -165,46 +190,68 @@ def noise_shift_findings(runs: Runs, s: NoiseShiftSettings,
     if len(s.train_noises) > 1:
         rows = at_hi.compare("mse", by="train_noise", against={"train_noise": lo})
         answer += "; " + compare_sentence(_trained(rows.iloc[-1]), f"test MSE at noise {t_hi:g}")
-        for name, what in (("clean_mse", "squared distance of the reconstructions to the clean "
-                                         "test points"),
-                           ("curve_distance", "distance of the reconstructions to the noise-free "
-                                              "curve")):
+        for name, what in (
+            ("clean_mse", "squared distance of the reconstructions to the clean test points"),
+            ("curve_distance", "distance of the reconstructions to the noise-free curve"),
+        ):
             if name in long.table:
                 rows = at_hi.compare(name, by="train_noise", against={"train_noise": lo})
-                findings += [f"At test noise {t_hi:g}, " + compare_sentence(_trained(r), what)
-                             for _, r in rows.iterrows()]
+                findings += [
+                    f"At test noise {t_hi:g}, " + compare_sentence(_trained(r), what)
+                    for _, r in rows.iterrows()
+                ]
         if "curve_length" in runs.table:
             rows = runs.compare("curve_length", by="train_noise", against={"train_noise": lo})
-            findings += ["The decoder's curve over the test codes' range: "
-                         + compare_sentence(_trained(r), "length") for _, r in rows.iterrows()]
+            findings += [
+                "The decoder's curve over the test codes' range: "
+                + compare_sentence(_trained(r), "length")
+                for _, r in rows.iterrows()
+            ]
     else:
         answer += "."
     if len(s.test_noises) > 1:
-        rows = long.where(train_noise=lo).compare("mse", by="test_noise",
-                                                  against={"test_noise": min(s.test_noises)})
-        findings += [f"The model trained at {lo:g}, tested at noise {r['test_noise_a']:g} and "
-                     f"{r['test_noise_b']:g}: " + compare_sentence(
-                         {**r, "a": f"noise {r['test_noise_a']:g}",
-                          "b": f"noise {r['test_noise_b']:g}"},
-                         "test MSE") for _, r in rows.iterrows()]
+        rows = long.where(train_noise=lo).compare(
+            "mse", by="test_noise", against={"test_noise": min(s.test_noises)}
+        )
+        findings += [
+            f"The model trained at {lo:g}, tested at noise {r['test_noise_a']:g} and "
+            f"{r['test_noise_b']:g}: "
+            + compare_sentence(
+                {**r, "a": f"noise {r['test_noise_a']:g}", "b": f"noise {r['test_noise_b']:g}"},
+                "test MSE",
+            )
+            for _, r in rows.iterrows()
+        ]
     return [answer, *findings, convergence, *flat], answer
 
 
-def noise_shift_figures(runs: Runs, s: NoiseShiftSettings, test, scale, course: bool,
-                        seed: int = 0) -> dict:
+def noise_shift_figures(
+    runs: Runs, s: NoiseShiftSettings, test, scale, course: bool, seed: int = 0
+) -> dict:
     long = by_test_noise(runs)
     unit = "" if course else " (x feature std)"
     fig, axs = new_figure(2, 1, width=5.5, height=4.3)
-    for ax, (metric, what) in zip(axs.flat, (("mse", "test MSE (against the noisy input)"),
-                                             ("clean_mse", "MSE against the clean points"))):
+    for ax, (metric, what) in zip(
+        axs.flat,
+        (
+            ("mse", "test MSE (against the noisy input)"),
+            ("clean_mse", "MSE against the clean points"),
+        ),
+    ):
         for k, train_noise in enumerate(s.train_noises):
             rows = long.where(train_noise=train_noise).summary(metric, by="test_noise")
-            ax.errorbar(rows["test_noise"] + (k - 0.5) * 0.004, rows["mean"],
-                        yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
-                        marker="o", capsize=3, color=f"C{k}", label=f"trained at {train_noise:g}")
+            ax.errorbar(
+                rows["test_noise"] + (k - 0.5) * 0.004,
+                rows["mean"],
+                yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
+                marker="o",
+                capsize=3,
+                color=f"C{k}",
+                label=f"trained at {train_noise:g}",
+            )
         if course and metric == "mse":
             t = np.linspace(min(s.test_noises), max(s.test_noises), 50)
-            ax.plot(t, t ** 2 / 2, color="k", ls=":", lw=1, label="noise floor σ²/2")
+            ax.plot(t, t**2 / 2, color="k", ls=":", lw=1, label="noise floor σ²/2")
         ax.set_yscale("log")
         plain_log_ticks(ax)
         ax.set_xticks(list(s.test_noises), [f"{t:g}" for t in s.test_noises])
@@ -222,13 +269,19 @@ def noise_shift_figures(runs: Runs, s: NoiseShiftSettings, test, scale, course: 
             errors = table[f"mse@{t:g}"].to_numpy()[index]
             m = index[median_member(errors)]
             X = noisy(test, t, scale, seed + NOISE_SEED_OFFSET - 1).X
-            draw_reconstruction(axr[i, j], X, reconstruct(runs.models[m], X),
-                                f"trained at {train_noise:g}, tested at {t:g}\n"
-                                f"median seed {table['seed'][m]}: "
-                                f"test MSE {table[f'mse@{t:g}'][m]:.4f}",
-                                moons=course)
-    fig_r.suptitle("Reconstructed vs original test points (rows: training noise, columns: test "
-                   "noise" + (")" if course else "; first two features)"))
+            draw_reconstruction(
+                axr[i, j],
+                X,
+                reconstruct(runs.models[m], X),
+                f"trained at {train_noise:g}, tested at {t:g}\n"
+                f"median seed {table['seed'][m]}: "
+                f"test MSE {table[f'mse@{t:g}'][m]:.4f}",
+                moons=course,
+            )
+    fig_r.suptitle(
+        "Reconstructed vs original test points (rows: training noise, columns: test "
+        "noise" + (")" if course else "; first two features)")
+    )
     figures["reconstructions"] = fig_r
     if s.bottleneck_size == 1:  # the reconstructed set is the decoder's curve
         fig_c, axc = new_figure(1, 1, width=7.0, height=5.0)
@@ -239,20 +292,35 @@ def noise_shift_figures(runs: Runs, s: NoiseShiftSettings, test, scale, course: 
             index = np.flatnonzero(table["train_noise"].to_numpy() == train_noise)
             m = index[median_member(table["curve_length"].to_numpy()[index])]
             c = decoded_curve(runs.models[m], X).numpy()
-            ax.plot(c[:, 0], c[:, 1], color=f"C{k}", lw=2, label=f"trained at {train_noise:g} "
-                    f"(median seed {table['seed'][m]}, length {table['curve_length'][m]:.2f})")
+            ax.plot(
+                c[:, 0],
+                c[:, 1],
+                color=f"C{k}",
+                lw=2,
+                label=f"trained at {train_noise:g} "
+                f"(median seed {table['seed'][m]}, length {table['curve_length'][m]:.2f})",
+            )
         if course:
             draw_moons_curve(ax, f"noise-free moons (length {TRUE_CURVE_LENGTH:.2f})")
-        finish_plane(ax, "The decoder's curve over the test codes' range"
-                     + ("" if course else " (first two features)"))
+        finish_plane(
+            ax,
+            "The decoder's curve over the test codes' range"
+            + ("" if course else " (first two features)"),
+        )
         figures["curves"] = fig_c
     return figures
 
 
-@study("noise-shift", "Trained at one noise level, tested at another, and trained at the other:"
-       " how the reconstructions change", settings=NoiseShiftSettings, data="any")
-def noise_shift(quick: bool = True, seed: int = 0, data=None, progress=None,
-                **overrides) -> StudyResult:
+@study(
+    "noise-shift",
+    "Trained at one noise level, tested at another, and trained at the other:"
+    " how the reconstructions change",
+    settings=NoiseShiftSettings,
+    data="any",
+)
+def noise_shift(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Train at each of ``train_noises``, test every model at each of ``test_noises``.
 
     On the course data (``data=None``) the noise is that of ``make_moons`` (in
@@ -279,16 +347,30 @@ def noise_shift(quick: bool = True, seed: int = 0, data=None, progress=None,
     errors = long.summary("mse", by=["train_noise", "test_noise"])
     clean = long.summary("clean_mse", by=["train_noise", "test_noise"])
     errors = errors.merge(clean, on=["train_noise", "test_noise"], suffixes=("", " clean"))
-    metrics = {f"mse_train{r.train_noise:g}_test{r.test_noise:g}": float(r.mean)
-               for r in errors.itertuples()}
-    config = asdict(s) | {"quick": quick, "seed": seed, "data": test.name,
-                          "noise": "make_moons noise" if course else "x feature std"}
-    return StudyResult("noise-shift", {"errors": errors, "runs": runs.table},
-                       noise_shift_figures(runs, s, test, scale, course, seed), findings, config,
-                       metrics, answer)
+    metrics = {
+        f"mse_train{r.train_noise:g}_test{r.test_noise:g}": float(r.mean)
+        for r in errors.itertuples()
+    }
+    config = asdict(s) | {
+        "quick": quick,
+        "seed": seed,
+        "data": test.name,
+        "noise": "make_moons noise" if course else "x feature std",
+    }
+    return StudyResult(
+        "noise-shift",
+        {"errors": errors, "runs": runs.table},
+        noise_shift_figures(runs, s, test, scale, course, seed),
+        findings,
+        config,
+        metrics,
+        answer,
+    )
 
 
 moons_noise_shift = preset(
-    "moons-noise-shift", "noise-shift",
+    "moons-noise-shift",
+    "noise-shift",
     "1-D bottleneck trained at noise 0.1 tested at 0.2, and trained at 0.2: how reconstructions "
-    "move")
+    "move",
+)

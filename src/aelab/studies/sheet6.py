@@ -38,8 +38,15 @@ from aelab.studies._base import StudyResult, check_study_data, resolve_settings,
 from aelab.studies._common import COLLAPSE_SHARE, code_interval, codes, decode_line
 from aelab.train import History
 
-__all__ = ["sheet6_architectures", "sheet6_pca", "sheet6_decoder_curves", "ARCHITECTURES",
-           "CourseSettings", "PcaSettings", "DecoderCurveSettings"]
+__all__ = [
+    "sheet6_architectures",
+    "sheet6_pca",
+    "sheet6_decoder_curves",
+    "ARCHITECTURES",
+    "CourseSettings",
+    "PcaSettings",
+    "DecoderCurveSettings",
+]
 
 # name -> (layer sizes as the sheet writes them, builder)
 ARCHITECTURES: dict[str, tuple[str, Callable[[], nn.Module]]] = {
@@ -61,16 +68,21 @@ STATES = ("before training", "after training")
 
 def course_settings(quick: bool, n: int | None, epochs: int | None) -> dict:
     """The sheet's data size and optimiser settings; quick runs train for fewer epochs."""
-    return dict(COURSE, n=COURSE["n"] if n is None else check_int("n", n, 1),
-                epochs=(QUICK_EPOCHS if quick else COURSE["epochs"]) if epochs is None
-                else check_int("epochs", epochs, 1))
+    return dict(
+        COURSE,
+        n=COURSE["n"] if n is None else check_int("n", n, 1),
+        epochs=(QUICK_EPOCHS if quick else COURSE["epochs"])
+        if epochs is None
+        else check_int("epochs", epochs, 1),
+    )
 
 
 def build(architecture: str, seed: int) -> nn.Module:
     """One of :data:`ARCHITECTURES`, its weights drawn from ``seed`` as :func:`aelab.sweep` does."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, "
-                         f"got {architecture!r}.")
+        raise ValueError(
+            f"architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}."
+        )
     with seeded(seed):
         return ARCHITECTURES[architecture][1]()
 
@@ -87,8 +99,9 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def linear_pieces(model: nn.Module, low: float, high: float, steps: int = 20001,
-                  tol: float = 1e-7) -> int:
+def linear_pieces(
+    model: nn.Module, low: float, high: float, steps: int = 20001, tol: float = 1e-7
+) -> int:
     """Number of straight pieces of the decoder's curve over codes in [low, high].
 
     The decoders here are ReLU networks of a scalar, so their curve is piecewise
@@ -146,12 +159,20 @@ class CourseSettings:
     still_falling: float = 0.02
 
     def __post_init__(self):
-        for name, minimum in (("n", 1), ("epochs", 1), ("batch_size", 1), ("seeds", 2),
-                              ("n_val", 1), ("n_test", 1)):
+        for name, minimum in (
+            ("n", 1),
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("seeds", 2),
+            ("n_val", 1),
+            ("n_test", 1),
+        ):
             check_int(name, getattr(self, name), minimum)
         if self.batch_size > self.n:
-            raise ValueError(f"batch_size must be <= n ({self.n}), got {self.batch_size}: the "
-                             "last incomplete batch is dropped, so no step would run.")
+            raise ValueError(
+                f"batch_size must be <= n ({self.n}), got {self.batch_size}: the "
+                "last incomplete batch is dropped, so no step would run."
+            )
         check_positive_float("lr", self.lr)
         check_positive_float("still_falling", self.still_falling, allow_zero=True)
         if not 0 < self.tail <= 0.5:
@@ -168,8 +189,11 @@ class CourseSettings:
 
 def course_data(s: CourseSettings, seed: int):
     """(train, validation, test): independent uniform draws from the rectangle."""
-    return (data.rectangle(s.n, seed=seed), data.rectangle(s.n_val, seed=seed + 1),
-            data.rectangle(s.n_test, seed=seed + 2))
+    return (
+        data.rectangle(s.n, seed=seed),
+        data.rectangle(s.n_val, seed=seed + 1),
+        data.rectangle(s.n_test, seed=seed + 2),
+    )
 
 
 def validation_fall(h: History, tail: float) -> float:
@@ -180,23 +204,29 @@ def validation_fall(h: History, tail: float) -> float:
     if k == 0:
         return float("nan")
     last = loss[-k:].mean()
-    return float((loss[-2 * k:-k].mean() - last) / last)
+    return float((loss[-2 * k : -k].mean() - last) / last)
 
 
-def convergence(runs: Runs, s: CourseSettings, quick: bool, by: str | None = None,
-                name: str = "the model"):
+def convergence(
+    runs: Runs, s: CourseSettings, quick: bool, by: str | None = None, name: str = "the model"
+):
     """(converged, sentence): the validation loss's mean fall over the last ``tail`` per group."""
     groups = runs.table.groupby(by, sort=False) if by else [(name, runs.table)]
     falls = {name: part["validation fall"].mean() for name, part in groups}
     ok = all(np.isfinite(f) and f <= s.still_falling for f in falls.values())
-    text = (f"Fall of the validation loss from the previous {s.tail:.0%} of the {s.epochs} "
-            "epochs to the last (mean over seeds; negative: it rose): "
-            + ", ".join(f"{name} {100 * f:.2f}%" for name, f in falls.items())
-            + f"; still falling means more than {100 * s.still_falling:g}%. ")
+    text = (
+        f"Fall of the validation loss from the previous {s.tail:.0%} of the {s.epochs} "
+        "epochs to the last (mean over seeds; negative: it rose): "
+        + ", ".join(f"{name} {100 * f:.2f}%" for name, f in falls.items())
+        + f"; still falling means more than {100 * s.still_falling:g}%. "
+    )
     if ok:
         return True, text + "Converged by that rule."
-    stop = ("not converged at quick settings; run --full" if quick
-            else f"not converged after {s.epochs} epochs; raise epochs")
+    stop = (
+        "not converged at quick settings; run --full"
+        if quick
+        else f"not converged after {s.epochs} epochs; raise epochs"
+    )
     return False, text + f"{stop[0].upper()}{stop[1:]}: no conclusion is drawn."
 
 
@@ -207,11 +237,16 @@ def _with_history_columns(runs: Runs, s: CourseSettings) -> Runs:
         steps = np.asarray(h.step_loss, dtype=float)
         per_epoch = len(steps) // max(h.epochs, 1)
         k = max(2, round(s.tail * h.epochs))
-        step_std = steps[-k * per_epoch:].std(ddof=1) if len(steps) > 1 else np.nan
+        step_std = steps[-k * per_epoch :].std(ddof=1) if len(steps) > 1 else np.nan
         epoch_std = np.asarray(h.train_loss[-k:]).std(ddof=1) if h.epochs > 1 else np.nan
-        rows.append({"validation fall": validation_fall(h, s.tail), "steps per epoch": per_epoch,
-                     "step spread / epoch spread": step_std / epoch_std if epoch_std else np.nan,
-                     "last step vs epoch mean": abs(steps[-1] / h.train_loss[-1] - 1)})
+        rows.append(
+            {
+                "validation fall": validation_fall(h, s.tail),
+                "steps per epoch": per_epoch,
+                "step spread / epoch spread": step_std / epoch_std if epoch_std else np.nan,
+                "last step vs epoch mean": abs(steps[-1] / h.train_loss[-1] - 1),
+            }
+        )
     table = pd.concat([runs.table, pd.DataFrame(rows, index=runs.table.index)], axis=1)
     return Runs(table, runs.models, runs.histories, runs.grid_names)
 
@@ -221,10 +256,19 @@ def _with_history_columns(runs: Runs, s: CourseSettings) -> Runs:
 
 def architectures_run(s: CourseSettings, train, val, test, seed: int = 0, progress=None) -> Runs:
     """The three architectures trained on ``train`` with ``s.seeds`` seeds from ``seed`` on."""
-    runs = sweep(_factory, train, validation=val, test=test,
-                 grid={"architecture": list(ARCHITECTURES)},
-                 seeds=list(range(seed, seed + s.seeds)), epochs=s.epochs,
-                 batch_size=s.batch_size, lr=s.lr, device="cpu", progress=progress)
+    runs = sweep(
+        _factory,
+        train,
+        validation=val,
+        test=test,
+        grid={"architecture": list(ARCHITECTURES)},
+        seeds=list(range(seed, seed + s.seeds)),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        device="cpu",
+        progress=progress,
+    )
     runs = _with_history_columns(runs, s)
     # PCA on the training points themselves (the built-in pca_mse is on the fresh points)
     runs.table["pca_mse_train"] = PCA(1).fit(train.X).reconstruction_error(train.X)
@@ -240,8 +284,10 @@ def _ranking(runs: Runs) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     names = summary["architecture"].tolist()
     text = f"{names[0]} {ci_text(summary.iloc[0])}"
     for i in range(1, len(names)):
-        pair = tests[tests["architecture_a"].isin(names[i - 1:i + 1])
-                     & tests["architecture_b"].isin(names[i - 1:i + 1])].iloc[0]
+        pair = tests[
+            tests["architecture_a"].isin(names[i - 1 : i + 1])
+            & tests["architecture_b"].isin(names[i - 1 : i + 1])
+        ].iloc[0]
         text += f" {'<' if pair['significant'] else '~'} {names[i]} {ci_text(summary.iloc[i])}"
     return summary, tests, text
 
@@ -257,13 +303,18 @@ def architectures_findings(runs: Runs, s: CourseSettings, quick: bool = True):
     seeds = int(summary["n"].min())
     if converged:
         named = [dict(r, a=r["architecture_a"], b=r["architecture_b"]) for _, r in tests.iterrows()]
-        answer = (f"Ranked on {s.n_test} fresh points over {seeds} seeds ('<': lower by a "
-                  f"Holm-corrected paired t-test, '~': indistinguishable): {ranking}.")
+        answer = (
+            f"Ranked on {s.n_test} fresh points over {seeds} seeds ('<': lower by a "
+            f"Holm-corrected paired t-test, '~': indistinguishable): {ranking}."
+        )
         first = f"{answer} " + " ".join(compare_sentence(r, "fresh-points MSE") for r in named)
     else:
         by = summary.set_index("architecture")
-        answer = first = (f"{convergence_text} Fresh-points MSE (no ranking drawn): " + ", ".join(
-            f"{a} {ci_text(by.loc[a])}" for a in ARCHITECTURES if a in by.index) + ".")
+        answer = first = (
+            f"{convergence_text} Fresh-points MSE (no ranking drawn): "
+            + ", ".join(f"{a} {ci_text(by.loc[a])}" for a in ARCHITECTURES if a in by.index)
+            + "."
+        )
     best = runs.best("val_mse", by="architecture")
     same = [d["architecture"] for d in best.indistinguishable]
     findings = [
@@ -271,8 +322,9 @@ def architectures_findings(runs: Runs, s: CourseSettings, quick: bool = True):
         "Training-set MSE beside it: "
         + ", ".join(f"{a} {ci_text(train.loc[a])}" for a in summary["architecture"])
         + f"; PCA with one component: {pca_train:.4f} on the training points, {pca_test:.4f} "
-          "on the fresh ones. Fresh over training MSE: "
-        + ", ".join(f"{a} {ci_text(gap.loc[a], '.2f')}" for a in summary["architecture"]) + ".",
+        "on the fresh ones. Fresh over training MSE: "
+        + ", ".join(f"{a} {ci_text(gap.loc[a], '.2f')}" for a in summary["architecture"])
+        + ".",
         f"Selected on {s.n_val} validation points: {best.setting['architecture']} (validation "
         f"MSE {best.mean:.4f}, 95% CI {best.ci_low:.4f}-{best.ci_high:.4f}); indistinguishable "
         f"from it on validation at {best.n} seeds: {', '.join(same) or 'none'}.",
@@ -280,24 +332,36 @@ def architectures_findings(runs: Runs, s: CourseSettings, quick: bool = True):
     ]
     collapsed = t.groupby("architecture", sort=False)["collapsed"].sum()
     if collapsed.any():
-        findings.append("Collapsed to the mean (fresh-points MSE >= "
-                        f"{COLLAPSE_SHARE:.0%} of the mean predictor's): "
-                        + ", ".join(f"{a} {int(k)} of {seeds} seeds"
-                                    for a, k in collapsed.items() if k) + ".")
+        findings.append(
+            "Collapsed to the mean (fresh-points MSE >= "
+            f"{COLLAPSE_SHARE:.0%} of the mean predictor's): "
+            + ", ".join(f"{a} {int(k)} of {seeds} seeds" for a, k in collapsed.items() if k)
+            + "."
+        )
     return findings, answer
 
 
 def pitfall_table(runs: Runs, s: CourseSettings) -> pd.DataFrame:
     """Course pitfall: per-step loss curves read as per-epoch curves, measured per architecture."""
-    spread, last = (runs.summary(m, by="architecture").set_index("architecture") for m in
-                    ("step spread / epoch spread", "last step vs epoch mean"))
+    spread, last = (
+        runs.summary(m, by="architecture").set_index("architecture")
+        for m in ("step spread / epoch spread", "last step vs epoch mean")
+    )
     per_epoch = runs.table.groupby("architecture", sort=False)["steps per epoch"].first()
-    return pd.DataFrame({
-        "steps per epoch": per_epoch, "per-epoch points": s.epochs,
-        "per-step points": s.epochs * per_epoch, "spread ratio": spread["mean"],
-        "spread ratio ci_low": spread["ci_low"], "spread ratio ci_high": spread["ci_high"],
-        "last step off epoch mean": last["mean"], "last step ci_low": last["ci_low"],
-        "last step ci_high": last["ci_high"], "seeds": spread["n"]}).reset_index()
+    return pd.DataFrame(
+        {
+            "steps per epoch": per_epoch,
+            "per-epoch points": s.epochs,
+            "per-step points": s.epochs * per_epoch,
+            "spread ratio": spread["mean"],
+            "spread ratio ci_low": spread["ci_low"],
+            "spread ratio ci_high": spread["ci_high"],
+            "last step off epoch mean": last["mean"],
+            "last step ci_low": last["ci_low"],
+            "last step ci_high": last["ci_high"],
+            "seeds": spread["n"],
+        }
+    ).reset_index()
 
 
 def pitfall_findings(pitfalls: pd.DataFrame, s: CourseSettings) -> list[str]:
@@ -310,14 +374,19 @@ def pitfall_findings(pitfalls: pd.DataFrame, s: CourseSettings) -> list[str]:
         f"{row['per-epoch points']} epochs draw {row['per-step points']} points; read as epochs, "
         f"the x axis is {row['steps per epoch']} times too long.",
         f"Over the last {s.tail:.0%} of epochs the per-step curve's standard deviation is "
-        + ", ".join(f"{r['spread ratio']:.1f} (95% CI {r['spread ratio ci_low']:.1f}-"
-                    f"{r['spread ratio ci_high']:.1f}) times the per-epoch curve's ({a})"
-                    for a, r in pitfalls.set_index("architecture").iterrows())
+        + ", ".join(
+            f"{r['spread ratio']:.1f} (95% CI {r['spread ratio ci_low']:.1f}-"
+            f"{r['spread ratio ci_high']:.1f}) times the per-epoch curve's ({a})"
+            for a, r in pitfalls.set_index("architecture").iterrows()
+        )
         + f" over {row['seeds']} seeds; wider with the CI above 1: {', '.join(wider) or 'none'}. "
-          "Reading the last step's loss as the final training loss is off from the last epoch's "
-          "mean by "
-        + ", ".join(f"{100 * r['last step off epoch mean']:.0f}% ({a})"
-                    for a, r in pitfalls.set_index("architecture").iterrows()) + " on average.",
+        "Reading the last step's loss as the final training loss is off from the last epoch's "
+        "mean by "
+        + ", ".join(
+            f"{100 * r['last step off epoch mean']:.0f}% ({a})"
+            for a, r in pitfalls.set_index("architecture").iterrows()
+        )
+        + " on average.",
     ]
 
 
@@ -331,11 +400,13 @@ def loss_figure(histories: dict[str, History], title: str):
         if h.test_loss:
             by_epoch.plot(epochs, h.test_loss, color=f"C{i}", ls="--", label=f"{name}: validation")
         steps = np.arange(1, len(h.step_loss) + 1)
-        by_step.plot(steps, h.step_loss, color=f"C{i}", lw=0.4, alpha=0.5,
-                     label=f"{name}: one batch")
+        by_step.plot(
+            steps, h.step_loss, color=f"C{i}", lw=0.4, alpha=0.5, label=f"{name}: one batch"
+        )
         per_epoch = len(h.step_loss) // max(h.epochs, 1)
-        by_step.plot(epochs * per_epoch, h.train_loss, color=f"C{i}", lw=1.2,
-                     label=f"{name}: epoch mean")
+        by_step.plot(
+            epochs * per_epoch, h.train_loss, color=f"C{i}", lw=1.2, label=f"{name}: epoch mean"
+        )
     by_epoch.set_title("Per epoch: mean of its steps; validation after it")
     by_epoch.set_xlabel("epoch")
     by_step.set_title("Per optimizer step, one batch each (the sheet's plot)")
@@ -353,8 +424,9 @@ def loss_figure(histories: dict[str, History], title: str):
 def _input_grid(steps: int = 221):
     """A grid over :data:`EXTENT` with square cells: (G1, G2, points [m, 2])."""
     x1 = torch.linspace(EXTENT[0], EXTENT[1], steps)
-    x2 = torch.linspace(EXTENT[2], EXTENT[3],
-                        round(steps * (EXTENT[3] - EXTENT[2]) / (EXTENT[1] - EXTENT[0])))
+    x2 = torch.linspace(
+        EXTENT[2], EXTENT[3], round(steps * (EXTENT[3] - EXTENT[2]) / (EXTENT[1] - EXTENT[0]))
+    )
     G1, G2 = torch.meshgrid(x1, x2, indexing="xy")
     return G1.numpy(), G2.numpy(), torch.stack([G1.flatten(), G2.flatten()], 1)
 
@@ -373,13 +445,21 @@ def _code_figure(models: dict[str, nn.Module], X: torch.Tensor, *, contour: bool
             levels = MaxNLocator(nbins=20).tick_values(z.min() - pad, z.max() + pad)
             filled = ax.contourf(G1, G2, Z, levels=levels, cmap="viridis", extend="both")
             ax.contour(G1, G2, Z, levels=filled.levels, colors="k", linewidths=0.3, alpha=0.35)
-            ax.scatter(X[:, 0], X[:, 1], s=7, facecolor="white", edgecolor="k", linewidth=0.4,
-                       label="training points")
+            ax.scatter(
+                X[:, 0],
+                X[:, 1],
+                s=7,
+                facecolor="white",
+                edgecolor="k",
+                linewidth=0.4,
+                label="training points",
+            )
             ax.legend(loc="upper right", fontsize="x-small", framealpha=0.8)
             fig.colorbar(filled, ax=ax, label="code z")
         else:
-            points = ax.scatter(X[:, 0], X[:, 1], c=z, cmap="viridis", s=18, edgecolor="k",
-                                linewidth=0.2)
+            points = ax.scatter(
+                X[:, 0], X[:, 1], c=z, cmap="viridis", s=18, edgecolor="k", linewidth=0.2
+            )
             fig.colorbar(points, ax=ax, label="code z of the point")
         ax.set_xlim(EXTENT[0], EXTENT[1])
         ax.set_ylim(EXTENT[2], EXTENT[3])
@@ -398,8 +478,15 @@ def ci_figure(series: dict[str, pd.DataFrame], ylabel: str, title: str, log: boo
     for i, (name, rows) in enumerate(series.items()):
         rows = rows.set_index("architecture").loc[list(ARCHITECTURES)]
         low, high = rows["ci_low"].fillna(rows["mean"]), rows["ci_high"].fillna(rows["mean"])
-        ax.errorbar(np.arange(len(rows)) + (i - 0.5) * 0.2, rows["mean"], capsize=4, fmt="o",
-                    yerr=[rows["mean"] - low, high - rows["mean"]], color=f"C{i}", label=name)
+        ax.errorbar(
+            np.arange(len(rows)) + (i - 0.5) * 0.2,
+            rows["mean"],
+            capsize=4,
+            fmt="o",
+            yerr=[rows["mean"] - low, high - rows["mean"]],
+            color=f"C{i}",
+            label=name,
+        )
     ax.set_xticks(range(len(ARCHITECTURES)), [label(a) for a in ARCHITECTURES], fontsize="small")
     if log:
         ax.set_yscale("log")
@@ -411,11 +498,15 @@ def ci_figure(series: dict[str, pd.DataFrame], ylabel: str, title: str, log: boo
     return fig, ax
 
 
-@study("sheet6-architectures", "sheet 6: small, big and PCA-like AEs on the rectangle: ranked on "
-       "fresh points over seeds, loss per epoch/step, codes over the plane",
-       settings=CourseSettings)
-def sheet6_architectures(quick: bool = True, seed: int = 0, data=None, progress=None,
-                         **overrides) -> StudyResult:
+@study(
+    "sheet6-architectures",
+    "sheet 6: small, big and PCA-like AEs on the rectangle: ranked on "
+    "fresh points over seeds, loss per epoch/step, codes over the plane",
+    settings=CourseSettings,
+)
+def sheet6_architectures(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Train the sheet's three architectures over seeds; rank them on fresh points.
 
     Parameters
@@ -447,33 +538,60 @@ def sheet6_architectures(quick: bool = True, seed: int = 0, data=None, progress=
     ranking = summary.merge(train_summary, on="architecture", suffixes=("", " train"))
     first = {a: runs.where(architecture=a, seed=seed) for a in ARCHITECTURES}
     ranking_figure, ax = ci_figure(
-        {f"MSE on {s.n_test} fresh points": summary,
-         f"MSE on {s.n} training points": train_summary},
-        "reconstruction MSE (mean, 95% CI)", f"After {s.epochs} epochs, {s.seeds} seeds")
-    ax.axhline(runs.table["pca_mse"].iloc[0], color="k", ls="--", lw=1,
-               label="PCA, 1 component, fresh points")
+        {
+            f"MSE on {s.n_test} fresh points": summary,
+            f"MSE on {s.n} training points": train_summary,
+        },
+        "reconstruction MSE (mean, 95% CI)",
+        f"After {s.epochs} epochs, {s.seeds} seeds",
+    )
+    ax.axhline(
+        runs.table["pca_mse"].iloc[0],
+        color="k",
+        ls="--",
+        lw=1,
+        label="PCA, 1 component, fresh points",
+    )
     ax.legend(fontsize="small")
     models = {a: r.models[0] for a, r in first.items()}
     figures = {
         "ranking": ranking_figure,
-        "loss": loss_figure({a: r.histories[0] for a, r in first.items()},
-                            f"Sheet 6 architectures on {s.n} rectangle points (seed {seed})"),
-        "codes": _code_figure(models, train.X, contour=False,
-                              title="Code z of each training point"),
-        "code_contours": _code_figure(models, train.X, contour=True,
-                                      title="Code z over the input plane (filled contours)"),
+        "loss": loss_figure(
+            {a: r.histories[0] for a, r in first.items()},
+            f"Sheet 6 architectures on {s.n} rectangle points (seed {seed})",
+        ),
+        "codes": _code_figure(
+            models, train.X, contour=False, title="Code z of each training point"
+        ),
+        "code_contours": _code_figure(
+            models, train.X, contour=True, title="Code z over the input plane (filled contours)"
+        ),
     }
     by = summary.set_index("architecture")
     metrics = {f"test_mse_{a}": float(by.loc[a, "mean"]) for a in ARCHITECTURES}
-    metrics.update({f"train_mse_{a}": float(r["mean"]) for a, r in
-                    train_summary.set_index("architecture").iterrows()})
+    metrics.update(
+        {
+            f"train_mse_{a}": float(r["mean"])
+            for a, r in train_summary.set_index("architecture").iterrows()
+        }
+    )
     metrics["pca_mse"] = float(runs.table["pca_mse"].iloc[0])
     metrics["converged"] = int(convergence(runs, s, quick, by="architecture")[0])
-    config = asdict(s) | {"seed": seed, "quick": quick, "optimizer": "adam",
-                          "architectures": {a: v[0] for a, v in ARCHITECTURES.items()}}
-    return StudyResult("sheet6-architectures", {"ranking": ranking, "tests": tests,
-                                                "pitfalls": pitfalls, "trials": runs.table},
-                       figures, findings, config, metrics, answer)
+    config = asdict(s) | {
+        "seed": seed,
+        "quick": quick,
+        "optimizer": "adam",
+        "architectures": {a: v[0] for a, v in ARCHITECTURES.items()},
+    }
+    return StudyResult(
+        "sheet6-architectures",
+        {"ranking": ranking, "tests": tests, "pitfalls": pitfalls, "trials": runs.table},
+        figures,
+        findings,
+        config,
+        metrics,
+        answer,
+    )
 
 
 # --- sheet6-pca ----------------------------------------------------------------------------
@@ -525,9 +643,19 @@ def pca_run(s: PcaSettings, train, val, test, seed: int = 0, progress=None) -> R
         "encoder_angle": lambda m, c: principal_angle(m.encoder.weight.detach().T, u),
         "mse_over_pca": lambda m, c: reconstruction_error(m, c.train.X) / eig_mse,
     }
-    runs = sweep(lambda: LinearAutoencoder(2, 1), train, validation=val, test=test,
-                 seeds=list(range(seed, seed + s.seeds)), metrics=metrics, epochs=s.epochs,
-                 batch_size=s.batch_size, lr=s.lr, device="cpu", progress=progress)
+    runs = sweep(
+        lambda: LinearAutoencoder(2, 1),
+        train,
+        validation=val,
+        test=test,
+        seeds=list(range(seed, seed + s.seeds)),
+        metrics=metrics,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        device="cpu",
+        progress=progress,
+    )
     runs = _with_history_columns(runs, s)
     runs.table["fresh_over_pca"] = runs.table["test_mse"] / runs.table["pca_mse"]
     runs.table["pca_mse_train"] = eig_mse
@@ -537,9 +665,11 @@ def pca_run(s: PcaSettings, train, val, test, seed: int = 0, progress=None) -> R
 def pca_verdicts(runs: Runs, s: PcaSettings, quick: bool = True) -> dict:
     """Converged, and the same subspace / error within the tolerances (the CI's upper end)."""
     dec, ratio = (runs.summary(m).iloc[0] for m in ("decoder_angle", "mse_over_pca"))
-    return {"converged": convergence(runs, s, quick, name="linear AE")[0],
-            "same_subspace": bool(dec["ci_high"] < s.angle_tolerance),
-            "same_error": bool(ratio["ci_high"] < 1 + s.mse_tolerance)}
+    return {
+        "converged": convergence(runs, s, quick, name="linear AE")[0],
+        "same_subspace": bool(dec["ci_high"] < s.angle_tolerance),
+        "same_error": bool(ratio["ci_high"] < 1 + s.mse_tolerance),
+    }
 
 
 def pca_findings(runs: Runs, s: PcaSettings, quick: bool, svd_gap: tuple[float, float]):
@@ -547,16 +677,23 @@ def pca_findings(runs: Runs, s: PcaSettings, quick: bool, svd_gap: tuple[float, 
     converged, convergence_text = convergence(runs, s, quick, name="linear AE")
     verdicts = pca_verdicts(runs, s, quick)
     same_space, same_error = verdicts["same_subspace"], verdicts["same_error"]
-    dec, enc, ratio, fresh = (runs.summary(m).iloc[0] for m in
-                              ("decoder_angle", "encoder_angle", "mse_over_pca", "fresh_over_pca"))
+    dec, enc, ratio, fresh = (
+        runs.summary(m).iloc[0]
+        for m in ("decoder_angle", "encoder_angle", "mse_over_pca", "fresh_over_pca")
+    )
     n, t = int(dec["n"]), runs.table
-    space = (f"the same subspace within {s.angle_tolerance:g} deg (the CI ends below it)"
-             if same_space else f"not shown to be the same subspace within "
-             f"{s.angle_tolerance:g} deg (the CI reaches {dec['ci_high']:.3f})")
-    error = (f"the same error within {s.mse_tolerance:.0%} "
-             f"(the CI ends below {1 + s.mse_tolerance:g})"
-             if same_error else f"not shown to be the same error within {s.mse_tolerance:.0%} "
-             f"(the CI reaches {ratio['ci_high']:.4f})")
+    space = (
+        f"the same subspace within {s.angle_tolerance:g} deg (the CI ends below it)"
+        if same_space
+        else f"not shown to be the same subspace within "
+        f"{s.angle_tolerance:g} deg (the CI reaches {dec['ci_high']:.3f})"
+    )
+    error = (
+        f"the same error within {s.mse_tolerance:.0%} (the CI ends below {1 + s.mse_tolerance:g})"
+        if same_error
+        else f"not shown to be the same error within {s.mse_tolerance:.0%} "
+        f"(the CI reaches {ratio['ci_high']:.4f})"
+    )
     if not converged:
         space = error = "no conclusion drawn (not converged)"
     findings = [
@@ -571,8 +708,10 @@ def pca_findings(runs: Runs, s: PcaSettings, quick: bool, svd_gap: tuple[float, 
         f"{svd_gap[0]:.2g} degrees apart and training MSEs {svd_gap[1]:.2g} apart.",
         convergence_text,
     ]
-    answer = (f"Linear AE vs PCA by eigendecomposition over {n} seeds: decoder angle "
-              f"{ci_text(dec, '.3f')} degrees, {space}; MSE {ci_text(ratio)} times PCA's, {error}.")
+    answer = (
+        f"Linear AE vs PCA by eigendecomposition over {n} seeds: decoder angle "
+        f"{ci_text(dec, '.3f')} degrees, {space}; MSE {ci_text(ratio)} times PCA's, {error}."
+    )
     return findings, answer
 
 
@@ -585,14 +724,23 @@ def _directions_figure(X, pca, model, angle: float, seed: int):
     line = pca.inverse_transform(span)
     ax.plot(line[:, 0], line[:, 1], color="C0", lw=5, alpha=0.45, label="PCA: first component")
     decoded = decode_line(model, *code_interval(model, X, widen=0.1), steps=200)
-    ax.plot(decoded[:, 0], decoded[:, 1], color="C3", lw=1.5, ls="--",
-            label="linear AE: decoded code interval")
+    ax.plot(
+        decoded[:, 0],
+        decoded[:, 1],
+        color="C3",
+        lw=1.5,
+        ls="--",
+        label="linear AE: decoded code interval",
+    )
     X_hat = reconstruct(model, X)
-    ax.scatter(X_hat[:, 0], X_hat[:, 1], s=10, color="C3", zorder=3,
-               label="linear AE: reconstructions")
+    ax.scatter(
+        X_hat[:, 0], X_hat[:, 1], s=10, color="C3", zorder=3, label="linear AE: reconstructions"
+    )
     ax.legend(fontsize="small", loc="upper left", framealpha=0.9)
-    ax.set_title(f"PCA's first component vs the linear AE's decoder line (seed {seed}): "
-                 f"{angle:.2f} degrees apart")
+    ax.set_title(
+        f"PCA's first component vs the linear AE's decoder line (seed {seed}): "
+        f"{angle:.2f} degrees apart"
+    )
     return fig
 
 
@@ -603,10 +751,12 @@ def _pca_loss_figure(runs: Runs, pca_val_mse: float, n_val: int):
         epochs = np.arange(1, h.epochs + 1)
         loss = np.asarray(h.test_loss)
         mse_ax.plot(epochs, loss, color=f"C{i + 1}", label=f"linear AE, seed {s}")
-        excess_ax.plot(epochs, loss / pca_val_mse - 1, color=f"C{i + 1}",
-                       label=f"linear AE, seed {s}")
-    mse_ax.axhline(pca_val_mse, color="k", ls="--", lw=1,
-                   label=f"PCA, 1 component ({pca_val_mse:.4f})")
+        excess_ax.plot(
+            epochs, loss / pca_val_mse - 1, color=f"C{i + 1}", label=f"linear AE, seed {s}"
+        )
+    mse_ax.axhline(
+        pca_val_mse, color="k", ls="--", lw=1, label=f"PCA, 1 component ({pca_val_mse:.4f})"
+    )
     mse_ax.set_ylabel(f"MSE on {n_val} validation points")
     mse_ax.set_title("Validation MSE after each epoch")
     # PCA is fitted on the training points, so on validation points the AE may end below it
@@ -622,10 +772,15 @@ def _pca_loss_figure(runs: Runs, pca_val_mse: float, n_val: int):
     return fig
 
 
-@study("sheet6-pca", "sheet 6: PCA by eigendecomposition vs the linear AE over seeds: principal "
-       "angle and errors with CIs", settings=PcaSettings)
-def sheet6_pca(quick: bool = True, seed: int = 0, data=None, progress=None,
-               **overrides) -> StudyResult:
+@study(
+    "sheet6-pca",
+    "sheet 6: PCA by eigendecomposition vs the linear AE over seeds: principal "
+    "angle and errors with CIs",
+    settings=PcaSettings,
+)
+def sheet6_pca(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Compare PCA (the sheet's eigendecomposition, and aelab.PCA's SVD) with the linear AE.
 
     A linear autoencoder trained on squared error spans the first principal
@@ -659,27 +814,48 @@ def sheet6_pca(quick: bool = True, seed: int = 0, data=None, progress=None,
     svd_mse = reconstruction_error(pca, train.X)
     svd_gap = (principal_angle(u, pca.components_[0]), abs(svd_mse - eig_mse))
     findings, answer = pca_findings(runs, s, quick, svd_gap)
-    summary = pd.concat([runs.summary(m).assign(metric=m) for m in
-                         ("decoder_angle", "encoder_angle", "mse_over_pca", "fresh_over_pca")])
-    methods = pd.DataFrame({"method": ["eigendecomposition (the sheet)", "SVD (aelab.PCA)"],
-                            "direction x1": [u[0], float(pca.components_[0][0])],
-                            "direction x2": [u[1], float(pca.components_[0][1])],
-                            "angle to eigenvector (degrees)": [0.0, svd_gap[0]],
-                            "training MSE": [eig_mse, svd_mse]})
+    summary = pd.concat(
+        [
+            runs.summary(m).assign(metric=m)
+            for m in ("decoder_angle", "encoder_angle", "mse_over_pca", "fresh_over_pca")
+        ]
+    )
+    methods = pd.DataFrame(
+        {
+            "method": ["eigendecomposition (the sheet)", "SVD (aelab.PCA)"],
+            "direction x1": [u[0], float(pca.components_[0][0])],
+            "direction x2": [u[1], float(pca.components_[0][1])],
+            "angle to eigenvector (degrees)": [0.0, svd_gap[0]],
+            "training MSE": [eig_mse, svd_mse],
+        }
+    )
     first = runs.where(seed=seed)
     figures = {
-        "directions": _directions_figure(train.X, pca, first.models[0],
-                                         float(first.table["decoder_angle"].iloc[0]), seed),
+        "directions": _directions_figure(
+            train.X, pca, first.models[0], float(first.table["decoder_angle"].iloc[0]), seed
+        ),
         "loss": _pca_loss_figure(runs, pca.reconstruction_error(val.X), s.n_val),
     }
     dec, ratio = (runs.summary(m).iloc[0] for m in ("decoder_angle", "mse_over_pca"))
-    metrics = {"mean_angle_degrees": float(dec["mean"]), "angle_ci_high": float(dec["ci_high"]),
-               "max_angle_degrees": float(runs.table["decoder_angle"].max()),
-               "mse_ratio": float(ratio["mean"]), "mse_ratio_ci_high": float(ratio["ci_high"]),
-               "pca_mse": eig_mse, "linear_ae_mse": float(runs.table["train_mse"].mean())}
+    metrics = {
+        "mean_angle_degrees": float(dec["mean"]),
+        "angle_ci_high": float(dec["ci_high"]),
+        "max_angle_degrees": float(runs.table["decoder_angle"].max()),
+        "mse_ratio": float(ratio["mean"]),
+        "mse_ratio_ci_high": float(ratio["ci_high"]),
+        "pca_mse": eig_mse,
+        "linear_ae_mse": float(runs.table["train_mse"].mean()),
+    }
     config = asdict(s) | {"seed": seed, "quick": quick, "optimizer": "adam"}
-    return StudyResult("sheet6-pca", {"summary": summary, "pca": methods, "trials": runs.table},
-                       figures, findings, config, metrics, answer)
+    return StudyResult(
+        "sheet6-pca",
+        {"summary": summary, "pca": methods, "trials": runs.table},
+        figures,
+        findings,
+        config,
+        metrics,
+        answer,
+    )
 
 
 # --- sheet6-decoder-curves -----------------------------------------------------------------
@@ -699,17 +875,29 @@ class DecoderCurveSettings(CourseSettings):
             bounds = tuple(self.interval)
             finite = len(bounds) == 2 and all(np.isfinite(b) for b in bounds)
             if not finite or bounds[0] >= bounds[1]:
-                raise ValueError(f"interval must be (low, high) with finite low < high, or None "
-                                 f"(the union of the codes' ranges), got {self.interval!r}.")
+                raise ValueError(
+                    f"interval must be (low, high) with finite low < high, or None "
+                    f"(the union of the codes' ranges), got {self.interval!r}."
+                )
             object.__setattr__(self, "interval", tuple(map(float, bounds)))  # lists from Python
 
 
-CURVE_METRICS = ("code_low", "code_high", "pieces_before", "pieces_after", "distance_before",
-                 "distance_after")
+CURVE_METRICS = (
+    "code_low",
+    "code_high",
+    "pieces_before",
+    "pieces_after",
+    "distance_before",
+    "distance_after",
+)
 
 
-def before_after(initial: nn.Module, trained: nn.Module, X: torch.Tensor,
-                 interval: tuple[float, float] | None = None) -> dict:
+def before_after(
+    initial: nn.Module,
+    trained: nn.Module,
+    X: torch.Tensor,
+    interval: tuple[float, float] | None = None,
+) -> dict:
     """Straight pieces and mean point-to-curve distance of both decoders on ONE interval.
 
     Without ``interval``, the union of the codes' ranges of ``X`` under both models.
@@ -737,19 +925,32 @@ def curves_run(s: DecoderCurveSettings, train, val, test, seed: int = 0, progres
         return measured[key]
 
     metrics = {name: (lambda m, c, name=name: measure(m, c)[name]) for name in CURVE_METRICS}
-    runs = sweep(_factory, train, validation=val, test=test,
-                 grid={"architecture": list(ARCHITECTURES)},
-                 seeds=list(range(seed, seed + s.seeds)), metrics=metrics, epochs=s.epochs,
-                 batch_size=s.batch_size, lr=s.lr, device="cpu", progress=progress)
+    runs = sweep(
+        _factory,
+        train,
+        validation=val,
+        test=test,
+        grid={"architecture": list(ARCHITECTURES)},
+        seeds=list(range(seed, seed + s.seeds)),
+        metrics=metrics,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        device="cpu",
+        progress=progress,
+    )
     return _with_history_columns(runs, s)
 
 
 def curves_by_state(runs: Runs) -> Runs:
     """One row per trial and state, so that Runs.compare pairs before with after by seed."""
     t = runs.table
-    parts = [t[["architecture", "seed", "code_low", "code_high", "validation fall"]].assign(
-        state=state, pieces=t[f"pieces_{short}"], distance=t[f"distance_{short}"])
-        for state, short in zip(STATES, ("before", "after"))]
+    parts = [
+        t[["architecture", "seed", "code_low", "code_high", "validation fall"]].assign(
+            state=state, pieces=t[f"pieces_{short}"], distance=t[f"distance_{short}"]
+        )
+        for state, short in zip(STATES, ("before", "after"))
+    ]
     long = pd.concat(parts, ignore_index=True)
     long["interval width"] = long["code_high"] - long["code_low"]
     long["pieces per unit"] = long["pieces"] / long["interval width"]
@@ -770,51 +971,81 @@ def curves_findings(runs: Runs, s: DecoderCurveSettings, quick: bool = True):
     count = long.summary("pieces").set_index(["architecture", "state"])
     width = t.groupby("architecture", sort=False)["interval width"].mean()
     n = int(unit["n"].min())
-    which = ("the union of the training codes' ranges under the initial and the trained model, "
-             "per model and seed (mean width: "
-             + ", ".join(f"{a} {w:.2f}" for a, w in width.items()) + ")"
-             if s.interval is None
-             else f"the fixed interval [{s.interval[0]:g}, {s.interval[1]:g}]")
+    which = (
+        "the union of the training codes' ranges under the initial and the trained model, "
+        "per model and seed (mean width: "
+        + ", ".join(f"{a} {w:.2f}" for a, w in width.items())
+        + ")"
+        if s.interval is None
+        else f"the fixed interval [{s.interval[0]:g}, {s.interval[1]:g}]"
+    )
     findings = [f"Before and after training decode one common interval of codes: {which}."]
     clauses = []
     for a in width.index:
         if a in affine:
-            findings.append(f"{a}: one straight piece before and after training in all {n} seeds "
-                            f"({1 / width[a]:.3f} pieces per unit of code on average).")
+            findings.append(
+                f"{a}: one straight piece before and after training in all {n} seeds "
+                f"({1 / width[a]:.3f} pieces per unit of code on average)."
+            )
             continue
         row = tests[(tests["architecture_a"] == a) & (tests["architecture_b"] == a)].iloc[0]
         named = dict(row, a=f"{a} {row['state_a']}", b=f"{a} {row['state_b']}")
         b, f = unit.loc[(a, STATES[0])], unit.loc[(a, STATES[1])]
-        verdict = ("indistinguishable" if not row["significant"]
-                   else "more after training" if f["mean"] > b["mean"] else "fewer after training")
-        clauses.append(f"{a} {b['mean']:.3g} -> {f['mean']:.3g} pieces per unit ({verdict}, "
-                       f"Holm p = {row['p_holm']:.2g}, n = {n})")
+        verdict = (
+            "indistinguishable"
+            if not row["significant"]
+            else "more after training"
+            if f["mean"] > b["mean"]
+            else "fewer after training"
+        )
+        clauses.append(
+            f"{a} {b['mean']:.3g} -> {f['mean']:.3g} pieces per unit ({verdict}, "
+            f"Holm p = {row['p_holm']:.2g}, n = {n})"
+        )
         findings.append(
             f"{a}: {ci_text(b, '.3g')} -> {ci_text(f, '.3g')} straight pieces per unit of code "
             f"({count.loc[(a, STATES[0]), 'mean']:.1f} -> {count.loc[(a, STATES[1]), 'mean']:.1f}"
-            f" pieces over the interval). " + compare_sentence(named, "pieces per unit", ".3g"))
-    after = tests[(tests["state_a"] == STATES[1]) & (tests["state_b"] == STATES[1])] \
-        if len(tests) else tests
-    findings += [compare_sentence(dict(r, a=r["architecture_a"], b=r["architecture_b"]),
-                                  "pieces per unit after training", ".3g")
-                 for _, r in after.iterrows()]
+            f" pieces over the interval). " + compare_sentence(named, "pieces per unit", ".3g")
+        )
+    after = (
+        tests[(tests["state_a"] == STATES[1]) & (tests["state_b"] == STATES[1])]
+        if len(tests)
+        else tests
+    )
+    findings += [
+        compare_sentence(
+            dict(r, a=r["architecture_a"], b=r["architecture_b"]),
+            "pieces per unit after training",
+            ".3g",
+        )
+        for _, r in after.iterrows()
+    ]
     if len(tests):
-        findings.append(f"Tests: paired t over seeds on pieces per unit of code, Holm-corrected "
-                        f"over all {len(tests)} pairs of the "
-                        f"{kept.groupby(long.grid_names).ngroups} tested architecture-state "
-                        "groups.")
+        findings.append(
+            f"Tests: paired t over seeds on pieces per unit of code, Holm-corrected "
+            f"over all {len(tests)} pairs of the "
+            f"{kept.groupby(long.grid_names).ngroups} tested architecture-state "
+            "groups."
+        )
     distance = long.summary("distance").set_index(["architecture", "state"])
-    findings.append("Mean distance from a training point to the decoded curve, before -> after: "
-                    + "; ".join(f"{a} {ci_text(distance.loc[(a, STATES[0])], '.3f')} -> "
-                                f"{ci_text(distance.loc[(a, STATES[1])], '.3f')}"
-                                for a in width.index) + ".")
+    findings.append(
+        "Mean distance from a training point to the decoded curve, before -> after: "
+        + "; ".join(
+            f"{a} {ci_text(distance.loc[(a, STATES[0])], '.3f')} -> "
+            f"{ci_text(distance.loc[(a, STATES[1])], '.3f')}"
+            for a in width.index
+        )
+        + "."
+    )
     findings.append(convergence_text)
     if not converged:
         answer = convergence_text
     elif clauses:
-        answer = (f"Straight pieces per unit of code before -> after training, on one common "
-                  f"interval ({'the union of both code ranges' if s.interval is None else which}):"
-                  f" " + "; ".join(clauses) + ".")
+        answer = (
+            f"Straight pieces per unit of code before -> after training, on one common "
+            f"interval ({'the union of both code ranges' if s.interval is None else which}):"
+            f" " + "; ".join(clauses) + "."
+        )
     else:
         answer = "Every decoder is one straight piece before and after training."
     return findings, answer, tests
@@ -827,14 +1058,14 @@ def _coloured_curve(ax, points: np.ndarray, z: np.ndarray, norm, data_codes, lw:
     segments = np.stack([points[:-1], points[1:]], axis=1)  # (steps - 1, 2, 2)
     middle = (z[:-1] + z[1:]) / 2
     inside = (middle >= data_codes[0]) & (middle <= data_codes[1])
-    lines = LineCollection(segments, array=middle, cmap=CURVE_CMAP, norm=norm,
-                           linewidths=np.where(inside, lw, lw / 3))
+    lines = LineCollection(
+        segments, array=middle, cmap=CURVE_CMAP, norm=norm, linewidths=np.where(inside, lw, lw / 3)
+    )
     ax.add_collection(lines)
     return lines
 
 
-def _curve_panel(fig, ax, X, curve: torch.Tensor, low: float, high: float, data_codes,
-                 title: str):
+def _curve_panel(fig, ax, X, curve: torch.Tensor, low: float, high: float, data_codes, title: str):
     from matplotlib.colors import Normalize
 
     data_panel(ax, X, s=6, color="0.75", label=None)
@@ -869,22 +1100,32 @@ def _curve_legend(fig) -> None:
     from matplotlib.lines import Line2D
 
     colour = colormaps[CURVE_CMAP](0.5)
-    handles = [Line2D([], [], color="0.75", marker="o", ls="", ms=4, label="training points"),
-               Line2D([], [], color=colour, lw=2.2,
-                      label="decoded codes of the training points (this state)"),
-               Line2D([], [], color=colour, lw=0.8,
-                      label="decoded codes outside them (rest of the common interval)"),
-               Line2D([], [], color="k", marker="o", ls="", ms=5, label="start of the interval")]
+    handles = [
+        Line2D([], [], color="0.75", marker="o", ls="", ms=4, label="training points"),
+        Line2D(
+            [], [], color=colour, lw=2.2, label="decoded codes of the training points (this state)"
+        ),
+        Line2D(
+            [],
+            [],
+            color=colour,
+            lw=0.8,
+            label="decoded codes outside them (rest of the common interval)",
+        ),
+        Line2D([], [], color="k", marker="o", ls="", ms=5, label="start of the interval"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
 
 
-
-
-@study("sheet6-decoder-curves", "sheet 6: the decoded interval of the 1-D code before and after "
-       "training, on one common interval, pieces per unit of code tested over seeds",
-       settings=DecoderCurveSettings)
-def sheet6_decoder_curves(quick: bool = True, seed: int = 0, data=None, progress=None,
-                          **overrides) -> StudyResult:
+@study(
+    "sheet6-decoder-curves",
+    "sheet 6: the decoded interval of the 1-D code before and after "
+    "training, on one common interval, pieces per unit of code tested over seeds",
+    settings=DecoderCurveSettings,
+)
+def sheet6_decoder_curves(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Decode one interval of codes with each architecture, before and after training.
 
     Both states decode the same interval (by default the union of the training
@@ -924,23 +1165,44 @@ def sheet6_decoder_curves(quick: bool = True, seed: int = 0, data=None, progress
         low, high = trial.table[["code_low", "code_high"]].iloc[0]
         for col, model in enumerate((build(arch, seed), trial.models[0])):
             z = codes(model, X)
-            _curve_panel(fig, axes[row, col], X, decode_line(model, low, high), low, high,
-                         (z.min(), z.max()), f"{label(arch)}\n{STATES[col]}")
+            _curve_panel(
+                fig,
+                axes[row, col],
+                X,
+                decode_line(model, low, high),
+                low,
+                high,
+                (z.min(), z.max()),
+                f"{label(arch)}\n{STATES[col]}",
+            )
     _curve_legend(fig)
-    fig.suptitle(f"Decoded code interval, the same before and after training (seed {seed}), "
-                 f"over the {s.n} training points")
-    summary = pd.concat([long.summary(m).assign(metric=m)
-                         for m in ("pieces", "pieces per unit", "distance")])
-    pieces, ax = ci_figure({st: long.where(state=st).summary("pieces per unit", by="architecture")
-                            for st in STATES}, "straight pieces per unit of code (mean, 95% CI)",
-                           f"Decoder curves on one common interval, {s.seeds} seeds", log=True)
+    fig.suptitle(
+        f"Decoded code interval, the same before and after training (seed {seed}), "
+        f"over the {s.n} training points"
+    )
+    summary = pd.concat(
+        [long.summary(m).assign(metric=m) for m in ("pieces", "pieces per unit", "distance")]
+    )
+    pieces, ax = ci_figure(
+        {st: long.where(state=st).summary("pieces per unit", by="architecture") for st in STATES},
+        "straight pieces per unit of code (mean, 95% CI)",
+        f"Decoder curves on one common interval, {s.seeds} seeds",
+        log=True,
+    )
     ax.legend(fontsize="small")
     unit = long.summary("pieces per unit").set_index(["architecture", "state"])["mean"]
-    metrics = {f"pieces_per_unit_{'before' if st == STATES[0] else 'after'}_{a}": float(v)
-               for (a, st), v in unit.items()}
+    metrics = {
+        f"pieces_per_unit_{'before' if st == STATES[0] else 'after'}_{a}": float(v)
+        for (a, st), v in unit.items()
+    }
     metrics["converged"] = int(convergence(runs, s, quick, by="architecture")[0])
     config = asdict(s) | {"seed": seed, "quick": quick, "optimizer": "adam"}
-    return StudyResult("sheet6-decoder-curves", {"curves": long.table, "summary": summary,
-                                                 "tests": tests},
-                       {"curves": fig, "pieces": pieces}, findings, config,
-                       metrics, answer)
+    return StudyResult(
+        "sheet6-decoder-curves",
+        {"curves": long.table, "summary": summary, "tests": tests},
+        {"curves": fig, "pieces": pieces},
+        findings,
+        config,
+        metrics,
+        answer,
+    )

@@ -38,8 +38,14 @@ from aelab.studies._base import StudyResult, check_study_data, resolve_settings,
 from aelab.studies._common import code_interval, codes, decode_line, mean_predictor_mse
 from aelab.train import History, reinitialize
 
-__all__ = ["sheet6_memorize", "sheet6_frozen_decoder", "sheet6_gd_vs_sgd", "MemorizeSettings",
-           "FrozenDecoderSettings", "GdVsSgdSettings"]
+__all__ = [
+    "sheet6_memorize",
+    "sheet6_frozen_decoder",
+    "sheet6_gd_vs_sgd",
+    "MemorizeSettings",
+    "FrozenDecoderSettings",
+    "GdVsSgdSettings",
+]
 
 BIG = [50, 50, 50]  # the sheet's big model 2-50-50-50-1-50-50-50-2 (seed 001, (f) and (h))
 BIG_LABEL = "2-50-50-50-1-50-50-50-2"
@@ -74,14 +80,16 @@ def _late_fall(losses) -> float:
     k = max(1, len(losses) // 10)
     if len(losses) < 2 * k:
         return 0.0
-    before, last = np.median(losses[-2 * k:-k]), np.median(losses[-k:])
+    before, last = np.median(losses[-2 * k : -k]), np.median(losses[-k:])
     return float((before - last) / last) if last > 0 else 0.0
 
 
 def _ci(row, fmt: str = ".3g") -> str:
     """A summary row as ``mean (95% CI low to high, n seeds)``."""
-    return (f"{row['mean']:{fmt}} (95% CI {row['ci_low']:{fmt}} to {row['ci_high']:{fmt}}, "
-            f"{int(row['n'])} seeds)")
+    return (
+        f"{row['mean']:{fmt}} (95% CI {row['ci_low']:{fmt}} to {row['ci_high']:{fmt}}, "
+        f"{int(row['n'])} seeds)"
+    )
 
 
 def _short(s) -> bool:
@@ -122,8 +130,9 @@ class MemorizeSettings:
 
     @classmethod
     def full(cls):
-        return cls(n_points=(4, 16, 64, 256), widths=(4, 8, 16, 32, 64, 128, 256), seeds=10,
-                   epochs=5000)
+        return cls(
+            n_points=(4, 16, 64, 256), widths=(4, 8, 16, 32, 64, 128, 256), seeds=10, epochs=5000
+        )
 
 
 def _points(s: MemorizeSettings, seed: int) -> dict[int, data.Dataset]:
@@ -134,22 +143,33 @@ def _points(s: MemorizeSettings, seed: int) -> dict[int, data.Dataset]:
 def memorize_run(s: MemorizeSettings, seed: int = 0, progress=None):
     """Train 2-w-1-w-2 on the n points, full batch; build the hand-made net for each n."""
     points = _points(s, seed)
-    runs = sweep(lambda n_points, width: Autoencoder(2, 1, width, layers=1),
-                 lambda params, _: points[params["n_points"]],
-                 grid={"n_points": list(s.n_points), "width": list(s.widths)},
-                 seeds=_seeds(s, seed), epochs=s.epochs, batch_size=max(s.n_points), lr=s.lr,
-                 progress=progress)  # batch >= n: full batch, the exact training error
+    runs = sweep(
+        lambda n_points, width: Autoencoder(2, 1, width, layers=1),
+        lambda params, _: points[params["n_points"]],
+        grid={"n_points": list(s.n_points), "width": list(s.widths)},
+        seeds=_seeds(s, seed),
+        epochs=s.epochs,
+        batch_size=max(s.n_points),
+        lr=s.lr,
+        progress=progress,
+    )  # batch >= n: full batch, the exact training error
     runs.table["perfect"] = runs.table["train_mse"] < s.threshold
     rows = []
     for n, ds in points.items():
         X64, model64 = ds.X.double(), memorizing_autoencoder(ds.X, dtype=torch.float64)
         with torch.no_grad():
             mse64 = float(((model64(X64) - X64) ** 2).mean())
-        rows.append({"n_points": n, "construction width": construction_width(n, 2),
-                     "capacity bound": math.ceil(n / 2) - 1,
-                     "construction MSE float32": reconstruction_error(
-                         memorizing_autoencoder(ds.X), ds.X),
-                     "construction MSE float64": mse64})
+        rows.append(
+            {
+                "n_points": n,
+                "construction width": construction_width(n, 2),
+                "capacity bound": math.ceil(n / 2) - 1,
+                "construction MSE float32": reconstruction_error(
+                    memorizing_autoencoder(ds.X), ds.X
+                ),
+                "construction MSE float64": mse64,
+            }
+        )
     return runs, pd.DataFrame(rows).set_index("n_points")
 
 
@@ -172,19 +192,41 @@ def memorize_cells(runs: Runs, construction: pd.DataFrame, s: MemorizeSettings) 
         c = construction.loc[n]
         fits = bool(w >= c["construction width"] and c["construction MSE float32"] < s.threshold)
         # a seed that memorises proves the capacity as well as the construction does
-        verdict = ("memorised" if k == total else "seed-dependent" if k else "capacity"
-                   if w < c["capacity bound"] else "optimisation" if fits else "undecided")
-        rows.append({"n_points": n, "width": w, "perfect": k, "seeds": total,
-                     "rate ci_low": ci.low, "rate ci_high": ci.high,
-                     "mean log10 MSE": cell["mean"], "ci_low": cell["ci_low"],
-                     "ci_high": cell["ci_high"], "median MSE": float(these["train_mse"].median()),
-                     "construction fits": fits, "verdict": verdict})
+        verdict = (
+            "memorised"
+            if k == total
+            else "seed-dependent"
+            if k
+            else "capacity"
+            if w < c["capacity bound"]
+            else "optimisation"
+            if fits
+            else "undecided"
+        )
+        rows.append(
+            {
+                "n_points": n,
+                "width": w,
+                "perfect": k,
+                "seeds": total,
+                "rate ci_low": ci.low,
+                "rate ci_high": ci.high,
+                "mean log10 MSE": cell["mean"],
+                "ci_low": cell["ci_low"],
+                "ci_high": cell["ci_high"],
+                "median MSE": float(these["train_mse"].median()),
+                "construction fits": fits,
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _rate(r) -> str:
-    return (f"{r['perfect']} of {r['seeds']} seeds (95% CI {100 * r['rate ci_low']:.0f}-"
-            f"{100 * r['rate ci_high']:.0f}%)")
+    return (
+        f"{r['perfect']} of {r['seeds']} seeds (95% CI {100 * r['rate ci_low']:.0f}-"
+        f"{100 * r['rate ci_high']:.0f}%)"
+    )
 
 
 def memorize_findings(cells: pd.DataFrame, construction: pd.DataFrame, s: MemorizeSettings):
@@ -194,28 +236,43 @@ def memorize_findings(cells: pd.DataFrame, construction: pd.DataFrame, s: Memori
         f"{100 * rms / 4:.2g}% of the rectangle's width). Trained: 2-w-1-w-2 ReLU nets, "
         f"{s.epochs} full-batch Adam steps at lr {s.lr:g}, {s.seeds} seeds per cell.",
         "The hand-built 2-H-1-H-2 net needs H = max(2, n - 1), one ReLU hinge per breakpoint of "
-        "the curve through the points: " + "; ".join(
+        "the curve through the points: "
+        + "; ".join(
             f"n = {n}: H = {int(c['construction width'])}, training MSE "
             f"{c['construction MSE float32']:.1e} in float32, {c['construction MSE float64']:.1e} "
-            "in float64" for n, c in construction.iterrows()) + ".",
+            "in float64"
+            for n, c in construction.iterrows()
+        )
+        + ".",
     ]
-    why = {"optimisation": "the same architecture holds the points, so the failure is "
-                           "optimisation, not capacity",
-           "seed-dependent": "the architecture holds the points and some seeds find them: the "
-                             "failures are optimisation",
-           "memorised": "training finds what the construction shows exists"}
-    answer = ("No width tried reaches the construction's, so it does not decide between capacity "
-              "and optimisation here.")
+    why = {
+        "optimisation": "the same architecture holds the points, so the failure is "
+        "optimisation, not capacity",
+        "seed-dependent": "the architecture holds the points and some seeds find them: the "
+        "failures are optimisation",
+        "memorised": "training finds what the construction shows exists",
+    }
+    answer = (
+        "No width tried reaches the construction's, so it does not decide between capacity "
+        "and optimisation here."
+    )
     for n, group in cells.groupby("n_points"):
-        findings.append(f"n = {n}: perfect in " + ", ".join(
-            f"{_rate(r)} at width {r['width']} (median MSE {r['median MSE']:.1e}, {r['verdict']})"
-            for _, r in group.iterrows()) + ".")
+        findings.append(
+            f"n = {n}: perfect in "
+            + ", ".join(
+                f"{_rate(r)} at width {r['width']} (median MSE {r['median MSE']:.1e}, {r['verdict']})"
+                for _, r in group.iterrows()
+            )
+            + "."
+        )
         fit = group[group["construction fits"]]
         if len(fit):
             r = fit.iloc[-1]
-            answer = (f"n = {n} points, width {r['width']}: the hand-built net reaches MSE "
-                      f"{construction.loc[n, 'construction MSE float32']:.1e} (float32); "
-                      f"training reaches < {s.threshold:g} in {_rate(r)}: {why[r['verdict']]}.")
+            answer = (
+                f"n = {n} points, width {r['width']}: the hand-built net reaches MSE "
+                f"{construction.loc[n, 'construction MSE float32']:.1e} (float32); "
+                f"training reaches < {s.threshold:g} in {_rate(r)}: {why[r['verdict']]}."
+            )
     findings.append(answer)
     return findings, answer
 
@@ -224,16 +281,33 @@ def _memorize_figures(runs: Runs, cells, construction, s: MemorizeSettings, X) -
     fig, axes = plots.new_figure(width=7.5, height=5.2)
     ax, t = axes[0, 0], runs.table
     for i, (n, group) in enumerate(cells.groupby("n_points")):
-        mean, low, high = (10 ** group[k].to_numpy()
-                           for k in ("mean log10 MSE", "ci_low", "ci_high"))
-        ax.errorbar(group["width"], mean, yerr=[mean - low, high - mean], fmt="o-", capsize=3,
-                    color=f"C{i}", label=f"n = {n}: trained (geometric mean, 95% CI)")
+        mean, low, high = (
+            10 ** group[k].to_numpy() for k in ("mean log10 MSE", "ci_low", "ci_high")
+        )
+        ax.errorbar(
+            group["width"],
+            mean,
+            yerr=[mean - low, high - mean],
+            fmt="o-",
+            capsize=3,
+            color=f"C{i}",
+            label=f"n = {n}: trained (geometric mean, 95% CI)",
+        )
         seeds = t[t["n_points"] == n]
-        ax.scatter(seeds["width"], seeds["train_mse"].clip(lower=1e-30), s=10, color=f"C{i}",
-                   alpha=0.35)
+        ax.scatter(
+            seeds["width"], seeds["train_mse"].clip(lower=1e-30), s=10, color=f"C{i}", alpha=0.35
+        )
         c = construction.loc[n]
-        ax.scatter([c["construction width"]], [c["construction MSE float32"]], marker="*", s=160,
-                   color=f"C{i}", edgecolor="k", zorder=4, label=f"n = {n}: hand-built (float32)")
+        ax.scatter(
+            [c["construction width"]],
+            [c["construction MSE float32"]],
+            marker="*",
+            s=160,
+            color=f"C{i}",
+            edgecolor="k",
+            zorder=4,
+            label=f"n = {n}: hand-built (float32)",
+        )
     ax.axhline(s.threshold, color="k", ls="--", lw=1, label=f"'perfect': MSE < {s.threshold:g}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -248,9 +322,12 @@ def _memorize_figures(runs: Runs, cells, construction, s: MemorizeSettings, X) -
     median = trained.index[np.argsort(trained["train_mse"].to_numpy())[len(trained) // 2]]
     h = construction_width(n, 2)
     fig2, axes2 = plots.new_figure(ncols=2, width=5.2, height=3.6)
-    for i, (ax, model, name) in enumerate((
+    for i, (ax, model, name) in enumerate(
+        (
             (axes2[0, 0], memorizing_autoencoder(X), f"hand-built 2-{h}-1-{h}-2"),
-            (axes2[0, 1], runs.models[median], f"trained 2-{w}-1-{w}-2, median seed"))):
+            (axes2[0, 1], runs.models[median], f"trained 2-{w}-1-{w}-2, median seed"),
+        )
+    ):
         curve = decode_line(model, *code_interval(model, X, widen=0.02), steps=4000)
         X_hat = reconstruct(model, X)
         names = ("the points", "decoder's curve over the codes", "reconstructions")
@@ -267,10 +344,15 @@ def _memorize_figures(runs: Runs, cells, construction, s: MemorizeSettings, X) -
     return {"error": fig, "curves": fig2}
 
 
-@study("sheet6-memorize", "sheet 6 (e): can a 1-D bottleneck memorise n points? k of n seeds "
-       "trained vs a net built by hand: capacity or optimisation", settings=MemorizeSettings)
-def sheet6_memorize(quick: bool = True, seed: int = 0, data=None, progress=None,
-                    **overrides) -> StudyResult:
+@study(
+    "sheet6-memorize",
+    "sheet 6 (e): can a 1-D bottleneck memorise n points? k of n seeds "
+    "trained vs a net built by hand: capacity or optimisation",
+    settings=MemorizeSettings,
+)
+def sheet6_memorize(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Train 2-w-1-w-2 autoencoders on n rectangle points; build one by hand that memorises them.
 
     Parameters
@@ -296,14 +378,28 @@ def sheet6_memorize(quick: bool = True, seed: int = 0, data=None, progress=None,
     runs, construction = memorize_run(s, seed, progress)
     cells = memorize_cells(runs, construction, s)
     findings, answer = memorize_findings(cells, construction, s)
-    metrics = {f"perfect_share_n{r['n_points']}_w{r['width']}": r["perfect"] / r["seeds"]
-               for _, r in cells.iterrows()}
-    metrics.update({f"construction_mse_float{b}_n{n}": float(c[f"construction MSE float{b}"])
-                    for n, c in construction.iterrows() for b in (32, 64)})
+    metrics = {
+        f"perfect_share_n{r['n_points']}_w{r['width']}": r["perfect"] / r["seeds"]
+        for _, r in cells.iterrows()
+    }
+    metrics.update(
+        {
+            f"construction_mse_float{b}_n{n}": float(c[f"construction MSE float{b}"])
+            for n, c in construction.iterrows()
+            for b in (32, 64)
+        }
+    )
     figures = _memorize_figures(runs, cells, construction, s, _points(s, seed)[max(s.n_points)].X)
     tables = {"cells": cells, "construction": construction.reset_index(), "runs": runs.table}
-    return StudyResult("sheet6-memorize", tables, figures, findings,
-                       asdict(s) | {"seed": seed, "quick": quick}, metrics, answer)
+    return StudyResult(
+        "sheet6-memorize",
+        tables,
+        figures,
+        findings,
+        asdict(s) | {"seed": seed, "quick": quick},
+        metrics,
+        answer,
+    )
 
 
 # --- sheet6-frozen-decoder ---------------------------------------------------------------------
@@ -353,20 +449,25 @@ def _share_changed(before: nn.Module, after: nn.Module) -> float:
 def course_pitfalls(model: nn.Module, X: torch.Tensor) -> pd.DataFrame:
     """Run the course's re-initialisation loop and aelab's on copies of ``model``: what changed."""
     rows = []
-    for name, reset in (("course: isinstance(parameter, nn.Linear) over encoder.parameters()",
-                         _course_reinit_loop),
-                        ("aelab.train.reinitialize(model.encoder)", reinitialize)):
+    for name, reset in (
+        ("course: isinstance(parameter, nn.Linear) over encoder.parameters()", _course_reinit_loop),
+        ("aelab.train.reinitialize(model.encoder)", reinitialize),
+    ):
         after = copy.deepcopy(model)
         # not the model's own seed: weights training never moved (dead units) would be redrawn
         # equal to their initial values and count as unchanged (about 20% for the big model)
         with seeded(FRESH_SEED):
             matched = reset(after.encoder)
-        rows.append({"re-initialisation": name, "modules matched": matched,
-                     "parameter tensors": len(list(model.encoder.parameters())),
-                     "share of encoder weights changed": _share_changed(model.encoder,
-                                                                        after.encoder),
-                     "training MSE before": reconstruction_error(model, X),
-                     "training MSE after": reconstruction_error(after, X)})
+        rows.append(
+            {
+                "re-initialisation": name,
+                "modules matched": matched,
+                "parameter tensors": len(list(model.encoder.parameters())),
+                "share of encoder weights changed": _share_changed(model.encoder, after.encoder),
+                "training MSE before": reconstruction_error(model, X),
+                "training MSE after": reconstruction_error(after, X),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -391,8 +492,14 @@ def frozen_run(s: FrozenDecoderSettings, seed: int = 0, progress=None):
     train, test = data.rectangle(s.n, seed=seed), data.rectangle(s.test_n, seed=seed + 1000)
     shared = dict(test=test, batch_size=s.batch_size, lr=s.lr, progress=progress)
     fall = {"late_fall": lambda m, c: _late_fall(c.history.train_loss)}
-    first = sweep(lambda: Autoencoder.from_widths(BIG, 1, 2), train, seeds=_seeds(s, seed),
-                  epochs=s.epochs, metrics=fall, **shared)
+    first = sweep(
+        lambda: Autoencoder.from_widths(BIG, 1, 2),
+        train,
+        seeds=_seeds(s, seed),
+        epochs=s.epochs,
+        metrics=fall,
+        **shared,
+    )
     old = {i: first.models[i] for i in range(len(first))}
 
     def restart(start):  # model `start` with its encoder drawn afresh
@@ -405,29 +512,43 @@ def frozen_run(s: FrozenDecoderSettings, seed: int = 0, progress=None):
         def metric(m, c):
             low, high = code_interval(old[c.params["start"]], train.X, widen=0.25)
             return _best_code_mse(m, X, low, high)
+
         return metric
 
     metrics = fall | {
-        "decoder_change": lambda m, c: max(float((a - b).detach().abs().max()) for a, b in zip(
-            m.decoder.parameters(), old[c.params["start"]].decoder.parameters())),
-        "code_corr": lambda m, c: _correlation(codes(m, train.X),
-                                               codes(old[c.params["start"]], train.X)),
-        "best_train_mse": best(train.X), "best_test_mse": best(test.X)}
+        "decoder_change": lambda m, c: max(
+            float((a - b).detach().abs().max())
+            for a, b in zip(m.decoder.parameters(), old[c.params["start"]].decoder.parameters())
+        ),
+        "code_corr": lambda m, c: _correlation(
+            codes(m, train.X), codes(old[c.params["start"]], train.X)
+        ),
+        "best_train_mse": best(train.X),
+        "best_test_mse": best(test.X),
+    }
     # one retraining per first model; its own seed only orders the data
     retrain = dict(grid={"start": list(old)}, seeds=[seed], freeze="decoder", **shared)
     reinit = sweep(restart, train, epochs=0, **retrain)
     retrained = sweep(restart, train, epochs=s.epochs, metrics=metrics, **retrain)
     seeds = first.table["seed"].to_numpy()
-    table = pd.concat([
-        first.table.assign(stage="1st training"),
-        reinit.table.assign(stage="encoder re-initialised", seed=seeds[reinit.table["start"]]),
-        retrained.table.assign(stage="encoder retrained", seed=seeds[retrained.table["start"]]),
-        retrained.table.assign(stage="best codes for the frozen decoder", late_fall=np.nan,
-                               seed=seeds[retrained.table["start"]],
-                               train_mse=retrained.table["best_train_mse"],
-                               test_mse=retrained.table["best_test_mse"])], ignore_index=True)
-    table = table[["stage", "seed", "train_mse", "test_mse", "late_fall", "decoder_change",
-                   "code_corr"]]
+    table = pd.concat(
+        [
+            first.table.assign(stage="1st training"),
+            reinit.table.assign(stage="encoder re-initialised", seed=seeds[reinit.table["start"]]),
+            retrained.table.assign(stage="encoder retrained", seed=seeds[retrained.table["start"]]),
+            retrained.table.assign(
+                stage="best codes for the frozen decoder",
+                late_fall=np.nan,
+                seed=seeds[retrained.table["start"]],
+                train_mse=retrained.table["best_train_mse"],
+                test_mse=retrained.table["best_test_mse"],
+            ),
+        ],
+        ignore_index=True,
+    )
+    table = table[
+        ["stage", "seed", "train_mse", "test_mse", "late_fall", "decoder_change", "code_corr"]
+    ]
     return Runs(table, [None] * len(table), [None] * len(table), ["stage"]), first, retrained, train
 
 
@@ -440,34 +561,61 @@ def frozen_findings(stages: Runs, pitfalls: pd.DataFrame, s: FrozenDecoderSettin
         f"{course['training MSE before']:.4f} before, {course['training MSE after']:.4f} after); "
         f"aelab.train.reinitialize reset {ours['modules matched']} modules and changed "
         f"{100 * ours['share of encoder weights changed']:.1f}% (MSE "
-        f"{ours['training MSE before']:.4f} -> {ours['training MSE after']:.4f}).")
+        f"{ours['training MSE before']:.4f} -> {ours['training MSE after']:.4f})."
+    )
     retrained = stages.where(stage="encoder retrained").table
     moved = float(retrained["decoder_change"].max())
-    findings = [pitfall, f"The decoder stayed frozen: its largest change over {len(retrained)} "
-                "retrainings is 0." if moved == 0 else
-                f"CHECK FAILED: the frozen decoder changed by up to {moved:.3g}."]
+    findings = [
+        pitfall,
+        f"The decoder stayed frozen: its largest change over {len(retrained)} retrainings is 0."
+        if moved == 0
+        else f"CHECK FAILED: the frozen decoder changed by up to {moved:.3g}.",
+    ]
     falls = stages.table.groupby("stage")["late_fall"].median().clip(lower=0)
     fall1, fall2 = falls.get("1st training", 0.0), falls.get("encoder retrained", 0.0)
     if max(fall1, fall2) > STILL_FALLING:
-        findings.append(_not_converged(s, (
-            f"the training loss still fell by {100 * fall1:.0f}% (1st training) and "
-            f"{100 * fall2:.0f}% (retraining) over the last 10% of epochs (median over seeds)"
-            + (", so no comparison is drawn." if _short(s) else
-               "; what follows compares the sheet's budget, not converged models."))))
+        findings.append(
+            _not_converged(
+                s,
+                (
+                    f"the training loss still fell by {100 * fall1:.0f}% (1st training) and "
+                    f"{100 * fall2:.0f}% (retraining) over the last 10% of epochs (median over seeds)"
+                    + (
+                        ", so no comparison is drawn."
+                        if _short(s)
+                        else "; what follows compares the sheet's budget, not converged models."
+                    )
+                ),
+            )
+        )
         if _short(s):
             return findings, f"{findings[-1]} {pitfall}"
     test = stages.summary("test_mse", by="stage").set_index("stage")
-    row = stages.compare("test_mse", by="stage", against={"stage": "1st training"}).set_index(
-        "b").loc["stage=encoder retrained"]
+    row = (
+        stages.compare("test_mse", by="stage", against={"stage": "1st training"})
+        .set_index("b")
+        .loc["stage=encoder retrained"]
+    )
     to_best = stages.compare("train_mse", by="stage", against={"stage": "encoder retrained"})
     to_best = to_best.set_index("b").loc["stage=best codes for the frozen decoder"]
     corr = retrained["code_corr"]
     findings += [
         "Test MSE: " + "; ".join(f"{k} {_ci(test.loc[k])}" for k in test.index) + ".",
-        _capital(compare_sentence({**row, "a": "the 1st training", "b": "the retrained encoder"},
-                                  "test MSE")),
-        _capital(compare_sentence({**to_best, "a": "the retrained encoder",
-                                   "b": "the best codes for the frozen decoder"}, "training MSE")),
+        _capital(
+            compare_sentence(
+                {**row, "a": "the 1st training", "b": "the retrained encoder"}, "test MSE"
+            )
+        ),
+        _capital(
+            compare_sentence(
+                {
+                    **to_best,
+                    "a": "the retrained encoder",
+                    "b": "the best codes for the frozen decoder",
+                },
+                "training MSE",
+            )
+        ),
         f"The retrained codes correlate with the 1st training's at {corr.median():.3f} (median; "
         f"{corr.min():.3f} to {corr.max():.3f} over {len(corr)} seeds).",
     ]
@@ -481,23 +629,46 @@ def _frozen_figures(stages: Runs, first: Runs, retrained: Runs, train, s) -> dic
     for i, (h1, h2) in enumerate(zip(first.histories, retrained.histories)):
         e = np.arange(1, len(h1.test_loss) + 1)
         curves.plot(e, h1.test_loss, color="C0", lw=0.8, label="1st training" if i == 0 else None)
-        curves.plot(e + len(e), h2.test_loss, color="C3", lw=0.8,
-                    label="retraining (new encoder, frozen decoder)" if i == 0 else None)
+        curves.plot(
+            e + len(e),
+            h2.test_loss,
+            color="C3",
+            lw=0.8,
+            label="retraining (new encoder, frozen decoder)" if i == 0 else None,
+        )
     curves.axvline(s.epochs + 0.5, color="0.4", ls=":", lw=1)
     curves.set_xlabel("epoch (both trainings in sequence)")
     curves.set_ylabel("test MSE after each epoch")
     curves.set_title(f"Test loss, {len(first)} seeds")
     summary = stages.summary("test_mse", by="stage")
     x = np.arange(len(summary))
-    dots.errorbar(x, summary["mean"], yerr=[summary["mean"] - summary["ci_low"],
-                                            summary["ci_high"] - summary["mean"]],
-                  fmt="o", capsize=4, color="k", label="mean, 95% CI")
+    dots.errorbar(
+        x,
+        summary["mean"],
+        yerr=[summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]],
+        fmt="o",
+        capsize=4,
+        color="k",
+        label="mean, 95% CI",
+    )
     for j, stage in enumerate(summary["stage"]):
         values = stages.where(stage=stage).table["test_mse"]
-        dots.scatter(np.full(len(values), j + 0.12), values, s=12, color="C1", alpha=0.6,
-                     label="one seed" if j == 0 else None)
-    dots.set_xticks(x, [st.replace(" for the", "\nfor the").replace("encoder ", "encoder\n")
-                        for st in summary["stage"]], fontsize="small")
+        dots.scatter(
+            np.full(len(values), j + 0.12),
+            values,
+            s=12,
+            color="C1",
+            alpha=0.6,
+            label="one seed" if j == 0 else None,
+        )
+    dots.set_xticks(
+        x,
+        [
+            st.replace(" for the", "\nfor the").replace("encoder ", "encoder\n")
+            for st in summary["stage"]
+        ],
+        fontsize="small",
+    )
     dots.set_xlabel("stage")
     dots.set_ylabel("test MSE")
     dots.set_title("Test MSE at each stage")
@@ -510,8 +681,16 @@ def _frozen_figures(stages: Runs, first: Runs, retrained: Runs, train, s) -> dic
     fig2, axes2 = plots.new_figure(width=6.0, height=4.8)
     ax = axes2[0, 0]
     z1, z2 = codes(first.models[0], train.X), codes(retrained.models[0], train.X)
-    points = ax.scatter(z1, z2, c=train.X[:, 0].numpy(), cmap="coolwarm", s=20, edgecolor="k",
-                        linewidth=0.2, label="one training point")
+    points = ax.scatter(
+        z1,
+        z2,
+        c=train.X[:, 0].numpy(),
+        cmap="coolwarm",
+        s=20,
+        edgecolor="k",
+        linewidth=0.2,
+        label="one training point",
+    )
     lo, hi = min(z1.min(), z2.min()), max(z1.max(), z2.max())
     ax.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1, label="same code (y = x)")
     ax.set_xlabel("code after the 1st training")
@@ -522,11 +701,15 @@ def _frozen_figures(stages: Runs, first: Runs, retrained: Runs, train, s) -> dic
     return {"loss": fig, "codes": fig2}
 
 
-@study("sheet6-frozen-decoder", "sheet 6 (f): freeze the decoder, re-initialise the encoder for "
-       "real (the course's loop changes nothing), retrain; over seeds",
-       settings=FrozenDecoderSettings)
-def sheet6_frozen_decoder(quick: bool = True, seed: int = 0, data=None, progress=None,
-                          **overrides) -> StudyResult:
+@study(
+    "sheet6-frozen-decoder",
+    "sheet 6 (f): freeze the decoder, re-initialise the encoder for "
+    "real (the course's loop changes nothing), retrain; over seeds",
+    settings=FrozenDecoderSettings,
+)
+def sheet6_frozen_decoder(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Train the big model, re-initialise its encoder, retrain it against the frozen decoder.
 
     Also runs the course's re-initialisation loop on a trained model and reports
@@ -557,16 +740,25 @@ def sheet6_frozen_decoder(quick: bool = True, seed: int = 0, data=None, progress
     findings, answer = frozen_findings(stages, pitfalls, s)
     summary = stages.summary("test_mse", by="stage")
     changed = pitfalls["share of encoder weights changed"]
-    metrics = {f"test_mse_{k.replace(' ', '_')}": float(v)
-               for k, v in zip(summary["stage"], summary["mean"])}
-    metrics.update(course_loop_share_changed=float(changed[0]),
-                   aelab_share_changed=float(changed[1]),
-                   decoder_max_change=float(stages.table["decoder_change"].max()))
+    metrics = {
+        f"test_mse_{k.replace(' ', '_')}": float(v)
+        for k, v in zip(summary["stage"], summary["mean"])
+    }
+    metrics.update(
+        course_loop_share_changed=float(changed[0]),
+        aelab_share_changed=float(changed[1]),
+        decoder_max_change=float(stages.table["decoder_change"].max()),
+    )
     tables = {"course pitfalls": pitfalls, "stages": summary, "runs": stages.table}
-    return StudyResult("sheet6-frozen-decoder", tables,
-                       _frozen_figures(stages, first, retrained, train, s), findings,
-                       asdict(s) | {"seed": seed, "quick": quick, "architecture": BIG_LABEL},
-                       metrics, answer)
+    return StudyResult(
+        "sheet6-frozen-decoder",
+        tables,
+        _frozen_figures(stages, first, retrained, train, s),
+        findings,
+        asdict(s) | {"seed": seed, "quick": quick, "architecture": BIG_LABEL},
+        metrics,
+        answer,
+    )
 
 
 # --- sheet6-gd-vs-sgd --------------------------------------------------------------------------
@@ -588,8 +780,10 @@ class GdVsSgdSettings:
         _check(self, ("n", "epochs", "batch_size"), ("sgd_lr", "adam_lr"))
         check_choice("gd_budget", self.gd_budget, ("steps", "examples"))
         if self.batch_size >= self.n:
-            raise ValueError(f"batch_size={self.batch_size} must be below n={self.n}: a batch of "
-                             "all points is full-batch GD, not mini-batch SGD.")
+            raise ValueError(
+                f"batch_size={self.batch_size} must be below n={self.n}: a batch of "
+                "all points is full-batch GD, not mini-batch SGD."
+            )
 
     @classmethod
     def quick(cls):
@@ -621,24 +815,50 @@ def gd_run(s: GdVsSgdSettings, seed: int = 0, progress=None) -> tuple[Runs, dict
     """
     train = data.rectangle(s.n, seed=seed)
     steps = s.epochs * (s.n // s.batch_size)
-    grid = [dict(method="full-batch GD", optimizer="sgd", batch_size=s.n, lr=s.sgd_lr,
-                 epochs=steps if s.gd_budget == "steps" else s.epochs),
-            dict(method=f"mini-batch SGD ({s.batch_size})", optimizer="sgd",
-                 batch_size=s.batch_size, lr=s.sgd_lr, epochs=s.epochs),
-            dict(method=f"Adam ({s.batch_size})", optimizer="adam", batch_size=s.batch_size,
-                 lr=s.adam_lr, epochs=s.epochs)]
-    runs = sweep(lambda method: Autoencoder.from_widths(BIG, 1, 2), train, grid=grid,
-                 seeds=_seeds(s, seed), progress=progress)
+    grid = [
+        dict(
+            method="full-batch GD",
+            optimizer="sgd",
+            batch_size=s.n,
+            lr=s.sgd_lr,
+            epochs=steps if s.gd_budget == "steps" else s.epochs,
+        ),
+        dict(
+            method=f"mini-batch SGD ({s.batch_size})",
+            optimizer="sgd",
+            batch_size=s.batch_size,
+            lr=s.sgd_lr,
+            epochs=s.epochs,
+        ),
+        dict(
+            method=f"Adam ({s.batch_size})",
+            optimizer="adam",
+            batch_size=s.batch_size,
+            lr=s.adam_lr,
+            epochs=s.epochs,
+        ),
+    ]
+    runs = sweep(
+        lambda method: Autoencoder.from_widths(BIG, 1, 2),
+        train,
+        grid=grid,
+        seeds=_seeds(s, seed),
+        progress=progress,
+    )
     done = [h for h in runs.histories if h.examples_seen]
-    ref = {"examples": min(h.examples_seen[-1] for h in done),
-           "seconds": min(_seconds(h)[-1] for h in done),
-           "pca": PCA(1).fit(train.X).reconstruction_error(train.X),
-           "mean": mean_predictor_mse(train.X)}
+    ref = {
+        "examples": min(h.examples_seen[-1] for h in done),
+        "seconds": min(_seconds(h)[-1] for h in done),
+        "pca": PCA(1).fit(train.X).reconstruction_error(train.X),
+        "mean": mean_predictor_mse(train.X),
+    }
     hs = runs.histories
-    runs.table["loss_at_examples"] = [_loss_at(h.train_loss, h.examples_seen, ref["examples"])
-                                      for h in hs]
-    runs.table["loss_at_seconds"] = [_loss_at(h.train_loss, _seconds(h), ref["seconds"])
-                                     for h in hs]
+    runs.table["loss_at_examples"] = [
+        _loss_at(h.train_loss, h.examples_seen, ref["examples"]) for h in hs
+    ]
+    runs.table["loss_at_seconds"] = [
+        _loss_at(h.train_loss, _seconds(h), ref["seconds"]) for h in hs
+    ]
     runs.table["late_fall"] = [_late_fall(h.train_loss) for h in hs]
     return runs, ref
 
@@ -654,11 +874,19 @@ def _ranking(runs: Runs, metric: str, what: str) -> str:
     for _, r in pairs[with_best].iterrows():
         other, mean = (r["b"], r["mean_b"]) if r["a"] == best else (r["a"], r["mean_a"])
         word = "significantly lower than" if r["significant"] else "indistinguishable from"
-        verdicts.append(f"{word} {other} (mean {mean:.4f}, paired t over {r['n_pairs']} seeds, "
-                        f"Holm {p_value_text(r['p_holm'])})")
+        verdicts.append(
+            f"{word} {other} (mean {mean:.4f}, paired t over {r['n_pairs']} seeds, "
+            f"Holm {p_value_text(r['p_holm'])})"
+        )
     rest = [compare_sentence(r, what, fmt=".4f") for _, r in pairs[~with_best].iterrows()]
-    return " ".join([f"{best} has the lowest mean {what}, {_ci(summary.loc[best], '.4f')}: "
-                     + "; ".join(verdicts) + ".", *map(_capital, rest)])
+    return " ".join(
+        [
+            f"{best} has the lowest mean {what}, {_ci(summary.loc[best], '.4f')}: "
+            + "; ".join(verdicts)
+            + ".",
+            *map(_capital, rest),
+        ]
+    )
 
 
 def gd_findings(runs: Runs, ref: dict, s: GdVsSgdSettings):
@@ -668,24 +896,38 @@ def gd_findings(runs: Runs, ref: dict, s: GdVsSgdSettings):
     falls = t.groupby("method", sort=False)["late_fall"].median()
     head = _ranking(runs, "loss_at_examples", f"training loss after {ref['examples']:,} examples")
     findings = [
-        (f"All three made the same number of optimizer steps ({steps.iloc[0]:,})" if same else
-         "Optimizer steps differ: " + ", ".join(f"{m} {v:,}" for m, v in steps.items()))
+        (
+            f"All three made the same number of optimizer steps ({steps.iloc[0]:,})"
+            if same
+            else "Optimizer steps differ: " + ", ".join(f"{m} {v:,}" for m, v in steps.items())
+        )
         + f"; the loss is the training loss per epoch; PCA with 1 component reaches "
         f"{ref['pca']:.4f}, predicting the mean {ref['mean']:.4f}.",
         head,
         _ranking(runs, "loss_at_seconds", f"training loss after {ref['seconds']:.2f} s")
         + f" (Seconds: each run's share of its stack of {s.seeds} trained together on this "
         "machine, per-epoch bookkeeping included.)",
-        _ranking(runs, "train_mse", "final training MSE ("
-                 + ("same number of steps)" if same else "each at its own budget)")),
+        _ranking(
+            runs,
+            "train_mse",
+            "final training MSE ("
+            + ("same number of steps)" if same else "each at its own budget)"),
+        ),
     ]
     moving = [m for m, f in falls.items() if f > STILL_FALLING]
-    findings.append(_not_converged(s, (
-        "the loss still fell by more than 5% over the last 10% of epochs (median over seeds) for "
-        + ", ".join(f"{m} ({100 * falls[m]:.0f}%)" for m in moving)
-        + "; the final MSEs compare this budget, not converged values.")) if moving else
-        f"Every method's loss fell by less than 5% over its last 10% of epochs (largest "
-        f"{100 * falls.max():.1f}%, median over seeds).")
+    findings.append(
+        _not_converged(
+            s,
+            (
+                "the loss still fell by more than 5% over the last 10% of epochs (median over seeds) for "
+                + ", ".join(f"{m} ({100 * falls[m]:.0f}%)" for m in moving)
+                + "; the final MSEs compare this budget, not converged values."
+            ),
+        )
+        if moving
+        else f"Every method's loss fell by less than 5% over its last 10% of epochs (largest "
+        f"{100 * falls.max():.1f}%, median over seeds)."
+    )
     return findings, head
 
 
@@ -697,23 +939,34 @@ def _gd_figure(runs: Runs, ref: dict) -> dict:
         rows = np.flatnonzero(t["method"].to_numpy() == method)
         for j, r in enumerate(rows):
             h, name = runs.histories[r], f"{method}, {len(rows)} seeds" if j == 0 else None
-            by_examples.plot(h.examples_seen, h.train_loss, color=f"C{i}", lw=0.7, alpha=0.7,
-                             label=name)
-            by_seconds.plot(_seconds(h), h.train_loss, color=f"C{i}", lw=0.7, alpha=0.7,
-                            label=name)
-        for ax, metric, x in ((by_examples, "loss_at_examples", ref["examples"]),
-                              (by_seconds, "loss_at_seconds", ref["seconds"])):
+            by_examples.plot(
+                h.examples_seen, h.train_loss, color=f"C{i}", lw=0.7, alpha=0.7, label=name
+            )
+            by_seconds.plot(_seconds(h), h.train_loss, color=f"C{i}", lw=0.7, alpha=0.7, label=name)
+        for ax, metric, x in (
+            (by_examples, "loss_at_examples", ref["examples"]),
+            (by_seconds, "loss_at_seconds", ref["seconds"]),
+        ):
             row = runs.where(method=method).summary(metric, by=[]).iloc[0]
-            ax.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["ci_low"]],
-                                                  [row["ci_high"] - row["mean"]]],
-                        fmt="o", color=f"C{i}", mec="k", capsize=4, zorder=5)
+            ax.errorbar(
+                [x],
+                [row["mean"]],
+                yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+                fmt="o",
+                color=f"C{i}",
+                mec="k",
+                capsize=4,
+                zorder=5,
+            )
     low = min(min(h.train_loss) for h in runs.histories if h.train_loss)
     for ax in axes[0]:
         ax.set_ylim(0.7 * low, 1.2 * ref["mean"])  # a CI reaching near 0 would squash the curves
-        ax.axhline(ref["pca"], color="k", ls="--", lw=0.9,
-                   label=f"PCA, 1 component ({ref['pca']:.3f})")
-        ax.axhline(ref["mean"], color="k", ls=":", lw=0.9,
-                   label=f"predicting the mean ({ref['mean']:.3f})")
+        ax.axhline(
+            ref["pca"], color="k", ls="--", lw=0.9, label=f"PCA, 1 component ({ref['pca']:.3f})"
+        )
+        ax.axhline(
+            ref["mean"], color="k", ls=":", lw=0.9, label=f"predicting the mean ({ref['mean']:.3f})"
+        )
         ax.set_yscale("log")
         plain_log_ticks(ax)
         ax.set_ylabel("training loss per epoch (MSE)")
@@ -728,10 +981,15 @@ def _gd_figure(runs: Runs, ref: dict) -> dict:
     return {"loss": fig}
 
 
-@study("sheet6-gd-vs-sgd", "sheet 6 (h): full-batch GD vs mini-batch SGD vs Adam: loss vs "
-       "examples seen and vs seconds, over seeds", settings=GdVsSgdSettings)
-def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, data=None, progress=None,
-                     **overrides) -> StudyResult:
+@study(
+    "sheet6-gd-vs-sgd",
+    "sheet 6 (h): full-batch GD vs mini-batch SGD vs Adam: loss vs "
+    "examples seen and vs seconds, over seeds",
+    settings=GdVsSgdSettings,
+)
+def sheet6_gd_vs_sgd(
+    quick: bool = True, seed: int = 0, data=None, progress=None, **overrides
+) -> StudyResult:
     """Train the big model three ways from the same initial weights; compare per example and second.
 
     Parameters
@@ -756,12 +1014,28 @@ def sheet6_gd_vs_sgd(quick: bool = True, seed: int = 0, data=None, progress=None
     s = resolve_settings(GdVsSgdSettings, quick, overrides)
     runs, ref = gd_run(s, seed, progress)
     findings, answer = gd_findings(runs, ref, s)
-    names = {"loss_at_examples": "loss after the same examples",
-             "loss_at_seconds": "loss after the same seconds", "train_mse": "final training MSE"}
+    names = {
+        "loss_at_examples": "loss after the same examples",
+        "loss_at_seconds": "loss after the same seconds",
+        "train_mse": "final training MSE",
+    }
     tables = {title: runs.summary(metric, by="method") for metric, title in names.items()}
-    metrics = {f"{metric}_{key}": float(v) for metric in names
-               for key, v in zip(("gd", "sgd", "adam"), tables[names[metric]]["mean"])}
-    config = asdict(s) | {"seed": seed, "quick": quick, "architecture": BIG_LABEL} | {
-        f"reference_{k}": v for k, v in ref.items()}
-    return StudyResult("sheet6-gd-vs-sgd", tables | {"runs": runs.table}, _gd_figure(runs, ref),
-                       findings, config, metrics, answer)
+    metrics = {
+        f"{metric}_{key}": float(v)
+        for metric in names
+        for key, v in zip(("gd", "sgd", "adam"), tables[names[metric]]["mean"])
+    }
+    config = (
+        asdict(s)
+        | {"seed": seed, "quick": quick, "architecture": BIG_LABEL}
+        | {f"reference_{k}": v for k, v in ref.items()}
+    )
+    return StudyResult(
+        "sheet6-gd-vs-sgd",
+        tables | {"runs": runs.table},
+        _gd_figure(runs, ref),
+        findings,
+        config,
+        metrics,
+        answer,
+    )

@@ -26,6 +26,8 @@ demo: install
 	$(BIN)/aelab run
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 bench: install

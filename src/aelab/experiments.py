@@ -50,24 +50,51 @@ from aelab.train import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["sweep", "Runs", "Best", "TrialContext", "SweepProgress", "setting_label",
-           "compare_sentence", "p_value_text", "TRAINING_NAMES", "OBJECTIVES"]
+__all__ = [
+    "sweep",
+    "Runs",
+    "Best",
+    "TrialContext",
+    "SweepProgress",
+    "setting_label",
+    "compare_sentence",
+    "p_value_text",
+    "TRAINING_NAMES",
+    "OBJECTIVES",
+]
 
 # training settings a grid (or ``**training``) may name, with their defaults
-_CONFIG_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
-                    if f.name not in ("seed", "epochs", "batch_size")}
+_CONFIG_DEFAULTS = {
+    f.name: f.default for f in fields(TrainConfig) if f.name not in ("seed", "epochs", "batch_size")
+}
 OBJECTIVES = {
     # objective -> (training function, its own settings and their defaults)
     "reconstruction": (train_autoencoder, {}),
     "vae": (train_vae, {"beta": 1.0, "likelihood": "auto"}),
     "mmd": (train_mmd_autoencoder, {"mmd_weight": 1.0, "kernel": "imq", "bandwidths": None}),
 }
-TRAINING_NAMES = ("epochs", "batch_size", *_CONFIG_DEFAULTS, "objective",
-                  *(name for _, extra in OBJECTIVES.values() for name in extra))
+TRAINING_NAMES = (
+    "epochs",
+    "batch_size",
+    *_CONFIG_DEFAULTS,
+    "objective",
+    *(name for _, extra in OBJECTIVES.values() for name in extra),
+)
 # every trial trains through train_many, which groups what can share a stack itself; a
 # stack's trials share these settings, and every other one is given per member
-_STACK_SHARED = ("epochs", "batch_size", "optimizer", "lr_schedule", "drop_last", "freeze",
-                 "reinit", "objective", "likelihood", "kernel", "bandwidths")
+_STACK_SHARED = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr_schedule",
+    "drop_last",
+    "freeze",
+    "reinit",
+    "objective",
+    "likelihood",
+    "kernel",
+    "bandwidths",
+)
 # settings added to TrainConfig after stores were first written: left out of a trial's key
 # while at their default, so that a store written before them still resumes
 _KEY_OPTIONAL = {"betas": (0.9, 0.999), "eps": 1e-8}
@@ -111,13 +138,19 @@ def _grid_points(grid) -> tuple[list[dict], list[str]]:
         names = list(grid)
         for name, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-                raise TypeError(f"grid[{name!r}] must be a list of values to try, got "
-                                f"{values!r}; write grid={{{name!r}: [{values!r}]}} for one value.")
+                raise TypeError(
+                    f"grid[{name!r}] must be a list of values to try, got "
+                    f"{values!r}; write grid={{{name!r}: [{values!r}]}} for one value."
+                )
             if len(values) == 0:
-                raise ValueError(f"grid[{name!r}] is empty; list at least one value to try, "
-                                 "or leave the name out of the grid.")
-        points = [dict(zip(names, combo)) for combo in
-                  itertools.product(*(_plain_values(grid[n]) for n in names))]
+                raise ValueError(
+                    f"grid[{name!r}] is empty; list at least one value to try, "
+                    "or leave the name out of the grid."
+                )
+        points = [
+            dict(zip(names, combo))
+            for combo in itertools.product(*(_plain_values(grid[n]) for n in names))
+        ]
         return points, names
     if isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
         if len(grid) == 0:
@@ -128,8 +161,10 @@ def _grid_points(grid) -> tuple[list[dict], list[str]]:
                 raise TypeError(f"grid[{i}] must be a dict of settings, got {point!r}.")
             names.extend(n for n in point if n not in names)
         return [dict(point) for point in grid], names
-    raise TypeError(f"grid must be a dict of name -> list of values, or a list of dicts; "
-                    f"got {type(grid).__name__}.")
+    raise TypeError(
+        f"grid must be a dict of name -> list of values, or a list of dicts; "
+        f"got {type(grid).__name__}."
+    )
 
 
 def _plain_values(values) -> list:
@@ -143,8 +178,7 @@ def _factory_names(model: Callable) -> tuple[set[str], bool]:
         parameters = inspect.signature(model).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: accept anything
         return set(), True
-    names = {p.name for p in parameters
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
@@ -161,7 +195,8 @@ def _check_names(names, model) -> set[str]:
             raise ValueError(
                 f"grid name {name!r} is neither an argument of the model factory "
                 f"({', '.join(sorted(accepted)) or 'none'}) nor a training setting "
-                f"({', '.join(TRAINING_NAMES)}).")
+                f"({', '.join(TRAINING_NAMES)})."
+            )
     return to_model
 
 
@@ -187,15 +222,20 @@ def _check_metrics(metrics) -> dict[str, Callable]:
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping):
-        raise TypeError(f"metrics must map names to functions f(model, context) -> float, "
-                        f"got {type(metrics).__name__}.")
+        raise TypeError(
+            f"metrics must map names to functions f(model, context) -> float, "
+            f"got {type(metrics).__name__}."
+        )
     for name, fn in metrics.items():
         if not callable(fn):
-            raise TypeError(f"metrics[{name!r}] must be a function f(model, context) -> float, "
-                            f"got {fn!r}.")
+            raise TypeError(
+                f"metrics[{name!r}] must be a function f(model, context) -> float, got {fn!r}."
+            )
         if name in _BUILT_IN or name in ("seed", "steps", "seconds", "diverged"):
-            raise ValueError(f"metrics[{name!r}] would replace a built-in column; "
-                             f"choose another name (built in: {', '.join(_BUILT_IN)}).")
+            raise ValueError(
+                f"metrics[{name!r}] would replace a built-in column; "
+                f"choose another name (built in: {', '.join(_BUILT_IN)})."
+            )
     return dict(metrics)
 
 
@@ -203,12 +243,16 @@ def _dataset(name: str, source, params: dict, seed: int, required: bool):
     """``source`` itself, or what it returns for this trial when it is a callable."""
     if source is None:
         if required:
-            raise ValueError(f"{name} is required: a Dataset or a function (params, seed) -> Dataset.")
+            raise ValueError(
+                f"{name} is required: a Dataset or a function (params, seed) -> Dataset."
+            )
         return None
     ds = source(params, seed) if callable(source) and not isinstance(source, Dataset) else source
     if not isinstance(ds, Dataset):
-        raise TypeError(f"{name} must be an aelab.data.Dataset or a function (params, seed) -> "
-                        f"Dataset; got {type(ds).__name__}.")
+        raise TypeError(
+            f"{name} must be an aelab.data.Dataset or a function (params, seed) -> "
+            f"Dataset; got {type(ds).__name__}."
+        )
     return ds
 
 
@@ -243,8 +287,13 @@ class _Trial:
         """Trials of one group may share a stack: one shape, the same shared settings."""
         shared = _store.dumps(_encode_params({k: self.settings.get(k) for k in _STACK_SHARED}))
         monitor = self.monitor
-        return (shared, self.point["identity"], len(self.train), self.train.n_features,
-                None if monitor is None else len(monitor))
+        return (
+            shared,
+            self.point["identity"],
+            len(self.train),
+            self.train.n_features,
+            None if monitor is None else len(monitor),
+        )
 
 
 def _settings(training: dict, params: dict) -> dict:
@@ -256,11 +305,16 @@ def _settings(training: dict, params: dict) -> dict:
     for name, default in OBJECTIVES[objective][1].items():
         settings.setdefault(name, default)
     for other, (_, extra) in OBJECTIVES.items():
-        stray = [k for k in extra if k in settings and other != objective
-                 and k not in OBJECTIVES[objective][1]]
+        stray = [
+            k
+            for k in extra
+            if k in settings and other != objective and k not in OBJECTIVES[objective][1]
+        ]
         if stray:
-            raise ValueError(f"{', '.join(stray)} only apply to objective={other!r}, but this "
-                             f"trial trains objective={objective!r}.")
+            raise ValueError(
+                f"{', '.join(stray)} only apply to objective={other!r}, but this "
+                f"trial trains objective={objective!r}."
+            )
     for name in ("epochs", "batch_size"):
         if name not in settings:
             raise ValueError(f"sweep needs {name}= (as a keyword or in the grid).")
@@ -308,19 +362,31 @@ def _plan(model, data, validation, test, points, seeds, training, to_model) -> l
         model_args = {k: v for k, v in params.items() if k in to_model}
         identity = point = prototype = None
         for seed in seeds:
-            trial = _Trial(params, seed, settings, model_args, {}, {},
-                           _dataset("data", data, params, seed, True),
-                           _dataset("validation", validation, params, seed, False),
-                           _dataset("test", test, params, seed, False))
+            trial = _Trial(
+                params,
+                seed,
+                settings,
+                model_args,
+                {},
+                {},
+                _dataset("data", data, params, seed, True),
+                _dataset("validation", validation, params, seed, False),
+                _dataset("test", test, params, seed, False),
+            )
             if identity is None:
                 prototype = _build(model, trial)
                 identity = _identity(prototype, model_args)
-                keyed = {k: v for k, v in settings.items()
-                         if k not in _KEY_OPTIONAL or tuple(np.atleast_1d(v)) !=
-                         tuple(np.atleast_1d(_KEY_OPTIONAL[k]))}
-                point = {"params": _store.dumps(_encode_params(params)),
-                         "settings": _store.dumps(_encode_params(keyed)),
-                         "identity": _store.dumps(identity)}
+                keyed = {
+                    k: v
+                    for k, v in settings.items()
+                    if k not in _KEY_OPTIONAL
+                    or tuple(np.atleast_1d(v)) != tuple(np.atleast_1d(_KEY_OPTIONAL[k]))
+                }
+                point = {
+                    "params": _store.dumps(_encode_params(params)),
+                    "settings": _store.dumps(_encode_params(keyed)),
+                    "identity": _store.dumps(identity),
+                }
             trial.identity, trial.point, trial.prototype = identity, point, prototype
             trials.append(trial)
     return trials
@@ -338,7 +404,7 @@ def _chunks(trials: list[_Trial], stack_size: int) -> list[list[_Trial]]:
     for members in groups.values():
         n = -(-len(members) // stack_size)  # ceil
         size = -(-len(members) // n)
-        chunks.extend(members[i:i + size] for i in range(0, len(members), size))
+        chunks.extend(members[i : i + size] for i in range(0, len(members), size))
     return chunks
 
 
@@ -363,9 +429,11 @@ def _measure(trial: _Trial, errors: dict, metrics: dict, pcas: dict) -> dict:
     reconstruction errors measured where it trained, the rest measured here
     (``pcas`` caches the baselines, which depend on the data only)."""
     h = trial.history
-    row = {"steps": len(h.step_loss),
-           "seconds": h.seconds[-1] / h.config.get("ensemble_size", 1) if h.seconds else 0.0,
-           "diverged": trial.diverged}
+    row = {
+        "steps": len(h.step_loss),
+        "seconds": h.seconds[-1] / h.config.get("ensemble_size", 1) if h.seconds else 0.0,
+        "diverged": trial.diverged,
+    }
     report = trial.test if trial.test is not None else trial.validation
     nan = float("nan")
     for name in _errors_wanted(trial):
@@ -389,9 +457,15 @@ def _measure(trial: _Trial, errors: dict, metrics: dict, pcas: dict) -> dict:
         value = fn(trial.model, context)
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"metrics[{name!r}] returned {value!r} for {setting_label(trial.params)}"
-                             f", seed {trial.seed}; a metric must return a finite number.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(
+                f"metrics[{name!r}] returned {value!r} for {setting_label(trial.params)}"
+                f", seed {trial.seed}; a metric must return a finite number."
+            )
         row[name] = float(value)
     return row
 
@@ -411,9 +485,13 @@ def _table(rows: list[dict], names: Sequence[str], metrics: Sequence[str]) -> pd
 
 
 def _history_from(summary: dict) -> History:
-    return History(train_loss=summary["train_loss"], test_loss=summary["test_loss"],
-                   examples_seen=summary["examples_seen"], seconds=summary["seconds"],
-                   config=summary["config"])
+    return History(
+        train_loss=summary["train_loss"],
+        test_loss=summary["test_loss"],
+        examples_seen=summary["examples_seen"],
+        seconds=summary["seconds"],
+        config=summary["config"],
+    )
 
 
 def _stored_result(result: dict, metrics: Sequence[str]) -> dict:
@@ -497,10 +575,23 @@ class SweepProgress:
 # --------------------------------------------------------------------------- sweep
 
 
-def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validation=None,
-          test=None, metrics: Mapping[str, Callable] | None = None, device=None,
-          progress=None, keep_models: bool = True, store=None, executor="local",
-          stack_size: int = _STACK_SIZE, **training) -> Runs:
+def sweep(
+    model: Callable[..., nn.Module],
+    data,
+    *,
+    grid=None,
+    seeds=5,
+    validation=None,
+    test=None,
+    metrics: Mapping[str, Callable] | None = None,
+    device=None,
+    progress=None,
+    keep_models: bool = True,
+    store=None,
+    executor="local",
+    stack_size: int = _STACK_SIZE,
+    **training,
+) -> Runs:
     """Train every grid point with every seed; return one row per trial.
 
     Parameters
@@ -573,8 +664,9 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
     being finite is kept with ``diverged=True`` and NaN metrics. The stacks depend
     on the sweep only (not on the executor or on what the store holds), and a
     worker builds each model as this process would (or trains a pickled copy of the
-    one built here), so every executor gives the same numbers. Workers use one torch thread; so does this process for
-    the small models where a second thread would only spin (see :mod:`aelab.ensemble`).
+    one built here), so every executor gives the same numbers. Workers use one torch
+    thread; so does this process for the small models where a second thread would only
+    spin (see :mod:`aelab.ensemble`).
 
     Examples
     --------
@@ -586,28 +678,40 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
     (6, [3, 3])
     """
     if not callable(model):
-        raise TypeError(f"model must be a function that builds a model from grid values, "
-                        f"got {type(model).__name__}.")
+        raise TypeError(
+            f"model must be a function that builds a model from grid values, "
+            f"got {type(model).__name__}."
+        )
     points, names = _grid_points(grid)
     seeds = _check_seeds(seeds)
     metrics = _check_metrics(metrics)
     overlap = [k for k in training if k in names]
     if overlap:
-        raise ValueError(f"{', '.join(overlap)} is set both in the grid and as a keyword; "
-                         "set each name in one place.")
+        raise ValueError(
+            f"{', '.join(overlap)} is set both in the grid and as a keyword; "
+            "set each name in one place."
+        )
     unknown = [k for k in training if k not in TRAINING_NAMES]
     if unknown:
-        raise ValueError(f"unknown training setting {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(TRAINING_NAMES)}.")
+        raise ValueError(
+            f"unknown training setting {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(TRAINING_NAMES)}."
+        )
     to_model = _check_names(names, model)
-    if isinstance(stack_size, bool) or not isinstance(stack_size, numbers.Integral) \
-            or stack_size < 1:
-        raise ValueError(f"stack_size must be an int >= 1 (trials per unit of work), "
-                         f"got {stack_size!r}.")
+    if (
+        isinstance(stack_size, bool)
+        or not isinstance(stack_size, numbers.Integral)
+        or stack_size < 1
+    ):
+        raise ValueError(
+            f"stack_size must be an int >= 1 (trials per unit of work), got {stack_size!r}."
+        )
     _store.check_executor(executor)
     if progress is not None and not isinstance(progress, bool) and not callable(progress):
-        raise TypeError(f"progress must be None, a bool or a function of SweepProgress, "
-                        f"got {type(progress).__name__}.")
+        raise TypeError(
+            f"progress must be None, a bool or a function of SweepProgress, "
+            f"got {type(progress).__name__}."
+        )
 
     trials = _plan(model, data, validation, test, points, seeds, training, to_model)
     opened = None
@@ -616,8 +720,17 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
             opened = _store.ResultsStore(store)
             _match_store(opened, trials, names, seeds, training, metrics)
         chunks = [[t for t in chunk if t.stored is None] for chunk in _chunks(trials, stack_size)]
-        _execute(model, [c for c in chunks if c], executor, metrics, keep_models, device,
-                 progress, opened, len(trials))
+        _execute(
+            model,
+            [c for c in chunks if c],
+            executor,
+            metrics,
+            keep_models,
+            device,
+            progress,
+            opened,
+            len(trials),
+        )
         rows, models, histories = [], [], []
         for t in trials:
             if t.stored is None:
@@ -627,15 +740,23 @@ def sweep(model: Callable[..., nn.Module], data, *, grid=None, seeds=5, validati
                 continue
             rows.append({**t.params, "seed": t.seed, **_stored_result(t.stored.result, metrics)})
             histories.append(_history_from(t.stored.history))
-            models.append(_stored_model_loader(opened.models_dir, t.stored.weights, t.key,
-                                               functools.partial(_build, model, t))
-                          if keep_models and t.stored.weights else None)
+            models.append(
+                _stored_model_loader(
+                    opened.models_dir, t.stored.weights, t.key, functools.partial(_build, model, t)
+                )
+                if keep_models and t.stored.weights
+                else None
+            )
     finally:
         if opened is not None:
             opened.close()
     lazy = any(callable(m) and not isinstance(m, nn.Module) for m in models)
-    runs = Runs(_table(rows, names, list(metrics)),
-                _store.LazyModels(models) if lazy else models, histories, names)
+    runs = Runs(
+        _table(rows, names, list(metrics)),
+        _store.LazyModels(models) if lazy else models,
+        histories,
+        names,
+    )
     runs.reused = sum(t.stored is not None for t in trials)
     runs.trained = len(trials) - runs.reused
     runs.store = None if store is None else str(store)
@@ -652,12 +773,16 @@ def _match_store(opened, trials: list[_Trial], names, seeds, training, metrics) 
         return fingerprints[id(ds)]
 
     for t in trials:
-        t.data_fp = _store.dumps([fingerprint(t.train), fingerprint(t.validation),
-                                  fingerprint(t.test)])
-        t.key = _store.key_from_json(t.point["identity"], t.point["settings"], t.data_fp,
-                                     t.seed)
-    definition = {"grid_names": list(names), "metrics": list(metrics), "seeds": seeds,
-                  "training": _encode_params(training)}
+        t.data_fp = _store.dumps(
+            [fingerprint(t.train), fingerprint(t.validation), fingerprint(t.test)]
+        )
+        t.key = _store.key_from_json(t.point["identity"], t.point["settings"], t.data_fp, t.seed)
+    definition = {
+        "grid_names": list(names),
+        "metrics": list(metrics),
+        "seeds": seeds,
+        "training": _encode_params(training),
+    }
     opened.register_sweep(definition, [(t.key, t.point["params"], t.seed) for t in trials])
     found = opened.finished([t.key for t in trials])
     for t in trials:
@@ -666,13 +791,19 @@ def _match_store(opened, trials: list[_Trial], names, seeds, training, metrics) 
             t.stored = stored
     reused = sum(t.stored is not None for t in trials)
     others = len(found) - reused
-    logger.info("store %s: %d of %d trials already done%s; training %d", opened.path, reused,
-                len(trials), f" ({others} more lack a requested metric)" if others else "",
-                len(trials) - reused)
+    logger.info(
+        "store %s: %d of %d trials already done%s; training %d",
+        opened.path,
+        reused,
+        len(trials),
+        f" ({others} more lack a requested metric)" if others else "",
+        len(trials) - reused,
+    )
 
 
-def _execute(model, chunks, executor, metrics, keep_models, device, progress, opened,
-             total: int) -> None:
+def _execute(
+    model, chunks, executor, metrics, keep_models, device, progress, opened, total: int
+) -> None:
     """Send the stacks to the executor, a bounded number at a time; record each as it
     finishes (metrics here, then one store transaction)."""
     to_train = sum(len(c) for c in chunks)
@@ -706,8 +837,18 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
             _record(chunk, result, metrics, pcas, opened, keep_models, plan.name, model)
             trained += len(chunk)
             if report is not None:
-                report(SweepProgress(reused + trained, total, trained, to_train, reused,
-                                     len(chunk), result.seconds, time.perf_counter() - start))
+                report(
+                    SweepProgress(
+                        reused + trained,
+                        total,
+                        trained,
+                        to_train,
+                        reused,
+                        len(chunk),
+                        result.seconds,
+                        time.perf_counter() - start,
+                    )
+                )
 
         def finish():
             done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
@@ -738,16 +879,19 @@ def _execute(model, chunks, executor, metrics, keep_models, device, progress, op
             if not isinstance(err, Exception) or not _store.is_worker_lost(err):
                 raise
             # a broken pool answers a pending stack or refuses the next one
-            kept = ("are in the store; rerun the same sweep to train the rest"
-                    if opened is not None else "are lost (give store= to keep them)")
+            kept = (
+                "are in the store; rerun the same sweep to train the rest"
+                if opened is not None
+                else "are lost (give store= to keep them)"
+            )
             raise _store.WorkerLost(
                 f"a worker of executor={plan.name!r} died (killed, or out of memory: "
                 f"{type(err).__name__}); the {trained} trials finished before it "
-                f"{kept}.") from None
+                f"{kept}."
+            ) from None
 
 
-def _train_while_workers_start(queue, pending: dict, task, record, model, device,
-                               plan) -> None:
+def _train_while_workers_start(queue, pending: dict, task, record, model, device, plan) -> None:
     """Send the first stacks from a thread, and train stacks here until a worker answers.
 
     Workers on this machine take seconds to start (a forkserver, or each Dask worker,
@@ -769,13 +913,12 @@ def _train_while_workers_start(queue, pending: dict, task, record, model, device
 
     sender = threading.Thread(target=send, name="aelab-send-first-stacks", daemon=True)
     sender.start()
-    while queue and not failed and (sender.is_alive()
-                                    or not any(f.done() for f, _ in futures)):
+    while queue and not failed and (sender.is_alive() or not any(f.done() for f, _ in futures)):
         chunk = queue.pop()
         record(chunk, _run_here(model, chunk, device, plan))
     sender.join()
     pending.update((future, chunk) for future, chunk in futures)
-    queue.extendleft(reversed(first[len(futures):]))  # never sent: a failed submit
+    queue.extendleft(reversed(first[len(futures) :]))  # never sent: a failed submit
     if failed:
         raise failed[0]
 
@@ -801,8 +944,9 @@ def _run_here(model: Callable, chunk: list[_Trial], device, plan) -> _store.Stac
         torch.set_num_threads(threads)
 
 
-def _task(chunk: list[_Trial], device, plan, bars,
-          recipe: _store.ModelRecipe | None = None) -> _store.StackTask:
+def _task(
+    chunk: list[_Trial], device, plan, bars, recipe: _store.ModelRecipe | None = None
+) -> _store.StackTask:
     """One stack as picklable inputs: a recipe for its models (or the built models), data,
     seeds, training arguments."""
     s = chunk[0].settings
@@ -814,28 +958,61 @@ def _task(chunk: list[_Trial], device, plan, bars,
         if k not in jobs:
             values = [t.settings[k] for t in chunk]
             jobs[k] = values[0] if all(v == values[0] for v in values) else values
-    return _store.StackTask(None if recipe else [t.model for t in chunk],
-                            [t.train for t in chunk], [t.monitor for t in chunk],
-                            [t.seed for t in chunk], jobs, [_errors_wanted(t) for t in chunk],
-                            device, False if plan.remote else bars, plan.threads, recipe)
+    return _store.StackTask(
+        None if recipe else [t.model for t in chunk],
+        [t.train for t in chunk],
+        [t.monitor for t in chunk],
+        [t.seed for t in chunk],
+        jobs,
+        [_errors_wanted(t) for t in chunk],
+        device,
+        False if plan.remote else bars,
+        plan.threads,
+        recipe,
+    )
 
 
 def _write_stack(opened, chunk: list[_Trial], result, keep_models: bool, executor_name: str):
     """One finished stack into the store: one transaction (weights written just before)."""
     weights = None
     if keep_models:
-        states = (result.states if isinstance(result.states, dict)
-                  else _store.stacked_states([t.model for t in chunk]))
+        states = (
+            result.states
+            if isinstance(result.states, dict)
+            else _store.stacked_states([t.model for t in chunk])
+        )
         weights = {"keys": [t.key for t in chunk], "state": states}
     opened.write_stack(
-        [{"key": t.key, "seed": t.seed, "params": t.point["params"],
-          "model": t.point["identity"], "settings": t.point["settings"], "data": t.data_fp,
-          "result": t.result, "history": history} for t, history in zip(chunk, result.stored)],
-        seconds=result.seconds, executor=executor_name, worker=result.worker, weights=weights)
+        [
+            {
+                "key": t.key,
+                "seed": t.seed,
+                "params": t.point["params"],
+                "model": t.point["identity"],
+                "settings": t.point["settings"],
+                "data": t.data_fp,
+                "result": t.result,
+                "history": history,
+            }
+            for t, history in zip(chunk, result.stored)
+        ],
+        seconds=result.seconds,
+        executor=executor_name,
+        worker=result.worker,
+        weights=weights,
+    )
 
 
-def _record(chunk: list[_Trial], result: _store.StackResult, metrics, pcas, opened, keep_models,
-            executor_name: str, model: Callable | None = None) -> None:
+def _record(
+    chunk: list[_Trial],
+    result: _store.StackResult,
+    metrics,
+    pcas,
+    opened,
+    keep_models,
+    executor_name: str,
+    model: Callable | None = None,
+) -> None:
     """Take a finished stack in: its trained models (or loaders of them), metrics, store."""
     if result.models is not None:  # trained in this process
         for t, trained in zip(chunk, result.models):
@@ -854,10 +1031,12 @@ def _record(chunk: list[_Trial], result: _store.StackResult, metrics, pcas, open
                 for t, state in zip(chunk, result.states):
                     t.model.load_state_dict(state)
     first = chunk[0]
-    with _store.small_ops_on_one_thread(first.prototype,
-                                        (first.train, first.validation, first.test)):
-        for t, history, diverged, errors in zip(chunk, result.histories, result.diverged,
-                                                result.errors):
+    with _store.small_ops_on_one_thread(
+        first.prototype, (first.train, first.validation, first.test)
+    ):
+        for t, history, diverged, errors in zip(
+            chunk, result.histories, result.diverged, result.errors
+        ):
             t.history, t.diverged = history, diverged
             t.result = _measure(t, errors, metrics, pcas)
     if opened is not None:
@@ -956,8 +1135,9 @@ class Runs:
         The store the trials were written to or read from.
     """
 
-    def __init__(self, table: pd.DataFrame, models: list, histories: list,
-                 grid_names: Sequence[str]):
+    def __init__(
+        self, table: pd.DataFrame, models: list, histories: list, grid_names: Sequence[str]
+    ):
         self.table = table.reset_index(drop=True)
         self.models = models if isinstance(models, _store.LazyModels) else list(models)
         self.histories = list(histories)
@@ -1012,8 +1192,11 @@ class Runs:
             if build is None and model is not None:
                 args = _decode_params(stored.model.get("args", {}))
                 build = functools.partial(_build_seeded, model, args, seed)
-            models.append(None if stored.weights is None or build is None else
-                          _stored_model_loader(folder, stored.weights, key, build))
+            models.append(
+                None
+                if stored.weights is None or build is None
+                else _stored_model_loader(folder, stored.weights, key, build)
+            )
         if not rows:
             table = pd.DataFrame(columns=[*names, "seed"])
         else:
@@ -1022,31 +1205,42 @@ class Runs:
         runs.trained, runs.reused, runs.missing = 0, len(rows), missing
         runs.store = str(path)
         if missing:
-            logger.info("store %s: %d of %d trials of its last sweep are not finished", path,
-                        missing, len(trials))
+            logger.info(
+                "store %s: %d of %d trials of its last sweep are not finished",
+                path,
+                missing,
+                len(trials),
+            )
         return runs
 
     def __len__(self) -> int:
         return len(self.table)
 
     def __repr__(self) -> str:
-        return (f"Runs({len(self)} trials, grid {self.grid_names or 'none'}, "
-                f"seeds {sorted(self.table['seed'].unique().tolist())})")
+        return (
+            f"Runs({len(self)} trials, grid {self.grid_names or 'none'}, "
+            f"seeds {sorted(self.table['seed'].unique().tolist())})"
+        )
 
     def where(self, **values) -> Runs:
         """The trials whose grid values equal ``values``, e.g. ``runs.where(lr=1e-3)``."""
         mask = np.ones(len(self.table), dtype=bool)
         for name, value in values.items():
             if name not in self.table:
-                raise ValueError(f"where: {name!r} is not a column; columns: "
-                                 f"{', '.join(self.table.columns)}.")
+                raise ValueError(
+                    f"where: {name!r} is not a column; columns: {', '.join(self.table.columns)}."
+                )
             column = self.table[name]
             mask &= column.isna().to_numpy() if value is None else (column == value).to_numpy()
         index = np.flatnonzero(mask)
-        models = (self.models.take(index) if isinstance(self.models, _store.LazyModels)
-                  else [self.models[i] for i in index])
-        return Runs(self.table.iloc[index], models, [self.histories[i] for i in index],
-                    self.grid_names)
+        models = (
+            self.models.take(index)
+            if isinstance(self.models, _store.LazyModels)
+            else [self.models[i] for i in index]
+        )
+        return Runs(
+            self.table.iloc[index], models, [self.histories[i] for i in index], self.grid_names
+        )
 
     # ---- statistics
 
@@ -1054,16 +1248,24 @@ class Runs:
         by = self.grid_names if by is None else [by] if isinstance(by, str) else list(by)
         for name in by:
             if name not in self.table:
-                raise ValueError(f"by: {name!r} is not a column; grid names: "
-                                 f"{', '.join(self.grid_names) or 'none'}.")
+                raise ValueError(
+                    f"by: {name!r} is not a column; grid names: "
+                    f"{', '.join(self.grid_names) or 'none'}."
+                )
         return by
 
     def _metric(self, metric: str) -> str:
         if metric not in self.table or self.table[metric].dtype == object:
-            numeric = [c for c in self.table.columns if c not in self.grid_names
-                       and c != "seed" and pd.api.types.is_numeric_dtype(self.table[c])]
-            raise ValueError(f"metric {metric!r} is not a numeric column; available: "
-                             f"{', '.join(numeric)}.")
+            numeric = [
+                c
+                for c in self.table.columns
+                if c not in self.grid_names
+                and c != "seed"
+                and pd.api.types.is_numeric_dtype(self.table[c])
+            ]
+            raise ValueError(
+                f"metric {metric!r} is not a numeric column; available: {', '.join(numeric)}."
+            )
         return metric
 
     def _groups(self, metric: str, by: list[str]):
@@ -1098,12 +1300,27 @@ class Runs:
             if n > 1:
                 sem = std / math.sqrt(n)
                 low, high = (mean, mean) if sem == 0 else stats.t.interval(level, n - 1, mean, sem)
-            rows.append({**setting, "mean": mean, "std": std, "n": n,
-                         "n_diverged": int(values.isna().sum()), "ci_low": low, "ci_high": high})
+            rows.append(
+                {
+                    **setting,
+                    "mean": mean,
+                    "std": std,
+                    "n": n,
+                    "n_diverged": int(values.isna().sum()),
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
         return pd.DataFrame(rows)
 
-    def compare(self, metric: str, by=None, against="best", lower_is_better: bool = True,
-                alpha: float = 0.05) -> pd.DataFrame:
+    def compare(
+        self,
+        metric: str,
+        by=None,
+        against="best",
+        lower_is_better: bool = True,
+        alpha: float = 0.05,
+    ) -> pd.DataFrame:
         """Test the differences of ``metric`` between settings.
 
         Two settings that share at least two seeds are compared by a paired t-test
@@ -1135,17 +1352,37 @@ class Runs:
         metric, by = self._metric(metric), self._by(by)
         groups = [(s, v.dropna()) for s, v in self._groups(metric, by)]
         if len(groups) < 2:
-            return pd.DataFrame(columns=["a", "b", "mean_a", "mean_b", "diff", "ratio",
-                                         "effect_size", "test", "n_a", "n_b", "n_pairs", "p",
-                                         "p_holm", "significant"])
+            return pd.DataFrame(
+                columns=[
+                    "a",
+                    "b",
+                    "mean_a",
+                    "mean_b",
+                    "diff",
+                    "ratio",
+                    "effect_size",
+                    "test",
+                    "n_a",
+                    "n_b",
+                    "n_pairs",
+                    "p",
+                    "p_holm",
+                    "significant",
+                ]
+            )
         means = np.array([v.mean() if len(v) else np.nan for _, v in groups])
         if isinstance(against, Mapping):
-            matches = [i for i, (s, _) in enumerate(groups)
-                       if all(s.get(k) == v for k, v in against.items())]
+            matches = [
+                i
+                for i, (s, _) in enumerate(groups)
+                if all(s.get(k) == v for k, v in against.items())
+            ]
             if len(matches) != 1:
-                raise ValueError(f"against={dict(against)!r} matches {len(matches)} settings; "
-                                 f"it must name exactly one (settings: "
-                                 f"{'; '.join(setting_label(s) for s, _ in groups)}).")
+                raise ValueError(
+                    f"against={dict(against)!r} matches {len(matches)} settings; "
+                    f"it must name exactly one (settings: "
+                    f"{'; '.join(setting_label(s) for s, _ in groups)})."
+                )
             pairs = [(matches[0], j) for j in range(len(groups)) if j != matches[0]]
         elif against == "best":
             scores = np.where(np.isnan(means), np.inf, means if lower_is_better else -means)
@@ -1154,16 +1391,16 @@ class Runs:
         elif against == "all":
             pairs = list(itertools.combinations(range(len(groups)), 2))
         else:
-            raise ValueError(f"against must be 'best', 'all' or a dict naming one setting, "
-                             f"got {against!r}.")
+            raise ValueError(
+                f"against must be 'best', 'all' or a dict naming one setting, got {against!r}."
+            )
         rows = [_test_pair(groups[i], groups[j], by) for i, j in pairs]
         table = pd.DataFrame(rows)
         table["p_holm"] = _holm(table["p"].to_numpy())
         table["significant"] = table["p_holm"] < alpha
         return table
 
-    def best(self, metric: str, by=None, lower_is_better: bool = True,
-             alpha: float = 0.05) -> Best:
+    def best(self, metric: str, by=None, lower_is_better: bool = True, alpha: float = 0.05) -> Best:
         """The setting with the best mean ``metric`` and those indistinguishable from it.
 
         Select on validation data (``val_mse``) and report the chosen setting on
@@ -1179,13 +1416,24 @@ class Runs:
         # one-row records keep each column's own type (a row Series would upcast ints to float)
         record = summary.loc[[pick], by].to_dict("records")[0]
         setting = {k: (None if _isna(v) else _plain(v)) for k, v in record.items()}
-        comparison = self.compare(metric, by, against=setting, lower_is_better=lower_is_better,
-                                  alpha=alpha)
+        comparison = self.compare(
+            metric, by, against=setting, lower_is_better=lower_is_better, alpha=alpha
+        )
         same = comparison[~comparison["significant"]] if len(comparison) else comparison
-        indistinguishable = [{k: None if _isna(r[f"{k}_b"]) else _plain(r[f"{k}_b"]) for k in by}
-                             for _, r in same.iterrows()]
-        return Best(metric, setting, float(row["mean"]), float(row["ci_low"]),
-                    float(row["ci_high"]), int(row["n"]), indistinguishable, comparison)
+        indistinguishable = [
+            {k: None if _isna(r[f"{k}_b"]) else _plain(r[f"{k}_b"]) for k in by}
+            for _, r in same.iterrows()
+        ]
+        return Best(
+            metric,
+            setting,
+            float(row["mean"]),
+            float(row["ci_low"]),
+            float(row["ci_high"]),
+            int(row["n"]),
+            indistinguishable,
+            comparison,
+        )
 
 
 def _isna(value) -> bool:
@@ -1202,9 +1450,16 @@ def _plain(value):
 def _test_pair(a, b, by: list[str]) -> dict:
     (sa, va), (sb, vb) = a, b
     shared = va.index.intersection(vb.index)
-    row = {"a": setting_label(sa), "b": setting_label(sb),
-           **{f"{k}_a": sa[k] for k in by}, **{f"{k}_b": sb[k] for k in by},
-           "mean_a": va.mean(), "mean_b": vb.mean(), "n_a": len(va), "n_b": len(vb)}
+    row = {
+        "a": setting_label(sa),
+        "b": setting_label(sb),
+        **{f"{k}_a": sa[k] for k in by},
+        **{f"{k}_b": sb[k] for k in by},
+        "mean_a": va.mean(),
+        "mean_b": vb.mean(),
+        "n_a": len(va),
+        "n_b": len(vb),
+    }
     row["diff"] = row["mean_b"] - row["mean_a"]
     row["ratio"] = row["mean_b"] / row["mean_a"] if row["mean_a"] else np.nan
     if len(shared) >= 2 and va.index.is_unique and vb.index.is_unique:
@@ -1215,16 +1470,22 @@ def _test_pair(a, b, by: list[str]) -> dict:
         if sd <= 1e-12 * max(abs(d.mean()), np.abs(x).max(), np.abs(y).max()):
             sd = 0.0  # constant differences up to rounding: scipy would warn of precision loss
         row["effect_size"] = d.mean() / sd if sd > 0 else (0.0 if d.mean() == 0 else np.inf)
-        row["p"] = 1.0 if sd == 0 and d.mean() == 0 else (
-            0.0 if sd == 0 else float(stats.ttest_rel(y, x).pvalue))
+        row["p"] = (
+            1.0
+            if sd == 0 and d.mean() == 0
+            else (0.0 if sd == 0 else float(stats.ttest_rel(y, x).pvalue))
+        )
     else:
         x, y = va.to_numpy(float), vb.to_numpy(float)
         row.update(test="Welch t", n_pairs=0)
         if len(x) >= 2 and len(y) >= 2:
             pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
             row["effect_size"] = (y.mean() - x.mean()) / pooled if pooled > 0 else np.nan
-            row["p"] = float(stats.ttest_ind(y, x, equal_var=False).pvalue) if pooled > 0 else (
-                1.0 if y.mean() == x.mean() else 0.0)
+            row["p"] = (
+                float(stats.ttest_ind(y, x, equal_var=False).pvalue)
+                if pooled > 0
+                else (1.0 if y.mean() == x.mean() else 0.0)
+            )
         else:
             row["effect_size"], row["p"] = np.nan, np.nan
     return row
@@ -1237,26 +1498,35 @@ def p_value_text(p: float) -> str:
     return f"p = {p:.3f}" if p >= 0.001 else f"p = {p:.1e}"
 
 
-def compare_sentence(row: Mapping, metric: str = "error", fmt: str = ".4g",
-                     lower_is_better: bool = True) -> str:
+def compare_sentence(
+    row: Mapping, metric: str = "error", fmt: str = ".4g", lower_is_better: bool = True
+) -> str:
     """One :meth:`Runs.compare` row as a sentence that states its test and calls a
     difference only when the corrected test does.
 
     >>> compare_sentence({"a": "lr=0.01", "b": "lr=0.1", "mean_a": 0.1, "mean_b": 0.3,
     ...                   "test": "paired t", "n_pairs": 5, "n_a": 5, "n_b": 5, "p_holm": 0.01,
     ...                   "significant": True}, "test MSE")
-    'lr=0.01 has lower test MSE than lr=0.1: 0.1 vs 0.3 (paired t-test over 5 seeds, Holm-corrected p = 0.010).'
+    'lr=0.01 has lower test MSE than lr=0.1: 0.1 vs 0.3 (paired t-test over 5 seeds, \
+Holm-corrected p = 0.010).'
     """
     a, b, ma, mb = row["a"], row["b"], row["mean_a"], row["mean_b"]
-    n = (f"{row['n_pairs']} seeds" if row["test"] == "paired t"
-         else f"{row['n_a']} and {row['n_b']} seeds")
+    n = (
+        f"{row['n_pairs']} seeds"
+        if row["test"] == "paired t"
+        else f"{row['n_a']} and {row['n_b']} seeds"
+    )
     test = f"{'paired' if row['test'] == 'paired t' else 'Welch'} t-test over {n}"
     p_text = f"Holm-corrected {p_value_text(row['p_holm'])}"
     if not row["significant"]:
-        return (f"{a} and {b} are indistinguishable in {metric} at "
-                f"{n}: {ma:{fmt}} vs {mb:{fmt}} ({test}, {p_text}).")
+        return (
+            f"{a} and {b} are indistinguishable in {metric} at "
+            f"{n}: {ma:{fmt}} vs {mb:{fmt}} ({test}, {p_text})."
+        )
     better_a = (ma < mb) == lower_is_better
     word = "lower" if (ma < mb) == better_a else "higher"
     first, second = (a, b) if better_a else (b, a)
     m1, m2 = (ma, mb) if better_a else (mb, ma)
-    return f"{first} has {word} {metric} than {second}: {m1:{fmt}} vs {m2:{fmt}} ({test}, {p_text})."
+    return (
+        f"{first} has {word} {metric} than {second}: {m1:{fmt}} vs {m2:{fmt}} ({test}, {p_text})."
+    )

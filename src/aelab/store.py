@@ -48,8 +48,8 @@ import math
 import multiprocessing
 import os
 import re
-import sqlite3
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -65,8 +65,15 @@ from aelab.data import Dataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ResultsStore", "SCHEMA_VERSION", "open_executor", "trial_key", "fingerprint",
-           "LazyModels", "EXECUTOR_FORMS"]
+__all__ = [
+    "ResultsStore",
+    "SCHEMA_VERSION",
+    "open_executor",
+    "trial_key",
+    "fingerprint",
+    "LazyModels",
+    "EXECUTOR_FORMS",
+]
 
 FORMAT = "aelab-sweep-store"
 SCHEMA_VERSION = 1
@@ -78,8 +85,13 @@ DASK_CONNECT_S = 6.0
 # SQLite's default limit on bound parameters is 999 in old builds; stay under it
 _IN_CHUNK = 900
 
-EXECUTOR_FORMS = ('"local"', '"processes:N"', '"dask:ADDRESS"', '"dask-local:N"',
-                  "a concurrent.futures.Executor")
+EXECUTOR_FORMS = (
+    '"local"',
+    '"processes:N"',
+    '"dask:ADDRESS"',
+    '"dask-local:N"',
+    "a concurrent.futures.Executor",
+)
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -232,8 +244,10 @@ class ResultsStore:
         self.path = Path(path)
         self.writable = writable
         if self.path.is_dir():
-            raise ValueError(f"store {str(self.path)!r} is a folder; give a file name such as "
-                             f"{str(self.path / 'sweep.sqlite')!r}.")
+            raise ValueError(
+                f"store {str(self.path)!r} is a folder; give a file name such as "
+                f"{str(self.path / 'sweep.sqlite')!r}."
+            )
         exists = self.path.exists()
         if not writable and not exists:
             raise FileNotFoundError(f"store {str(self.path)!r} does not exist.")
@@ -243,8 +257,9 @@ class ResultsStore:
             self._check_writable(exists)
         uri = self.path.resolve().as_uri() + ("" if writable else "?mode=ro")
         try:
-            self._db = sqlite3.connect(uri, uri=True, timeout=TIMEOUT_S, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = sqlite3.connect(
+                uri, uri=True, timeout=TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as err:
             raise ValueError(f"store {str(self.path)!r} cannot be opened: {err}.") from None
         try:
@@ -259,8 +274,10 @@ class ResultsStore:
         with open(self.path, "rb") as f:
             head = f.read(16)
         if head and head != b"SQLite format 3\x00":
-            raise ValueError(f"{str(self.path)!r} is not an aelab results store (not an SQLite "
-                             "file); give a new file name for the store.")
+            raise ValueError(
+                f"{str(self.path)!r} is not an aelab results store (not an SQLite "
+                "file); give a new file name for the store."
+            )
 
     def _check_writable(self, exists: bool) -> None:
         folder = self.path.parent if str(self.path.parent) else Path(".")
@@ -272,7 +289,8 @@ class ResultsStore:
                 raise PermissionError(
                     f"store {str(self.path)!r} is read-only (its {what} cannot be written); "
                     "make it writable, or give another store file (aelab.Runs.load and "
-                    "`aelab sweep --status` read a read-only store).")
+                    "`aelab sweep --status` read a read-only store)."
+                )
 
     def _setup(self, exists: bool) -> None:
         db = self._db
@@ -285,23 +303,33 @@ class ResultsStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("format", FORMAT), ("schema_version", str(SCHEMA_VERSION)),
-                    ("created", _now())])
+                db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("format", FORMAT),
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("created", _now()),
+                    ],
+                )
             names = {"meta"}
         if "meta" not in names:
-            raise ValueError(f"{str(self.path)!r} is an SQLite file but not an aelab results "
-                             "store (it has no aelab meta table); give a new file name.")
+            raise ValueError(
+                f"{str(self.path)!r} is an SQLite file but not an aelab results "
+                "store (it has no aelab meta table); give a new file name."
+            )
         meta = dict(db.execute("SELECT name, value FROM meta"))
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{str(self.path)!r} is not an aelab results store (format "
-                             f"{meta.get('format')!r}, expected {FORMAT!r}).")
+            raise ValueError(
+                f"{str(self.path)!r} is not an aelab results store (format "
+                f"{meta.get('format')!r}, expected {FORMAT!r})."
+            )
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
             raise ValueError(
                 f"{str(self.path)!r} is an aelab results store of schema version {version}; "
                 f"this aelab reads version {SCHEMA_VERSION}. Open it with the aelab version "
-                "that wrote it, or give a new store file.")
+                "that wrote it, or give a new store file."
+            )
         self.schema_version = SCHEMA_VERSION
         if self.writable:
             try:  # WAL: a commit appends to the log, no fsync until a checkpoint; a killed
@@ -316,11 +344,15 @@ class ResultsStore:
     def _write_error(self, err: sqlite3.OperationalError) -> Exception:
         text = str(err)
         if "readonly" in text:
-            return PermissionError(f"store {str(self.path)!r} is read-only ({text}); make it "
-                                   "writable, or give another store file.")
+            return PermissionError(
+                f"store {str(self.path)!r} is read-only ({text}); make it "
+                "writable, or give another store file."
+            )
         if "locked" in text or "busy" in text:
-            return ValueError(f"store {str(self.path)!r} is locked by another process (another "
-                              f"sweep writing it?) and stayed locked for {TIMEOUT_S:.0f} s.")
+            return ValueError(
+                f"store {str(self.path)!r} is locked by another process (another "
+                f"sweep writing it?) and stayed locked for {TIMEOUT_S:.0f} s."
+            )
         return ValueError(f"store {str(self.path)!r} cannot be written: {text}.")
 
     @contextlib.contextmanager
@@ -358,28 +390,46 @@ class ResultsStore:
         try:
             with self._transaction():
                 run = self._db.execute("SELECT coalesce(max(run), 0) + 1 FROM sweeps").fetchone()[0]
-                row = self._db.execute("SELECT id FROM sweeps WHERE digest = ?",
-                                       (digest,)).fetchone()
+                row = self._db.execute(
+                    "SELECT id FROM sweeps WHERE digest = ?", (digest,)
+                ).fetchone()
                 if row is not None:
-                    self._db.execute("UPDATE sweeps SET run = ?, started = ? WHERE id = ?",
-                                     (run, _now(), row[0]))
+                    self._db.execute(
+                        "UPDATE sweeps SET run = ?, started = ? WHERE id = ?", (run, _now(), row[0])
+                    )
                     return row[0]
                 cursor = self._db.execute(
                     "INSERT INTO sweeps (digest, started, run, definition, n_trials) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (digest, _now(), run, dumps(definition), len(trials)))
+                    (digest, _now(), run, dumps(definition), len(trials)),
+                )
                 sweep_id = cursor.lastrowid
                 self._db.executemany(
                     "INSERT INTO sweep_trials VALUES (?, ?, ?, ?, ?)",
-                    ((sweep_id, i, key, params if isinstance(params, str) else dumps(params),
-                      int(seed))
-                     for i, (key, params, seed) in enumerate(trials)))
+                    (
+                        (
+                            sweep_id,
+                            i,
+                            key,
+                            params if isinstance(params, str) else dumps(params),
+                            int(seed),
+                        )
+                        for i, (key, params, seed) in enumerate(trials)
+                    ),
+                )
                 return sweep_id
         except sqlite3.OperationalError as err:
             raise self._write_error(err) from None
 
-    def write_stack(self, trials: Sequence[dict], *, seconds: float, executor: str,
-                    worker: str, weights: dict | None = None) -> None:
+    def write_stack(
+        self,
+        trials: Sequence[dict],
+        *,
+        seconds: float,
+        executor: str,
+        worker: str,
+        weights: dict | None = None,
+    ) -> None:
         """Record one finished stack and its trials in one transaction.
 
         ``trials`` hold ``key``, ``seed``, ``params``, ``model``, ``settings``,
@@ -402,14 +452,35 @@ class ResultsStore:
                 cursor = self._db.execute(
                     "INSERT INTO stacks (finished, seconds, n_trials, executor, worker, "
                     "aelab_version, torch_version) VALUES (?,?,?,?,?,?,?)",
-                    (_now(), float(seconds), len(trials), executor, worker,
-                     aelab.__version__, torch.__version__))
+                    (
+                        _now(),
+                        float(seconds),
+                        len(trials),
+                        executor,
+                        worker,
+                        aelab.__version__,
+                        torch.__version__,
+                    ),
+                )
                 stack = cursor.lastrowid
                 self._db.executemany(
                     "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    ((t["key"], int(t["seed"]), _json(t["params"]), _json(t["model"]),
-                      _json(t["settings"]), t["data"], _json(t["result"]), _json(t["history"]),
-                      file, stack) for t in trials))
+                    (
+                        (
+                            t["key"],
+                            int(t["seed"]),
+                            _json(t["params"]),
+                            _json(t["model"]),
+                            _json(t["settings"]),
+                            t["data"],
+                            _json(t["result"]),
+                            _json(t["history"]),
+                            file,
+                            stack,
+                        )
+                        for t in trials
+                    ),
+                )
         except sqlite3.OperationalError as err:
             raise self._write_error(err) from None
 
@@ -424,24 +495,32 @@ class ResultsStore:
         found = {}
         keys = list(keys)
         for i in range(0, len(keys), _IN_CHUNK):
-            part = keys[i:i + _IN_CHUNK]
+            part = keys[i : i + _IN_CHUNK]
             rows = self._db.execute(
                 f"SELECT key, result, history, weights, model FROM trials WHERE key IN "
-                f"({','.join('?' * len(part))})", part)
+                f"({','.join('?' * len(part))})",
+                part,
+            )
             for key, result, history, weights, model in rows:
-                found[key] = StoredTrial(key, json.loads(result), json.loads(history), weights,
-                                         model)
+                found[key] = StoredTrial(
+                    key, json.loads(result), json.loads(history), weights, model
+                )
         return found
 
     def latest_sweep(self) -> tuple[dict, list[tuple[str, dict, int]]] | None:
         """The definition and ordered trials ``(key, params, seed)`` of the last sweep run."""
         row = self._db.execute(
-            "SELECT id, definition FROM sweeps ORDER BY run DESC LIMIT 1").fetchone()
+            "SELECT id, definition FROM sweeps ORDER BY run DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             return None
-        trials = [(key, json.loads(params), seed) for key, params, seed in self._db.execute(
-            "SELECT key, params, seed FROM sweep_trials WHERE sweep = ? ORDER BY position",
-            (row[0],))]
+        trials = [
+            (key, json.loads(params), seed)
+            for key, params, seed in self._db.execute(
+                "SELECT key, params, seed FROM sweep_trials WHERE sweep = ? ORDER BY position",
+                (row[0],),
+            )
+        ]
         return json.loads(row[1]), trials
 
     def stacks(self) -> list[dict]:
@@ -459,18 +538,32 @@ class ResultsStore:
         """
         latest = self.latest_sweep()
         stacks = self.stacks()
-        out = {"path": str(self.path), "stored": self.n_trials(), "stacks": len(stacks),
-               "last_finished": stacks[-1]["finished"] if stacks else None,
-               "definition": None, "n_trials": 0, "done": 0, "missing": []}
+        out = {
+            "path": str(self.path),
+            "stored": self.n_trials(),
+            "stacks": len(stacks),
+            "last_finished": stacks[-1]["finished"] if stacks else None,
+            "definition": None,
+            "n_trials": 0,
+            "done": 0,
+            "missing": [],
+        }
         if latest is None:
             return out
         definition, trials = latest
         have = self.finished([key for key, _, _ in trials])
         metrics = set(definition.get("metrics", ()))
-        missing = [(params, seed) for key, params, seed in trials
-                   if key not in have or not metrics <= set(have[key].result)]
-        out.update(definition=definition, n_trials=len(trials), done=len(trials) - len(missing),
-                   missing=missing)
+        missing = [
+            (params, seed)
+            for key, params, seed in trials
+            if key not in have or not metrics <= set(have[key].result)
+        ]
+        out.update(
+            definition=definition,
+            n_trials=len(trials),
+            done=len(trials) - len(missing),
+            missing=missing,
+        )
         return out
 
 
@@ -489,8 +582,10 @@ def load_weights(folder: Path, file: str, key: str) -> dict[str, torch.Tensor]:
     cached = _weights_cache.get("file")
     if cached is None or cached[0] != stamp:
         if stamp[1] is None:
-            raise FileNotFoundError(f"the weights file {str(path)!r} of a stored trial is "
-                                    "missing; the models folder must stay beside its store.")
+            raise FileNotFoundError(
+                f"the weights file {str(path)!r} of a stored trial is "
+                "missing; the models folder must stay beside its store."
+            )
         payload = torch.load(path, map_location="cpu", weights_only=True)
         cached = (stamp, payload, {k: j for j, k in enumerate(payload["keys"])})
         _weights_cache["file"] = cached
@@ -540,8 +635,9 @@ def checked_model(built, model_args: dict) -> torch.nn.Module:
     """``built``, unless the factory returned something that is not a module."""
     if not isinstance(built, torch.nn.Module):
         label = ", ".join(f"{k}={v}" for k, v in model_args.items())
-        raise TypeError(f"model({label}) returned {type(built).__name__}; it must return a "
-                        "torch.nn.Module.")
+        raise TypeError(
+            f"model({label}) returned {type(built).__name__}; it must return a torch.nn.Module."
+        )
     return built
 
 
@@ -585,9 +681,11 @@ def factory_bytes(factory) -> bytes | None:
     every stack."""
     try:
         import cloudpickle
+
         dump = cloudpickle.dumps
     except ImportError:
         import pickle
+
         dump = pickle.dumps
     try:
         blob = dump(factory)
@@ -627,15 +725,22 @@ class ModelRecipe:
     weights raises :class:`FactoryUnavailable` instead of training them.
     """
 
-    def __init__(self, factory, model_args: Sequence[dict], blob: bytes | None = None,
-                 expected: dict | None = None):
+    def __init__(
+        self,
+        factory,
+        model_args: Sequence[dict],
+        blob: bytes | None = None,
+        expected: dict | None = None,
+    ):
         self.factory, self.model_args, self.blob = factory, list(model_args), blob
         self.expected = expected
 
     def __getstate__(self):
         if self.blob is None:
-            raise TypeError("this ModelRecipe has no pickled factory; it can only run in "
-                            "the process that made it.")
+            raise TypeError(
+                "this ModelRecipe has no pickled factory; it can only run in "
+                "the process that made it."
+            )
         return {**self.__dict__, "factory": None}
 
     def build(self, seeds: Sequence[int]) -> list:
@@ -644,14 +749,17 @@ class ModelRecipe:
         try:
             models = build_models(load_factory(self.blob), self.model_args, seeds)
         except Exception as err:  # noqa: BLE001 - the coordinator built it: this place differs
-            raise FactoryUnavailable(f"the model factory does not build here "
-                                     f"({type(err).__name__}: {err})") from err
+            raise FactoryUnavailable(
+                f"the model factory does not build here ({type(err).__name__}: {err})"
+            ) from err
         if self.expected is not None:
             built = models[0].state_dict()
             if built.keys() != self.expected.keys() or not all(
-                    torch.equal(built[k].cpu(), v) for k, v in self.expected.items()):
-                raise FactoryUnavailable("the model factory builds other initial weights "
-                                         "here than in the coordinator")
+                torch.equal(built[k].cpu(), v) for k, v in self.expected.items()
+            ):
+                raise FactoryUnavailable(
+                    "the model factory builds other initial weights here than in the coordinator"
+                )
         return models
 
 
@@ -674,8 +782,19 @@ class StackTask:
     trains the coordinator's models in place.
     """
 
-    def __init__(self, models, trains, monitors, seeds, jobs, evaluate=None, device=None,
-                 progress=False, threads=None, recipe: ModelRecipe | None = None):
+    def __init__(
+        self,
+        models,
+        trains,
+        monitors,
+        seeds,
+        jobs,
+        evaluate=None,
+        device=None,
+        progress=False,
+        threads=None,
+        recipe: ModelRecipe | None = None,
+    ):
         if (models is None) == (recipe is None):
             raise ValueError("StackTask needs either built models or a recipe, not both.")
         self.models, self.trains, self.monitors, self.seeds = models, trains, monitors, seeds
@@ -721,8 +840,7 @@ def _shells(first, K: int, pooled: bool) -> list:
 
     cls = type(first)
     init_args = getattr(first, "init_args", None)
-    if not pooled or MODEL_CLASSES.get(cls.__name__) is not cls or not isinstance(init_args,
-                                                                                 dict):
+    if not pooled or MODEL_CLASSES.get(cls.__name__) is not cls or not isinstance(init_args, dict):
         return [first] + [copy.deepcopy(first) for _ in range(K - 1)]
     key = (cls.__name__, dumps(init_args))
     pool = _SHELLS.setdefault(key, [])
@@ -781,8 +899,9 @@ def stacked_states(models) -> dict | None:
     dicts = [m.state_dict(keep_vars=True) for m in models]
     first = dicts[0]
     if any(type(m) is not type(models[0]) for m in models) or any(
-            d.keys() != first.keys() or any(d[k].shape != v.shape for k, v in first.items())
-            for d in dicts[1:]):
+        d.keys() != first.keys() or any(d[k].shape != v.shape for k, v in first.items())
+        for d in dicts[1:]
+    ):
         return None
     with torch.no_grad():
         return {k: torch.stack([d[k] for d in dicts]).cpu() for k in first}
@@ -816,8 +935,10 @@ def reconstruction_errors(model, wanted: dict) -> dict:
         with torch.no_grad():
             for name, ds in wanted.items():
                 X = torch.as_tensor(ds.X, dtype=torch.float32)
-                per_sample = [((model(x) - x) ** 2).flatten(1).mean(1).cpu()
-                              for x in X.to(device).split(_EVAL_BATCH)]
+                per_sample = [
+                    ((model(x) - x) ** 2).flatten(1).mean(1).cpu()
+                    for x in X.to(device).split(_EVAL_BATCH)
+                ]
                 out[name] = float(torch.cat(per_sample).mean())
         return out
     finally:
@@ -842,34 +963,48 @@ def run_stack(task: StackTask) -> StackResult:
     with small_ops_on_one_thread(models[0], datasets):
         histories, diverged = _train(models, task)
         seconds = time.perf_counter() - start
-        errors = [{} if bad else reconstruction_errors(model, wanted)
-                  for model, wanted, bad in zip(models, task.evaluate, diverged)]
+        errors = [
+            {} if bad else reconstruction_errors(model, wanted)
+            for model, wanted, bad in zip(models, task.evaluate, diverged)
+        ]
     # encoded here, where stacks run in parallel, not in the one coordinator
     stored = [dumps(history_summary(h)) for h in histories]
     if not task.unpickled:
-        return StackResult(histories, diverged, errors, None, seconds, worker_name(), models,
-                           stored)
+        return StackResult(
+            histories, diverged, errors, None, seconds, worker_name(), models, stored
+        )
     states = stacked_states(models)
     if states is None:
         states = [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]
-    return StackResult(histories, diverged, errors, states, seconds, worker_name(),
-                       stored=stored)
+    return StackResult(histories, diverged, errors, states, seconds, worker_name(), stored=stored)
 
 
 def history_summary(h) -> dict:
     """What the store keeps of a History: everything but the per-step losses."""
-    return {"train_loss": h.train_loss, "test_loss": h.test_loss,
-            "examples_seen": h.examples_seen, "seconds": h.seconds, "config": h.config,
-            "steps": len(h.step_loss)}
+    return {
+        "train_loss": h.train_loss,
+        "test_loss": h.test_loss,
+        "examples_seen": h.examples_seen,
+        "seconds": h.seconds,
+        "config": h.config,
+        "steps": len(h.step_loss),
+    }
 
 
 def _train(models: list, task: StackTask) -> tuple[list, list]:
     """The stack's Histories and divergence flags, training ``models`` in place."""
     from aelab.ensemble import train_many
 
-    histories = train_many(models, task.trains, seeds=task.seeds, test=task.monitors,
-                           device=task.device, progress=task.progress,
-                           on_diverge="restore", **task.jobs)
+    histories = train_many(
+        models,
+        task.trains,
+        seeds=task.seeds,
+        test=task.monitors,
+        device=task.device,
+        progress=task.progress,
+        on_diverge="restore",
+        **task.jobs,
+    )
     return histories, ["diverged" in h.config for h in histories]
 
 
@@ -885,7 +1020,8 @@ def is_worker_lost(error: BaseException) -> bool:
     KilledWorker (a task whose workers kept dying), recognised without importing Dask."""
     cls = type(error)
     return isinstance(error, BrokenProcessPool) or (
-        cls.__name__ == "KilledWorker" and cls.__module__.startswith("distributed"))
+        cls.__name__ == "KilledWorker" and cls.__module__.startswith("distributed")
+    )
 
 
 class InProcessExecutor(cf.Executor):
@@ -936,7 +1072,8 @@ def _start_method(*preload: str) -> str:
         return "spawn"
     main = _main_module()
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["__main__", "aelab.store", *([main] if main else []), *preload])
+        ["__main__", "aelab.store", *([main] if main else []), *preload]
+    )
     return "forkserver"
 
 
@@ -965,8 +1102,9 @@ def _main_module() -> str | None:
         return None
     try:  # only when that name finds this very file (not a module it shadows)
         found = importlib.util.find_spec(name)
-        same = found is not None and found.origin is not None and os.path.samefile(
-            found.origin, path)
+        same = (
+            found is not None and found.origin is not None and os.path.samefile(found.origin, path)
+        )
     except (ImportError, ValueError, OSError):
         return None
     return name if same else None
@@ -974,8 +1112,10 @@ def _main_module() -> str | None:
 
 def _positive_count(spec: str, text: str) -> int:
     if not re.fullmatch(r"[1-9][0-9]*", text):
-        raise ValueError(f"executor={spec!r}: N must be a whole number >= 1, got {text!r}; "
-                         f"allowed: {', '.join(EXECUTOR_FORMS)}.")
+        raise ValueError(
+            f"executor={spec!r}: N must be a whole number >= 1, got {text!r}; "
+            f"allowed: {', '.join(EXECUTOR_FORMS)}."
+        )
     return int(text)
 
 
@@ -983,8 +1123,10 @@ def _import_distributed():
     try:
         import distributed
     except ImportError:
-        raise ImportError("Dask executors need the optional Dask dependency: pip install "
-                          "aelab[dask]   (or pip install \"dask[distributed]\")") from None
+        raise ImportError(
+            "Dask executors need the optional Dask dependency: pip install "
+            'aelab[dask]   (or pip install "dask[distributed]")'
+        ) from None
     return distributed
 
 
@@ -1012,14 +1154,17 @@ def check_executor(spec) -> None:
     if isinstance(spec, cf.Executor):
         return
     if not isinstance(spec, str):
-        raise TypeError(f"executor must be a string or a concurrent.futures.Executor, got "
-                        f"{type(spec).__name__}; allowed: {', '.join(EXECUTOR_FORMS)}.")
+        raise TypeError(
+            f"executor must be a string or a concurrent.futures.Executor, got "
+            f"{type(spec).__name__}; allowed: {', '.join(EXECUTOR_FORMS)}."
+        )
     kind, _, arg = spec.partition(":")
     if kind in ("processes", "dask-local"):
         _positive_count(spec, arg)
     elif not (spec == "local" or (kind == "dask" and arg)):
-        raise ValueError(f"executor={spec!r} is not one aelab knows; allowed: "
-                         f"{', '.join(EXECUTOR_FORMS)}.")
+        raise ValueError(
+            f"executor={spec!r} is not one aelab knows; allowed: {', '.join(EXECUTOR_FORMS)}."
+        )
     if kind.startswith("dask"):
         _import_distributed()
 
@@ -1044,19 +1189,21 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
     if isinstance(spec, cf.Executor):
         workers = getattr(spec, "_max_workers", None)
         remote = not isinstance(spec, (cf.ThreadPoolExecutor, InProcessExecutor))
-        yield ExecutorPlan(spec, 2 * workers if workers else 8, None, remote,
-                           type(spec).__name__)
+        yield ExecutorPlan(spec, 2 * workers if workers else 8, None, remote, type(spec).__name__)
         return
     if not isinstance(spec, str):
-        raise TypeError(f"executor must be a string or a concurrent.futures.Executor, got "
-                        f"{type(spec).__name__}; allowed: {', '.join(EXECUTOR_FORMS)}.")
+        raise TypeError(
+            f"executor must be a string or a concurrent.futures.Executor, got "
+            f"{type(spec).__name__}; allowed: {', '.join(EXECUTOR_FORMS)}."
+        )
     kind, _, arg = spec.partition(":")
     if kind == "local" and not arg:
         yield ExecutorPlan(InProcessExecutor(), 1, None, False, "local")
     elif kind == "processes":
         n = _positive_count(spec, arg)
-        pool = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(
-            _start_method()), initializer=_one_thread)
+        pool = cf.ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context(_start_method()), initializer=_one_thread
+        )
         try:
             yield ExecutorPlan(pool, 2 * n, 1, True, spec, helps=True)
         finally:
@@ -1070,9 +1217,11 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
             _probe_scheduler(arg)
             client = distributed.Client(arg, timeout=DASK_CONNECT_S, set_as_default=False)
         except Exception as err:  # noqa: BLE001 - every way of not answering reads the same
-            raise ValueError(f"executor={spec!r}: no Dask scheduler answered at {arg!r} within "
-                             f"{DASK_CONNECT_S:.0f} s ({type(err).__name__}); start one with "
-                             "`dask scheduler` or check the address.") from None
+            raise ValueError(
+                f"executor={spec!r}: no Dask scheduler answered at {arg!r} within "
+                f"{DASK_CONNECT_S:.0f} s ({type(err).__name__}); start one with "
+                "`dask scheduler` or check the address."
+            ) from None
         try:
             threads = sum(client.nthreads().values()) or 1
             yield ExecutorPlan(client.get_executor(pure=False), 2 * threads + 2, 1, True, spec)
@@ -1086,9 +1235,11 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc
         # hand memory back after nearly every small tensor: measured here, a stack of 125
         # small models trained in 0.48 s with it and 0.26 s without
-        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ",
-                                                    {}).items()
-                   if k != "MALLOC_TRIM_THRESHOLD_"}
+        environ = {
+            k: v
+            for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+            if k != "MALLOC_TRIM_THRESHOLD_"
+        }
         method = _start_method("distributed")
         if method == "forkserver":
             # started now, with aelab's preload: the nannies would start it with Dask's
@@ -1099,20 +1250,30 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
             forkserver.ensure_running()
         # the settings stay for the cluster's life: its nannies start (and restart) their
         # workers in this process, reading them then
-        with dask.config.set({"distributed.worker.multiprocessing-method": method,
-                              "distributed.nanny.pre-spawn-environ": environ}), \
-                distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
-                                         dashboard_address=None,
-                                         silence_logs=logging.ERROR) as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
+        with (
+            dask.config.set(
+                {
+                    "distributed.worker.multiprocessing-method": method,
+                    "distributed.nanny.pre-spawn-environ": environ,
+                }
+            ),
+            distributed.LocalCluster(
+                n_workers=0,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
             # started without waiting for them (seconds: each imports torch), so that
             # this process trains while they start
             cluster.scale(n)
-            yield ExecutorPlan(client.get_executor(pure=False), 2 * n, 1, True, spec,
-                               helps=True)
+            yield ExecutorPlan(client.get_executor(pure=False), 2 * n, 1, True, spec, helps=True)
     else:
-        raise ValueError(f"executor={spec!r} is not one aelab knows; allowed: "
-                         f"{', '.join(EXECUTOR_FORMS)}.")
+        raise ValueError(
+            f"executor={spec!r} is not one aelab knows; allowed: {', '.join(EXECUTOR_FORMS)}."
+        )
 
 
 def worker_name() -> str:

@@ -137,3 +137,21 @@ def test_study_html_folds_extra_figures_and_tables_and_escapes(study):
     folded = text[text.index("<details><summary>4 more figures") :]
     assert len(_images(text)) == 6 and len(_images(folded)) == 4
     assert "<details><summary>1 more table</summary>" in text
+
+
+def test_history_runs_and_study_result_render_in_jupyter():
+    import aelab
+    from aelab.studies import StudyResult
+
+    runs = aelab.sweep(
+        lambda: aelab.Autoencoder(2, 1, 8, 1),
+        aelab.data.moons(100),
+        seeds=2,
+        epochs=2,
+        batch_size=20,
+    )
+    result = StudyResult("demo", findings=["codes <spread> evenly"], answer="yes")
+    assert "codes &lt;spread&gt; evenly" in result._repr_html_()
+    assert runs._repr_html_() == runs_html(runs) and "<table" in runs._repr_html_()
+    history = runs.histories[0]
+    assert history._repr_html_() == history_html(history) and "<img" in history._repr_html_()

@@ -37,6 +37,7 @@ from scipy import stats
 from torch import nn
 
 from aelab import store as _store
+from aelab._html import runs_html
 from aelab._seed import seeded
 from aelab.baselines import PCA
 from aelab.data import Dataset
@@ -1134,6 +1135,8 @@ class Runs:
     store : str or None
         The store the trials were written to or read from.
     """
+
+    _repr_html_ = runs_html  # in a notebook: the summary, the best setting, the figures
 
     def __init__(
         self, table: pd.DataFrame, models: list, histories: list, grid_names: Sequence[str]

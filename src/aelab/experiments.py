@@ -766,17 +766,20 @@ def sweep(
 
 def _match_store(opened, trials: list[_Trial], names, seeds, training, metrics) -> None:
     """Key every trial, record the sweep, and mark the trials the store already holds."""
-    fingerprints: dict[int, str | None] = {}
+    fingerprints: dict = {}
 
-    def fingerprint(ds):
-        if id(ds) not in fingerprints:  # the trials keep their datasets alive: ids are stable
-            fingerprints[id(ds)] = _store.fingerprint(ds)
-        return fingerprints[id(ds)]
+    def fingerprint(*datasets):
+        key = tuple(map(id, datasets))  # the trials keep their datasets alive: ids are stable
+        if key not in fingerprints:
+            fingerprints[key] = (
+                _store.fingerprint(datasets[0])
+                if len(datasets) == 1
+                else _store.dumps([fingerprint(ds) for ds in datasets])
+            )
+        return fingerprints[key]
 
     for t in trials:
-        t.data_fp = _store.dumps(
-            [fingerprint(t.train), fingerprint(t.validation), fingerprint(t.test)]
-        )
+        t.data_fp = fingerprint(t.train, t.validation, t.test)
         t.key = _store.key_from_json(t.point["identity"], t.point["settings"], t.data_fp, t.seed)
     definition = {
         "grid_names": list(names),

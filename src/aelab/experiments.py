@@ -286,10 +286,9 @@ class _Trial:
 
     def group(self) -> tuple:
         """Trials of one group may share a stack: one shape, the same shared settings."""
-        shared = _store.dumps(_encode_params({k: self.settings.get(k) for k in _STACK_SHARED}))
         monitor = self.monitor
         return (
-            shared,
+            self.point["shared"],
             self.point["identity"],
             len(self.train),
             self.train.n_features,
@@ -387,6 +386,10 @@ def _plan(model, data, validation, test, points, seeds, training, to_model) -> l
                     "params": _store.dumps(_encode_params(params)),
                     "settings": _store.dumps(_encode_params(keyed)),
                     "identity": _store.dumps(identity),
+                    # the settings a stack's trials share (see _Trial.group)
+                    "shared": _store.dumps(
+                        _encode_params({k: settings.get(k) for k in _STACK_SHARED})
+                    ),
                 }
             trial.identity, trial.point, trial.prototype = identity, point, prototype
             trials.append(trial)

@@ -44,9 +44,6 @@ from aelab.data import Dataset
 from aelab.train import (
     History,
     TrainConfig,
-    train_autoencoder,
-    train_mmd_autoencoder,
-    train_vae,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,17 +66,17 @@ _CONFIG_DEFAULTS = {
     f.name: f.default for f in fields(TrainConfig) if f.name not in ("seed", "epochs", "batch_size")
 }
 OBJECTIVES = {
-    # objective -> (training function, its own settings and their defaults)
-    "reconstruction": (train_autoencoder, {}),
-    "vae": (train_vae, {"beta": 1.0, "likelihood": "auto"}),
-    "mmd": (train_mmd_autoencoder, {"mmd_weight": 1.0, "kernel": "imq", "bandwidths": None}),
+    # objective -> its own settings and their defaults (every trial trains through train_many)
+    "reconstruction": {},
+    "vae": {"beta": 1.0, "likelihood": "auto"},
+    "mmd": {"mmd_weight": 1.0, "kernel": "imq", "bandwidths": None},
 }
 TRAINING_NAMES = (
     "epochs",
     "batch_size",
     *_CONFIG_DEFAULTS,
     "objective",
-    *(name for _, extra in OBJECTIVES.values() for name in extra),
+    *(name for extra in OBJECTIVES.values() for name in extra),
 )
 # every trial trains through train_many, which groups what can share a stack itself; a
 # stack's trials share these settings, and every other one is given per member
@@ -302,13 +299,13 @@ def _settings(training: dict, params: dict) -> dict:
     objective = settings["objective"]
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
-    for name, default in OBJECTIVES[objective][1].items():
+    for name, default in OBJECTIVES[objective].items():
         settings.setdefault(name, default)
-    for other, (_, extra) in OBJECTIVES.items():
+    for other, extra in OBJECTIVES.items():
         stray = [
             k
             for k in extra
-            if k in settings and other != objective and k not in OBJECTIVES[objective][1]
+            if k in settings and other != objective and k not in OBJECTIVES[objective]
         ]
         if stray:
             raise ValueError(
@@ -958,7 +955,7 @@ def _task(
     seeds, training arguments."""
     s = chunk[0].settings
     objective = s["objective"]
-    names = [*_CONFIG_DEFAULTS, *OBJECTIVES[objective][1]]
+    names = [*_CONFIG_DEFAULTS, *OBJECTIVES[objective]]
     jobs = {k: s[k] for k in _STACK_SHARED if k in ("epochs", "batch_size", *names)}
     jobs["objective"] = objective
     for k in names:  # the rest per member: train_many groups them as they can share a stack

@@ -659,9 +659,10 @@ def sweep(
 
     Notes
     -----
-    Trials whose settings :func:`aelab.train_many` takes per model (``lr``,
-    ``noise_sigma``) and that share the rest train together in stacks; other
-    objectives and options train one after another. A trial whose loss stops
+    Every trial trains through :func:`aelab.train_many`: a stack's trials share
+    their architecture, data sizes, objective and schedule, and every other setting
+    is given per trial; train_many picks the path (hand-written stack, vmapped
+    stack or one model after another) and records it in the History. A trial whose loss stops
     being finite is kept with ``diverged=True`` and NaN metrics. The stacks depend
     on the sweep only (not on the executor or on what the store holds), and a
     worker builds each model as this process would (or trains a pickled copy of the

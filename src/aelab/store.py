@@ -773,8 +773,8 @@ class StackTask:
     ``recipe`` (a :class:`ModelRecipe`) builds the models where the stack trains,
     so the coordinator neither builds nor sends them; without it, ``models`` are
     the coordinator's built models. ``jobs`` is a dict of :func:`aelab.train_many`
-    arguments for a stack trained together, or one ``(training function, keyword
-    arguments)`` per model for models trained one after another. ``evaluate``
+    arguments (per-model values as lists; train_many groups what can share a stack
+    and trains the rest as its dispatcher decides). ``evaluate``
     names, per model, the datasets whose reconstruction error to measure once
     trained (``{"test_mse": test, ...}``). Pickled (for a worker process or a Dask
     worker), built models travel as one model plus the stacked weights of all,

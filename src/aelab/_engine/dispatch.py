@@ -4,7 +4,7 @@ Members are grouped by what can share a path and a stack, and each group takes o
 path:
 
 * ``"stack"``: the hand-written stack (:mod:`aelab._engine.stack`), for Linear/ReLU/
-  residual autoencoders under the reconstruction objective;
+  residual autoencoders under the reconstruction or the MMD objective;
 * ``"vmap"``: the ``torch.func`` stack of :mod:`aelab._engine.functional`, when that
   module exists, for other groups (conv models, VAE and MMD objectives); see
   :func:`vmap_path` for the hook that decides;
@@ -42,8 +42,15 @@ from aelab._engine.config import (
     run_config,
 )
 from aelab._engine.loop import evaluate_loss, train_loop
-from aelab._engine.objectives import CallableObjective, Objective, Reconstruction
-from aelab._engine.stack import chunks, optimizer_key, signature, stack_plan, train_stack
+from aelab._engine.objectives import CallableObjective, MMDObjective, Objective, Reconstruction
+from aelab._engine.stack import (
+    StackMMD,
+    chunks,
+    optimizer_key,
+    signature,
+    stack_plan,
+    train_stack,
+)
 from aelab.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -157,6 +164,14 @@ def _hashable(objective: Objective):
     return objective
 
 
+def _stack_objective(objective: Objective):
+    """What members of one hand-written stack share of their objective: the kind, and for
+    MMD the kernel and bandwidths (the weight may differ per member)."""
+    if type(objective) is MMDObjective:
+        return ("mmd", objective.kernel, objective.bandwidths)
+    return ("reconstruction",)
+
+
 def _data_key(m: Member, shared=_SHARED) -> tuple:
     shape = tuple(m.train.X.shape)
     test = None if m.test is None else tuple(m.test.X.shape)
@@ -168,7 +183,13 @@ def _groups(members: list[Member]) -> list[tuple[str, list[Member]]]:
     keyed: dict[tuple, list[Member]] = {}
     for i, m in enumerate(members):
         if m.plan is not None:
-            key = ("stack", signature(m.plan), _data_key(m), bool(m.cfg.noise_sigma))
+            key = (
+                "stack",
+                signature(m.plan),
+                _data_key(m),
+                bool(m.cfg.noise_sigma),
+                _stack_objective(m.objective),
+            )
         elif _has_tensor_hooks(m.model):  # functional_call would bypass them: autograd only
             key = ("loop", i)
         else:
@@ -218,7 +239,8 @@ def _prepare(m: Member, device: torch.device) -> None:
         frozen.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has no trainable parameters (is everything frozen?).")
-    m.plan = stack_plan(model) if type(m.objective) is Reconstruction else None
+    stackable = type(m.objective) in (Reconstruction, MMDObjective)
+    m.plan = stack_plan(model) if stackable else None
 
 
 def _test_inputs(m: Member, device: torch.device):
@@ -304,10 +326,16 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
         K = len(chunk_)
         X = _as_stack([m.train.X for m in chunk_]).to(device)
         tests = [_test_inputs(m, device) for m in chunk_]
-        test_in = test_target = None
+        test_in = test_target = test_noise = None
         if tests[0][0] is not None:
             test_in = _as_stack([t[0] for t in tests]) if len(tests) > 1 else tests[0][0]
             test_target = _as_stack([m.test.X for m in chunk_]).to(device)
+        mmd = None
+        if type(chunk_[0].objective) is MMDObjective:
+            first = chunk_[0].objective
+            mmd = StackMMD([m.objective.weight for m in chunk_], first.kernel, first.bandwidths)
+            if test_in is not None:
+                test_noise = torch.stack([t[2] for t in tests])
         histories = [_new_history(m, device, "stack", K) for m in chunk_]
         generators = [member_generator(m.cfg.seed, device) for m in chunk_]
         desc = f"{type(chunk_[0].model).__name__} x{K}"
@@ -325,6 +353,8 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             progress=progress,
             desc=desc,
             on_diverge=on_diverge,
+            mmd=mmd,
+            test_noise=test_noise,
         )
         for m, history, message, loss in zip(chunk_, histories, diverged, final):
             m.model.eval()

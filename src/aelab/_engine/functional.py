@@ -91,7 +91,7 @@ from aelab._engine.config import (
     reinitialize,
 )
 from aelab._engine.loop import make_optimizer
-from aelab._engine.objectives import Objective
+from aelab._engine.objectives import Objective, pieces
 
 __all__ = ["MemberResult", "train_functional", "functional_beats_loop", "stacked_loss_and_grad"]
 
@@ -405,10 +405,11 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
 
     test_step = test_noise = None
     if test_in is not None:
+        n_test = test_in.shape[-2]
+        test_pieces = pieces(n_test, objective.pairwise, cfg.batch_size)
         test_dim = None if test_in.ndim == 2 else 0
         test_step = vmap(member_loss, in_dims=(0, 0, test_dim, test_dim, noise_dim))
         if with_noise:
-            n_test = test_in.shape[-2]
             test_noise = torch.stack(
                 [
                     torch.randn(
@@ -452,8 +453,19 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
             scheduler.step()
         if test_step is not None:
             base.eval()
-            with torch.no_grad():
-                test_loss[epoch] = test_step(trainable, fixed, test_in, test_target, test_noise)
+            with torch.no_grad():  # a pairwise objective in pieces (aelab._engine.objectives)
+                total = 0.0
+                for first, stop in test_pieces:
+                    rows = slice(first, stop)
+                    loss = test_step(
+                        trainable,
+                        fixed,
+                        test_in[..., rows, :],
+                        test_target[..., rows, :],
+                        None if test_noise is None else test_noise[:, rows],
+                    )
+                    total = total + loss * (stop - first)
+                test_loss[epoch] = total / n_test if len(test_pieces) > 1 else loss
             base.train()
         seconds.append(time.perf_counter() - start)
         epochs_run = epoch + 1

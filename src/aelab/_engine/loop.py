@@ -143,8 +143,10 @@ def train_loop(
             # here, the same every epoch: the test curve is smooth and training's stream untouched
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(derived_seed(cfg.seed, "test"))
+                # a pairwise objective in pieces of a batch (see aelab._engine.objectives)
+                chunk = cfg.batch_size if objective.pairwise else None
                 history.test_loss.append(
-                    evaluate_loss(model, objective, test_in, test_target, test_noise)
+                    evaluate_loss(model, objective, test_in, test_target, test_noise, chunk)
                 )
         history.seconds.append(time.perf_counter() - start)
         if not bar.disable:

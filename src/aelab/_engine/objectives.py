@@ -10,6 +10,13 @@ its batch's rows of that draw as ``noise``. So a member's numbers depend on
 its seed only, never on which path or stack trained it. A full-batch epoch draws
 no permutation (the order does not change the mean).
 
+An objective that compares the samples of a batch with each other (``pairwise``:
+MMD) is measured on a test set, and in the final-loss check, in the pieces that
+:func:`pieces` gives: about a batch each, as its training steps saw them, weighted
+by their rows. Its cost grows with the square of the rows per piece (the whole
+validation set at once cost 15x the training steps of an epoch), and the
+unbiased estimate's expectation does not depend on the piece size.
+
 The test set's draws are fixed for the whole run: its denoising corruption
 (``n_test x features``) from ``derived_seed(seed, "test")``, the objective's noise
 for it (``n_test x columns``) from ``derived_seed(seed, "test-noise")``, so the two
@@ -51,6 +58,7 @@ __all__ = [
     "build_objective",
     "resolve_likelihood",
     "mean_predictor_mse",
+    "pieces",
 ]
 
 
@@ -85,6 +93,7 @@ class Objective:
     """A training loss ``loss(model, x, target, noise) -> scalar``; see the module docstring."""
 
     name: ClassVar[str] = "objective"
+    pairwise: ClassVar[bool] = False  # the loss compares a batch's samples with each other
 
     def noise_columns(self, model: nn.Module) -> int:
         """Standard normal numbers per sample the loss needs each step (0: none)."""
@@ -185,6 +194,7 @@ class MMDObjective(Objective):
     kernel: str = "imq"
     bandwidths: tuple[float, ...] = DEFAULT_BANDWIDTHS
     name: ClassVar[str] = "mmd"
+    pairwise: ClassVar[bool] = True
     _h2: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def noise_columns(self, model):
@@ -214,6 +224,20 @@ class MMDObjective(Objective):
 
     def baseline_loss(self, target):
         return mean_predictor_mse(target)  # codes that follow the prior add ~0 MMD
+
+
+def pieces(n: int, pairwise: bool, batch_size: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` row ranges in which an objective is measured on ``n`` rows: one
+    piece, or for a ``pairwise`` objective ``n // batch_size`` near-equal pieces (at least
+    ``batch_size`` rows each), as :func:`torch.tensor_split` splits them.
+
+    >>> pieces(10, MMDObjective.pairwise, 4), pieces(10, Reconstruction.pairwise, 4)
+    ([(0, 5), (5, 10)], [(0, 10)])
+    """
+    if not pairwise:
+        return [(0, n)]
+    parts = torch.arange(n).tensor_split(max(1, n // max(batch_size, 1)))
+    return [(int(p[0]), int(p[-1]) + 1) for p in parts if len(p)]
 
 
 OBJECTIVE_NAMES = ("reconstruction", "vae", "mmd")

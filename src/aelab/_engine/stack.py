@@ -20,7 +20,9 @@ that overhead twice over:
   an epoch; tiny steps run on one thread, since a second one mostly
   spin-waits. A lone model (``train_autoencoder``) is a stack with ``K = 1``.
 
-It trains the reconstruction objective only. Which models can be stacked is
+It trains the reconstruction objective, and the MMD objective (whose gradient w.r.t.
+the codes is written out too, and joins the backward pass at the encoder's last
+layer). Which models can be stacked is
 decided by :data:`EMITTERS`, a dict from module type to a function that appends
 the module's ops to a plan; registering an emitter there is how a new model
 family (built from the same ops) joins.
@@ -45,6 +47,7 @@ from aelab._engine.config import (
     diverged_message,
     progress_bar,
 )
+from aelab._engine.objectives import pieces
 from aelab._engine.torch_ops import FusedUpdate, relu_backward
 from aelab.models._base import AutoencoderBase
 from aelab.models.resnet import ResidualBlock
@@ -53,6 +56,7 @@ __all__ = [
     "EMITTERS",
     "MATMULS",
     "Stack",
+    "StackMMD",
     "stack_plan",
     "signature",
     "train_stack",
@@ -82,6 +86,7 @@ class _Op:
     relu: bool = False  # ReLU applied to this layer's output (after any residual add)
     res_start: bool = False  # this layer's input is saved as a residual skip
     res_end: bool = False  # the saved skip is added to this layer's output
+    code: bool = False  # the encoder's last layer: its output is the code
 
 
 Emitter = Callable[[nn.Module, list], bool]
@@ -184,7 +189,10 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
     encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
     if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):
         return None
-    if not (_emit(encoder, ops) and _emit(decoder, ops)) or not ops or ops[-1].relu:
+    if not _emit(encoder, ops) or not ops:
+        return None
+    ops[-1] = replace(ops[-1], code=True)
+    if not _emit(decoder, ops) or ops[-1].code or ops[-1].relu:
         return None
     params = list(model.parameters())
     if len(params) != 2 * len(ops) or len({(p.device, p.dtype) for p in params}) != 1:
@@ -206,6 +214,7 @@ def signature(plan: Sequence[_Op]) -> tuple:
             op.relu,
             op.res_start,
             op.res_end,
+            op.code,
             op.layer.weight.requires_grad,
         )
         for op in plan
@@ -382,6 +391,8 @@ class Stack:
         self.relu = [op.relu for op in first]
         self.res_start = [op.res_start for op in first]
         self.res_end = [op.res_end for op in first]
+        # the layer whose output is the code (MMD's gradient joins the backward pass there)
+        self.code = next((l for l, op in enumerate(first) if op.code), None)
         self.trainable = [op.layer.weight.requires_grad for op in first]
         self.sizes = [(op.layer.in_features, op.layer.out_features) for op in first]
         self.n_layers = len(first)
@@ -649,11 +660,20 @@ class Stack:
             a = layer.buf_in
         raise AssertionError("unreachable")
 
+    def codes(self, batch: _Batch) -> torch.Tensor:
+        """The codes of the last forward pass over ``batch``: (K, padded, code size), a view."""
+        return batch.layers[self.code].out
+
     def _backward(
-        self, dy: torch.Tensor, grad_in0: torch.Tensor | None, layers: list[_Layer]
+        self,
+        dy: torch.Tensor,
+        grad_in0: torch.Tensor | None,
+        layers: list[_Layer],
+        code_grad: torch.Tensor | None = None,
     ) -> None:
         """Fill ``G`` given ``dy`` = d(sum loss)/d(output) (K, B, d), zero in pad rows, and
-        layer 0's weight-gradient operand (from :meth:`inputs`)."""
+        layer 0's weight-gradient operand (from :meth:`inputs`); ``code_grad`` (K, rows, code
+        size) is a loss term's gradient w.r.t. the codes of the batch's first rows."""
         masks = self._masks
         d = dy
         skip_grad = None
@@ -672,6 +692,8 @@ class Stack:
             d = layer.input_matmul(d, layer.input_weight)  # d loss / d (layer l's input)
             if layer.res_start:
                 d = d.add_(skip_grad)
+            if code_grad is not None and l - 1 == self.code:
+                d[:, : code_grad.shape[1]].add_(code_grad)
             if layers[l - 1].relu:
                 d = relu_backward(d, masks[l - 1])
 
@@ -726,6 +748,106 @@ def _epoch_losses(losses: torch.Tensor, weights: Sequence[float]) -> torch.Tenso
     return total
 
 
+class StackMMD(NamedTuple):
+    """The MMD objective of a stack (:class:`~aelab._engine.objectives.MMDObjective`): the
+    kernel and bandwidths its members share, and each member's weight."""
+
+    weights: Sequence[float]
+    kernel: str
+    bandwidths: Sequence[float]
+
+
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(K, n, m) squared distances between the rows of ``a`` (K, n, c) and ``b`` (K, m, c):
+    ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0, as :func:`aelab.losses.mmd` computes them."""
+    norms = a.square().sum(2, keepdim=True) + b.square().sum(2).unsqueeze(1)
+    return torch.baddbmm(norms, a, b.transpose(1, 2), alpha=-2).clamp_min_(0)
+
+
+def _kernel_sums(a: torch.Tensor, b: torch.Tensor, mmd: StackMMD, slopes: bool):
+    """The kernel summed over the bandwidths between the rows of ``a`` (K, n, c) and ``b``
+    (K, m, c): values (K, n, m) and, with ``slopes``, their derivative w.r.t. the squared
+    distance. The bandwidths are the leading axis, so that summing over them adds whole
+    blocks."""
+    h2 = torch.tensor(mmd.bandwidths, dtype=a.dtype, device=a.device).square().view(-1, 1, 1, 1)
+    d2 = _squared_distances(a, b)
+    if mmd.kernel == "imq":  # h^2 / (h^2 + d2); slope -h^2 / (h^2 + d2)^2 = -k / (h^2 + d2)
+        t = d2 + h2
+        k = h2 / t
+        total = k.sum(0)
+        return total, (k.div_(t).sum(0).neg_() if slopes else None)
+    scale = -0.5 / h2  # rbf: exp(-d2 / (2 h^2)); slope -k / (2 h^2)
+    k = torch.exp(d2 * scale)
+    return k.sum(0), (k.mul_(scale).sum(0) if slopes else None)
+
+
+def _within(k: torch.Tensor) -> torch.Tensor:
+    """(K,) the mean of a (K, n, n) kernel sum over its pairs i != j."""
+    n = k.shape[1]
+    return (k.sum((1, 2)) - k.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
+
+
+def _mmd_and_grad(z: torch.Tensor, y: torch.Tensor, mmd: StackMMD, prior_term: torch.Tensor):
+    """Per member, the unbiased MMD^2 between codes ``z`` (K, n, c) and prior draws ``y``
+    (K, m, c) (:func:`aelab.losses.mmd`), given the prior's own term (K,), and its gradient
+    w.r.t. ``z`` (K, n, c).
+
+    With ``kappa`` the kernel sum and ``kappa'`` its slope in the squared distance::
+
+        d MMD^2 / d z_i = 4 / (n (n - 1)) sum_j kappa'(|z_i - z_j|^2) (z_i - z_j)
+                        - 4 / (n m) sum_j kappa'(|z_i - y_j|^2) (z_i - y_j)
+
+    and ``sum_j A_ij (z_i - y_j) = z_i sum_j A_ij - (A y)_i``.
+    """
+    n, m = z.shape[1], y.shape[1]
+    k_zz, s_zz = _kernel_sums(z, z, mmd, slopes=True)
+    k_zy, s_zy = _kernel_sums(z, y, mmd, slopes=True)
+    value = _within(k_zz) + prior_term - 2 * k_zy.mean((1, 2))
+    grad = (z * s_zz.sum(2, keepdim=True)).sub_(torch.bmm(s_zz, z)).mul_(4 / (n * (n - 1)))
+    pull = (z * s_zy.sum(2, keepdim=True)).sub_(torch.bmm(s_zy, y)).mul_(4 / (n * m))
+    return value, grad.sub_(pull)
+
+
+# the MMD of pieces is measured for this many floats of (bandwidths, members, pieces, rows,
+# rows) kernel values at a time
+_MMD_FLOATS = 2**16
+
+
+def _runs(spans) -> list[list[int]]:
+    """Consecutive row pieces ``(start, stop)`` of one size, as [first row, size, pieces]."""
+    runs: list[list[int]] = []
+    for a, b in spans:
+        if runs and runs[-1][1] == b - a and runs[-1][0] + runs[-1][1] * runs[-1][2] == a:
+            runs[-1][2] += 1
+        else:
+            runs.append([a, b - a, 1])
+    return runs
+
+
+def _piece_mmd(z: torch.Tensor | None, y: torch.Tensor, spans, mmd: StackMMD) -> torch.Tensor:
+    """(pieces, K): per row piece ``spans`` of ``y`` (K, n, c), the MMD^2 terms that involve
+    ``z`` (K, n, c), or with ``z`` None the prior's own term. Consecutive pieces of one size
+    are measured as one batch."""
+    K, n, c = y.shape
+    out = torch.empty(len(spans), K, dtype=y.dtype, device=y.device)
+    piece = 0
+    for first, size, count in _runs(spans):
+        rows = slice(first, first + size * count)
+        per = max(1, _MMD_FLOATS // (count * size * size * len(mmd.bandwidths)))
+        for k in range(0, K, per):
+            members = slice(k, k + per)
+            yp = y[members, rows].reshape(-1, size, c)  # (members x pieces, size, c)
+            if z is None:
+                value = _within(_kernel_sums(yp, yp, mmd, slopes=False)[0])
+            else:
+                zp = z[members, rows].reshape(-1, size, c)
+                value = _within(_kernel_sums(zp, zp, mmd, slopes=False)[0])
+                value -= 2 * _kernel_sums(zp, yp, mmd, slopes=False)[0].mean((1, 2))
+            out[piece : piece + count, members] = value.view(-1, count).T
+        piece += count
+    return out
+
+
 def train_stack(
     plans,
     X,
@@ -738,6 +860,8 @@ def train_stack(
     progress=None,
     desc="stack",
     on_diverge="raise",
+    mmd: StackMMD | None = None,
+    test_noise=None,
 ) -> list[str | None]:
     """Train the members of one stack; append to their Histories; write weights back.
 
@@ -753,6 +877,11 @@ def train_stack(
     per member its final loss on the whole training set (None without epochs).
     A member's weights and History are the same, bit for bit, in any stack (at a
     fixed torch thread count).
+
+    ``mmd`` adds each member's weighted MMD^2 between its codes and N(0, I) draws to its
+    loss (drawn per epoch after the input noise: ``n_used x code size`` numbers);
+    ``test_noise`` (n_test or K, n_test, code size) is then the test set's fixed draw. The
+    final loss is then left to the caller (None).
     """
     K = len(plans)
     cfg = cfgs[0]
@@ -813,6 +942,15 @@ def train_stack(
     noise_at = torch.zeros(K, rows, d, dtype=X.dtype, device=device) if noisy and pad_rows else None
     members = torch.arange(K, device=device).view(K, 1)
     E, S = cfg.epochs, len(sizes)
+    step_mmd = None  # (E, S, K) each step's weighted MMD^2 term
+    if mmd is not None:
+        c = stack.sizes[stack.code][1]
+        mmd_weight = torch.tensor(mmd.weights, dtype=X.dtype, device=device)  # (K,)
+        grad_weight = mmd_weight.view(K, 1, 1)
+        prior = torch.empty(K, n_used, c, dtype=X.dtype, device=device)
+        prior_rows, prior_batches = prior.unbind(0), prior.split(batch_size, 1)
+        batch_spans = [(s * batch_size, s * batch_size + size) for s, size in enumerate(sizes)]
+        step_mmd = torch.empty(E, S, K, device=device)
     # every step's per-member error norm stays on the device until training ends: the
     # Histories are built once, at the end, not member by member after every epoch
     step_norm = torch.empty(E, S, K, device=device)
@@ -831,9 +969,18 @@ def train_stack(
         test_target = test_target if test_target.ndim == 3 else test_target.expand(K, -1, -1)
         test_count = n_test * d
         test_loss = torch.empty(E, K, device=device)
+        if mmd is not None:
+            test_prior = test_noise if test_noise.ndim == 3 else test_noise.expand(K, -1, -1)
+            test_spans = pieces(n_test, True, cfg.batch_size)  # (see objectives.pieces)
+            # each piece's weight in the mean, and the prior's own terms: fixed
+            test_weights = torch.tensor(
+                [(b - a) / n_test for a, b in test_spans], dtype=X.dtype, device=device
+            ).view(-1, 1)
+            test_prior_term = (_piece_mmd(None, test_prior, test_spans, mmd) * test_weights).sum(0)
 
-    def step_losses(norms):  # (..., S, K) error norms -> the steps' mean squared errors
-        return norms.square() * inv_count
+    def step_losses(epochs):  # epochs' (..., S, K) losses: mean squared error (+ weighted MMD)
+        mse = step_norm[epochs].square() * inv_count
+        return mse if step_mmd is None else mse + step_mmd[epochs]
 
     bar = progress_bar(E, progress, desc=desc)
     seconds = []
@@ -856,6 +1003,11 @@ def train_stack(
                     torch.add(clean[:, :, :d], noise_at * sigma, out=inputs[:, :, :d])
                 else:
                     torch.add(clean[:, :n_used, :d], noise * sigma, out=inputs[:, :n_used, :d])
+            if mmd is not None:  # the prior's draws, after the input noise
+                for g, row in zip(generators, prior_rows):
+                    torch.randn(n_used, c, generator=g, out=row)
+                # the prior's own MMD^2 terms, for every step's loss (no gradient): at once
+                prior_terms = _piece_mmd(None, prior, batch_spans, mmd)  # (S, K)
             lrs_now = [group["schedule"].current() for group in stack.groups]
             counts = stack.step_counts(S) if stack.adam else [None] * S
             norm_rows = step_norm[epoch].unbind(0)
@@ -877,7 +1029,14 @@ def train_stack(
                     diff[:, batch.rows :] = 0.0  # pad rows add nothing to any gradient
                     real = diff[:, : batch.rows]
                 torch.linalg.vector_norm(real, dim=(1, 2), out=norm_rows[s])
-                stack._backward(diff.mul_(scales[s]), a_grad, batch.layers)  # d(mean sq. err.)
+                code_grad = None
+                if mmd is not None:
+                    z = stack.codes(batch)[:, : batch.rows].contiguous()
+                    value, code_grad = _mmd_and_grad(z, prior_batches[s], mmd, prior_terms[s])
+                    torch.mul(value, mmd_weight, out=step_mmd[epoch, s])
+                    code_grad.mul_(grad_weight)
+                # d(mean squared error) (+ d(weighted MMD) at the codes)
+                stack._backward(diff.mul_(scales[s]), a_grad, batch.layers, code_grad)
                 stack.update(lrs_now, counts[s])
             for group in stack.groups:
                 group["schedule"].advance()
@@ -888,20 +1047,25 @@ def train_stack(
                     test_count,
                     out=test_loss[epoch],
                 )
+                if mmd is not None:
+                    z = stack.codes(test_batch)[:, :n_test]
+                    test_mmd = (_piece_mmd(z, test_prior, test_spans, mmd) * test_weights).sum(0)
+                    test_mmd += test_prior_term
+                    test_loss[epoch].add_(test_mmd.mul_(mmd_weight))
             seconds.append(time.perf_counter() - start)
             if on_diverge == "raise":  # one small host sync per epoch
-                finite = step_losses(step_norm[epoch]).isfinite().all(0)
+                finite = step_losses(epoch).isfinite().all(0)
                 if not bool(finite.all()):
                     k = int((~finite).nonzero()[0])
-                    loss = _epoch_losses(step_losses(step_norm[epoch : epoch + 1]), weights)[0, k]
+                    loss = _epoch_losses(step_losses(slice(epoch, epoch + 1)), weights)[0, k]
                     raise TrainingDiverged(diverged_message(float(loss), epoch, E, lrs[k]))
             if not bar.disable:
-                loss = _epoch_losses(step_losses(step_norm[epoch : epoch + 1]), weights)
+                loss = _epoch_losses(step_losses(slice(epoch, epoch + 1)), weights)
                 bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
-        final_loss = _final_losses(stack, X_aug, X, batch_size) if E else [None] * K
+        final_loss = _final_losses(stack, X_aug, X, batch_size) if E and mmd is None else [None] * K
     bar.close()
 
-    losses = step_losses(step_norm)  # (E, S, K)
+    losses = step_losses(slice(None))  # (E, S, K)
     train_loss = _epoch_losses(losses, weights)  # (E, K)
     step_loss = losses.permute(2, 0, 1).reshape(K, E * S).tolist()
     bad = ~torch.isfinite(train_loss)

@@ -298,7 +298,9 @@ def test_stack_plan_takes_linear_relu_and_residual_models_only():
         (False, True),
     ]
     assert stack_plan(ShiftedAutoencoder()) is None
-    assert stack_plan(aelab.VAE(2, 1, 8, 1)) is None
+    vae = stack_plan(aelab.VAE(4, 3, 8, 1))  # 4-8-(3 + 3) | 3-8-4: the head feeds a draw
+    assert [op.code for op in vae] == [False, True, False, False]
+    assert vae[1].layer.out_features == 2 * vae[2].layer.in_features == 6
     assert stack_plan(ConvAutoencoder((1, 8, 8), 2)) is None
     hooked = build("mlp", 0)
     hooked.encoder[0].register_forward_hook(lambda *args: None)

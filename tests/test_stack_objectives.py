@@ -122,3 +122,98 @@ def test_members_with_other_kernels_take_other_stacks(moons):
     )
     assert [h.config["kernel"] for h in histories] == ["imq", "rbf", "imq", "rbf"]
     assert [h.config["ensemble_size"] for h in histories] == [2, 2, 2, 2]
+
+
+# ------------------------------------------------------------------ the VAE
+
+
+def vae(seed: int, likelihood="gaussian"):
+    with aelab.seeded(seed):
+        return aelab.VAE(4, 2, 8, 1, likelihood=likelihood)
+
+
+@pytest.fixture(scope="module")
+def cube():
+    """120 samples of 4 features in [0, 1] (a Bernoulli VAE's data), split 90/30."""
+    X = torch.rand(120, 4, generator=torch.Generator().manual_seed(0))
+    return data.Dataset(X[:90]), data.Dataset(X[90:])
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_the_vae_gradients_of_a_lone_stack_match_autograd(likelihood):
+    from functools import partial
+
+    from aelab._engine.objectives import VAEObjective
+    from aelab._engine.stack import Stack, stack_plan
+    from aelab.train import TrainConfig
+
+    model, beta, rows = vae(3, likelihood), 0.7, 6
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, rows, 4, generator=g)
+    eps = torch.randn(1, rows, 2, generator=g)
+    cfg = TrainConfig(epochs=1, batch_size=rows)
+    stack = Stack([stack_plan(model)], [cfg], torch.device("cpu"), vae=True)
+    batch = stack.batch(rows)
+    stack.eps = eps
+    y = stack.forward(torch.cat([x, torch.ones(1, rows, 1)], -1), batch)
+    dy = (torch.sigmoid(y) - x) / rows if likelihood == "bernoulli" else 2 * (y - x) / rows
+    kl_weight = torch.tensor(beta / rows).view(1, 1, 1)
+    hook = partial(stack.through_draw, rows=rows, kl_weight=kl_weight)
+    stack.backward(dy, torch.cat([x, torch.ones(1, rows, 1)], -1), None, batch, hook)
+    VAEObjective(beta=beta, likelihood=likelihood).loss(model, x[0], x[0], eps[0]).backward()
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for l, layer in enumerate(layers):
+        grad_weight, grad_bias = stack.weight_and_bias(l, 0, grad=True)
+        assert torch.allclose(grad_weight, layer.weight.grad, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(grad_bias, layer.bias.grad, rtol=1e-4, atol=1e-6)
+    assert float(layers[0].weight.grad.abs().max()) > 1e-4  # the encoder got a gradient
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_vaes_train_on_the_stack_as_the_autograd_loop_trains_them(likelihood, cube, monkeypatch):
+    train, test = cube
+    options = dict(
+        epochs=4,
+        batch_size=16,
+        lr=3e-3,
+        objective="vae",
+        beta=[1.0, 0.25],
+        likelihood=likelihood,
+        seeds=[0, 1],
+        test=test,
+        noise_sigma=[None, 0.05],
+    )
+    models = [vae(0, likelihood), vae(1, likelihood)]
+    alone = copy.deepcopy(models)
+    stacked = aelab.train_many(models, train, **options)
+    assert [h.config["path"] for h in stacked] == ["stack", "stack"]
+    _without_the_stack(monkeypatch)
+    looped = aelab.train_many(alone, train, **options)
+    assert [h.config["path"] for h in looped] == ["loop", "loop"]
+    for a, b, m, n in zip(stacked, looped, models, alone):
+        assert a.step_loss == pytest.approx(b.step_loss, rel=1e-4, abs=1e-6)
+        assert a.test_loss == pytest.approx(b.test_loss, rel=1e-4, abs=1e-6)
+        for p, q in zip(m.parameters(), n.parameters()):
+            assert torch.allclose(p, q, rtol=1e-3, atol=1e-5)
+    assert models[0].likelihood == likelihood  # kept by the model, as the loop keeps it
+
+
+def test_a_vae_member_is_bitwise_the_same_alone_and_in_any_stack(cube):
+    train, test = cube
+    options = dict(epochs=3, batch_size=16, objective="vae", test=test)
+    lone = vae(2)
+    [ref] = aelab.train_many([lone], train, beta=0.5, seeds=[7], **options)
+    peers = [vae(s) for s in range(5)]
+    histories = aelab.train_many(
+        peers, train, beta=[1.0, 2.0, 0.5, 0.1, 0.5], seeds=[3, 4, 7, 5, 6], **options
+    )
+    assert histories[2].config["ensemble_size"] == 5
+    assert histories[2].step_loss == ref.step_loss
+    assert histories[2].test_loss == ref.test_loss
+    assert all(torch.equal(p, q) for p, q in zip(peers[2].parameters(), lone.parameters()))
+
+
+def test_a_vae_under_another_objective_does_not_stack(cube):
+    train, _ = cube
+    [history] = aelab.train_many([vae(0)], train, epochs=1, batch_size=16)
+    assert history.config["path"] != "stack"  # its forward samples from torch's own stream

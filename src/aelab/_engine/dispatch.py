@@ -4,7 +4,8 @@ Members are grouped by what can share a path and a stack, and each group takes o
 path:
 
 * ``"stack"``: the hand-written stack (:mod:`aelab._engine.stack`), for Linear/ReLU/
-  residual autoencoders under the reconstruction or the MMD objective;
+  residual autoencoders under the reconstruction or the MMD objective, and MLP VAEs
+  under the VAE objective;
 * ``"vmap"``: the ``torch.func`` stack of :mod:`aelab._engine.functional`, when that
   module exists, for other groups (conv models, VAE and MMD objectives); see
   :func:`vmap_path` for the hook that decides;
@@ -42,9 +43,16 @@ from aelab._engine.config import (
     run_config,
 )
 from aelab._engine.loop import evaluate_loss, train_loop
-from aelab._engine.objectives import CallableObjective, MMDObjective, Objective, Reconstruction
+from aelab._engine.objectives import (
+    CallableObjective,
+    MMDObjective,
+    Objective,
+    Reconstruction,
+    VAEObjective,
+)
 from aelab._engine.stack import (
     StackMMD,
+    StackVAE,
     chunks,
     optimizer_key,
     signature,
@@ -52,6 +60,7 @@ from aelab._engine.stack import (
     train_stack,
 )
 from aelab.data import Dataset
+from aelab.models.vae import VAE
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +174,13 @@ def _hashable(objective: Objective):
 
 
 def _stack_objective(objective: Objective):
-    """What members of one hand-written stack share of their objective: the kind, and for
-    MMD the kernel and bandwidths (the weight may differ per member)."""
+    """What members of one hand-written stack share of their objective: the kind, for MMD
+    the kernel and bandwidths (the weight may differ per member), for a VAE the likelihood
+    (beta may differ)."""
     if type(objective) is MMDObjective:
         return ("mmd", objective.kernel, objective.bandwidths)
+    if type(objective) is VAEObjective:
+        return ("vae", objective.likelihood)
     return ("reconstruction",)
 
 
@@ -239,7 +251,13 @@ def _prepare(m: Member, device: torch.device) -> None:
         frozen.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has no trainable parameters (is everything frozen?).")
-    stackable = type(m.objective) in (Reconstruction, MMDObjective)
+    # a VAE stacks under its own objective only (under another, its forward samples from
+    # torch's global stream, and its decode applies the likelihood's link)
+    is_vae = type(model) is VAE
+    if is_vae:
+        stackable = type(m.objective) is VAEObjective
+    else:
+        stackable = type(m.objective) in (Reconstruction, MMDObjective)
     m.plan = stack_plan(model) if stackable else None
 
 
@@ -330,12 +348,14 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
         if tests[0][0] is not None:
             test_in = _as_stack([t[0] for t in tests]) if len(tests) > 1 else tests[0][0]
             test_target = _as_stack([m.test.X for m in chunk_]).to(device)
-        mmd = None
-        if type(chunk_[0].objective) is MMDObjective:
-            first = chunk_[0].objective
+        mmd = vae = None
+        first = chunk_[0].objective
+        if type(first) is MMDObjective:
             mmd = StackMMD([m.objective.weight for m in chunk_], first.kernel, first.bandwidths)
-            if test_in is not None:
-                test_noise = torch.stack([t[2] for t in tests])
+        elif type(first) is VAEObjective:
+            vae = StackVAE([m.objective.beta for m in chunk_], first.likelihood)
+        if (mmd or vae) and test_in is not None:
+            test_noise = torch.stack([t[2] for t in tests])
         histories = [_new_history(m, device, "stack", K) for m in chunk_]
         generators = [member_generator(m.cfg.seed, device) for m in chunk_]
         desc = f"{type(chunk_[0].model).__name__} x{K}"
@@ -354,6 +374,7 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             desc=desc,
             on_diverge=on_diverge,
             mmd=mmd,
+            vae=vae,
             test_noise=test_noise,
         )
         for m, history, message, loss in zip(chunk_, histories, diverged, final):

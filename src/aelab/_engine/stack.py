@@ -34,9 +34,11 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aelab._engine.config import (
@@ -51,12 +53,14 @@ from aelab._engine.objectives import pieces
 from aelab._engine.torch_ops import FusedUpdate, relu_backward
 from aelab.models._base import AutoencoderBase
 from aelab.models.resnet import ResidualBlock
+from aelab.models.vae import VAE
 
 __all__ = [
     "EMITTERS",
     "MATMULS",
     "Stack",
     "StackMMD",
+    "StackVAE",
     "stack_plan",
     "signature",
     "train_stack",
@@ -150,7 +154,9 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
     """The model as a chain of stackable ops, or None when it cannot be stacked.
 
     Stackable: an :class:`~aelab.models.AutoencoderBase` that keeps the base
-    ``encode``/``decode``/``forward`` and whose encoder and decoder are built from
+    ``encode``/``decode``/``forward`` (or an :class:`~aelab.models.VAE`, whose encoder
+    ends in the ``(mu, logvar)`` head: twice the decoder's input width) and whose
+    encoder and decoder are built from
     the module types in :data:`EMITTERS` (the MLP, linear and ResNet autoencoders),
     with float32 parameters on one device and no hooks.
 
@@ -161,7 +167,8 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
     if not isinstance(model, AutoencoderBase):
         return None
     cls = type(model)
-    if (cls.forward, cls.encode, cls.decode) != (
+    vae = cls is VAE
+    if not vae and (cls.forward, cls.encode, cls.decode) != (
         AutoencoderBase.forward,
         AutoencoderBase.encode,
         AutoencoderBase.decode,
@@ -200,7 +207,10 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
     if params[0].dtype != torch.float32:
         return None
     for a, b in zip(ops[:-1], ops[1:]):
-        if a.layer.out_features != b.layer.in_features:
+        head = vae and a.code  # (mu, logvar) -> a draw of z
+        if a.layer.out_features != (2 if head else 1) * b.layer.in_features:
+            return None
+        if head and (a.relu or a.res_end or b.res_start):
             return None
     return tuple(ops)
 
@@ -348,6 +358,7 @@ class _Layer(NamedTuple):
     by_row: bool
     input_matmul: Callable | None  # None: no gradient w.r.t. this layer's input is needed
     input_weight: torch.Tensor  # (K, out, in)
+    head: bool  # a VAE's (mu, logvar) layer: its output is not the next layer's input
 
 
 class _Batch(NamedTuple):
@@ -382,9 +393,15 @@ class Stack:
         cfgs: Sequence[TrainConfig],
         device: torch.device,
         threads: int | None = None,
+        vae: bool = False,
     ):
         first = plans[0]
         self.K = K = len(plans)
+        # a VAE: the code layer is the (mu, logvar) head, and the decoder takes a draw
+        # z = mu + exp(logvar / 2) * eps, with eps (K, rows, code size) set before each forward
+        self.vae = vae
+        self.eps: torch.Tensor | None = None
+        self._head: tuple[torch.Tensor, torch.Tensor] | None = None  # (mu|logvar, std)
         self.device = device
         # the torch thread count its steps will run on (it picks kernels for a lone member)
         self.threads = torch.get_num_threads() if threads is None else threads
@@ -544,9 +561,10 @@ class Stack:
                 grad_in = a if by_row else a.transpose(1, 2)
             buf = buf_in = None
             if l < self.n_layers - 1:
+                nxt = self.sizes[l + 1][0]  # o, or half of it after a VAE's head
                 buf = _aligned_zeros(K, B, self.widths[l + 1], self.device)
-                buf[:, :, o] = 1.0
-                buf_in = buf[:, :, : o + 1]
+                buf[:, :, nxt] = 1.0
+                buf_in = buf[:, :, : nxt + 1]
             width = self.widths[l] if padded else i + 1
             T = self.threads
             grad_kind = (
@@ -556,7 +574,7 @@ class Stack:
                 _Layer(
                     matmul=MATMULS[_matmul_kind(K, B, i + 1, o, T)],
                     weight=self.forward_op[l],
-                    out=None if buf is None else buf[:, :, :o],
+                    out=None if buf is None else buf[:, :, :nxt],
                     buf_in=buf_in,
                     relu=self.relu[l],
                     res_start=self.res_start[l],
@@ -570,6 +588,7 @@ class Stack:
                         MATMULS[_matmul_kind(K, B, o, i, T)] if l > self.first_trainable else None
                     ),
                     input_weight=self.backward_op[l],
+                    head=self.vae and l == self.code,
                 )
             )
         x = _aligned_zeros(K, B, self.widths[0], self.device)
@@ -625,15 +644,21 @@ class Stack:
         return y[:, : batch.rows] if plain else y
 
     def backward(
-        self, dy: torch.Tensor, x: torch.Tensor, xT: torch.Tensor | None, batch: _Batch
+        self,
+        dy: torch.Tensor,
+        x: torch.Tensor,
+        xT: torch.Tensor | None,
+        batch: _Batch,
+        code_hook: Callable | None = None,
     ) -> None:
         """Fill ``G`` with the gradients of sum_k loss_k, given ``dy`` = d(sum loss)/d(output)
         for the batch's rows (K, rows, d) or for all its padded rows (zero beyond ``rows``),
-        and the inputs ``x`` as given to :meth:`forward` (``xT`` is unused)."""
+        and the inputs ``x`` as given to :meth:`forward` (``xT`` is unused); ``code_hook`` as
+        in :meth:`_backward`."""
         x = self._padded_input(x, batch)
         if dy.shape[1] != batch.padded:
             dy = torch.cat([dy, dy.new_zeros(self.K, batch.padded - dy.shape[1], dy.shape[2])], 1)
-        self._backward(dy, self.inputs(x, [batch.padded])[1][0], batch.layers)
+        self._backward(dy, self.inputs(x, [batch.padded])[1][0], batch.layers, code_hook)
 
     def _forward(self, a: torch.Tensor, layers: list[_Layer]) -> torch.Tensor:
         """Outputs (K, B, d) for layer 0's inputs ``a`` (K, B, in + 1), pad rows included."""
@@ -646,6 +671,14 @@ class Stack:
             out = layer.out
             if out is None:  # the output layer
                 return h.add_(skip[:, :, :-1]) if layer.res_end else h
+            if layer.head:  # z = mu + exp(logvar / 2) * eps for the rows eps covers
+                c = out.shape[2]
+                std = h[:, :, c:].mul(0.5).exp_()
+                rows = self.eps.shape[1]
+                torch.addcmul(h[:, :rows, :c], std[:, :rows], self.eps, out=out[:, :rows])
+                self._head = (h, std)
+                a = layer.buf_in
+                continue
             if layer.res_end:
                 torch.add(h, skip[:, :, :-1], out=out)
                 if layer.relu:
@@ -660,6 +693,31 @@ class Stack:
             a = layer.buf_in
         raise AssertionError("unreachable")
 
+    def kl(self, rows: int) -> torch.Tensor:
+        """(K,) the last forward's mean KL(q(z | x) || N(0, I)) over its first ``rows`` rows."""
+        h, std = self._head
+        c = h.shape[2] // 2
+        mu, logvar = h[:, :rows, :c], h[:, :rows, c:]
+        terms = (1 + logvar - mu.square() - std[:, :rows].square()).sum((1, 2))
+        return terms.mul_(-0.5 / rows)
+
+    def through_draw(self, dz: torch.Tensor, rows: int, kl_weight: torch.Tensor) -> torch.Tensor:
+        """The gradient w.r.t. the head's (mu, logvar) (K, B, 2 c), zero in pad rows, given
+        ``dz`` w.r.t. the last draw z and ``kl_weight`` (K, 1, 1) = beta / rows::
+
+            d/d mu     = dz + beta mu / rows
+            d/d logvar = dz eps std / 2 + beta (std^2 - 1) / (2 rows)
+        """
+        h, std = self._head
+        c = dz.shape[2]
+        out = torch.zeros_like(h)
+        mu, s, g = h[:, :rows, :c], std[:, :rows], dz[:, :rows]
+        torch.addcmul(g, mu, kl_weight, out=out[:, :rows, :c])
+        lv = out[:, :rows, c:]
+        torch.mul(g, self.eps, out=lv)
+        lv.mul_(s).add_(s.square().sub_(1).mul_(kl_weight)).mul_(0.5)
+        return out
+
     def codes(self, batch: _Batch) -> torch.Tensor:
         """The codes of the last forward pass over ``batch``: (K, padded, code size), a view."""
         return batch.layers[self.code].out
@@ -669,11 +727,13 @@ class Stack:
         dy: torch.Tensor,
         grad_in0: torch.Tensor | None,
         layers: list[_Layer],
-        code_grad: torch.Tensor | None = None,
+        code_hook: Callable | None = None,
     ) -> None:
         """Fill ``G`` given ``dy`` = d(sum loss)/d(output) (K, B, d), zero in pad rows, and
-        layer 0's weight-gradient operand (from :meth:`inputs`); ``code_grad`` (K, rows, code
-        size) is a loss term's gradient w.r.t. the codes of the batch's first rows."""
+        layer 0's weight-gradient operand (from :meth:`inputs`); ``code_hook(d)`` maps the
+        gradient w.r.t. the decoder's input (K, B, code size) to the one w.r.t. the code
+        layer's output: it adds a loss term on the codes (MMD), or goes back through a
+        VAE's draw."""
         masks = self._masks
         d = dy
         skip_grad = None
@@ -692,8 +752,8 @@ class Stack:
             d = layer.input_matmul(d, layer.input_weight)  # d loss / d (layer l's input)
             if layer.res_start:
                 d = d.add_(skip_grad)
-            if code_grad is not None and l - 1 == self.code:
-                d[:, : code_grad.shape[1]].add_(code_grad)
+            if code_hook is not None and l - 1 == self.code:
+                d = code_hook(d)
             if layers[l - 1].relu:
                 d = relu_backward(d, masks[l - 1])
 
@@ -762,6 +822,14 @@ def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0, as :func:`aelab.losses.mmd` computes them."""
     norms = a.square().sum(2, keepdim=True) + b.square().sum(2).unsqueeze(1)
     return torch.baddbmm(norms, a, b.transpose(1, 2), alpha=-2).clamp_min_(0)
+
+
+class StackVAE(NamedTuple):
+    """The VAE objective of a stack (:class:`~aelab._engine.objectives.VAEObjective`): the
+    likelihood its members share, and each member's beta."""
+
+    betas: Sequence[float]
+    likelihood: str  # "gaussian" or "bernoulli"
 
 
 def _kernel_sums(a: torch.Tensor, b: torch.Tensor, mmd: StackMMD, slopes: bool):
@@ -861,6 +929,7 @@ def train_stack(
     desc="stack",
     on_diverge="raise",
     mmd: StackMMD | None = None,
+    vae: StackVAE | None = None,
     test_noise=None,
 ) -> list[str | None]:
     """Train the members of one stack; append to their Histories; write weights back.
@@ -880,7 +949,9 @@ def train_stack(
 
     ``mmd`` adds each member's weighted MMD^2 between its codes and N(0, I) draws to its
     loss (drawn per epoch after the input noise: ``n_used x code size`` numbers);
-    ``test_noise`` (n_test or K, n_test, code size) is then the test set's fixed draw. The
+    ``vae`` trains VAEs (plans with a ``(mu, logvar)`` head) on the negative ELBO, with
+    one reparameterised draw per sample from the same ``n_used x code size`` numbers.
+    ``test_noise`` (n_test or K, n_test, code size) is then the test set's fixed draw; the
     final loss is then left to the caller (None).
     """
     K = len(plans)
@@ -898,7 +969,7 @@ def train_stack(
         op.layer.in_features * op.layer.out_features for op in plans[0]
     )
     threads = torch.get_num_threads() if macs_per_member_step >= PARALLEL_MACS else 1
-    stack = Stack(plans, cfgs, device, threads)
+    stack = Stack(plans, cfgs, device, threads, vae=vae is not None)
     width = stack.widths[0]
     batches = [stack.batch(size) for size in sizes]
     padded = [b.padded for b in batches]
@@ -942,22 +1013,37 @@ def train_stack(
     noise_at = torch.zeros(K, rows, d, dtype=X.dtype, device=device) if noisy and pad_rows else None
     members = torch.arange(K, device=device).view(K, 1)
     E, S = cfg.epochs, len(sizes)
-    step_mmd = None  # (E, S, K) each step's weighted MMD^2 term
-    if mmd is not None:
-        c = stack.sizes[stack.code][1]
-        mmd_weight = torch.tensor(mmd.weights, dtype=X.dtype, device=device)  # (K,)
-        grad_weight = mmd_weight.view(K, 1, 1)
+    # the objective's N(0, I) numbers: prior draws (MMD) or the draws' eps (VAE)
+    drawn = mmd is not None or vae is not None
+    if drawn:
+        c = stack.sizes[stack.code + 1][0]
         prior = torch.empty(K, n_used, c, dtype=X.dtype, device=device)
         prior_rows, prior_batches = prior.unbind(0), prior.split(batch_size, 1)
+    step_extra = None  # (E, S, K) each step's loss beyond the squared error's norm
+    if mmd is not None:
+        mmd_weight = torch.tensor(mmd.weights, dtype=X.dtype, device=device)  # (K,)
+        grad_weight = mmd_weight.view(K, 1, 1)
         batch_spans = [(s * batch_size, s * batch_size + size) for s, size in enumerate(sizes)]
-        step_mmd = torch.empty(E, S, K, device=device)
+        step_extra = torch.empty(E, S, K, device=device)
+    bernoulli = vae is not None and vae.likelihood == "bernoulli"
+    if vae is not None:
+        beta = torch.tensor(vae.betas, dtype=X.dtype, device=device)  # (K,)
+        kl_weights = [(beta / size).view(K, 1, 1) for size in sizes]
+        step_extra = torch.empty(E, S, K, device=device)
     # every step's per-member error norm stays on the device until training ends: the
     # Histories are built once, at the end, not member by member after every epoch
-    step_norm = torch.empty(E, S, K, device=device)
-    inv_count = torch.tensor([1.0 / (s * d) for s in sizes], device=device).view(S, 1)
+    step_norm = torch.zeros(E, S, K, device=device)
+    # the squared error: a mean over elements, or for a Gaussian VAE summed over features
+    # (a Bernoulli VAE's cross-entropy goes to step_extra); d(loss)/d(output) = scale * diff
+    per_row = 1 if vae is not None else d
+    inv_count = torch.tensor(
+        [0.0 if bernoulli else 1.0 / (s * per_row) for s in sizes], device=device
+    ).view(S, 1)
     weights = [s / n_used for s in sizes]
     # 0-d tensors: an op with a Python float costs ~3x one with a tensor on tiny inputs
-    scales = [torch.tensor(2.0 / (s * d), device=device) for s in sizes]
+    scales = [
+        torch.tensor((1.0 if bernoulli else 2.0) / (s * per_row), device=device) for s in sizes
+    ]
     test_loss = None
     if test_in is not None:
         n_test = test_in.shape[-2]
@@ -967,8 +1053,10 @@ def train_stack(
         test_x.copy_(test_aug if test_aug.ndim == 3 else test_aug.expand(K, *test_aug.shape))
         test_a = stack.inputs(test_x, [test_batch.padded])[0][0]
         test_target = test_target if test_target.ndim == 3 else test_target.expand(K, -1, -1)
-        test_count = n_test * d
+        test_count = n_test * per_row
         test_loss = torch.empty(E, K, device=device)
+        if vae is not None:
+            test_eps = test_noise if test_noise.ndim == 3 else test_noise.expand(K, -1, -1)
         if mmd is not None:
             test_prior = test_noise if test_noise.ndim == 3 else test_noise.expand(K, -1, -1)
             test_spans = pieces(n_test, True, cfg.batch_size)  # (see objectives.pieces)
@@ -978,9 +1066,9 @@ def train_stack(
             ).view(-1, 1)
             test_prior_term = (_piece_mmd(None, test_prior, test_spans, mmd) * test_weights).sum(0)
 
-    def step_losses(epochs):  # epochs' (..., S, K) losses: mean squared error (+ weighted MMD)
+    def step_losses(epochs):  # epochs' (..., S, K) losses: squared error (+ the rest)
         mse = step_norm[epochs].square() * inv_count
-        return mse if step_mmd is None else mse + step_mmd[epochs]
+        return mse if step_extra is None else mse + step_extra[epochs]
 
     bar = progress_bar(E, progress, desc=desc)
     seconds = []
@@ -1003,10 +1091,10 @@ def train_stack(
                     torch.add(clean[:, :, :d], noise_at * sigma, out=inputs[:, :, :d])
                 else:
                     torch.add(clean[:, :n_used, :d], noise * sigma, out=inputs[:, :n_used, :d])
-            if mmd is not None:  # the prior's draws, after the input noise
+            if drawn:  # the objective's draws, after the input noise
                 for g, row in zip(generators, prior_rows):
                     torch.randn(n_used, c, generator=g, out=row)
-                # the prior's own MMD^2 terms, for every step's loss (no gradient): at once
+            if mmd is not None:  # the prior's own MMD^2 terms, for the steps' losses: at once
                 prior_terms = _piece_mmd(None, prior, batch_spans, mmd)  # (S, K)
             lrs_now = [group["schedule"].current() for group in stack.groups]
             counts = stack.step_counts(S) if stack.adam else [None] * S
@@ -1023,30 +1111,52 @@ def train_stack(
                     t = x[:, :, :d]
                 else:
                     a, a_grad, t = forward_in[s], grad_in[s], targets[s]
-                diff = stack._forward(a, batch.layers).sub_(t)
+                if vae is not None:
+                    stack.eps = prior_batches[s]
+                y = stack._forward(a, batch.layers)
+                rows_ = batch.rows
+                if bernoulli:  # y holds logits: the cross-entropy, and sigmoid(y) - t
+                    bce = _cross_entropy(y[:, :rows_], t[:, :rows_])
+                    diff = torch.sigmoid(y).sub_(t)
+                else:
+                    diff = y.sub_(t)
                 real = diff
-                if batch.padded != batch.rows:
-                    diff[:, batch.rows :] = 0.0  # pad rows add nothing to any gradient
-                    real = diff[:, : batch.rows]
-                torch.linalg.vector_norm(real, dim=(1, 2), out=norm_rows[s])
-                code_grad = None
+                if batch.padded != rows_:
+                    diff[:, rows_:] = 0.0  # pad rows add nothing to any gradient
+                    real = diff[:, :rows_]
+                if not bernoulli:
+                    torch.linalg.vector_norm(real, dim=(1, 2), out=norm_rows[s])
+                hook = None
                 if mmd is not None:
-                    z = stack.codes(batch)[:, : batch.rows].contiguous()
+                    z = stack.codes(batch)[:, :rows_].contiguous()
                     value, code_grad = _mmd_and_grad(z, prior_batches[s], mmd, prior_terms[s])
-                    torch.mul(value, mmd_weight, out=step_mmd[epoch, s])
-                    code_grad.mul_(grad_weight)
-                # d(mean squared error) (+ d(weighted MMD) at the codes)
-                stack._backward(diff.mul_(scales[s]), a_grad, batch.layers, code_grad)
+                    torch.mul(value, mmd_weight, out=step_extra[epoch, s])
+                    hook = partial(_add_rows, code_grad.mul_(grad_weight))
+                elif vae is not None:
+                    extra = stack.kl(rows_).mul_(beta)
+                    if bernoulli:
+                        extra.add_(bce.div_(rows_))
+                    step_extra[epoch, s] = extra
+                    hook = partial(stack.through_draw, rows=rows_, kl_weight=kl_weights[s])
+                # d(reconstruction) at the output; d(MMD), or d(KL) and the draw, at the codes
+                stack._backward(diff.mul_(scales[s]), a_grad, batch.layers, hook)
                 stack.update(lrs_now, counts[s])
             for group in stack.groups:
                 group["schedule"].advance()
             if test_loss is not None:
-                y = stack._forward(test_a, test_batch.layers)[:, :n_test].sub_(test_target)
-                torch.div(
-                    torch.linalg.vector_norm(y, dim=(1, 2)).square_(),
-                    test_count,
-                    out=test_loss[epoch],
-                )
+                if vae is not None:
+                    stack.eps = test_eps
+                y = stack._forward(test_a, test_batch.layers)[:, :n_test]
+                if bernoulli:
+                    torch.div(_cross_entropy(y, test_target), n_test, out=test_loss[epoch])
+                else:
+                    torch.div(
+                        torch.linalg.vector_norm(y.sub_(test_target), dim=(1, 2)).square_(),
+                        test_count,
+                        out=test_loss[epoch],
+                    )
+                if vae is not None:
+                    test_loss[epoch].add_(stack.kl(n_test).mul_(beta))
                 if mmd is not None:
                     z = stack.codes(test_batch)[:, :n_test]
                     test_mmd = (_piece_mmd(z, test_prior, test_spans, mmd) * test_weights).sum(0)
@@ -1062,7 +1172,7 @@ def train_stack(
             if not bar.disable:
                 loss = _epoch_losses(step_losses(slice(epoch, epoch + 1)), weights)
                 bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
-        final_loss = _final_losses(stack, X_aug, X, batch_size) if E and mmd is None else [None] * K
+        final_loss = _final_losses(stack, X_aug, X, batch_size) if E and not drawn else [None] * K
     bar.close()
 
     losses = step_losses(slice(None))  # (E, S, K)
@@ -1101,6 +1211,17 @@ def train_stack(
         history.seconds.extend(seconds[:e])
     stack.write_back(plans, [k for k in range(K) if diverged[k] is None])
     return diverged, final_loss
+
+
+def _add_rows(grad: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``d`` with ``grad`` added to its first rows (a loss term's gradient at the codes)."""
+    d[:, : grad.shape[1]].add_(grad)
+    return d
+
+
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(K,) binary cross-entropy from logits, summed over each member's rows and features."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum((1, 2))
 
 
 def _final_losses(

@@ -299,7 +299,9 @@ def train_mmd_autoencoder(
         Any aelab model (anything with ``encode``, ``decode`` and
         ``init_args["bottleneck_size"]``).
     train, test : Dataset
-        Training data and optional held-out data.
+        Training data and optional held-out data. The test loss (each epoch) measures
+        the MMD term in pieces of about ``batch_size`` rows, as the training steps see
+        it, weighted by their rows: its cost grows with the rows per piece squared.
     mmd_weight : float
         Weight of the MMD term, >= 0; 0 is plain training.
     kernel : {"imq", "rbf"}

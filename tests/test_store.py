@@ -123,6 +123,61 @@ def test_processes_equal_in_process(definition, uninterrupted):
     same_weights(runs, uninterrupted)
 
 
+# torch's thread pool has run and a tqdm bar has left its monitor thread behind, as in any
+# session that trained before: the workers still fork, at once, and give the same numbers
+FORKED = textwrap.dedent("""
+    import sys, threading
+    import pandas as pd, torch, tqdm
+    sys.path.insert(0, sys.argv[1])
+    import sweep_definition as d
+    from aelab import experiments, store
+
+    torch.set_num_threads(2)
+    torch.ones(512, 512) @ torch.ones(512, 512)
+    tqdm.tqdm(range(1), disable=True)
+    assert "tqdm_monitor" in [t.name for t in threading.enumerate()]
+    local = d.run()
+    forked = []
+    fork_workers = store._fork_workers
+    store._fork_workers = lambda *a: forked.append(1) or fork_workers(*a)
+    experiments._run_here = None  # the workers answer at once: the coordinator never trains
+    runs = d.run(executor="processes:2")
+    pd.testing.assert_frame_equal(
+        runs.table.drop(columns="seconds"), local.table.drop(columns="seconds"))
+    for m, n in zip(runs.models, local.models):
+        assert all(torch.equal(p, q) for p, q in zip(m.state_dict().values(),
+                                                    n.state_dict().values()))
+    print("forked", len(forked))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers fork on Linux only")
+def test_processes_fork_their_workers_when_no_other_thread_runs(definition):
+    child = subprocess.run(
+        [sys.executable, "-c", FORKED, str(definition.path.parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.split() == ["forked", "1"]
+
+
+def test_workers_do_not_fork_while_another_thread_runs():
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not store_module._can_fork()
+        with store_module.open_executor("processes:2") as plan:
+            assert plan.helps  # a forkserver's workers take seconds: the coordinator trains
+    finally:
+        stop.set()
+        other.join()
+
+
 def test_dask_local_equals_in_process(definition, uninterrupted):
     pytest.importorskip("distributed")
     runs = definition.run(executor="dask-local:2")

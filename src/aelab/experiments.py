@@ -818,12 +818,17 @@ def _execute(
     pcas: dict = {}
     trained = 0
     start = time.perf_counter()
-    if report is not None:
-        report(SweepProgress(reused, total, 0, to_train, reused, 0, 0.0, 0.0))
+    first = SweepProgress(reused, total, 0, to_train, reused, 0, 0.0, 0.0)
     if not chunks:
+        if report is not None:
+            report(first)
         return
     queue = collections.deque(chunks)
     with _store.open_executor(executor) as plan:
+        # reported once the workers started: a progress bar's monitor thread would keep
+        # processes:N from forking them (see store._can_fork)
+        if report is not None:
+            report(first)
         pending: dict = {}
         # Models are built where their stack trains: by the stack itself in process, and
         # in workers when the factory pickles and a worker builds the same weights (each

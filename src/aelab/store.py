@@ -50,8 +50,11 @@ import os
 import re
 import socket
 import sqlite3
+import sys
+import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -1059,10 +1062,12 @@ class ExecutorPlan:
 
 
 def _start_method(*preload: str) -> str:
-    """How worker processes start: forked from a fresh server that has imported aelab once.
+    """How worker processes start when they cannot fork from this process (see
+    :func:`_can_fork`; Dask's nannies always start theirs so): forked from a fresh server
+    that has imported aelab once.
 
-    Not fork: forking this process, whose torch thread pool may be running, can hang
-    the child (and Python 3.12+ warns). A forkserver imports torch and aelab once
+    Forking this process while another of its threads runs (a Dask event loop, a
+    notebook kernel) can hang the child. A forkserver imports torch and aelab once
     and forks each worker from there: measured here, two workers answered 2.1 s
     after the pool started, against 4.9 s for spawn, which imports them in each; and
     a Dask LocalCluster closed in 0.2 s instead of 3-4 s. (The preload list is the
@@ -1075,6 +1080,56 @@ def _start_method(*preload: str) -> str:
         ["__main__", "aelab.store", *([main] if main else []), *preload]
     )
     return "forkserver"
+
+
+def _can_fork() -> bool:
+    """Whether ``processes:N`` workers may be forked from this process itself, now.
+
+    A forked worker starts in milliseconds with everything this process imported,
+    where a forkserver first imports torch, aelab and the script (2-4 s here, a sixth
+    of a 17 s sweep). Forking is safe when no other thread can hold a lock the child
+    needs: on Linux only (macOS frameworks are not fork-safe), without CUDA initialised
+    (a forked child cannot use it), and with no Python thread but this one (a notebook
+    kernel, a Dask client, a user's thread: any of them refuses). tqdm's monitor
+    thread, which every tqdm bar starts (disabled ones too) and which then outlives
+    them, is stopped first, as tqdm itself stops it when its last bar closes; the next
+    bar starts another. The native threads that remain are OpenBLAS's pools, which stop
+    themselves around a fork (``pthread_atfork``), and torch's intra-op pool, which a
+    child never enters: it runs torch on one thread, as torch's own DataLoader workers
+    do after their fork, and torch resets its thread pool in a forked child.
+    """
+    if not (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and not torch.cuda.is_initialized()
+    ):
+        return False
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    if not all(_is_tqdm_monitor(t) for t in others):
+        return False
+    for monitor in others:
+        monitor.exit()  # tqdm's own way: wakes it and joins it
+    return threading.active_count() == 1
+
+
+def _is_tqdm_monitor(thread: threading.Thread) -> bool:
+    cls = type(thread)
+    return cls.__name__ == "TMonitor" and cls.__module__.startswith("tqdm")
+
+
+def _fork_workers(pool: cf.ProcessPoolExecutor, n: int) -> None:
+    """Fork all of ``pool``'s workers now, from this (the only Python) thread.
+
+    A fork pool starts every worker on its first submit, from the submitting thread;
+    doing it here keeps that from happening later from the thread that sends the first
+    stacks while this one trains. Python 3.12+ warns about forking a process with
+    threads; the only ones here are those :func:`_can_fork` allows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning
+        )
+        for _ in range(n):
+            pool.submit(os.getpid)
 
 
 def _main_module() -> str | None:
@@ -1201,11 +1256,17 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         yield ExecutorPlan(InProcessExecutor(), 1, None, False, "local")
     elif kind == "processes":
         n = _positive_count(spec, arg)
+        fork = _can_fork()
+        method = "fork" if fork else _start_method()
         pool = cf.ProcessPoolExecutor(
-            n, mp_context=multiprocessing.get_context(_start_method()), initializer=_one_thread
+            n, mp_context=multiprocessing.get_context(method), initializer=_one_thread
         )
         try:
-            yield ExecutorPlan(pool, 2 * n, 1, True, spec, helps=True)
+            if fork:
+                _fork_workers(pool, n)
+            # forked workers answer at once; others take seconds, which the coordinator
+            # spends training
+            yield ExecutorPlan(pool, 2 * n, 1, True, spec, helps=not fork)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     elif kind == "dask" and arg:

@@ -217,3 +217,39 @@ def test_a_vae_under_another_objective_does_not_stack(cube):
     train, _ = cube
     [history] = aelab.train_many([vae(0)], train, epochs=1, batch_size=16)
     assert history.config["path"] != "stack"  # its forward samples from torch's own stream
+
+
+@pytest.mark.parametrize(
+    "objective, kind", [("mmd", "resnet"), ("vae", "gaussian"), ("vae", "bernoulli")]
+)
+def test_the_stacks_final_loss_is_the_objective_on_the_training_set(
+    objective, kind, moons, cube, monkeypatch
+):
+    from aelab._engine.loop import evaluate_loss
+
+    seen = {}
+    real = dispatch._final_check
+
+    def spy(m, device):
+        seen[id(m.model)] = (m.final_loss, m)
+        return real(m, device)
+
+    monkeypatch.setattr(dispatch, "_final_check", spy)
+    if objective == "mmd":
+        train = moons[0]
+        models = [build(kind, 0), build(kind, 1)]
+        options = dict(mmd_weight=[1.0, 10.0])
+    else:
+        train = cube[0]
+        models = [vae(0, kind), vae(1, kind)]
+        options = dict(beta=[1.0, 0.3], likelihood=kind)
+    histories = aelab.train_many(
+        models, train, epochs=2, batch_size=16, objective=objective, seeds=[0, 1], **options
+    )
+    assert [h.config["path"] for h in histories] == ["stack", "stack"]
+    for model in models:
+        final, member = seen[id(model)]
+        X = member.train.X
+        noise = dispatch._final_noise(member, torch.device("cpu"))
+        expected = evaluate_loss(model, member.objective, X, X, noise, chunk=16)
+        assert final == pytest.approx(expected, rel=1e-5)

@@ -301,6 +301,18 @@ def _new_history(m: Member, device, path: str, size: int) -> History:
     )
 
 
+def _final_noise(m: Member, device) -> torch.Tensor:
+    """The objective's draws for the final-loss check, from the member's "final" stream."""
+    X = m.train.X
+    return torch.randn(
+        len(X),
+        m.objective.noise_columns(m.model),
+        device=device,
+        dtype=X.dtype,
+        generator=member_generator(m.cfg.seed, device, "final"),
+    )
+
+
 def _final_check(m: Member, device) -> str | None:
     """The final-loss half of the divergence rule: the message, or None when it passed."""
     cfg, history = m.cfg, m.history
@@ -310,15 +322,7 @@ def _final_check(m: Member, device) -> str | None:
     final = m.final_loss
     if final is None:
         columns = m.objective.noise_columns(m.model)
-        noise = None
-        if columns:
-            noise = torch.randn(
-                len(X),
-                columns,
-                device=device,
-                dtype=X.dtype,
-                generator=member_generator(cfg.seed, device, "final"),
-            )
+        noise = _final_noise(m, device) if columns else None
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(derived_seed(cfg.seed, "final"))
             # an objective that compares samples (MMD) costs rows^2 per piece: measure it
@@ -354,8 +358,11 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             mmd = StackMMD([m.objective.weight for m in chunk_], first.kernel, first.bandwidths)
         elif type(first) is VAEObjective:
             vae = StackVAE([m.objective.beta for m in chunk_], first.likelihood)
-        if (mmd or vae) and test_in is not None:
-            test_noise = torch.stack([t[2] for t in tests])
+        final_noise = None
+        if mmd or vae:
+            if test_in is not None:
+                test_noise = torch.stack([t[2] for t in tests])
+            final_noise = torch.stack([_final_noise(m, device) for m in chunk_])
         histories = [_new_history(m, device, "stack", K) for m in chunk_]
         generators = [member_generator(m.cfg.seed, device) for m in chunk_]
         desc = f"{type(chunk_[0].model).__name__} x{K}"
@@ -376,6 +383,7 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             mmd=mmd,
             vae=vae,
             test_noise=test_noise,
+            final_noise=final_noise,
         )
         for m, history, message, loss in zip(chunk_, histories, diverged, final):
             m.model.eval()

@@ -931,6 +931,7 @@ def train_stack(
     mmd: StackMMD | None = None,
     vae: StackVAE | None = None,
     test_noise=None,
+    final_noise=None,
 ) -> list[str | None]:
     """Train the members of one stack; append to their Histories; write weights back.
 
@@ -951,8 +952,9 @@ def train_stack(
     loss (drawn per epoch after the input noise: ``n_used x code size`` numbers);
     ``vae`` trains VAEs (plans with a ``(mu, logvar)`` head) on the negative ELBO, with
     one reparameterised draw per sample from the same ``n_used x code size`` numbers.
-    ``test_noise`` (n_test or K, n_test, code size) is then the test set's fixed draw; the
-    final loss is then left to the caller (None).
+    ``test_noise`` (n_test or K, n_test, code size) is then the test set's fixed draw, and
+    ``final_noise`` (K, n, code size) the final-loss check's (without it, the final loss is
+    left to the caller: None).
     """
     K = len(plans)
     cfg = cfgs[0]
@@ -1172,7 +1174,9 @@ def train_stack(
             if not bar.disable:
                 loss = _epoch_losses(step_losses(slice(epoch, epoch + 1)), weights)
                 bar.set_postfix(loss=f"{float(loss.mean()):.4g}", refresh=False)
-        final_loss = _final_losses(stack, X_aug, X, batch_size) if E and not drawn else [None] * K
+        final_loss = [None] * K
+        if E and (final_noise is not None or not drawn):
+            final_loss = _final_losses(stack, X_aug, X, batch_size, final_noise, mmd, vae)
     bar.close()
 
     losses = step_losses(slice(None))  # (E, S, K)
@@ -1225,21 +1229,50 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _final_losses(
-    stack: Stack, X_aug: torch.Tensor, X: torch.Tensor, batch_size: int
+    stack: Stack,
+    X_aug: torch.Tensor,
+    X: torch.Tensor,
+    batch_size: int,
+    noise: torch.Tensor | None = None,
+    mmd: StackMMD | None = None,
+    vae: StackVAE | None = None,
 ) -> list[float]:
-    """Each member's mean squared error on all its training samples (clean inputs) with its
-    final weights, for the divergence rule: one stacked forward pass over the data."""
+    """Each member's loss on all its training samples (clean inputs) with its final weights,
+    for the divergence rule: stacked forward passes over the data in batches. The MMD and
+    VAE objectives take ``noise`` (K, n, code size), their draws for it; MMD is measured in
+    the pieces of :func:`~aelab._engine.objectives.pieces`, as the autograd loop does."""
     K = stack.K
     n, d = X.shape[-2:]
     total = torch.zeros(K, dtype=torch.float64, device=X.device)
+    codes = torch.empty(K, n, noise.shape[2], device=X.device) if mmd is not None else None
     for first in range(0, n, batch_size):
         rows = min(batch_size, n - first)
         x = X_aug[..., first : first + rows, : d + 1]
         x = x if x.ndim == 3 else x.expand(K, rows, d + 1)
         target = X[..., first : first + rows, :]
-        y = stack.forward(x, stack.batch(rows)).sub_(target)
-        total += y.square().sum((1, 2), dtype=torch.float64)
-    return (total / (n * d)).tolist()
+        batch = stack.batch(rows)
+        if vae is not None:
+            stack.eps = noise[:, first : first + rows]
+        y = stack.forward(x, batch)
+        if vae is not None and vae.likelihood == "bernoulli":
+            total += _cross_entropy(y, target.expand(K, -1, -1)).double()
+        else:
+            total += y.sub_(target).square().sum((1, 2), dtype=torch.float64)
+        if vae is not None:
+            beta = torch.tensor(vae.betas, dtype=torch.float64, device=X.device)
+            total += stack.kl(rows).double() * rows * beta
+        if codes is not None:
+            codes[:, first : first + rows] = stack.codes(batch)[:, :rows]
+    if vae is not None:  # summed over features, averaged over samples
+        return (total / n).tolist()
+    loss = total / (n * d)
+    if mmd is not None:
+        spans = pieces(n, True, batch_size)
+        share = torch.tensor([(b - a) / n for a, b in spans], device=X.device).view(-1, 1)
+        terms = _piece_mmd(codes, noise, spans, mmd) + _piece_mmd(None, noise, spans, mmd)
+        weight = torch.tensor(mmd.weights, dtype=torch.float64, device=X.device)
+        loss += (terms * share).sum(0).double() * weight
+    return loss.tolist()
 
 
 # --------------------------------------------------------------------------- grouping

@@ -179,20 +179,23 @@ def test_workers_do_not_fork_while_another_thread_runs():
 
 
 def test_dask_local_equals_in_process(definition, uninterrupted):
+    import multiprocessing
+
     pytest.importorskip("distributed")
     runs = definition.run(executor="dask-local:2")
     same_table(runs, uninterrupted)
     same_weights(runs, uninterrupted)
+    assert not multiprocessing.active_children()  # its workers, forked or not, are gone
 
 
 def test_killing_a_dask_worker_loses_nothing(definition, uninterrupted, tmp_path):
     distributed = pytest.importorskip("distributed")
     import dask
 
-    # workers forked from a server that has imported aelab: seconds faster than spawn
-    method = store_module._start_method("distributed")
+    # nannies, as dask-local:N has when it cannot fork its workers, starting them from a
+    # server that has imported aelab: seconds faster than spawn
     with (
-        dask.config.set({"distributed.worker.multiprocessing-method": method}),
+        dask.config.set(store_module._nanny_settings(dask)),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=50
         ) as cluster,

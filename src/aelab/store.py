@@ -33,7 +33,9 @@ Executors: ``"local"`` (in process), ``"processes:N"`` (N worker processes, one
 torch thread each), ``"dask:ADDRESS"`` (a running Dask scheduler),
 ``"dask-local:N"`` (a :class:`distributed.LocalCluster` started and stopped
 here), or any :class:`concurrent.futures.Executor`, e.g. the one
-``distributed.Client.get_executor()`` returns for a SLURM cluster.
+``distributed.Client.get_executor()`` returns for a SLURM cluster. The local
+kinds fork their workers from this process when that is safe (:func:`_can_fork`),
+so they start within a second; otherwise from a forkserver that imports torch first.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ TIMEOUT_S = 10.0
 # seconds to wait for a Dask scheduler's handshake (a live one answers in milliseconds); with
 # the import of distributed, a wrong address is reported within 10 s
 DASK_CONNECT_S = 6.0
+# seconds for dask-local's forked workers to join their scheduler (they need well under one)
+DASK_START_S = 60.0
 # SQLite's default limit on bound parameters is 999 in old builds; stay under it
 _IN_CHUNK = 900
 
@@ -1063,8 +1067,8 @@ class ExecutorPlan:
 
 def _start_method(*preload: str) -> str:
     """How worker processes start when they cannot fork from this process (see
-    :func:`_can_fork`; Dask's nannies always start theirs so): forked from a fresh server
-    that has imported aelab once.
+    :func:`_can_fork`), nannies' workers included: forked from a fresh server that has
+    imported aelab once.
 
     Forking this process while another of its threads runs (a Dask event loop, a
     notebook kernel) can hang the child. A forkserver imports torch and aelab once
@@ -1083,7 +1087,7 @@ def _start_method(*preload: str) -> str:
 
 
 def _can_fork() -> bool:
-    """Whether ``processes:N`` workers may be forked from this process itself, now.
+    """Whether local workers (``processes:N``, ``dask-local:N``) may fork from this process now.
 
     A forked worker starts in milliseconds with everything this process imported,
     where a forkserver first imports torch, aelab and the script (2-4 s here, a sixth
@@ -1224,6 +1228,134 @@ def check_executor(spec) -> None:
         _import_distributed()
 
 
+def _nanny_settings(dask) -> dict:
+    """Dask settings for a LocalCluster whose nannies start their workers."""
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc
+    # hand memory back after nearly every small tensor: measured here, a stack of 125
+    # small models trained in 0.48 s with it and 0.26 s without
+    environ = {
+        k: v
+        for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+        if k != "MALLOC_TRIM_THRESHOLD_"
+    }
+    method = _start_method("distributed")
+    if method == "forkserver":
+        # started now, with aelab's preload: the nannies would start it with Dask's
+        # own list (Dask's packages, not torch), and each worker then imported torch
+        # itself (measured: 2-3 s of CPU per worker before its first stack)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    return {
+        "distributed.worker.multiprocessing-method": method,
+        "distributed.nanny.pre-spawn-environ": environ,
+    }
+
+
+def _fork_dask_workers(n: int) -> list:
+    """``n`` processes forked now (see :func:`_can_fork`), each waiting on its pipe for a
+    scheduler's address to serve as a Dask worker: ``[(process, connection), ...]``."""
+    context = multiprocessing.get_context("fork")
+    forked = []
+    with warnings.catch_warnings():  # Python 3.12+: see _fork_workers
+        warnings.filterwarnings(
+            "ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning
+        )
+        for _ in range(n):
+            here, there = context.Pipe()
+            # the child closes its copies of the coordinator's ends, so that it reads
+            # the end of its pipe when the coordinator closes its own
+            theirs = [here, *(conn for _, conn in forked)]
+            process = context.Process(
+                target=_serve_dask_worker,
+                args=(there, theirs),
+                name="aelab-dask-worker",
+                daemon=True,
+            )
+            process.start()
+            there.close()
+            forked.append((process, here))
+    return forked
+
+
+def _serve_dask_worker(conn, theirs: list) -> None:
+    """A forked Dask worker: wait for the scheduler's address and the worker's options,
+    then serve until the coordinator closes its end of the pipe (or dies), or the
+    scheduler closes the worker."""
+    for other in theirs:
+        other.close()
+    torch.set_num_threads(1)
+    try:
+        address, options = conn.recv()
+    except EOFError:  # the coordinator closed without starting this worker
+        return
+    import asyncio
+
+    import distributed
+
+    async def serve():
+        async with distributed.Worker(address, **options) as worker:
+            conn.send(worker.address)
+            loop, hung_up = asyncio.get_running_loop(), asyncio.Event()
+
+            def wait_for_hang_up():
+                with contextlib.suppress(EOFError, OSError):
+                    conn.recv()
+                loop.call_soon_threadsafe(hung_up.set)
+
+            # a daemon thread: blocked in recv, it must not keep the process alive
+            threading.Thread(target=wait_for_hang_up, daemon=True).start()
+            finished = asyncio.ensure_future(worker.finished())
+            await asyncio.wait(
+                [finished, asyncio.ensure_future(hung_up.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+
+    asyncio.run(serve())
+
+
+_FORKED_WORKER: list = []
+
+
+def _forked_worker_class():
+    """A Dask ``ProcessInterface`` (what a LocalCluster's ``worker_class`` may be, as
+    dask-jobqueue's job classes are) that starts a worker in a process forked earlier,
+    before Dask's threads existed, instead of having a nanny start one."""
+    if _FORKED_WORKER:
+        return _FORKED_WORKER[0]
+    import asyncio
+
+    from distributed.deploy.spec import ProcessInterface
+
+    class ForkedWorker(ProcessInterface):
+        def __init__(self, scheduler, name=None, children=None, **options):
+            super().__init__(scheduler, name)
+            self.scheduler_address, self.children = scheduler, children
+            self.options = {**options, "name": name}
+            self.process = self.conn = None
+
+        async def start(self):
+            if not self.children:
+                raise RuntimeError("no forked process is left to start a Dask worker in")
+            self.process, self.conn = self.children.pop(0)
+            self.conn.send((self.scheduler_address, self.options))
+            # the worker's address, or EOFError when it failed to start
+            self.address = await asyncio.get_running_loop().run_in_executor(None, self.conn.recv)
+            await super().start()
+
+        async def close(self):
+            if self.process is not None:
+                self.conn.close()  # the worker closes when its pipe ends
+                process = self.process
+                await asyncio.get_running_loop().run_in_executor(None, process.join, TIMEOUT_S)
+                if process.is_alive():  # a worker that hangs is killed
+                    process.kill()
+            await super().close()
+
+    _FORKED_WORKER.append(ForkedWorker)
+    return ForkedWorker
+
+
 @contextlib.contextmanager
 def open_executor(spec) -> Iterator[ExecutorPlan]:
     """The executor ``spec`` names, started for the block and shut down after it.
@@ -1293,44 +1425,43 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         distributed = _import_distributed()
         import dask
 
-        # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc
-        # hand memory back after nearly every small tensor: measured here, a stack of 125
-        # small models trained in 0.48 s with it and 0.26 s without
-        environ = {
-            k: v
-            for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
-            if k != "MALLOC_TRIM_THRESHOLD_"
-        }
-        method = _start_method("distributed")
-        if method == "forkserver":
-            # started now, with aelab's preload: the nannies would start it with Dask's
-            # own list (Dask's packages, not torch), and each worker then imported torch
-            # itself (measured: 2-3 s of CPU per worker before its first stack)
-            from multiprocessing import forkserver
-
-            forkserver.ensure_running()
-        # the settings stay for the cluster's life: its nannies start (and restart) their
-        # workers in this process, reading them then
-        with (
-            dask.config.set(
-                {
-                    "distributed.worker.multiprocessing-method": method,
-                    "distributed.nanny.pre-spawn-environ": environ,
-                }
-            ),
-            distributed.LocalCluster(
-                n_workers=0,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            distributed.Client(cluster, set_as_default=False) as client,
-        ):
-            # started without waiting for them (seconds: each imports torch), so that
-            # this process trains while they start
-            cluster.scale(n)
-            yield ExecutorPlan(client.get_executor(pure=False), 2 * n, 1, True, spec, helps=True)
+        forked = _fork_dask_workers(n) if _can_fork() else None
+        if forked is None:
+            settings = _nanny_settings(dask)
+            options = {}
+        else:  # Dask's own threads start after these forks, never before
+            settings, options = {}, {"worker_class": _forked_worker_class(), "children": forked}
+        try:
+            # the settings stay for the cluster's life: its nannies start (and restart)
+            # their workers in this process, reading them then
+            with (
+                dask.config.set(settings),
+                distributed.LocalCluster(
+                    n_workers=0,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                    **options,
+                ) as cluster,
+                distributed.Client(cluster, set_as_default=False) as client,
+            ):
+                # started without waiting for nannies' workers (seconds: each imports
+                # torch), so that this process trains while they start; forked ones
+                # answer within a second
+                cluster.scale(n)
+                if forked is not None:
+                    client.wait_for_workers(n, timeout=DASK_START_S)
+                executor = client.get_executor(pure=False)
+                yield ExecutorPlan(executor, 2 * n, 1, True, spec, helps=forked is None)
+        finally:
+            for _, conn in forked or ():
+                conn.close()  # a worker never started reads the end of its pipe and exits
+            for process, _ in forked or ():
+                process.join(timeout=TIMEOUT_S)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
     else:
         raise ValueError(
             f"executor={spec!r} is not one aelab knows; allowed: {', '.join(EXECUTOR_FORMS)}."

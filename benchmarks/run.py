@@ -617,7 +617,8 @@ def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
         ]
         if w.name in OBJECTIVES:
             lines += [
-                "The path train_many's dispatcher chose is in brackets: 'vmap' is "
+                "The path train_many's dispatcher chose is in brackets: 'stack' is the "
+                "hand-written step of aelab._engine.stack, 'vmap' is "
                 "aelab._engine.functional, 'loop' the autograd loop one model after "
                 "another.",
                 "",

@@ -2,8 +2,8 @@
 
 The engine (:mod:`aelab._engine`) groups the models by what can share a stack and
 trains each group on one path: the hand-written stack for Linear/ReLU/residual
-autoencoders under reconstruction, the vmapped stack for other groups when it is
-available, else the autograd loop one model after another. Which models the
+autoencoders under reconstruction or MMD and for MLP VAEs, the vmapped stack for other
+groups (conv models) when it is faster, else the autograd loop one model after another. Which models the
 hand-written stack takes is decided by :data:`EMITTERS`.
 """
 
@@ -146,14 +146,17 @@ def train_many(
     objective, data shape and shared settings); mixed architectures, objectives and
     options are fine. Linear/ReLU/residual autoencoders (:class:`~aelab.Autoencoder`,
     :class:`~aelab.LinearAutoencoder`, :class:`~aelab.ResNetAutoencoder`) under
-    reconstruction are stacked by the hand-written engine: weights become batched
-    tensors and every step is a few batched matmuls and one fused optimizer call.
+    reconstruction or MMD, and :class:`~aelab.VAE` under its own objective, are stacked
+    by the hand-written engine: weights become batched tensors and every step is a few
+    batched matmuls and one fused optimizer call (MMD's gradient at the codes and the
+    VAE's draw and KL term are written out too).
     Each member still draws its own data order and noise from its own seed and has
     its own optimizer state, so its :class:`History` and weights are those
     :func:`~aelab.train_autoencoder` gives for that model and seed, bit for bit (on
-    the CPU at a fixed torch thread count), whatever the other models in the call.
-    Other groups (VAE and MMD objectives, conv models) take the vmapped stack where
-    it is available and faster, else train one model after another; each History's
+    the CPU at a fixed torch thread count), whatever the other models in the call
+    (under MMD or the VAE objective they match the autograd loop to float32 rounding).
+    Other groups (conv models) take the vmapped stack where it is faster, else train
+    one model after another; each History's
     ``config["path"]`` says which ("stack", "vmap" or "loop").
 
     Parameters

@@ -1,6 +1,7 @@
 import base64
 import io
 import json
+import os
 from html.parser import HTMLParser
 
 import matplotlib.image as mpimg
@@ -199,3 +200,54 @@ def test_report_and_metrics_are_never_one_without_the_other(tmp_path, monkeypatc
     monkeypatch.undo()
     report.write(StudyResult("x", findings=["f"]), tmp_path)
     assert (tmp_path / "report.html").exists() and (tmp_path / "metrics.json").exists()
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this system")
+
+
+@needs_fork
+def test_figures_drawn_in_the_background_are_the_same_bytes(tmp_path):
+    result = StudyResult("s", figures={"a": titled_figure("one"), "b": titled_figure("two")})
+    with report.BackgroundRenderer() as renderer:
+        renderer.submit(result)
+        background = report.write(result, tmp_path / "bg", renderer=renderer)
+        assert renderer._pngs == {} and renderer._jobs == []  # every PNG was taken
+    alone = report.write(result, tmp_path / "alone")
+    assert parse(background).images == parse(alone).images
+    for name in ("a", "b"):
+        assert (tmp_path / "bg" / "s" / f"{name}.png").read_bytes() == (
+            tmp_path / "alone" / "s" / f"{name}.png"
+        ).read_bytes()
+
+
+@needs_fork
+def test_a_failed_background_child_leaves_the_drawing_to_write(tmp_path, monkeypatch):
+    parent, draw = os.getpid(), report._pngs
+
+    def fails_in_the_child(fig):
+        if os.getpid() != parent:
+            raise RuntimeError("child failed")
+        return draw(fig)
+
+    monkeypatch.setattr(report, "_pngs", fails_in_the_child)
+    result = StudyResult("s", figures={"a": titled_figure("one")})
+    renderer = report.BackgroundRenderer()
+    renderer.submit(result)
+    folder = renderer._dir
+    assert renderer.take(result.figures["a"]) is None  # the child wrote nothing
+    path = report.write(result, tmp_path, renderer=renderer)
+    assert len(parse(path).images) == 1 and (tmp_path / "s" / "a.png").exists()
+    renderer.close()
+    assert not os.path.exists(folder)
+
+
+def test_background_renderer_refuses_wrong_input(tmp_path):
+    with pytest.raises(TypeError, match="enabled"):
+        report.BackgroundRenderer(enabled="yes")
+    with report.BackgroundRenderer(enabled=False) as renderer:
+        with pytest.raises(TypeError, match="StudyResult"):
+            renderer.submit("not a result")
+        renderer.submit(StudyResult("s", figures={"a": titled_figure("one")}))
+        assert renderer._jobs == []  # disabled: write() draws everything
+    with pytest.raises(TypeError, match="renderer"):
+        report.write(StudyResult("s"), tmp_path, renderer="fork")

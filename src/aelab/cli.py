@@ -454,6 +454,12 @@ def cmd_run(args) -> int:
 def _run_studies(names, options, args, show, out_dir) -> int:
     """Run the studies in order; write the report of those that finished, also when one
     fails or the run is interrupted (marked incomplete, naming those that did not run)."""
+    # figures are drawn in a child process while the next study computes
+    with report.BackgroundRenderer() as renderer:
+        return _run_and_report(names, options, args, show, out_dir, renderer)
+
+
+def _run_and_report(names, options, args, show, out_dir, renderer) -> int:
     from tqdm.auto import tqdm
 
     results, stopped = [], None
@@ -469,6 +475,8 @@ def _run_studies(names, options, args, show, out_dir) -> int:
             seconds = time.perf_counter() - start
             result.config.setdefault("seconds", round(seconds, 2))
             results.append(result)
+            if i < len(names):  # the last study's figures have nothing to overlap with
+                renderer.submit(result)
             if bar is not None:
                 bar.update()
             elif lines:
@@ -488,7 +496,7 @@ def _run_studies(names, options, args, show, out_dir) -> int:
     settings = "full (course) settings" if args.full else "quick settings"
     title = f"aelab run: {which}, {settings}, seed {args.seed}"
     if stopped is None:
-        path = report.write(results, out_dir, title=title)
+        path = report.write(results, out_dir, title=title, renderer=renderer)
         print(f"Report: {path.resolve()}")
         return 0
     if not results:
@@ -505,7 +513,12 @@ def _run_studies(names, options, args, show, out_dir) -> int:
         f"(rerun the rest with: aelab run {' '.join(not_run)})."
     )
     path = report.write(
-        results, out_dir, title=f"{title} (incomplete)", incomplete=incomplete, not_run=not_run
+        results,
+        out_dir,
+        title=f"{title} (incomplete)",
+        incomplete=incomplete,
+        not_run=not_run,
+        renderer=renderer,
     )
     print(f"Report (incomplete, {len(results)} of {len(names)} studies): {path.resolve()}")
     if isinstance(stopped, KeyboardInterrupt):

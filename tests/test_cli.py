@@ -401,7 +401,8 @@ def test_a_stopped_run_reports_the_studies_that_finished(
 ):
     _fake_studies(monkeypatch, {"fake-a": None, "fake-b": stop, "fake-c": None})
     out = tmp_path / "out"
-    assert main(["run", "fake-a", "fake-b", "fake-c", "--out", str(out)]) == status
+    # --jobs 1: in this process, where the fake studies are registered
+    assert main(["run", "fake-a", "fake-b", "fake-c", "--jobs", "1", "--out", str(out)]) == status
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "incomplete" in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
@@ -413,10 +414,68 @@ def test_a_stopped_run_reports_the_studies_that_finished(
 
 def test_run_without_a_terminal_prints_a_line_per_study(tmp_path, capsys, monkeypatch):
     _fake_studies(monkeypatch, {"fake-a": None, "fake-b": None})
-    assert main(["run", "fake-a", "fake-b", "--out", str(tmp_path / "o")]) == 0
+    assert main(["run", "fake-a", "fake-b", "--jobs", "1", "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert re.search(r"^\[1/2\] fake-a \d+\.\d s$", err, re.M)
     assert re.search(r"^\[2/2\] fake-b \d+\.\d s$", err, re.M)
+
+
+FAST = ["backprop-by-hand", "sheet6-pca", "conv-shapes"]  # real studies of under a second
+
+
+def _numbers(out: Path) -> dict:
+    """metrics.json's studies, and their order in report.html."""
+    html = (out / "report.html").read_text()
+    order = sorted(FAST, key=lambda name: html.index(f'<section id="{name}"'))
+    return {"order": order, "studies": json.loads((out / "metrics.json").read_text())["studies"]}
+
+
+def test_studies_run_side_by_side_give_the_serial_run_s_report(tmp_path, capsys):
+    assert main(["run", *FAST, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main(["run", *FAST, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    err = capsys.readouterr().err
+    assert sorted(re.findall(r"^\[\d/3\] (\S+)", err, re.M)) == sorted(FAST * 2)
+    serial, parallel = _numbers(tmp_path / "one"), _numbers(tmp_path / "two")
+    assert parallel == serial and serial["order"] == FAST
+    figures = sorted(p.name for p in (tmp_path / "two" / "sheet6-pca").glob("*.png"))
+    assert figures and figures == sorted(
+        p.name for p in (tmp_path / "one" / "sheet6-pca").glob("*.png")
+    )
+
+
+def test_a_study_failing_in_a_worker_is_one_line_as_in_a_serial_run(tmp_path, capsys):
+    argv = ["run", "moons-autoencoder", "moons-noise-shift", "--set", "lr=1e6"]
+    assert main([*argv, "--jobs", "2", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aelab run: error: training loss became nan"), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # no study finished: nothing to report
+
+
+def test_bad_jobs_is_bad_usage(tmp_path, capsys):
+    assert main(["run", *FAST, "--jobs", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_workers_and_reports_what_finished(tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aelab", "run", "conv-shapes", "moons-reproducibility"]
+        + ["--jobs", "2", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    line = process.stderr.readline()  # the first finished study's line
+    assert line.startswith("[1/2] conv-shapes"), line + process.stderr.read()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)  # no worker left running to wait for
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["studies"]) == ["conv-shapes"]
+    assert metrics["not_run"] == ["moons-reproducibility"]
 
 
 def test_only_one_of_many_simultaneous_claims_of_a_folder_wins(tmp_path):

@@ -414,6 +414,8 @@ def _check_study_names(names) -> None:
 
 
 def cmd_run(args) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     if args.studies:
         _check_study_names(args.studies)
     user_data = _load_data(args.data) if args.data else None
@@ -452,40 +454,69 @@ def cmd_run(args) -> int:
 
 
 def _run_studies(names, options, args, show, out_dir) -> int:
-    """Run the studies in order; write the report of those that finished, also when one
-    fails or the run is interrupted (marked incomplete, naming those that did not run)."""
+    """Run the studies (``--jobs`` at a time); write the report of those that finished,
+    also when one fails or the run is interrupted (marked incomplete, naming those that
+    did not run)."""
+    from aelab._jobs import default_jobs
+
+    jobs = args.jobs or default_jobs(args.threads, len(names))
+    if jobs > 1 and len(names) > 1:  # each worker draws its studies' figures
+        return _run_and_report(names, options, args, show, out_dir, None, jobs)
     # figures are drawn in a child process while the next study computes
     with report.BackgroundRenderer() as renderer:
-        return _run_and_report(names, options, args, show, out_dir, renderer)
+        return _run_and_report(names, options, args, show, out_dir, renderer, 1)
 
 
-def _run_and_report(names, options, args, show, out_dir, renderer) -> int:
+def _in_order(names, options, args, renderer, bar):
+    """(index, result, seconds) of each study, run here one after another."""
+    for i, name in enumerate(names):
+        if bar is not None:
+            bar.set_description(name)
+        start = time.perf_counter()
+        result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
+        seconds = time.perf_counter() - start
+        result.config.setdefault("seconds", round(seconds, 2))
+        if i < len(names) - 1:  # the last study's figures have nothing to overlap with
+            renderer.submit(result)
+        yield i, result, seconds
+
+
+def _run_and_report(names, options, args, show, out_dir, renderer, jobs) -> int:
     from tqdm.auto import tqdm
 
-    results, stopped = [], None
+    from aelab._jobs import run_parallel
+
+    finished, stopped = {}, None
     bar_wanted = sys.stderr.isatty() if show is None else show
     lines = show is None and not bar_wanted  # no terminal: one line per finished study
     bar = tqdm(total=len(names), unit="study", file=sys.stderr) if bar_wanted else None
+    if jobs > 1:
+        kwargs = [dict(quick=not args.full, seed=args.seed, **options[n]) for n in names]
+        done = run_parallel(names, kwargs, jobs, args.threads)
+        if bar is not None:
+            bar.set_description(f"{jobs} at a time")
+    else:
+        done = _in_order(names, options, args, renderer, bar)
     try:
-        for i, name in enumerate(names, 1):
-            if bar is not None:
-                bar.set_description(name)
-            start = time.perf_counter()
-            result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
-            seconds = time.perf_counter() - start
-            result.config.setdefault("seconds", round(seconds, 2))
-            results.append(result)
-            if i < len(names):  # the last study's figures have nothing to overlap with
-                renderer.submit(result)
+        for i, result, seconds in done:
+            finished[i] = result
             if bar is not None:
                 bar.update()
             elif lines:
-                print(f"[{i}/{len(names)}] {name} {seconds:.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"[{len(finished)}/{len(names)}] {names[i]} {seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     except (KeyboardInterrupt, Exception) as err:
         stopped = err
+        if args.debug and getattr(err, "worker_trace", ""):
+            print(err.worker_trace, file=sys.stderr, end="")
     finally:
+        done.close()  # stops the workers
         if bar is not None:
             bar.close()
+    results = [finished[i] for i in sorted(finished)]
     which = (
         f"all {len(names)} studies"
         if not args.studies and not args.data
@@ -501,8 +532,8 @@ def _run_and_report(names, options, args, show, out_dir, renderer) -> int:
         return 0
     if not results:
         raise stopped
-    not_run = names[len(results) :]
-    running = not_run[0]
+    not_run = [name for i, name in enumerate(names) if i not in finished]
+    running = getattr(stopped, "study", None) or not_run[0]
     why = (
         f"the run was interrupted ({_interrupt_name(stopped)}) while running {running}"
         if isinstance(stopped, KeyboardInterrupt)
@@ -1630,6 +1661,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("studies", nargs="*", metavar="STUDY", help="study ids (see `aelab list`)")
     p.add_argument("--full", action="store_true", help="the course sizes instead of quick settings")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="studies run at once, each in a process of its own on --threads torch threads "
+        "(default: as many as the cores allow, cores // threads); 1 runs them in turn",
+    )
     p.add_argument(
         "--dataset",
         choices=["digits", "mnist"],

@@ -32,6 +32,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from html import escape
 from importlib import metadata
@@ -40,7 +41,7 @@ from pathlib import Path
 from aelab._files import atomic_path, write_bytes, write_text
 from aelab.studies._base import REGISTRY, StudyResult
 
-__all__ = ["write", "library_versions", "BackgroundRenderer"]
+__all__ = ["write", "library_versions", "BackgroundRenderer", "RenderedFigure", "prerender"]
 
 # Embedded figures: one pixel per CSS pixel (96 per inch, the browser's own scale), so
 # that a figure drawn 6 inches wide shows 6 CSS inches wide and its 10-point text at
@@ -173,6 +174,47 @@ def _pngs(fig) -> tuple[bytes, bytes, int, int]:
     return (full.getvalue(), out.getvalue(), *size)
 
 
+@dataclass(frozen=True)
+class RenderedFigure:
+    """A figure already drawn to the PNGs the report uses (picklable, unlike many figures):
+    what :func:`prerender` puts in place of each figure of a result."""
+
+    title: str
+    full: bytes  # the full-size PNG file (FILE_DPI)
+    small: bytes  # the embedded PNG (EMBED_DPI)
+    width: int  # the embedded PNG's size in pixels
+    height: int
+
+
+def _figure_title(fig, key: str) -> str:
+    return fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "") or key
+
+
+def prerender(result: StudyResult) -> StudyResult:
+    """``result`` with every figure drawn once into a :class:`RenderedFigure`: it can then
+    cross a process boundary (``aelab run --jobs``), and :func:`write` embeds the same bytes
+    it would have drawn.
+
+    Examples
+    --------
+    >>> from aelab.plots import new_figure
+    >>> fig, axes = new_figure()
+    >>> _ = axes[0, 0].set_title("a figure")
+    >>> done = prerender(StudyResult("one figure", figures={"panel": fig}))
+    >>> done.figures["panel"].title, done.figures["panel"].full[:4]
+    ('a figure', b'\\x89PNG')
+    """
+    if not isinstance(result, StudyResult):
+        raise TypeError(f"result must be a StudyResult, got {type(result).__name__}.")
+    figures = {
+        key: fig
+        if isinstance(fig, RenderedFigure)
+        else RenderedFigure(_figure_title(fig, key), *_pngs(fig))
+        for key, fig in result.figures.items()
+    }
+    return replace(result, figures=figures)
+
+
 class BackgroundRenderer:
     """Draw study figures' PNGs in child processes while the caller goes on computing.
 
@@ -226,7 +268,7 @@ class BackgroundRenderer:
         """Start drawing ``result``'s figures in a child process (when enabled)."""
         if not isinstance(result, StudyResult):
             raise TypeError(f"result must be a StudyResult, got {type(result).__name__}.")
-        figures = list(result.figures.values())
+        figures = [f for f in result.figures.values() if not isinstance(f, RenderedFigure)]
         if not self.enabled or not figures:
             return
         if self._dir is None:
@@ -365,10 +407,13 @@ def _table_html(table, csv_name: str) -> str:
 
 def _figure_html(fig, key: str, sid: str, out_dir: Path, renderer=None) -> str:
     name = f"{sid}/{_slug(key)}.png"
-    pngs = renderer.take(fig) if renderer is not None else None
-    full, small, width, height = pngs if pngs is not None else _pngs(fig)
+    if isinstance(fig, RenderedFigure):  # drawn by prerender, in a worker
+        full, small, width, height, title = fig.full, fig.small, fig.width, fig.height, fig.title
+    else:
+        pngs = renderer.take(fig) if renderer is not None else None
+        full, small, width, height = pngs if pngs is not None else _pngs(fig)
+        title = _figure_title(fig, key)
     write_bytes(out_dir / name, full)
-    title = fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "") or key
     encoded = base64.b64encode(small).decode("ascii")
     return (
         f'<figure><a href="{escape(name)}" title="full-size PNG">'

@@ -56,6 +56,23 @@ def test_pieces_of_one_size_are_measured_like_each_piece_alone():
             assert float(both[p, k]) == pytest.approx(expected, rel=1e-5, abs=1e-7)
 
 
+def _stack_then_loop(models, train, options, monkeypatch):
+    """Train ``models`` with ``train_many``, copies of them on the autograd loop, and check
+    that both give the same numbers to float32 rounding; the stacked Histories."""
+    alone = copy.deepcopy(models)
+    stacked = aelab.train_many(models, train, **options)
+    assert [h.config["path"] for h in stacked] == ["stack"] * len(models)
+    _without_the_stack(monkeypatch)
+    looped = aelab.train_many(alone, train, **options)
+    assert [h.config["path"] for h in looped] == ["loop"] * len(models)
+    for a, b, m, n in zip(stacked, looped, models, alone):
+        assert a.step_loss == pytest.approx(b.step_loss, rel=1e-4, abs=1e-6)
+        assert a.test_loss == pytest.approx(b.test_loss, rel=1e-4, abs=1e-6)
+        for p, q in zip(m.parameters(), n.parameters()):
+            assert torch.allclose(p, q, rtol=1e-3, atol=1e-5)
+    return stacked
+
+
 def _without_the_stack(monkeypatch):
     """Send every member through the autograd loop (no plan, no vmap)."""
     monkeypatch.setattr(dispatch, "stack_plan", lambda model: None)
@@ -80,17 +97,7 @@ def test_mmd_members_train_on_the_stack_as_the_autograd_loop_trains_them(
         noise_sigma=[None, 0.1],  # a denoising member draws its input noise first
     )
     models = [build(kind, 0), build(kind, 1)]
-    alone = copy.deepcopy(models)
-    stacked = aelab.train_many(models, train, **options)
-    assert [h.config["path"] for h in stacked] == ["stack", "stack"]
-    _without_the_stack(monkeypatch)
-    looped = aelab.train_many(alone, train, **options)
-    assert [h.config["path"] for h in looped] == ["loop", "loop"]
-    for a, b, m, n in zip(stacked, looped, models, alone):
-        assert a.step_loss == pytest.approx(b.step_loss, rel=1e-4, abs=1e-6)
-        assert a.test_loss == pytest.approx(b.test_loss, rel=1e-4, abs=1e-6)
-        for p, q in zip(m.parameters(), n.parameters()):
-            assert torch.allclose(p, q, rtol=1e-3, atol=1e-5)
+    stacked = _stack_then_loop(models, train, options, monkeypatch)
     assert stacked[0].step_loss != pytest.approx(stacked[1].step_loss, rel=1e-3)
 
 
@@ -184,17 +191,7 @@ def test_vaes_train_on_the_stack_as_the_autograd_loop_trains_them(likelihood, cu
         noise_sigma=[None, 0.05],
     )
     models = [vae(0, likelihood), vae(1, likelihood)]
-    alone = copy.deepcopy(models)
-    stacked = aelab.train_many(models, train, **options)
-    assert [h.config["path"] for h in stacked] == ["stack", "stack"]
-    _without_the_stack(monkeypatch)
-    looped = aelab.train_many(alone, train, **options)
-    assert [h.config["path"] for h in looped] == ["loop", "loop"]
-    for a, b, m, n in zip(stacked, looped, models, alone):
-        assert a.step_loss == pytest.approx(b.step_loss, rel=1e-4, abs=1e-6)
-        assert a.test_loss == pytest.approx(b.test_loss, rel=1e-4, abs=1e-6)
-        for p, q in zip(m.parameters(), n.parameters()):
-            assert torch.allclose(p, q, rtol=1e-3, atol=1e-5)
+    _stack_then_loop(models, train, options, monkeypatch)
     assert models[0].likelihood == likelihood  # kept by the model, as the loop keeps it
 
 

@@ -73,6 +73,14 @@ def _stack_then_loop(models, train, options, monkeypatch):
     return stacked
 
 
+def _assert_the_same_bits(history, model, ref_history, ref_model, stack_size):
+    """A stack member's History and weights are bit for bit those it got alone."""
+    assert history.config["ensemble_size"] == stack_size
+    assert history.step_loss == ref_history.step_loss
+    assert history.test_loss == ref_history.test_loss
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), ref_model.parameters()))
+
+
 def _without_the_stack(monkeypatch):
     """Send every member through the autograd loop (no plan, no vmap)."""
     monkeypatch.setattr(dispatch, "stack_plan", lambda model: None)
@@ -110,10 +118,7 @@ def test_an_mmd_member_is_bitwise_the_same_alone_and_in_any_stack(moons):
     histories = aelab.train_many(
         peers, train, mmd_weight=[1.0, 10.0, 2.0, 0.1, 2.0], seeds=[3, 4, 7, 5, 6], **options
     )
-    assert histories[2].config["ensemble_size"] == 5
-    assert histories[2].step_loss == ref.step_loss
-    assert histories[2].test_loss == ref.test_loss
-    assert all(torch.equal(p, q) for p, q in zip(peers[2].parameters(), lone.parameters()))
+    _assert_the_same_bits(histories[2], peers[2], ref, lone, stack_size=5)
 
 
 def test_members_with_other_kernels_take_other_stacks(moons):
@@ -204,10 +209,7 @@ def test_a_vae_member_is_bitwise_the_same_alone_and_in_any_stack(cube):
     histories = aelab.train_many(
         peers, train, beta=[1.0, 2.0, 0.5, 0.1, 0.5], seeds=[3, 4, 7, 5, 6], **options
     )
-    assert histories[2].config["ensemble_size"] == 5
-    assert histories[2].step_loss == ref.step_loss
-    assert histories[2].test_loss == ref.test_loss
-    assert all(torch.equal(p, q) for p, q in zip(peers[2].parameters(), lone.parameters()))
+    _assert_the_same_bits(histories[2], peers[2], ref, lone, stack_size=5)
 
 
 def test_a_vae_under_another_objective_does_not_stack(cube):

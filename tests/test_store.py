@@ -170,7 +170,7 @@ def test_workers_do_not_fork_while_another_thread_runs():
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert not store_module._can_fork()
+        assert not store_module.can_fork()
         with store_module.open_executor("processes:2") as plan:
             assert plan.helps  # a forkserver's workers take seconds: the coordinator trains
     finally:

@@ -8,9 +8,9 @@ own. A worker runs one study at a time and renders its figures to PNG there
 figures' drawing is spread over the workers too. A study's numbers do not depend on
 where it ran: each worker runs torch on the same thread count as a serial run.
 
-Workers start from a fresh forkserver that has imported the studies once (never
-forked from this process, whose threads may be running), and are terminated when
-the run stops early: a failed study, Ctrl-C or SIGTERM.
+Workers fork from this process when no other thread runs (they start at once, with
+everything imported), else from a forkserver that has imported the studies once, and
+are terminated when the run stops early: a failed study, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -130,7 +130,13 @@ def _wait(results: queue.SimpleQueue) -> _Done:
 
 
 def _context():
-    """A forkserver that has imported the studies (spawn where there is none)."""
+    """Fork from this process when that is safe (:func:`aelab.store.can_fork`: workers
+    start at once, with everything imported), else a forkserver that has imported the
+    studies (spawn where there is none)."""
+    from aelab.store import can_fork
+
+    if can_fork():
+        return multiprocessing.get_context("fork")
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")

@@ -826,7 +826,7 @@ def _execute(
     queue = collections.deque(chunks)
     with _store.open_executor(executor) as plan:
         # reported once the workers started: a progress bar's monitor thread would keep
-        # processes:N from forking them (see store._can_fork)
+        # processes:N from forking them (see store.can_fork)
         if report is not None:
             report(first)
         pending: dict = {}

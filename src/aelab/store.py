@@ -34,7 +34,7 @@ torch thread each), ``"dask:ADDRESS"`` (a running Dask scheduler),
 ``"dask-local:N"`` (a :class:`distributed.LocalCluster` started and stopped
 here), or any :class:`concurrent.futures.Executor`, e.g. the one
 ``distributed.Client.get_executor()`` returns for a SLURM cluster. The local
-kinds fork their workers from this process when that is safe (:func:`_can_fork`),
+kinds fork their workers from this process when that is safe (:func:`can_fork`),
 so they start within a second; otherwise from a forkserver that imports torch first.
 """
 
@@ -74,6 +74,7 @@ __all__ = [
     "ResultsStore",
     "SCHEMA_VERSION",
     "open_executor",
+    "can_fork",
     "trial_key",
     "fingerprint",
     "LazyModels",
@@ -1067,7 +1068,7 @@ class ExecutorPlan:
 
 def _start_method(*preload: str) -> str:
     """How worker processes start when they cannot fork from this process (see
-    :func:`_can_fork`), nannies' workers included: forked from a fresh server that has
+    :func:`can_fork`), nannies' workers included: forked from a fresh server that has
     imported aelab once.
 
     Forking this process while another of its threads runs (a Dask event loop, a
@@ -1086,7 +1087,7 @@ def _start_method(*preload: str) -> str:
     return "forkserver"
 
 
-def _can_fork() -> bool:
+def can_fork() -> bool:
     """Whether local workers (``processes:N``, ``dask-local:N``) may fork from this process now.
 
     A forked worker starts in milliseconds with everything this process imported,
@@ -1127,7 +1128,7 @@ def _fork_workers(pool: cf.ProcessPoolExecutor, n: int) -> None:
     A fork pool starts every worker on its first submit, from the submitting thread;
     doing it here keeps that from happening later from the thread that sends the first
     stacks while this one trains. Python 3.12+ warns about forking a process with
-    threads; the only ones here are those :func:`_can_fork` allows."""
+    threads; the only ones here are those :func:`can_fork` allows."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning
@@ -1253,7 +1254,7 @@ def _nanny_settings(dask) -> dict:
 
 
 def _fork_dask_workers(n: int) -> list:
-    """``n`` processes forked now (see :func:`_can_fork`), each waiting on its pipe for a
+    """``n`` processes forked now (see :func:`can_fork`), each waiting on its pipe for a
     scheduler's address to serve as a Dask worker: ``[(process, connection), ...]``."""
     context = multiprocessing.get_context("fork")
     forked = []
@@ -1388,7 +1389,7 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         yield ExecutorPlan(InProcessExecutor(), 1, None, False, "local")
     elif kind == "processes":
         n = _positive_count(spec, arg)
-        fork = _can_fork()
+        fork = can_fork()
         method = "fork" if fork else _start_method()
         pool = cf.ProcessPoolExecutor(
             n, mp_context=multiprocessing.get_context(method), initializer=_one_thread
@@ -1427,7 +1428,7 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
 
         # set before the workers fork, so that they read it too
         quiet = dask.config.set(_QUIET_CLUSTER)
-        forked = _fork_dask_workers(n) if _can_fork() else None
+        forked = _fork_dask_workers(n) if can_fork() else None
         if forked is None:
             settings = _nanny_settings(dask)
             options = {}

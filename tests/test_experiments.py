@@ -140,7 +140,7 @@ def test_validation_is_monitored_and_best_selects_on_it(moons):
     assert report.loc[0, "n"] == 5
 
 
-def test_other_objectives_and_options_train_alone(moons):
+def test_other_objectives_and_options_stack_too(moons):
     train, _ = moons
     runs = aelab.sweep(
         lambda: aelab.VAE(2, 1, 8, 1),
@@ -152,7 +152,9 @@ def test_other_objectives_and_options_train_alone(moons):
         batch_size=32,
         device="cpu",
     )
-    assert [h.config.get("ensemble_size", 1) for h in runs.histories] == [1, 1]
+    # the VAE objective stacks, beta per member
+    assert [h.config["ensemble_size"] for h in runs.histories] == [2, 2]
+    assert [h.config["path"] for h in runs.histories] == ["stack", "stack"]
     assert runs.table["train_mse"].notna().all()
     momentum = aelab.sweep(
         mlp, train, seeds=2, optimizer="sgd", momentum=0.9, epochs=2, batch_size=32, device="cpu"

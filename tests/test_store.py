@@ -185,7 +185,10 @@ def test_dask_local_equals_in_process(definition, uninterrupted):
     runs = definition.run(executor="dask-local:2")
     same_table(runs, uninterrupted)
     same_weights(runs, uninterrupted)
-    assert not multiprocessing.active_children()  # its workers, forked or not, are gone
+    # its workers, forked or not, are gone (joblib's loky pool, which an earlier test's
+    # GridSearchCV(n_jobs=2) may have left for reuse, is not the sweep's)
+    left = [p for p in multiprocessing.active_children() if type(p).__name__ != "LokyProcess"]
+    assert not left
 
 
 def test_killing_a_dask_worker_loses_nothing(definition, uninterrupted, tmp_path):

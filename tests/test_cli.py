@@ -720,3 +720,22 @@ def test_encode_names_both_widths_and_never_overwrites_by_default(tmp_path, caps
     assert main(["encode", "--load", str(model), "--data", "ok.npy"]) == 1
     assert "exists" in capsys.readouterr().err
     assert main(["encode", "--load", str(model), "--data", "ok.npy", "--out", "z.txt"]) == 2
+
+
+def test_studies_that_need_labels_are_skipped_or_refused_on_unlabelled_data(tmp_path, capsys):
+    from aelab.cli import _default_studies
+
+    X = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
+    unlabelled = aelab.data.Dataset(torch.from_numpy(X))
+    labelled = aelab.data.Dataset(torch.from_numpy(X), torch.arange(60) % 3)
+    assert "bottleneck" in _default_studies(labelled)
+    assert "bottleneck" not in _default_studies(unlabelled)
+    assert "ae-vs-pca" in _default_studies(unlabelled)
+    assert "needs labels" in capsys.readouterr().err  # said, not silently dropped
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    out = tmp_path / "out"
+    assert main(["run", "bottleneck", "--data", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bottleneck needs labels" in err and err.count("\n") == 1
+    assert not out.exists()  # refused before any training

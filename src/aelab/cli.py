@@ -372,10 +372,18 @@ def _study_options(func, args) -> dict:
 def _default_studies(user_data) -> list[str]:
     """What ``aelab run`` runs when no study is named: every question once (a generic
     study that has a course preset runs as that preset), or, with ``--data``, every
-    study that can take the user's data."""
+    study that can take the user's data (those that need labels only when it has them)."""
     if user_data is not None:
         kinds = ("any", "image") if user_data.image_shape is not None else ("any",)
-        return [n for n in data_studies() if REGISTRY[n].data in kinds]
+        names = [n for n in data_studies() if REGISTRY[n].data in kinds]
+        skipped = [n for n in names if REGISTRY[n].labels and user_data.y is None]
+        if skipped:
+            _note(
+                "run",
+                f"{', '.join(skipped)} needs labels, which your data has none of; skipped "
+                "(name the label column with --label-column).",
+            )
+        return [n for n in names if n not in skipped]
     presets = {s.preset_of for s in REGISTRY.values()}
     return [n for n in REGISTRY if n not in presets]
 
@@ -426,6 +434,12 @@ def cmd_run(args) -> int:
             raise UsageError(
                 f"--data: {', '.join(refusing)} cannot run on your data; studies "
                 f"that can: {', '.join(data_studies())}."
+            )
+        unlabelled = [n for n in names if REGISTRY[n].labels and user_data.y is None]
+        if unlabelled:  # named ones: checked before any training
+            raise UsageError(
+                f"--data: {', '.join(unlabelled)} needs labels, and {args.data} has none; "
+                "name the label column with --label-column (a CSV column or an .npz array)."
             )
     show = _show_progress(args)
     options = {name: _study_options(REGISTRY[name].run, args) for name in names}

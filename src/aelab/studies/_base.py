@@ -59,18 +59,27 @@ class Study:
     settings: type | None = None  # the settings dataclass (quick()/full()), for --set
     data: str | None = None  # "any" or "image": takes data=/--data; None: tied to its data
     preset_of: str | None = None  # a course preset: the generic study it pins
+    labels: bool = False  # on a user's data, it needs their labels
 
 
 REGISTRY: dict[str, Study] = {}
 
 
-def study(name: str, summary: str, *, settings: type | None = None, data: str | None = None):
+def study(
+    name: str,
+    summary: str,
+    *,
+    settings: type | None = None,
+    data: str | None = None,
+    labels: bool = False,
+):
     """Register ``func(quick=True, seed=0, **kwargs) -> StudyResult`` under ``name``.
 
     ``settings`` is the study's settings dataclass (with ``quick()`` and
     ``full()`` class methods), whose fields ``--set name=value`` overrides;
     ``data`` says which user data the study runs on (``"any"``, ``"image"``),
-    or None when its question is tied to its own data.
+    or None when its question is tied to its own data; ``labels``: on a user's
+    data it needs their labels (``aelab run --data`` skips it without them).
     """
     if data is not None and data not in DATA_KINDS:
         raise ValueError(f"data must be one of {DATA_KINDS} or None, got {data!r}.")
@@ -78,7 +87,7 @@ def study(name: str, summary: str, *, settings: type | None = None, data: str | 
     def register(func):
         if name in REGISTRY:
             raise ValueError(f"study {name!r} is registered twice.")
-        REGISTRY[name] = Study(name, summary, func, settings, data)
+        REGISTRY[name] = Study(name, summary, func, settings, data, labels=labels)
         return func
 
     return register

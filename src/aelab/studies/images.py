@@ -1441,6 +1441,7 @@ def _bottleneck_figures(
     "reconstructions and on mixture-sampled data vs real data, codes by label",
     settings=BottleneckSettings,
     data="any",
+    labels=True,
 )
 def bottleneck(
     quick: bool = True,

@@ -6,8 +6,10 @@ path:
 * ``"stack"``: the hand-written stack (:mod:`aelab._engine.stack`), for Linear/ReLU/
   residual autoencoders under the reconstruction or the MMD objective, and MLP VAEs
   under the VAE objective;
+* ``"grouped"``: conv autoencoders under reconstruction as one model of grouped
+  convolutions (:mod:`aelab._engine.grouped`), from 3 members sharing every setting;
 * ``"vmap"``: the ``torch.func`` stack of :mod:`aelab._engine.functional`, when that
-  module exists, for other groups (conv models, VAE and MMD objectives); see
+  module exists, for other groups (other conv groups, custom models); see
   :func:`vmap_path` for the hook that decides;
 * ``"loop"``: the autograd loop (:mod:`aelab._engine.loop`), one member after another.
 
@@ -42,6 +44,7 @@ from aelab._engine.config import (
     resolve_device,
     run_config,
 )
+from aelab._engine.grouped import groupable, train_grouped
 from aelab._engine.loop import evaluate_loss, train_loop
 from aelab._engine.objectives import (
     CallableObjective,
@@ -75,7 +78,7 @@ __all__ = [
     "as_objective",
 ]
 
-PATHS = ("stack", "vmap", "loop")
+PATHS = ("stack", "grouped", "vmap", "loop")
 ON_DIVERGE = ("raise", "restore")
 # the final-loss check evaluates the training set in pieces of at least this many rows
 FINAL_CHECK_ROWS = 1024
@@ -217,6 +220,10 @@ def _groups(members: list[Member]) -> list[tuple[str, list[Member]]]:
     for key, group in keyed.items():
         if key[0] == "stack":
             groups.append(("stack", group))
+        elif key[0] == "other" and groupable(
+            [m.model for m in group], group[0].objective, [m.cfg for m in group]
+        ):
+            groups.append(("grouped", group))
         elif key[0] == "other" and vmap_path(group) is not None:
             groups.append(("vmap", group))
         else:
@@ -390,6 +397,30 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             m.history, m.diverged, m.final_loss = history, message, loss
 
 
+def _run_grouped(group: list[Member], device, progress, on_diverge) -> None:
+    K = len(group)
+    X = _as_stack([m.train.X for m in group]).to(device)
+    tests = [_test_inputs(m, device) for m in group]
+    test_in = test_target = None
+    if tests[0][0] is not None:
+        test_in = _as_stack([t[0] for t in tests]) if K > 1 else tests[0][0]
+        test_target = _as_stack([m.test.X for m in group]).to(device)
+    desc = f"{type(group[0].model).__name__} x{K} (grouped)"
+    logger.debug("path 'grouped': %s", desc)
+    results = train_grouped(
+        [m.model for m in group],
+        X,
+        [m.cfg for m in group],
+        group[0].objective,
+        generators=[member_generator(m.cfg.seed, device) for m in group],
+        test_in=test_in,
+        test_target=test_target,
+        progress=progress,
+        desc=desc,
+    )
+    _record_results(group, results, "grouped", device, on_diverge)
+
+
 def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> None:
     K = len(group)
     X = _as_stack([m.train.X for m in group]).to(device)
@@ -410,9 +441,15 @@ def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> 
         progress=progress,
         desc=desc,
     )
+    _record_results(group, results, "vmap", device, on_diverge)
+
+
+def _record_results(group: list[Member], results, path: str, device, on_diverge) -> None:
+    """Each member's History from its record (a :class:`functional.MemberResult`)."""
+    K = len(group)
     for m, result in zip(group, results):
         m.model.eval()
-        history = _new_history(m, device, "vmap", K)
+        history = _new_history(m, device, path, K)
         E = m.cfg.epochs
         e = E if result.diverged_epoch is None else result.diverged_epoch
         n = len(m.train)
@@ -483,6 +520,8 @@ def train_members(
         for path, group in _groups(members):
             if path == "stack":
                 _run_stack(group, device, progress, on_diverge)
+            elif path == "grouped":
+                _run_grouped(group, device, progress, on_diverge)
             elif path == "vmap":
                 _run_vmap(group, vmap_path(group), device, progress, on_diverge)
             else:

@@ -2,8 +2,9 @@
 
 The engine (:mod:`aelab._engine`) groups the models by what can share a stack and
 trains each group on one path: the hand-written stack for Linear/ReLU/residual
-autoencoders under reconstruction or MMD and for MLP VAEs, the vmapped stack for other
-groups (conv models) when it is faster, else the autograd loop one model after another. Which models the
+autoencoders under reconstruction or MMD and for MLP VAEs, one model of grouped
+convolutions for conv autoencoders, the vmapped stack for other groups when it is
+faster, else the autograd loop one model after another. Which models the
 hand-written stack takes is decided by :data:`EMITTERS`.
 """
 
@@ -155,9 +156,10 @@ def train_many(
     :func:`~aelab.train_autoencoder` gives for that model and seed, bit for bit (on
     the CPU at a fixed torch thread count), whatever the other models in the call
     (under MMD or the VAE objective they match the autograd loop to float32 rounding).
-    Other groups (conv models) take the vmapped stack where it is faster, else train
+    Conv autoencoders (3 or more, sharing every setting) train as one model of grouped
+    convolutions; other groups take the vmapped stack where it is faster, else train
     one model after another; each History's
-    ``config["path"]`` says which ("stack", "vmap" or "loop").
+    ``config["path"]`` says which ("stack", "grouped", "vmap" or "loop").
 
     Parameters
     ----------

@@ -618,7 +618,8 @@ def report(results: dict, args, peak: float, memory: dict, wall: float) -> str:
         if w.name in OBJECTIVES:
             lines += [
                 "The path train_many's dispatcher chose is in brackets: 'stack' is the "
-                "hand-written step of aelab._engine.stack, 'vmap' is "
+                "hand-written step of aelab._engine.stack, 'grouped' one model of grouped "
+                "convolutions (aelab._engine.grouped), 'vmap' is "
                 "aelab._engine.functional, 'loop' the autograd loop one model after "
                 "another.",
                 "",

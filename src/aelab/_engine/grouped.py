@@ -8,9 +8,10 @@ products, and a skip concatenates each member's own maps. The input holds each
 member's own batch in its channels, so each member keeps its own data order and input
 noise, drawn from its own stream in the engine's documented order. One autograd pass
 and one fused optimizer step serve every member; losses are per member, so a member's
-gradients are its own. Measured against the autograd loop one model after another
-(digits' ``ConvAutoencoder((1, 8, 8), 2)``, batch 64, one thread): a step of 5 members
-1.7x faster, of 10 members 2.0x, of 16 members 2.2x.
+gradients are its own. Measured through ``train_many`` against the autograd loop one
+model after another (digits' ``ConvAutoencoder((1, 8, 8), 2)`` with skips, denoising,
+one thread, CPU time): 1.6-1.8x at 5 members and 1.7-1.9x at 10 (batch 64), and in
+docs/benchmarks.md 1.8x (1.5x with skips) at 16 (batch 128).
 
 Grouped kernels round differently from single ones, so members match the loop to
 float32 rounding, not bit for bit. Members must share every setting (the learning rate
@@ -33,7 +34,7 @@ from aelab.models.conv import ConvAutoencoder
 
 __all__ = ["groupable", "train_grouped", "MIN_MEMBERS"]
 
-# below this many members the loop keeps them (measured: 1.7x at 5; a pair gains little)
+# below this many members the loop keeps them (1.6-1.8x at 5; a pair was not measured)
 MIN_MEMBERS = 3
 
 

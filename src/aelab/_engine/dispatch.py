@@ -397,14 +397,20 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             m.history, m.diverged, m.final_loss = history, message, loss
 
 
-def _run_grouped(group: list[Member], device, progress, on_diverge) -> None:
-    K = len(group)
+def _group_data(group: list[Member], device):
+    """The group's training data and test inputs and targets, each one tensor when shared."""
     X = _as_stack([m.train.X for m in group]).to(device)
     tests = [_test_inputs(m, device) for m in group]
     test_in = test_target = None
     if tests[0][0] is not None:
-        test_in = _as_stack([t[0] for t in tests]) if K > 1 else tests[0][0]
+        test_in = _as_stack([t[0] for t in tests]) if len(group) > 1 else tests[0][0]
         test_target = _as_stack([m.test.X for m in group]).to(device)
+    return X, test_in, test_target
+
+
+def _run_grouped(group: list[Member], device, progress, on_diverge) -> None:
+    K = len(group)
+    X, test_in, test_target = _group_data(group, device)
     desc = f"{type(group[0].model).__name__} x{K} (grouped)"
     logger.debug("path 'grouped': %s", desc)
     results = train_grouped(
@@ -423,12 +429,7 @@ def _run_grouped(group: list[Member], device, progress, on_diverge) -> None:
 
 def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> None:
     K = len(group)
-    X = _as_stack([m.train.X for m in group]).to(device)
-    tests = [_test_inputs(m, device) for m in group]
-    test_in = test_target = None
-    if tests[0][0] is not None:
-        test_in = _as_stack([t[0] for t in tests]) if K > 1 else tests[0][0]
-        test_target = _as_stack([m.test.X for m in group]).to(device)
+    X, test_in, test_target = _group_data(group, device)
     desc = f"{type(group[0].model).__name__} x{K} (vmap)"
     logger.debug("path 'vmap': %s", desc)
     results = functional.train_functional(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import torch
 
@@ -48,3 +49,17 @@ def check_finite(name: str, X: torch.Tensor) -> None:
             f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at index {first}); "
             "clean or impute the data first."
         )
+
+
+def check_image_shape(image_shape) -> tuple[int, int, int]:
+    """``image_shape`` as ``(channels, height, width)``, three ints >= 1; ValueError otherwise."""
+    if (
+        isinstance(image_shape, (str, bytes))
+        or not isinstance(image_shape, Sequence)
+        or len(image_shape) != 3
+    ):
+        raise ValueError(
+            f"image_shape must be (channels, height, width), got {image_shape!r}; "
+            "e.g. image_shape=(1, 8, 8) for digits or (1, 28, 28) for MNIST."
+        )
+    return tuple(check_positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))

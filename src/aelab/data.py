@@ -23,7 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab._checks import check_finite, check_positive_float, check_positive_int
+from aelab._checks import (
+    check_finite,
+    check_image_shape,
+    check_positive_float,
+    check_positive_int,
+)
 
 __all__ = [
     "Dataset",
@@ -87,7 +92,7 @@ class Dataset:
         if self.y is not None:
             self.y = _as_labels(self.y, len(self.X))
         if self.image_shape is not None:
-            self.image_shape = _check_image_shape(self.image_shape)
+            self.image_shape = check_image_shape(self.image_shape)
             if math.prod(self.image_shape) != self.n_features:
                 raise ValueError(
                     f"image_shape must be (channels, height, width) with "
@@ -184,19 +189,6 @@ def _as_labels(y, n: int) -> torch.Tensor:
             "0..k-1, e.g. classes, y = np.unique(y, return_inverse=True)."
         )
     return torch.from_numpy(y.astype(np.int64))
-
-
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    if (
-        isinstance(image_shape, (str, bytes))
-        or not isinstance(image_shape, Sequence)
-        or len(image_shape) != 3
-    ):
-        raise ValueError(
-            f"image_shape must be (channels, height, width), got {image_shape!r}; "
-            "e.g. (1, 8, 8) for digits."
-        )
-    return tuple(check_positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))
 
 
 def rectangle(n: int, seed: int = 0) -> Dataset:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from aelab._checks import check_int, check_positive_int
+from aelab._checks import check_image_shape, check_int, check_positive_int
 from aelab.models._base import (
     AutoencoderBase,
     check_parameter_count,
@@ -62,19 +62,6 @@ def conv_output_size(
             "or more padding."
         )
     return (n + 2 * padding - span) // stride + 1
-
-
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    if (
-        isinstance(image_shape, (str, bytes))
-        or not isinstance(image_shape, Sequence)
-        or len(image_shape) != 3
-    ):
-        raise ValueError(
-            f"image_shape must be (channels, height, width), got {image_shape!r}; "
-            "e.g. image_shape=(1, 8, 8) for digits or (1, 28, 28) for MNIST."
-        )
-    return tuple(check_positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))
 
 
 def _check_channels(channels) -> tuple[int, ...]:
@@ -208,7 +195,7 @@ class ConvAutoencoder(AutoencoderBase):
         self, image_shape, bottleneck_size, skip=False, channels=(16, 32), input_size=None
     ):
         super().__init__()
-        image_shape = _check_image_shape(image_shape)
+        image_shape = check_image_shape(image_shape)
         flat_size = math.prod(image_shape)
         if input_size is not None:
             input_size = check_positive_int("input_size", input_size)

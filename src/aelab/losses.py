@@ -21,6 +21,7 @@ __all__ = [
     "bernoulli_reconstruction",
     "gaussian_kl",
     "mmd",
+    "squared_distances",
     "check_kernel",
     "check_bandwidths",
 ]
@@ -158,10 +159,11 @@ def _check_samples(name: str, t) -> torch.Tensor:
     return t
 
 
-def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # |a|^2 + |b|^2 - 2 a.b: one matmul instead of an [n, m, d] difference tensor;
-    # clamp because rounding can make it slightly negative
-    sq = a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T  # (n, m)
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., n, m) squared distances between the rows of ``a`` (..., n, d) and ``b`` (..., m, d),
+    stacks of them included: ``|a|^2 + |b|^2 - 2 a.b``, one matmul instead of an (n, m, d)
+    difference tensor, clamped at 0 because rounding can make it slightly negative."""
+    sq = a.pow(2).sum(-1, keepdim=True) + b.pow(2).sum(-1).unsqueeze(-2) - 2 * a @ b.mT
     return sq.clamp_min(0)
 
 
@@ -247,9 +249,9 @@ def mmd(
 def mmd_unchecked(x: torch.Tensor, y: torch.Tensor, kernel: str, h2: torch.Tensor) -> torch.Tensor:
     """:func:`mmd` without argument checks, given squared bandwidths ``h2``; for training loops."""
     n, m = len(x), len(y)
-    k_xx = _kernel_sum(_squared_distances(x, x), kernel, h2)
-    k_yy = _kernel_sum(_squared_distances(y, y), kernel, h2)
-    k_xy = _kernel_sum(_squared_distances(x, y), kernel, h2)
+    k_xx = _kernel_sum(squared_distances(x, x), kernel, h2)
+    k_yy = _kernel_sum(squared_distances(y, y), kernel, h2)
+    k_xy = _kernel_sum(squared_distances(x, y), kernel, h2)
     # leave out the diagonal (k(x_i, x_i)) that the biased V-statistic would include
     xx = (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
     yy = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))

@@ -31,10 +31,10 @@ family (built from the same ops) joins.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -51,6 +51,7 @@ from aelab._engine.config import (
 )
 from aelab._engine.objectives import pieces
 from aelab._engine.torch_ops import FusedUpdate, relu_backward
+from aelab.losses import squared_distances
 from aelab.models._base import AutoencoderBase
 from aelab.models.resnet import ResidualBlock
 from aelab.models.vae import VAE
@@ -817,13 +818,6 @@ class StackMMD(NamedTuple):
     bandwidths: Sequence[float]
 
 
-def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(K, n, m) squared distances between the rows of ``a`` (K, n, c) and ``b`` (K, m, c):
-    ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0, as :func:`aelab.losses.mmd` computes them."""
-    norms = a.square().sum(2, keepdim=True) + b.square().sum(2).unsqueeze(1)
-    return torch.baddbmm(norms, a, b.transpose(1, 2), alpha=-2).clamp_min_(0)
-
-
 class StackVAE(NamedTuple):
     """The VAE objective of a stack (:class:`~aelab._engine.objectives.VAEObjective`): the
     likelihood its members share, and each member's beta."""
@@ -832,13 +826,19 @@ class StackVAE(NamedTuple):
     likelihood: str  # "gaussian" or "bernoulli"
 
 
+@functools.lru_cache(maxsize=16)
+def _squared_bandwidths(bandwidths: tuple, dtype, device) -> torch.Tensor:
+    """(B, 1, 1, 1) squared bandwidths, made once (every step's kernels need them)."""
+    return torch.tensor(bandwidths, dtype=dtype, device=device).square().view(-1, 1, 1, 1)
+
+
 def _kernel_sums(a: torch.Tensor, b: torch.Tensor, mmd: StackMMD, slopes: bool):
     """The kernel summed over the bandwidths between the rows of ``a`` (K, n, c) and ``b``
     (K, m, c): values (K, n, m) and, with ``slopes``, their derivative w.r.t. the squared
     distance. The bandwidths are the leading axis, so that summing over them adds whole
     blocks."""
-    h2 = torch.tensor(mmd.bandwidths, dtype=a.dtype, device=a.device).square().view(-1, 1, 1, 1)
-    d2 = _squared_distances(a, b)
+    h2 = _squared_bandwidths(tuple(mmd.bandwidths), a.dtype, a.device)
+    d2 = squared_distances(a, b)  # as aelab.losses.mmd computes them
     if mmd.kernel == "imq":  # h^2 / (h^2 + d2); slope -h^2 / (h^2 + d2)^2 = -k / (h^2 + d2)
         t = d2 + h2
         k = h2 / t
@@ -1133,13 +1133,15 @@ def train_stack(
                     z = stack.codes(batch)[:, :rows_].contiguous()
                     value, code_grad = _mmd_and_grad(z, prior_batches[s], mmd, prior_terms[s])
                     torch.mul(value, mmd_weight, out=step_extra[epoch, s])
-                    hook = partial(_add_rows, code_grad.mul_(grad_weight))
+                    hook = functools.partial(_add_rows, code_grad.mul_(grad_weight))
                 elif vae is not None:
                     extra = stack.kl(rows_).mul_(beta)
                     if bernoulli:
                         extra.add_(bce.div_(rows_))
                     step_extra[epoch, s] = extra
-                    hook = partial(stack.through_draw, rows=rows_, kl_weight=kl_weights[s])
+                    hook = functools.partial(
+                        stack.through_draw, rows=rows_, kl_weight=kl_weights[s]
+                    )
                 # d(reconstruction) at the output; d(MMD), or d(KL) and the draw, at the codes
                 stack._backward(diff.mul_(scales[s]), a_grad, batch.layers, hook)
                 stack.update(lrs_now, counts[s])
@@ -1245,6 +1247,8 @@ def _final_losses(
     n, d = X.shape[-2:]
     total = torch.zeros(K, dtype=torch.float64, device=X.device)
     codes = torch.empty(K, n, noise.shape[2], device=X.device) if mmd is not None else None
+    if vae is not None:
+        beta = torch.tensor(vae.betas, dtype=torch.float64, device=X.device)
     for first in range(0, n, batch_size):
         rows = min(batch_size, n - first)
         x = X_aug[..., first : first + rows, : d + 1]
@@ -1259,7 +1263,6 @@ def _final_losses(
         else:
             total += y.sub_(target).square().sum((1, 2), dtype=torch.float64)
         if vae is not None:
-            beta = torch.tensor(vae.betas, dtype=torch.float64, device=X.device)
             total += stack.kl(rows).double() * rows * beta
         if codes is not None:
             codes[:, first : first + rows] = stack.codes(batch)[:, :rows]

@@ -43,6 +43,7 @@ def test_per_member_optimizer_settings_stack_and_match_single_runs(rect):
         noise_sigma=[0.1, 0.1, None, None],
         freeze=[None, "encoder", None, None],
         reinit=[None, None, "decoder", None],
+        lr_schedule=[None, "step", "cosine", None],
     )
     models = [mlp(s) for s in range(K)]
     alone = copy.deepcopy(models)
@@ -51,7 +52,8 @@ def test_per_member_optimizer_settings_stack_and_match_single_runs(rect):
         models, rect, epochs=EPOCHS, batch_size=8, seeds=seeds, test=rect, **options
     )
     assert all(h.config["path"] == "stack" for h in histories)
-    # noisy and clean members draw different streams, a frozen encoder is another plan
+    # noisy and clean members draw different streams, a frozen encoder is another plan;
+    # learning-rate schedules differ per member inside one stack
     assert [h.config["ensemble_size"] for h in histories] == [1, 1, 2, 2]
     for k in range(K):
         single = {

@@ -83,7 +83,7 @@ ON_DIVERGE = ("raise", "restore")
 # the final-loss check evaluates the training set in pieces of at least this many rows
 FINAL_CHECK_ROWS = 1024
 # settings every member of one stack (of either kind) shares; the rest may differ per member
-_SHARED = ("epochs", "batch_size", "drop_last", "optimizer", "lr_schedule")
+_SHARED = ("epochs", "batch_size", "drop_last", "optimizer")
 _VMAP_SHARED = tuple(f.name for f in fields(TrainConfig) if f.name not in ("lr", "seed"))
 
 

@@ -234,8 +234,8 @@ def signature(plan: Sequence[_Op]) -> tuple:
 
 def optimizer_key(cfg: TrainConfig) -> tuple:
     """The optimizer settings a member may hold apart from its stack: one parameter group
-    (one kernel call) per distinct key."""
-    return (cfg.lr, cfg.weight_decay, cfg.momentum, cfg.betas, cfg.eps)
+    (one kernel call, one learning-rate schedule) per distinct key."""
+    return (cfg.lr, cfg.lr_schedule or "", cfg.weight_decay, cfg.momentum, cfg.betas, cfg.eps)
 
 
 # --------------------------------------------------------------------------- the stack
@@ -510,7 +510,7 @@ class Stack:
                     momentum=cfg.momentum,
                     betas=cfg.betas,
                     eps=cfg.eps,
-                    schedule=LrSchedule(cfg.lr, first.lr_schedule, first.epochs),
+                    schedule=LrSchedule(cfg.lr, cfg.lr_schedule, first.epochs),
                 )
             )
             start = end
@@ -937,8 +937,8 @@ def train_stack(
 
     ``X`` is (n, d), shared by all members, or (K, n, d), one dataset each;
     ``test_in``/``test_target`` likewise (n_test rows), or None. ``cfgs`` are the
-    members' settings: epochs, batch size, drop_last, optimizer and schedule agree;
-    learning rate, noise level and the other optimizer settings may differ.
+    members' settings: epochs, batch size, drop_last and optimizer agree; learning
+    rate and its schedule, noise level and the other optimizer settings may differ.
     ``generators`` gives each member's random stream; per epoch a member draws
     ``randperm(n)`` (none for a full batch) and then its input noise, exactly as the
     autograd loop does. Returns, per member, None or the message

@@ -13,8 +13,8 @@ Rows, on each workload, all under the same torch thread count:
 * ``torch.func K=...``: the standard PyTorch way to train K models at once, as a user
   would write it: ``stack_module_state``, ``vmap(grad_and_value(functional_call))``, one
   ``Adam(fused=True)`` over the stacked tensors, each member with its own data order.
-* ``train_many K=... (before)``, with ``--baseline REV``: the same, with the
-  engine (``src/aelab/ensemble.py``) as it was at git revision REV, timed in the
+* ``train_many K=... (before)``, with ``--baseline REV``: the same, with aelab's
+  ``src`` as it was at git revision REV (in a process of its own), timed in the
   same run, interleaved; a section compares the two with confidence intervals.
 
 Workloads: "course" is sheet 6 (100 rectangle points, batch 8, 1000 epochs,
@@ -47,16 +47,19 @@ import copy
 import dataclasses
 import datetime
 import inspect
+import io
 import json
 import logging
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,16 +365,16 @@ def run_torch_func(w: Workload, ds, K: int) -> tuple[float, float]:
     return timer.per(K)
 
 
-def run_train_many(w: Workload, ds, K: int, engine=None) -> float:
+def run_train_many(w: Workload, ds, K: int, baseline: Baseline | None = None) -> float:
+    if baseline is not None:
+        return baseline.time(w, K)
     models = [w.model() for _ in range(K)]
-    fn = train_many if engine is None else engine.train_many
     kwargs = w.train_kwargs() if w.name in OBJECTIVES else {}
     with Timer() as timer:
-        histories = fn(
+        histories = train_many(
             models, ds, epochs=w.epochs, batch_size=w.batch_size, progress=False, **kwargs
         )
-    if engine is None:
-        PATHS_TAKEN[w.name, K] = histories[0].config.get("path", "?")
+    PATHS_TAKEN[w.name, K] = histories[0].config.get("path", "?")
     return timer.per(K)
 
 
@@ -381,21 +384,57 @@ PATHS_TAKEN: dict = {}  # (workload, K) -> the path train_many's dispatcher chos
 BEFORE = " (before)"  # suffix of the rows timed with the --baseline engine
 
 
-def load_engine(rev: str) -> types.ModuleType:
-    """``src/aelab/ensemble.py`` as it was at git revision ``rev``, as a module of its own (it
-    imports the rest of aelab as it is now)."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:src/aelab/ensemble.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    module = types.ModuleType(f"aelab_ensemble_before_{abs(hash(rev))}")
-    module.__file__ = f"{rev}:src/aelab/ensemble.py"
-    sys.modules[module.__name__] = module  # dataclasses look their module up there
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
+class Baseline:
+    """aelab's ``src`` as it was at git revision ``rev``, in a process of its own that times
+    ``train_many`` on request, so that its rows interleave with today's. (The two versions
+    cannot share one process: their modules have the same names.) The process runs this
+    script with the old ``src`` first on its path, so REV must have the names this script
+    imports (any revision with ``aelab._engine``)."""
+
+    def __init__(self, rev: str, threads: int):
+        self.rev = rev
+        self.dir = Path(tempfile.mkdtemp(prefix="aelab-baseline-"))
+        archive = subprocess.run(
+            ["git", "archive", rev, "src"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(self.dir, filter="data")
+        env = {**os.environ, "PYTHONPATH": str(self.dir / "src")}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--threads", str(threads), "--serve-baseline"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        reply = self.process.stdout.readline().strip()
+        if reply != "ready":
+            raise RuntimeError(f"--baseline {rev}: its aelab did not load ({reply or 'no reply'})")
+
+    def time(self, w: Workload, K: int) -> tuple[float, float]:
+        """Wall and CPU seconds per model of ``train_many`` on ``K`` models of ``w``."""
+        self.process.stdin.write(json.dumps([dataclasses.asdict(w), K]) + "\n")
+        self.process.stdin.flush()
+        wall, cpu = json.loads(self.process.stdout.readline())
+        return wall, cpu
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def serve_baseline() -> None:
+    """The --baseline process: one JSON request ``[workload fields, K]`` per line in, one
+    ``[wall, cpu]`` per line out."""
+    print("ready", flush=True)
+    data = {}
+    for line in sys.stdin:
+        fields, K = json.loads(line)
+        w = Workload(**fields)
+        if w.name not in data:
+            data[w.name] = w.data()
+        print(json.dumps(run_train_many(w, data[w.name], K)), flush=True)
 
 
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -783,12 +822,16 @@ def main(argv=None) -> int:
         "--baseline",
         default=None,
         metavar="REV",
-        help="also time train_many with src/aelab/ensemble.py as it was at git "
-        "revision REV, interleaved, and compare (rows marked 'before')",
+        help="also time train_many with aelab's src as it was at git revision REV "
+        "(in a process of its own), interleaved, and compare (rows marked 'before')",
     )
     parser.add_argument("--memory-probe", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.serve_baseline:
+        serve_baseline()
+        return 0
     if args.memory_probe:
         name, K, *way = args.memory_probe
         memory_probe(name, int(K), *way)
@@ -813,7 +856,7 @@ def main(argv=None) -> int:
     for name in args.workloads.split(","):
         if name not in known:
             parser.error(f"--workloads: unknown workload {name!r}; choose from {', '.join(known)}")
-    baseline = load_engine(args.baseline) if args.baseline else None
+    baseline = Baseline(args.baseline, args.threads) if args.baseline else None
     with_lightning = not args.no_lightning and lightning_available()
     if not with_lightning:
         print("lightning is not installed (or --no-lightning): skipping its rows", file=sys.stderr)
@@ -830,9 +873,14 @@ def main(argv=None) -> int:
     chosen = [
         w for w in workloads(args.quick, args.epochs_scale) if w.name in args.workloads.split(",")
     ]
-    results = {
-        w.name: measure(w, Ks, args.reps, with_lightning, log, baseline, func_Ks) for w in chosen
-    }
+    try:
+        results = {
+            w.name: measure(w, Ks, args.reps, with_lightning, log, baseline, func_Ks)
+            for w in chosen
+        }
+    finally:
+        if baseline is not None:
+            baseline.close()
     memory = {}
     if not args.quick:
         for w in chosen:

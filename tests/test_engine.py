@@ -326,9 +326,27 @@ def test_the_stacks_final_loss_is_the_models_error_on_its_training_set(rect, mon
     monkeypatch.setattr(
         dispatch,
         "_final_check",
-        lambda m, device: seen.setdefault(id(m.model), m.final_loss) and real(m, device),
+        lambda m, device, baselines: (
+            seen.setdefault(id(m.model), m.final_loss) and real(m, device, baselines)
+        ),
     )
     models = [mlp(0), mlp(1)]
     aelab.train_many(models, rect, epochs=2, batch_size=16, drop_last=False)
     for model in models:  # 40 samples in batches of 16, 16 and 8: every sample counts
         assert seen[id(model)] == pytest.approx(aelab.reconstruction_error(model, rect.X), rel=1e-5)
+
+
+def test_members_sharing_their_data_compute_its_mean_predictor_loss_once(rect, monkeypatch):
+    from aelab._engine.objectives import Reconstruction
+
+    calls = []
+    real = Reconstruction.baseline_loss
+    monkeypatch.setattr(
+        Reconstruction, "baseline_loss", lambda self, X: calls.append(X) or real(self, X)
+    )
+    aelab.train_many([mlp(k) for k in range(4)], rect, epochs=1, batch_size=8)
+    assert len(calls) == 1
+    calls.clear()
+    other = data.rectangle(40, seed=1)
+    aelab.train_many([mlp(k) for k in range(4)], [rect, other, rect, other], epochs=1, batch_size=8)
+    assert len(calls) == 2

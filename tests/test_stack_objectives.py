@@ -229,9 +229,9 @@ def test_the_stacks_final_loss_is_the_objective_on_the_training_set(
     seen = {}
     real = dispatch._final_check
 
-    def spy(m, device):
+    def spy(m, device, baselines):
         seen[id(m.model)] = (m.final_loss, m)
-        return real(m, device)
+        return real(m, device, baselines)
 
     monkeypatch.setattr(dispatch, "_final_check", spy)
     if objective == "mmd":

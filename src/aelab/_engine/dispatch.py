@@ -320,8 +320,10 @@ def _final_noise(m: Member, device) -> torch.Tensor:
     )
 
 
-def _final_check(m: Member, device) -> str | None:
-    """The final-loss half of the divergence rule: the message, or None when it passed."""
+def _final_check(m: Member, device, baselines: dict) -> str | None:
+    """The final-loss half of the divergence rule: the message, or None when it passed.
+    ``baselines`` keeps each (objective, training tensor)'s mean-predictor loss: members
+    that share their data compute it once."""
     cfg, history = m.cfg, m.history
     if not cfg.epochs or not history.step_loss:
         return None
@@ -337,7 +339,10 @@ def _final_check(m: Member, device) -> str | None:
             chunk = cfg.batch_size if columns else max(cfg.batch_size, FINAL_CHECK_ROWS)
             final = evaluate_loss(m.model, m.objective, X, X, noise, chunk=chunk)
     initial = history.step_loss[0]  # the loss at the initial weights, on the first batch
-    baseline = m.objective.baseline_loss(X)
+    key = (_hashable(m.objective), id(m.train.X))
+    if key not in baselines:
+        baselines[key] = m.objective.baseline_loss(X)
+    baseline = baselines[key]
     if baseline is None:  # an objective without a known mean predictor: the initial loss only
         baseline = initial
     if not blew_up(final, initial, baseline):
@@ -527,9 +532,10 @@ def train_members(
                 _run_vmap(group, vmap_path(group), device, progress, on_diverge)
             else:
                 _run_loop(group[0], device, progress, on_diverge)
+        baselines: dict = {}  # members keep their data alive here, so ids are not reused
         for m, state in zip(members, saved):
             if m.diverged is None:
-                m.diverged = _final_check(m, device)
+                m.diverged = _final_check(m, device, baselines)
                 if m.diverged is not None and on_diverge == "raise":
                     raise TrainingDiverged(m.diverged)
             if m.diverged is not None:

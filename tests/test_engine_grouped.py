@@ -50,3 +50,25 @@ def test_pairs_and_other_learning_rates_are_not_grouped(images):
         [conv(s, False) for s in range(3)], train, epochs=1, batch_size=16, lr=[1e-3, 2e-3, 1e-3]
     )
     assert "grouped" not in {h.config["path"] for h in trio}  # one optimizer: one lr
+
+
+@pytest.mark.parametrize("hook", ["forward", "backward-pre", "global"])
+def test_a_model_with_module_hooks_is_not_grouped(images, hook):
+    # the grouped model calls none of the members' modules: their hooks would not run
+    train, _ = images
+    models = [conv(s, False) for s in range(3)]
+    calls = []
+    handle = None
+    if hook == "forward":
+        models[1].encoder.register_forward_hook(lambda *args: calls.append(1))
+    elif hook == "backward-pre":
+        models[1].decoder.register_full_backward_pre_hook(lambda *args: calls.append(1))
+    else:
+        handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: calls.append(1))
+    try:
+        histories = aelab.train_many(models, train, epochs=1, batch_size=16)
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert "grouped" not in {h.config["path"] for h in histories}
+    assert calls  # the hook ran

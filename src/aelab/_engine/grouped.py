@@ -30,6 +30,7 @@ from torch import nn
 from aelab._engine.config import SCHEDULES, TrainConfig, epoch_mean, progress_bar
 from aelab._engine.loop import make_optimizer
 from aelab._engine.objectives import Objective, Reconstruction
+from aelab._engine.torch_ops import has_module_hooks
 from aelab.models.conv import ConvAutoencoder
 
 __all__ = ["groupable", "train_grouped", "MIN_MEMBERS"]
@@ -48,11 +49,7 @@ def groupable(models: Sequence[nn.Module], objective: Objective, cfgs: Sequence[
         and len({c.lr for c in cfgs}) == 1
         and all(p.dtype == torch.float32 for p in first.parameters())
         and all(p.requires_grad for m in models for p in m.parameters())
-        and not any(
-            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-            for model in models
-            for m in model.modules()
-        )
+        and not any(has_module_hooks(m) for m in models)  # the grouped model calls none
     )
 
 

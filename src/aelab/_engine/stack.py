@@ -50,7 +50,12 @@ from aelab._engine.config import (
     progress_bar,
 )
 from aelab._engine.objectives import pieces
-from aelab._engine.torch_ops import FusedUpdate, relu_backward
+from aelab._engine.torch_ops import (
+    FusedUpdate,
+    has_module_hooks,
+    has_tensor_hooks,
+    relu_backward,
+)
 from aelab.losses import squared_distances
 from aelab.models._base import AutoencoderBase
 from aelab.models.resnet import ResidualBlock
@@ -98,11 +103,8 @@ Emitter = Callable[[nn.Module, list], bool]
 
 
 def _emit(module: nn.Module, ops: list) -> bool:
-    emitter = EMITTERS.get(type(module))
-    if emitter is None:
-        return False
-    hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks)
-    return not any(hooks) and emitter(module, ops)
+    emitter = EMITTERS.get(type(module))  # (stack_plan has refused models with hooks)
+    return emitter is not None and emitter(module, ops)
 
 
 def _emit_linear(layer: nn.Linear, ops: list) -> bool:
@@ -175,24 +177,8 @@ def stack_plan(model: nn.Module) -> tuple[_Op, ...] | None:
         AutoencoderBase.decode,
     ):
         return None
-    if any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-        for m in model.modules()
-    ):
-        return None
-    if any(
-        p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
-        for p in model.parameters()
-    ):
-        return None  # a tensor hook (e.g. one that edits gradients) needs autograd
-    module_globals = nn.modules.module
-    if (
-        module_globals._global_forward_hooks
-        or module_globals._global_forward_pre_hooks
-        or module_globals._global_backward_hooks
-        or module_globals._global_backward_pre_hooks
-    ):
-        return None
+    if has_module_hooks(model) or has_tensor_hooks(model):
+        return None  # the stack calls no module and runs no autograd
     ops: list[_Op] = []
     encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
     if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):

@@ -8,6 +8,10 @@ once on a tiny tensor with the very arguments used later; one that is missing or
 signature changed is replaced by public API: a ``torch.optim`` optimizer over the same
 tensors (fused if that works, else foreach), and a ``torch.where`` for ReLU's backward.
 So a torch upgrade makes aelab slower, never broken. ``PRIVATE`` says which are in use.
+
+It also reads torch's hook tables (:func:`has_module_hooks`, :func:`has_tensor_hooks`):
+a path that does not call a model's modules, or does not run autograd, must leave a
+model with hooks to the autograd loop.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ __all__ = [
     "PRIVATE",
     "relu_backward",
     "FusedUpdate",
+    "has_module_hooks",
+    "has_tensor_hooks",
 ]
 
 
@@ -100,6 +106,32 @@ PRIVATE = {
     "threshold_backward": THRESHOLD_BACKWARD is not None,
 }
 _ZERO = torch.tensor(0.0)
+
+
+def has_module_hooks(model: torch.nn.Module) -> bool:
+    """Whether a forward or backward hook would run on ``model``'s modules: one of their
+    own, or a global one."""
+    tables = torch.nn.modules.module
+    if (
+        tables._global_forward_hooks
+        or tables._global_forward_pre_hooks
+        or tables._global_backward_hooks
+        or tables._global_backward_pre_hooks
+    ):
+        return True
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in model.modules()
+    )
+
+
+def has_tensor_hooks(model: torch.nn.Module) -> bool:
+    """Whether a parameter of ``model`` has a gradient hook (e.g. one that edits gradients),
+    which only autograd runs."""
+    return any(
+        p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+        for p in model.parameters()
+    )
 
 
 def relu_backward(d: torch.Tensor, pre_relu: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,7 @@ __all__ = [
     "blew_up",
     "derived_seed",
     "member_generator",
+    "fixed_draw",
     "progress_bar",
     "run_config",
     "resolve_device",
@@ -256,6 +257,14 @@ def member_generator(seed: int, device, purpose: str | None = None) -> torch.Gen
     """The stream of a member's training draws (``purpose=None``), or of ``purpose``."""
     value = seed if purpose is None else derived_seed(seed, purpose)
     return torch.Generator(device=device).manual_seed(value)
+
+
+def fixed_draw(seed: int, purpose: str, rows: int, columns: int, device, dtype) -> torch.Tensor:
+    """A member's ``(rows, columns)`` standard normal numbers from its ``purpose`` stream:
+    an objective's noise for a fixed set (the test set, the final-loss check), the same
+    whichever path trains the member."""
+    g = member_generator(seed, device, purpose)
+    return torch.randn(rows, columns, device=device, dtype=dtype, generator=g)
 
 
 def progress_bar(epochs: int, progress, desc: str):

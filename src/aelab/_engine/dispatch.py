@@ -38,6 +38,7 @@ from aelab._engine.config import (
     check_data,
     derived_seed,
     diverged_message,
+    fixed_draw,
     member_generator,
     part,
     reinitialize,
@@ -62,6 +63,7 @@ from aelab._engine.stack import (
     stack_plan,
     train_stack,
 )
+from aelab._engine.torch_ops import has_tensor_hooks
 from aelab.data import Dataset
 from aelab.models.vae import VAE
 
@@ -160,13 +162,6 @@ def _architecture(model: nn.Module) -> tuple:
     )
 
 
-def _has_tensor_hooks(model: nn.Module) -> bool:
-    return any(
-        p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
-        for p in model.parameters()
-    )
-
-
 def _hashable(objective: Objective):
     """The objective itself when it can be a dict key (frozen dataclasses), else its id."""
     try:
@@ -205,7 +200,7 @@ def _groups(members: list[Member]) -> list[tuple[str, list[Member]]]:
                 bool(m.cfg.noise_sigma),
                 _stack_objective(m.objective),
             )
-        elif _has_tensor_hooks(m.model):  # functional_call would bypass them: autograd only
+        elif has_tensor_hooks(m.model):  # functional_call would bypass them: autograd only
             key = ("loop", i)
         else:
             # the vmapped stack shares every setting but the learning rate and the seed
@@ -284,13 +279,7 @@ def _test_inputs(m: Member, device: torch.device):
     columns = m.objective.noise_columns(m.model)
     noise = None
     if columns:  # a stream of its own: independent of the corruption
-        noise = torch.randn(
-            len(target),
-            columns,
-            device=device,
-            dtype=target.dtype,
-            generator=member_generator(m.cfg.seed, device, "test-noise"),
-        )
+        noise = fixed_draw(m.cfg.seed, "test-noise", len(target), columns, device, target.dtype)
     return inputs, target, noise
 
 
@@ -310,14 +299,8 @@ def _new_history(m: Member, device, path: str, size: int) -> History:
 
 def _final_noise(m: Member, device) -> torch.Tensor:
     """The objective's draws for the final-loss check, from the member's "final" stream."""
-    X = m.train.X
-    return torch.randn(
-        len(X),
-        m.objective.noise_columns(m.model),
-        device=device,
-        dtype=X.dtype,
-        generator=member_generator(m.cfg.seed, device, "final"),
-    )
+    X, columns = m.train.X, m.objective.noise_columns(m.model)
+    return fixed_draw(m.cfg.seed, "final", len(X), columns, device, X.dtype)
 
 
 def _final_check(m: Member, device, baselines: dict) -> str | None:
@@ -336,7 +319,8 @@ def _final_check(m: Member, device, baselines: dict) -> str | None:
             torch.manual_seed(derived_seed(cfg.seed, "final"))
             # an objective that compares samples (MMD) costs rows^2 per piece: measure it
             # in pieces of the batch size it was trained on, as its steps saw it
-            chunk = cfg.batch_size if columns else max(cfg.batch_size, FINAL_CHECK_ROWS)
+            pairwise = m.objective.pairwise
+            chunk = cfg.batch_size if pairwise else max(cfg.batch_size, FINAL_CHECK_ROWS)
             final = evaluate_loss(m.model, m.objective, X, X, noise, chunk=chunk)
     initial = history.step_loss[0]  # the loss at the initial weights, on the first batch
     key = (_hashable(m.objective), id(m.train.X))
@@ -358,12 +342,7 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
     n_params = sum(p.numel() for p in group[0].model.parameters())
     for chunk_ in chunks(group, n_params):
         K = len(chunk_)
-        X = _as_stack([m.train.X for m in chunk_]).to(device)
-        tests = [_test_inputs(m, device) for m in chunk_]
-        test_in = test_target = test_noise = None
-        if tests[0][0] is not None:
-            test_in = _as_stack([t[0] for t in tests]) if len(tests) > 1 else tests[0][0]
-            test_target = _as_stack([m.test.X for m in chunk_]).to(device)
+        X, test_in, test_target, test_noise = _group_data(chunk_, device)
         mmd = vae = None
         first = chunk_[0].objective
         if type(first) is MMDObjective:
@@ -372,8 +351,6 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
             vae = StackVAE([m.objective.beta for m in chunk_], first.likelihood)
         final_noise = None
         if mmd or vae:
-            if test_in is not None:
-                test_noise = torch.stack([t[2] for t in tests])
             final_noise = torch.stack([_final_noise(m, device) for m in chunk_])
         histories = [_new_history(m, device, "stack", K) for m in chunk_]
         generators = [member_generator(m.cfg.seed, device) for m in chunk_]
@@ -403,19 +380,23 @@ def _run_stack(group: list[Member], device, progress, on_diverge) -> None:
 
 
 def _group_data(group: list[Member], device):
-    """The group's training data and test inputs and targets, each one tensor when shared."""
+    """The group's training data, and its test inputs, targets and objective noise (None
+    without a test set; the noise None when the objective draws none), each one tensor
+    when shared."""
     X = _as_stack([m.train.X for m in group]).to(device)
     tests = [_test_inputs(m, device) for m in group]
-    test_in = test_target = None
+    test_in = test_target = test_noise = None
     if tests[0][0] is not None:
         test_in = _as_stack([t[0] for t in tests]) if len(group) > 1 else tests[0][0]
         test_target = _as_stack([m.test.X for m in group]).to(device)
-    return X, test_in, test_target
+        if tests[0][2] is not None:
+            test_noise = torch.stack([t[2] for t in tests])
+    return X, test_in, test_target, test_noise
 
 
 def _run_grouped(group: list[Member], device, progress, on_diverge) -> None:
     K = len(group)
-    X, test_in, test_target = _group_data(group, device)
+    X, test_in, test_target, _ = _group_data(group, device)
     desc = f"{type(group[0].model).__name__} x{K} (grouped)"
     logger.debug("path 'grouped': %s", desc)
     results = train_grouped(
@@ -434,7 +415,7 @@ def _run_grouped(group: list[Member], device, progress, on_diverge) -> None:
 
 def _run_vmap(group: list[Member], functional, device, progress, on_diverge) -> None:
     K = len(group)
-    X, test_in, test_target = _group_data(group, device)
+    X, test_in, test_target, _ = _group_data(group, device)
     desc = f"{type(group[0].model).__name__} x{K} (vmap)"
     logger.debug("path 'vmap': %s", desc)
     results = functional.train_functional(

@@ -85,6 +85,7 @@ from aelab._engine.config import (
     SCHEDULES,
     TrainConfig,
     derived_seed,
+    fixed_draw,
     member_generator,
     part,
     progress_bar,
@@ -411,16 +412,7 @@ def _train_sorted(models, X, cfgs, objective, test_in, test_target, progress, de
         test_step = vmap(member_loss, in_dims=(0, 0, test_dim, test_dim, noise_dim))
         if with_noise:
             test_noise = torch.stack(
-                [
-                    torch.randn(
-                        n_test,
-                        cols,
-                        dtype=X.dtype,
-                        device=device,
-                        generator=member_generator(c.seed, device, "test-noise"),
-                    )
-                    for c in cfgs
-                ]
+                [fixed_draw(c.seed, "test-noise", n_test, cols, device, X.dtype) for c in cfgs]
             )  # (K, n_test, cols): the same draw every epoch
 
     step_loss = torch.empty(E, S, K, dtype=X.dtype, device=device)

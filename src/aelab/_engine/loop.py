@@ -27,7 +27,7 @@ from aelab._engine.config import (
     epoch_mean,
     progress_bar,
 )
-from aelab._engine.objectives import Objective
+from aelab._engine.objectives import Objective, pieces
 from aelab.evaluate import eval_mode
 
 __all__ = ["train_loop", "make_optimizer", "evaluate_loss"]
@@ -61,13 +61,13 @@ def evaluate_loss(
     bounded on large data) and average them weighted by size; None: all rows at once.
     """
     n = len(x)
-    pieces = 1 if chunk is None else max(1, n // max(chunk, 1))
     total = 0.0
     with eval_mode(model):
-        for idx in torch.arange(n, device=x.device).tensor_split(pieces):
-            part_noise = None if noise is None else noise[idx]
-            loss = objective.loss(model, x[idx], target[idx], part_noise)
-            total += float(loss) * len(idx)
+        for first, stop in pieces(n, chunk is not None, chunk or n):
+            rows = slice(first, stop)
+            part_noise = None if noise is None else noise[rows]
+            loss = objective.loss(model, x[rows], target[rows], part_noise)
+            total += float(loss) * (stop - first)
     return total / n
 
 

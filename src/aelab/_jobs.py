@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["StudyFailed", "default_jobs", "run_parallel"]
+__all__ = ["StudyFailed", "default_jobs", "run_parallel", "run_study"]
 
 
 class StudyFailed(RuntimeError):
@@ -67,15 +67,23 @@ def _start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_one(index: int, name: str, kwargs: dict) -> _Done:
-    from aelab import report
+def run_study(name: str, kwargs: dict):
+    """``(result, seconds)`` of study ``name`` run here with ``kwargs``; the seconds are
+    also kept in the result's config."""
     from aelab.studies import REGISTRY
 
     start = time.perf_counter()
+    result = REGISTRY[name].run(**kwargs)
+    seconds = time.perf_counter() - start
+    result.config.setdefault("seconds", round(seconds, 2))
+    return result, seconds
+
+
+def _run_one(index: int, name: str, kwargs: dict) -> _Done:
+    from aelab import report
+
     try:
-        result = REGISTRY[name].run(**kwargs)
-        seconds = time.perf_counter() - start
-        result.config.setdefault("seconds", round(seconds, 2))
+        result, seconds = run_study(name, kwargs)
         return _Done(index, report.prerender(result), seconds)
     except Exception as err:  # noqa: BLE001 - sent back, raised in the parent
         try:  # as it is, so that the parent reports it as a serial run would

@@ -24,7 +24,6 @@ import signal
 import struct
 import sys
 import threading
-import time
 import traceback
 import warnings
 import zipfile
@@ -369,6 +368,11 @@ def _study_options(func, args) -> dict:
     return {k: v for k, v in options.items() if v is not None and k in accepted}
 
 
+def _needing_labels(names, user_data) -> list[str]:
+    """The studies among ``names`` that need labels the user's data does not have."""
+    return [n for n in names if REGISTRY[n].labels and user_data.y is None]
+
+
 def _default_studies(user_data) -> list[str]:
     """What ``aelab run`` runs when no study is named: every question once (a generic
     study that has a course preset runs as that preset), or, with ``--data``, every
@@ -376,7 +380,7 @@ def _default_studies(user_data) -> list[str]:
     if user_data is not None:
         kinds = ("any", "image") if user_data.image_shape is not None else ("any",)
         names = [n for n in data_studies() if REGISTRY[n].data in kinds]
-        skipped = [n for n in names if REGISTRY[n].labels and user_data.y is None]
+        skipped = _needing_labels(names, user_data)
         if skipped:
             _note(
                 "run",
@@ -435,7 +439,7 @@ def cmd_run(args) -> int:
                 f"--data: {', '.join(refusing)} cannot run on your data; studies "
                 f"that can: {', '.join(data_studies())}."
             )
-        unlabelled = [n for n in names if REGISTRY[n].labels and user_data.y is None]
+        unlabelled = _needing_labels(names, user_data)
         if unlabelled:  # named ones: checked before any training
             raise UsageError(
                 f"--data: {', '.join(unlabelled)} needs labels, and {args.data} has none; "
@@ -481,15 +485,14 @@ def _run_studies(names, options, args, show, out_dir) -> int:
         return _run_and_report(names, options, args, show, out_dir, renderer, 1)
 
 
-def _in_order(names, options, args, renderer, bar):
+def _in_order(names, kwargs, renderer, bar):
     """(index, result, seconds) of each study, run here one after another."""
+    from aelab._jobs import run_study
+
     for i, name in enumerate(names):
         if bar is not None:
             bar.set_description(name)
-        start = time.perf_counter()
-        result = REGISTRY[name].run(quick=not args.full, seed=args.seed, **options[name])
-        seconds = time.perf_counter() - start
-        result.config.setdefault("seconds", round(seconds, 2))
+        result, seconds = run_study(name, kwargs[i])
         if i < len(names) - 1:  # the last study's figures have nothing to overlap with
             renderer.submit(result)
         yield i, result, seconds
@@ -504,13 +507,13 @@ def _run_and_report(names, options, args, show, out_dir, renderer, jobs) -> int:
     bar_wanted = sys.stderr.isatty() if show is None else show
     lines = show is None and not bar_wanted  # no terminal: one line per finished study
     bar = tqdm(total=len(names), unit="study", file=sys.stderr) if bar_wanted else None
+    kwargs = [dict(quick=not args.full, seed=args.seed, **options[n]) for n in names]
     if jobs > 1:
-        kwargs = [dict(quick=not args.full, seed=args.seed, **options[n]) for n in names]
         done = run_parallel(names, kwargs, jobs, args.threads)
         if bar is not None:
             bar.set_description(f"{jobs} at a time")
     else:
-        done = _in_order(names, options, args, renderer, bar)
+        done = _in_order(names, kwargs, renderer, bar)
     try:
         for i, result, seconds in done:
             finished[i] = result

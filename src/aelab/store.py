@@ -1122,17 +1122,24 @@ def _is_tqdm_monitor(thread: threading.Thread) -> bool:
     return cls.__name__ == "TMonitor" and cls.__module__.startswith("tqdm")
 
 
+@contextlib.contextmanager
+def _forking() -> Iterator[None]:
+    """Python 3.12+ warns about forking a process with threads; the only ones left when
+    aelab forks are those :func:`can_fork` allows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning
+        )
+        yield
+
+
 def _fork_workers(pool: cf.ProcessPoolExecutor, n: int) -> None:
     """Fork all of ``pool``'s workers now, from this (the only Python) thread.
 
     A fork pool starts every worker on its first submit, from the submitting thread;
     doing it here keeps that from happening later from the thread that sends the first
-    stacks while this one trains. Python 3.12+ warns about forking a process with
-    threads; the only ones here are those :func:`can_fork` allows."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning
-        )
+    stacks while this one trains."""
+    with _forking():
         for _ in range(n):
             pool.submit(os.getpid)
 
@@ -1258,10 +1265,7 @@ def _fork_dask_workers(n: int) -> list:
     scheduler's address to serve as a Dask worker: ``[(process, connection), ...]``."""
     context = multiprocessing.get_context("fork")
     forked = []
-    with warnings.catch_warnings():  # Python 3.12+: see _fork_workers
-        warnings.filterwarnings(
-            "ignore", message=r".*multi-threaded, use of fork\(\)", category=DeprecationWarning
-        )
+    with _forking():
         for _ in range(n):
             here, there = context.Pipe()
             # the child closes its copies of the coordinator's ends, so that it reads
@@ -1427,45 +1431,45 @@ def open_executor(spec) -> Iterator[ExecutorPlan]:
         import dask
 
         # set before the workers fork, so that they read it too
-        quiet = dask.config.set(_QUIET_CLUSTER)
-        forked = _fork_dask_workers(n) if can_fork() else None
-        if forked is None:
-            settings = _nanny_settings(dask)
-            options = {}
-        else:  # Dask's own threads start after these forks, never before
-            settings, options = {}, {"worker_class": _forked_worker_class(), "children": forked}
-        try:
-            # the settings stay for the cluster's life: its nannies start (and restart)
-            # their workers in this process, reading them then
-            with (
-                dask.config.set(settings),
-                distributed.LocalCluster(
-                    n_workers=0,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                    **options,
-                ) as cluster,
-                distributed.Client(cluster, set_as_default=False) as client,
-            ):
-                # started without waiting for nannies' workers (seconds: each imports
-                # torch), so that this process trains while they start; forked ones
-                # answer within a second
-                cluster.scale(n)
-                if forked is not None:
-                    client.wait_for_workers(n, timeout=DASK_START_S)
-                executor = client.get_executor(pure=False)
-                yield ExecutorPlan(executor, 2 * n, 1, True, spec, helps=forked is None)
-        finally:
-            for _, conn in forked or ():
-                conn.close()  # a worker never started reads the end of its pipe and exits
-            for process, _ in forked or ():
-                process.join(timeout=TIMEOUT_S)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-            quiet.__exit__(None, None, None)
+        with dask.config.set(_QUIET_CLUSTER):
+            forked = _fork_dask_workers(n) if can_fork() else None
+            if forked is None:
+                settings = _nanny_settings(dask)
+                options = {}
+            else:  # Dask's own threads start after these forks, never before
+                settings = {}
+                options = {"worker_class": _forked_worker_class(), "children": forked}
+            try:
+                # the settings stay for the cluster's life: its nannies start (and restart)
+                # their workers in this process, reading them then
+                with (
+                    dask.config.set(settings),
+                    distributed.LocalCluster(
+                        n_workers=0,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                        **options,
+                    ) as cluster,
+                    distributed.Client(cluster, set_as_default=False) as client,
+                ):
+                    # started without waiting for nannies' workers (seconds: each imports
+                    # torch), so that this process trains while they start; forked ones
+                    # answer within a second
+                    cluster.scale(n)
+                    if forked is not None:
+                        client.wait_for_workers(n, timeout=DASK_START_S)
+                    executor = client.get_executor(pure=False)
+                    yield ExecutorPlan(executor, 2 * n, 1, True, spec, helps=forked is None)
+            finally:
+                for _, conn in forked or ():
+                    conn.close()  # a worker never started reads the end of its pipe
+                for process, _ in forked or ():
+                    process.join(timeout=TIMEOUT_S)
+                    if process.is_alive():
+                        process.kill()
+                        process.join()
     else:
         raise ValueError(
             f"executor={spec!r} is not one aelab knows; allowed: {', '.join(EXECUTOR_FORMS)}."

@@ -878,6 +878,11 @@ def _runs(spans) -> list[list[int]]:
     return runs
 
 
+def _shares(spans, n: int, device) -> torch.Tensor:
+    """(pieces, 1) each row piece's share of the ``n`` rows: its weight in the mean."""
+    return torch.tensor([(b - a) / n for a, b in spans], device=device).view(-1, 1)
+
+
 def _piece_mmd(z: torch.Tensor | None, y: torch.Tensor, spans, mmd: StackMMD) -> torch.Tensor:
     """(pieces, K): per row piece ``spans`` of ``y`` (K, n, c), the MMD^2 terms that involve
     ``z`` (K, n, c), or with ``z`` None the prior's own term. Consecutive pieces of one size
@@ -1049,9 +1054,7 @@ def train_stack(
             test_prior = test_noise if test_noise.ndim == 3 else test_noise.expand(K, -1, -1)
             test_spans = pieces(n_test, True, cfg.batch_size)  # (see objectives.pieces)
             # each piece's weight in the mean, and the prior's own terms: fixed
-            test_weights = torch.tensor(
-                [(b - a) / n_test for a, b in test_spans], dtype=X.dtype, device=device
-            ).view(-1, 1)
+            test_weights = _shares(test_spans, n_test, device)
             test_prior_term = (_piece_mmd(None, test_prior, test_spans, mmd) * test_weights).sum(0)
 
     def step_losses(epochs):  # epochs' (..., S, K) losses: squared error (+ the rest)
@@ -1257,7 +1260,7 @@ def _final_losses(
     loss = total / (n * d)
     if mmd is not None:
         spans = pieces(n, True, batch_size)
-        share = torch.tensor([(b - a) / n for a, b in spans], device=X.device).view(-1, 1)
+        share = _shares(spans, n, X.device)
         terms = _piece_mmd(codes, noise, spans, mmd) + _piece_mmd(None, noise, spans, mmd)
         weight = torch.tensor(mmd.weights, dtype=torch.float64, device=X.device)
         loss += (terms * share).sum(0).double() * weight

@@ -365,9 +365,11 @@ def run_torch_func(w: Workload, ds, K: int) -> tuple[float, float]:
     return timer.per(K)
 
 
-def run_train_many(w: Workload, ds, K: int, baseline: Baseline | None = None) -> float:
+def run_train_many(
+    w: Workload, ds, K: int, baseline: Baseline | None = None
+) -> tuple[float, float]:
     if baseline is not None:
-        return baseline.time(w, K)
+        return baseline.time_train_many(w, K)
     models = [w.model() for _ in range(K)]
     kwargs = w.train_kwargs() if w.name in OBJECTIVES else {}
     with Timer() as timer:
@@ -394,9 +396,12 @@ class Baseline:
     def __init__(self, rev: str, threads: int):
         self.rev = rev
         self.dir = Path(tempfile.mkdtemp(prefix="aelab-baseline-"))
-        archive = subprocess.run(
-            ["git", "archive", rev, "src"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
+        found = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, capture_output=True)
+        if found.returncode:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            why = found.stderr.decode(errors="replace").strip()
+            raise ValueError(f"--baseline {rev!r}: git archive failed: {why}")
+        archive = found.stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(self.dir, filter="data")
         env = {**os.environ, "PYTHONPATH": str(self.dir / "src")}
@@ -411,7 +416,7 @@ class Baseline:
         if reply != "ready":
             raise RuntimeError(f"--baseline {rev}: its aelab did not load ({reply or 'no reply'})")
 
-    def time(self, w: Workload, K: int) -> tuple[float, float]:
+    def time_train_many(self, w: Workload, K: int) -> tuple[float, float]:
         """Wall and CPU seconds per model of ``train_many`` on ``K`` models of ``w``."""
         self.process.stdin.write(json.dumps([dataclasses.asdict(w), K]) + "\n")
         self.process.stdin.flush()
@@ -856,7 +861,10 @@ def main(argv=None) -> int:
     for name in args.workloads.split(","):
         if name not in known:
             parser.error(f"--workloads: unknown workload {name!r}; choose from {', '.join(known)}")
-    baseline = Baseline(args.baseline, args.threads) if args.baseline else None
+    try:
+        baseline = Baseline(args.baseline, args.threads) if args.baseline else None
+    except ValueError as err:
+        parser.error(str(err))
     with_lightning = not args.no_lightning and lightning_available()
     if not with_lightning:
         print("lightning is not installed (or --no-lightning): skipping its rows", file=sys.stderr)
